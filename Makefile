@@ -1,0 +1,29 @@
+# smt_jax: `make run` trains the built-in default pipeline, `make test` runs the test suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= workdirs/default
+
+.PHONY: install run test test-slow bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,data]'
+	touch $@
+
+run: install
+	$(PY) experiments/run.py --config=experiments/configs/default.py --workdir=$(WORKDIR)
+
+test: install
+	$(PY) -m pytest -q -n 2
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+bench: install
+	$(PY) experiments/bench/run_all.py
+
+clean:
+	rm -rf $(VENV) workdirs

@@ -1,0 +1,121 @@
+"""The configuration schema: every field, its default and its meaning, plus up-front validation.
+
+Experiment configs (experiments/configs/*.py) start from `base_config()` and override fields.
+Field names follow the paper's symbols: T (sequence length), Tc (encoder context), Tf (decoder
+future), Td (DMT rollout length), k (DMT supervision stride), K = mem_tokens, Z = mem_size.
+"""
+
+import ml_collections
+
+METHODS = ("smt", "dmt", "bptt")
+DTYPES = ("float32", "bfloat16", "float64")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """A small, CPU-sized configuration with the paper's loss coefficients."""
+  c = ml_collections.ConfigDict()
+  c.method = "smt"  # Objective trained by this run: smt | dmt | bptt.
+  c.seed = 0  # Seeds parameters and data; data is a pure function of (seed, step).
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "retrieval"  # Task or token-stream name (smt_jax.data.TASK_NAMES).
+  c.data.vocab_size = 16  # V; streams of bytes or pixels use 256.
+  c.data.T = 64  # Training sequence length.
+  c.data.path = ""  # Folder with prepared train/test .npy files (token streams only).
+  c.data.kwargs = ml_collections.ConfigDict()  # Task-specific knobs (see the task's docstring).
+
+  c.model = ml_collections.ConfigDict()
+  c.model.d_model = 64  # Width d of every Transformer (paper: 256).
+  c.model.num_heads = 4  # Attention heads (paper: 8).
+  c.model.mlp_ratio = 4  # MLP width as a multiple of d_model.
+  c.model.mem_tokens = 4  # K memory tokens (paper: 16).
+  c.model.mem_size = 256  # Z = K * d, the flattened memory size (paper: 4096).
+  c.model.fsq_levels = 0  # > 1: finite scalar quantisation of memory features; 0: off.
+  c.model.dtype = "float32"  # Compute dtype (float32 | bfloat16 | float64); params stay float32.
+
+  c.model.teacher = ml_collections.ConfigDict()
+  c.model.teacher.encoder_depth = 2  # Encoder blocks (paper: 8).
+  c.model.teacher.decoder_depth = 1  # Decoder blocks (paper: 4).
+  c.model.teacher.Tc = 32  # Encoder context window (paper: 256).
+  c.model.teacher.Tf = 8  # Future targets predicted by the decoder (paper: 64).
+
+  c.model.rnn = ml_collections.ConfigDict()
+  c.model.rnn.updater = "transformer"  # transformer | mlp | gru | lstm | elman.
+  c.model.rnn.depth = 2  # Blocks of the transformer-token / MLP updater (paper: 8).
+  c.model.rnn.hidden = 256  # Input-embedding and MLP width of the non-transformer updaters.
+  c.model.rnn.learned_init = False  # Learn the initial memory instead of zeros.
+  c.model.rnn.readout_depth = 1  # Readout blocks (paper: 4).
+  c.model.rnn.readout_from_decoder = True  # DMT/BPTT from an SMT checkpoint copy the decoder
+  #                                          into the readout (needs readout_depth == decoder_depth).
+
+  c.smt = ml_collections.ConfigDict()
+  c.smt.n_t = 0  # Timesteps per sequence trained at once; 0 = all T (each window encoded once).
+  c.smt.coef_dec = 1.0  # c_dec, weight of the decoder cross-entropy.
+  c.smt.coef_dyn = 0.1  # c_dyn, weight of the one-step dynamics MSE.
+  c.smt.coef_unif = 0.001  # c_unif, weight of the uniformity loss on memory tokens.
+  c.smt.detach_labels = False  # Stop the gradient through the dynamics targets m_{t+1}.
+  c.smt.unif_tokens = 1024  # Max memory tokens in the uniformity loss (random subset above).
+
+  c.dmt = ml_collections.ConfigDict()
+  c.dmt.Td = 32  # Rollout length of the updater on its own memories.
+  c.dmt.k = 4  # Regress every k-th rolled memory onto the encoder's memory.
+  c.dmt.start = -1  # Rollout start position; -1 = uniform per sequence in [0, T - 1 - Td].
+  c.dmt.coef_dyn = 1.0  # Weight of the rollout MSE.
+  c.dmt.coef_readout = 1.0  # Weight of the readout cross-entropy on rolled memories.
+  c.dmt.backprop_through_rollout = False  # False: stop-gradient on the memory before each update.
+  c.dmt.readout_grad_to_updater = False  # Let the readout loss train the updater too.
+  c.dmt.detach_targets = True  # Encoder memories are fixed DAgger labels (no encoder gradient).
+
+  c.bptt = ml_collections.ConfigDict()
+  c.bptt.remat = False  # jax.checkpoint each scanned step: less memory, more compute.
+  return c
+
+
+class ConfigError(ValueError):
+  """A config field has a bad value; the message names the field and the fix."""
+
+
+def _require(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)
+
+
+def validate_model(cfg: ml_collections.ConfigDict) -> None:
+  """Checks the fields the models and objectives read; raises ConfigError naming the field."""
+  from smt_jax.models.updaters import UPDATER_NAMES  # Local: keeps `import config` light.
+
+  m, t, r = cfg.model, cfg.model.teacher, cfg.model.rnn
+  _require(cfg.method in METHODS,
+           f"method={cfg.method!r} is unknown; use one of {METHODS}.")
+  _require(m.dtype in DTYPES, f"model.dtype={m.dtype!r} is unknown; use one of {DTYPES}.")
+  _require(m.d_model % m.num_heads == 0,
+           f"model.d_model={m.d_model} must be divisible by model.num_heads={m.num_heads}.")
+  _require((m.d_model // m.num_heads) % 2 == 0,
+           f"model.d_model / model.num_heads = {m.d_model // m.num_heads} must be even (rotary "
+           "positions rotate feature pairs).")
+  _require(m.mem_size == m.mem_tokens * m.d_model,
+           f"model.mem_size={m.mem_size} must equal model.mem_tokens * model.d_model = "
+           f"{m.mem_tokens} * {m.d_model} = {m.mem_tokens * m.d_model}.")
+  _require(r.updater in UPDATER_NAMES,
+           f"model.rnn.updater={r.updater!r} is unknown; use one of {UPDATER_NAMES}.")
+  _require(r.updater != "lstm" or m.mem_size % 2 == 0,
+           f"model.mem_size={m.mem_size} must be even for the LSTM updater (it holds h and c).")
+  _require(cfg.data.vocab_size >= 2, f"data.vocab_size={cfg.data.vocab_size} must be >= 2.")
+  _require(t.Tc >= 1, f"model.teacher.Tc={t.Tc} must be >= 1.")
+  _require(t.Tf >= 1, f"model.teacher.Tf={t.Tf} must be >= 1.")
+  _require(t.Tc + t.Tf <= cfg.data.T,
+           f"model.teacher.Tc + model.teacher.Tf = {t.Tc} + {t.Tf} is longer than data.T = "
+           f"{cfg.data.T}; shorten Tc or Tf, or lengthen data.T.")
+  _require(0 <= cfg.smt.n_t <= cfg.data.T - 1,
+           f"smt.n_t={cfg.smt.n_t} must be in [0, data.T - 1] (0 trains every timestep).")
+  d = cfg.dmt
+  _require(1 <= d.Td <= cfg.data.T - 1,
+           f"dmt.Td={d.Td} must be in [1, data.T - 1 = {cfg.data.T - 1}].")
+  _require(1 <= d.k <= d.Td, f"dmt.k={d.k} must be in [1, dmt.Td = {d.Td}].")
+  _require(d.start == -1 or 0 <= d.start <= cfg.data.T - 1 - d.Td,
+           f"dmt.start={d.start} must be -1 (random) or in [0, data.T - 1 - dmt.Td = "
+           f"{cfg.data.T - 1 - d.Td}].")
+  _require(not r.readout_from_decoder or r.readout_depth == t.decoder_depth,
+           f"model.rnn.readout_from_decoder copies the decoder into the readout, so "
+           f"model.rnn.readout_depth={r.readout_depth} must equal model.teacher.decoder_depth="
+           f"{t.decoder_depth}; or set model.rnn.readout_from_decoder=False.")

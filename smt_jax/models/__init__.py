@@ -1,0 +1,88 @@
+"""Flax modules of smt_jax and `Models`, the bundle of pure functions the objectives call.
+
+Parameters are a dict of four groups, each a Flax "params" tree:
+  {"encoder": ..., "decoder": ...}   the teacher
+  {"updater": ..., "readout": ...}   the RNN
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from smt_jax.models.teacher import Decoder, Encoder, Readout
+from smt_jax.models.updaters import UPDATER_NAMES, Updater
+
+GROUPS = ("encoder", "decoder", "updater", "readout")
+TEACHER_GROUPS = ("encoder", "decoder")
+RNN_GROUPS = ("updater", "readout")
+
+
+@dataclasses.dataclass(frozen=True)
+class Models:
+  """The teacher and RNN modules, with pure apply functions over the grouped parameters."""
+
+  encoder: Encoder
+  decoder: Decoder
+  updater: Updater
+  readout: Readout
+
+  def init(self, rng: jax.Array, window: int, future: int) -> dict:
+    """Fresh parameters for every group (float32)."""
+    keys = dict(zip(GROUPS, jax.random.split(rng, len(GROUPS))))
+    m = jnp.zeros((1, self.updater.mem_size), jnp.float32)
+    x = jnp.zeros((1,), jnp.int32)
+    variables = {
+        "encoder": self.encoder.init(keys["encoder"], jnp.zeros((1, window), jnp.int32)),
+        "decoder": self.decoder.init(keys["decoder"], m, jnp.zeros((1, future), jnp.int32)),
+        "updater": self.updater.init(keys["updater"], m, x, method=Updater.init_all),
+        "readout": self.readout.init(keys["readout"], m),
+    }
+    return {group: v["params"] for group, v in variables.items()}
+
+  def encode(self, params: dict, x_window: jax.Array) -> jax.Array:
+    """(B, Tc) tokens, -1 = padding -> memory (B, Z)."""
+    return self.encoder.apply({"params": params["encoder"]}, x_window)
+
+  def decode(self, params: dict, m: jax.Array, x_future: jax.Array) -> jax.Array:
+    """Memory (B, Z) and future inputs (B, n) -> float32 logits (B, n + 1, V)."""
+    return self.decoder.apply({"params": params["decoder"]}, m, x_future)
+
+  def step(self, params: dict, m: jax.Array, x_t: jax.Array) -> jax.Array:
+    """One RNN update: (B, Z), (B,) -> (B, Z)."""
+    return self.updater.apply({"params": params["updater"]}, m, x_t)
+
+  def initial_memory(self, params: dict, batch_size: int) -> jax.Array:
+    """The RNN's memory before any token: (B, Z)."""
+    return self.updater.apply({"params": params["updater"]}, batch_size,
+                              method=Updater.initial_memory)
+
+  def read(self, params: dict, m: jax.Array) -> jax.Array:
+    """Readout logits of memories (B, Z) -> (B, V), float32."""
+    return self.readout.apply({"params": params["readout"]}, m)
+
+
+def build_models(cfg: ml_collections.ConfigDict) -> Models:
+  """The modules described by `cfg.model` (vocabulary from `cfg.data.vocab_size`)."""
+  m, t, r = cfg.model, cfg.model.teacher, cfg.model.rnn
+  dtype = jnp.dtype(m.dtype)
+  shared = dict(vocab_size=cfg.data.vocab_size, mem_tokens=m.mem_tokens, dtype=dtype)
+  transformer = dict(d_model=m.d_model, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, **shared)
+  return Models(
+      encoder=Encoder(depth=t.encoder_depth, fsq_levels=m.fsq_levels, **transformer),
+      decoder=Decoder(depth=t.decoder_depth, **transformer),
+      updater=Updater(kind=r.updater, mem_size=m.mem_size, depth=r.depth, num_heads=m.num_heads,
+                      hidden=r.hidden, mlp_ratio=m.mlp_ratio, fsq_levels=m.fsq_levels,
+                      learned_init=r.learned_init, **shared),
+      readout=Readout(depth=r.readout_depth, **transformer),
+  )
+
+
+def init_params(cfg: ml_collections.ConfigDict, rng: jax.Array) -> dict:
+  """Fresh parameters for the models of `cfg`."""
+  return build_models(cfg).init(rng, cfg.model.teacher.Tc, cfg.model.teacher.Tf - 1)
+
+
+__all__ = ["Models", "build_models", "init_params", "GROUPS", "TEACHER_GROUPS", "RNN_GROUPS",
+           "UPDATER_NAMES", "Encoder", "Decoder", "Readout", "Updater"]

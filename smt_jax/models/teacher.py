@@ -1,0 +1,105 @@
+"""The teacher: a bidirectional encoder (past window -> memory) and a causal decoder (memory,
+future inputs -> future targets). With an empty future the decoder is a readout."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from smt_jax.models import memory
+from smt_jax.models.transformer import Transformer, causal_mask
+
+Dtype = Any
+
+
+def embed_tokens(embed: nn.Embed, tokens: jax.Array) -> jax.Array:
+  """Embeds int tokens; padding (-1) embeds as token 0 and must be masked by the caller."""
+  return embed(jnp.maximum(tokens, 0))
+
+
+class Encoder(nn.Module):
+  """Window of the last Tc tokens plus K learned registers -> memory state.
+
+  __call__(x_window, mask=None): x_window int32 (B, Tc) with -1 at padding; mask bool (B, Tc)
+  (default x_window >= 0). Returns m (B, K * d_model). Positions are relative to the window, so
+  the memory of a window does not depend on where it sits in the sequence.
+  """
+
+  vocab_size: int
+  d_model: int
+  depth: int
+  num_heads: int
+  mem_tokens: int
+  mlp_ratio: int = 4
+  fsq_levels: int = 0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_window: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    if mask is None:
+      mask = x_window >= 0
+    batch, window = x_window.shape
+    embed = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype, name="embed")
+    registers = self.param("registers", nn.initializers.normal(0.02),
+                           (self.mem_tokens, self.d_model), jnp.float32)
+    h = jnp.concatenate([
+        embed_tokens(embed, x_window),
+        jnp.broadcast_to(registers.astype(self.dtype), (batch,) + registers.shape)], axis=1)
+    key_valid = jnp.concatenate([mask, jnp.ones((batch, self.mem_tokens), bool)], axis=1)
+    attn_mask = jnp.broadcast_to(key_valid[:, None, :], (batch,) + key_valid.shape[1:] * 2)
+    positions = jnp.arange(window + self.mem_tokens)
+    h = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dtype, name="transformer")(
+        h, attn_mask, positions)
+    return memory.finalize(h[:, window:], self.fsq_levels)
+
+
+class Decoder(nn.Module):
+  """Causal Transformer over [K memory tokens; embedded future inputs] -> next-token logits.
+
+  __call__(m, x_future): m (B, Z); x_future int32 (B, n) with n >= 0 (the inputs x_{t+1..t+n};
+  -1 allowed past the end of a sequence). Returns float32 logits (B, n + 1, V): the last memory
+  token predicts the first target y_t, the future input x_{t+j} predicts y_{t+j}.
+  """
+
+  vocab_size: int
+  d_model: int
+  depth: int
+  num_heads: int
+  mem_tokens: int
+  mlp_ratio: int = 4
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, m: jax.Array, x_future: jax.Array) -> jax.Array:
+    embed = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype, name="embed")
+    h = jnp.concatenate([
+        memory.unflatten(m, self.mem_tokens).astype(self.dtype),
+        embed_tokens(embed, x_future)], axis=1)
+    length = h.shape[1]
+    h = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dtype, name="transformer")(
+        h, causal_mask(length), jnp.arange(length))
+    head = nn.Dense(self.vocab_size, dtype=self.dtype, name="head")
+    return head(h[:, self.mem_tokens - 1:]).astype(jnp.float32)
+
+
+class Readout(nn.Module):
+  """g(m) -> next-token logits (B, V): a decoder with an empty future.
+
+  Its parameters are {"decoder": <Decoder params>}, so a trained teacher decoder of the same
+  depth can be copied in as the RNN's readout.
+  """
+
+  vocab_size: int
+  d_model: int
+  depth: int
+  num_heads: int
+  mem_tokens: int
+  mlp_ratio: int = 4
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, m: jax.Array) -> jax.Array:
+    decoder = Decoder(self.vocab_size, self.d_model, self.depth, self.num_heads, self.mem_tokens,
+                      self.mlp_ratio, self.dtype, name="decoder")
+    return decoder(m, jnp.zeros((m.shape[0], 0), jnp.int32))[:, 0]

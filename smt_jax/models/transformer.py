@@ -1,0 +1,121 @@
+"""Transformer building blocks: RMSNorm, rotary positions, masked attention, pre-norm blocks.
+
+Every module works on token sequences of shape (B, L, d) with a boolean attention mask of shape
+(B, L, L) or (L, L) (True = may attend). Layers are stacked with a Python loop, never a scan,
+so no loop over layers appears in the jaxpr of the objectives that use them.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+
+def rms_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """Scales the last axis to unit root-mean-square (no learned scale), in float32."""
+  x32 = x.astype(jnp.float32)
+  return (x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)).astype(x.dtype)
+
+
+class RMSNorm(nn.Module):
+  """RMS normalisation with a learned per-feature scale."""
+
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
+    return (rms_normalize(x.astype(jnp.float32)) * scale).astype(self.dtype)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
+  """Rotary position embedding.
+
+  Args:
+    x: (B, L, H, Dh) queries or keys, Dh even.
+    positions: (L,) or (B, L) integer positions.
+  """
+  half = x.shape[-1] // 2
+  freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angle = positions.astype(jnp.float32)[..., None] * freq  # (..., L, half)
+  if angle.ndim == 2:
+    angle = angle[None]
+  sin, cos = jnp.sin(angle)[:, :, None, :], jnp.cos(angle)[:, :, None, :]
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return rotated.astype(x.dtype)
+
+
+class Attention(nn.Module):
+  """Multi-head self-attention with rotary positions and a boolean mask."""
+
+  num_heads: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
+    d = x.shape[-1]
+    if d % self.num_heads:
+      raise ValueError(f"d_model={d} is not divisible by num_heads={self.num_heads}.")
+    head_dim = d // self.num_heads
+    dense = lambda name: nn.DenseGeneral(
+        (self.num_heads, head_dim), use_bias=False, dtype=self.dtype, name=name)
+    q = apply_rope(dense("query")(x), positions)
+    k = apply_rope(dense("key")(x), positions)
+    v = dense("value")(x)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim)
+    mask = jnp.broadcast_to(mask, (x.shape[0],) + mask.shape[-2:])[:, None]
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    return nn.DenseGeneral(d, axis=(-2, -1), use_bias=False, dtype=self.dtype, name="out")(out)
+
+
+class MLP(nn.Module):
+  """Two-layer GELU feed-forward network of width mlp_ratio * d."""
+
+  mlp_ratio: int = 4
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    d = x.shape[-1]
+    h = nn.gelu(nn.Dense(self.mlp_ratio * d, dtype=self.dtype, name="up")(x))
+    return nn.Dense(d, dtype=self.dtype, name="down")(h)
+
+
+class Block(nn.Module):
+  """Pre-norm residual block: x + Attn(RMSNorm(x)), then x + MLP(RMSNorm(x))."""
+
+  num_heads: int
+  mlp_ratio: int = 4
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
+    x = x + Attention(self.num_heads, self.dtype, name="attn")(
+        RMSNorm(self.dtype, name="norm_attn")(x), mask, positions)
+    return x + MLP(self.mlp_ratio, self.dtype, name="mlp")(RMSNorm(self.dtype, name="norm_mlp")(x))
+
+
+class Transformer(nn.Module):
+  """`depth` blocks followed by a final RMSNorm: (B, L, d) -> (B, L, d)."""
+
+  depth: int
+  num_heads: int
+  mlp_ratio: int = 4
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
+    for i in range(self.depth):
+      x = Block(self.num_heads, self.mlp_ratio, self.dtype, name=f"block_{i}")(x, mask, positions)
+    return RMSNorm(self.dtype, name="final_norm")(x)
+
+
+def causal_mask(length: int) -> jax.Array:
+  """(L, L) lower-triangular boolean mask."""
+  return jnp.tril(jnp.ones((length, length), dtype=bool))

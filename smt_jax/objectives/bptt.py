@@ -1,0 +1,27 @@
+"""Backpropagation through time: the baseline that DMT and SMT are compared with."""
+
+import jax
+import ml_collections
+
+from smt_jax.models import build_models
+from smt_jax.objectives import losses
+from smt_jax.objectives.rollout import rollout
+
+
+def bptt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.ConfigDict):
+  """Readout cross-entropy of the RNN unrolled from its initial memory over the whole sequence.
+
+  m_t = f(m_{t-1}, x_t) from m_{-1} = initial memory; logits_t = g(m_t) predict y_t. Gradients
+  flow through the whole `lax.scan` (optionally rematerialised with cfg.bptt.remat).
+
+  Args and returns as `smt_loss` (rng is unused: BPTT is deterministic given the batch).
+  """
+  del rng
+  models = build_models(cfg)
+  x, y = batch["x"], batch["y"]
+  m0 = models.initial_memory(params, x.shape[0])
+  mems = rollout(lambda m, xt: models.step(params, m, xt), m0, x.T, remat=cfg.bptt.remat)
+  logits = jax.vmap(lambda m: models.read(params, m))(mems)  # (T, B, V)
+  loss, num_labels = losses.masked_cross_entropy(logits, y.T)
+  return loss, {"loss": loss, "acc": losses.masked_accuracy(logits, y.T),
+                "num_labels": num_labels}

@@ -1,0 +1,60 @@
+"""DAgger Memory Training: the updater rolls out on its own memories and is regressed onto the
+encoder's memories along the way; the readout learns from these on-policy memories."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from smt_jax.models import build_models
+from smt_jax.objectives import losses
+from smt_jax.objectives.rollout import rollout
+from smt_jax.objectives.windows import encoder_memories, over_time
+
+
+def rollout_starts(rng: jax.Array, batch_size: int, length: int, cfg: ml_collections.ConfigDict):
+  """Start positions s (B,): cfg.dmt.start, or uniform in [0, T - 1 - Td] when it is -1."""
+  if cfg.dmt.start >= 0:
+    return jnp.full((batch_size,), cfg.dmt.start, jnp.int32)
+  return jax.random.randint(rng, (batch_size,), 0, length - cfg.dmt.Td)
+
+
+def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.ConfigDict):
+  """coef_dyn * MSE(rolled memories every k steps, encoder memories) + coef_readout * CE.
+
+  From the encoder memory m_s, the updater reads x[s+1 .. s+Td] (a `lax.scan`), producing
+  memories at s+1 .. s+Td. Steps j = k, 2k, .. <= Td are regressed onto the encoder memory at
+  s + j; the readout is trained on every rolled memory against y[s+j].
+
+  Args and returns as `smt_loss`; metrics include the rollout MSE at its last supervised step.
+  """
+  models = build_models(cfg)
+  d = cfg.dmt
+  x, y = batch["x"], batch["y"]
+  batch_size, length = x.shape
+  starts = rollout_starts(rng, batch_size, length, cfg)
+  steps = starts[:, None] + jnp.arange(1, d.Td + 1)  # (B, Td) positions of rolled memories
+  supervised = jnp.arange(d.k, d.Td + 1, d.k)  # rollout steps j with an encoder target
+
+  positions = jnp.concatenate([starts[:, None], starts[:, None] + supervised], axis=1)
+  mems = encoder_memories(models, params, x, positions, cfg.model.teacher.Tc)
+  if d.detach_targets:
+    mems = jax.lax.stop_gradient(mems)
+  m_start, targets = mems[:, 0], mems[:, 1:]
+
+  inputs = jnp.take_along_axis(x, steps, axis=1)
+  rolled = rollout(lambda m, xt: models.step(params, m, xt), m_start, inputs.T,
+                   backprop_through_rollout=d.backprop_through_rollout)
+  rolled = jnp.swapaxes(rolled, 0, 1)  # (B, Td, Z)
+  errors = jnp.mean(jnp.square(rolled[:, supervised - 1] - targets), axis=(0, 2))
+  loss_dyn = jnp.mean(errors)
+
+  readout_input = rolled if d.readout_grad_to_updater else jax.lax.stop_gradient(rolled)
+  logits = over_time(lambda m: models.read(params, m))(readout_input)
+  labels = jnp.take_along_axis(y, steps, axis=1)
+  loss_readout, num_labels = losses.masked_cross_entropy(logits, labels)
+  loss = d.coef_dyn * loss_dyn + d.coef_readout * loss_readout
+  return loss, {
+      "loss": loss, "loss_dyn": loss_dyn, "loss_readout": loss_readout,
+      "acc": losses.masked_accuracy(logits, labels), "drift_last": errors[-1],
+      "num_labels": num_labels,
+  }

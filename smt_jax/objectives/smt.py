@@ -1,0 +1,75 @@
+"""Supervised Memory Training: every term is computed for many timesteps at once; the RNN is
+never unrolled, so no gradient path crosses more than one updater application."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from smt_jax.models import build_models, memory
+from smt_jax.objectives import losses
+from smt_jax.objectives.windows import encoder_memories, futures, over_time
+
+
+def sample_timesteps(rng: jax.Array, batch_size: int, num_positions: int, n: int) -> jax.Array:
+  """n distinct positions per sequence, uniform in [0, num_positions): int32 (B, n)."""
+  keys = jax.random.split(rng, batch_size)
+  return jax.vmap(lambda k: jax.random.choice(k, num_positions, (n,), replace=False))(keys)
+
+
+def uniformity_of(rng: jax.Array, memories: jax.Array, mem_tokens: int, max_tokens: int):
+  """Uniformity loss over the unit-normalised tokens of memories (..., Z), at most max_tokens of
+  them (a random subset when there are more)."""
+  units = memory.unit_tokens(memories, mem_tokens)
+  if units.shape[0] > max_tokens:
+    units = units[jax.random.permutation(rng, units.shape[0])[:max_tokens]]
+  return losses.uniformity(units)
+
+
+def smt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.ConfigDict):
+  """c_dec * CE(D(m_t, x_fut), y_fut) + c_dyn * MSE(f(m_t, x_{t+1}), m_{t+1}) + c_unif * L_unif.
+
+  Args:
+    params: {"encoder", "decoder", "updater", ...} parameter groups.
+    batch: {"x": int32 (B, T), "y": int32 (B, T), -1 = no label}.
+    rng: PRNG key (timestep and uniformity subsets).
+    cfg: the full config (model, data.vocab_size, smt).
+  Returns:
+    (loss, metrics) with every loss term, the decoder loss and accuracy on the first future
+    target (what an RNN readout can reach), and the number of labelled decoder targets.
+  """
+  models = build_models(cfg)
+  s, tc, tf = cfg.smt, cfg.model.teacher.Tc, cfg.model.teacher.Tf
+  x, y = batch["x"], batch["y"]
+  batch_size, length = x.shape
+  rng_t, rng_unif = jax.random.split(rng)
+
+  if s.n_t == 0:  # Every timestep: window t is encoded once and serves as m_t and as m_{t+1}.
+    t = jnp.broadcast_to(jnp.arange(length), (batch_size, length))
+    mems = encoder_memories(models, params, x, t, tc)
+    m_now, m_next, x_next = mems[:, :-1], mems[:, 1:], x[:, 1:]
+    m_dec, t_dec = mems, t
+  else:
+    t = sample_timesteps(rng_t, batch_size, length - 1, s.n_t)
+    mems = encoder_memories(models, params, x, jnp.concatenate([t, t + 1], axis=1), tc)
+    m_now, m_next = mems[:, :s.n_t], mems[:, s.n_t:]
+    x_next = jnp.take_along_axis(x, t + 1, axis=1)
+    m_dec, t_dec = m_now, t
+
+  fut_inputs, fut_targets = futures(x, y, t_dec, tf)
+  logits = over_time(lambda m, xf: models.decode(params, m, xf))(m_dec, fut_inputs)
+  loss_dec, num_labels = losses.masked_cross_entropy(logits, fut_targets)
+  loss_dec_first, _ = losses.masked_cross_entropy(logits[:, :, 0], fut_targets[:, :, 0])
+
+  predicted = over_time(lambda m, xt: models.step(params, m, xt))(m_now, x_next)
+  if s.detach_labels:
+    m_next = jax.lax.stop_gradient(m_next)
+  loss_dyn = losses.mse(predicted, m_next)
+
+  loss_unif = uniformity_of(rng_unif, mems, cfg.model.mem_tokens, s.unif_tokens)
+  loss = s.coef_dec * loss_dec + s.coef_dyn * loss_dyn + s.coef_unif * loss_unif
+  return loss, {
+      "loss": loss, "loss_dec": loss_dec, "loss_dyn": loss_dyn, "loss_unif": loss_unif,
+      "loss_dec_first": loss_dec_first,
+      "acc_dec_first": losses.masked_accuracy(logits[:, :, 0], fut_targets[:, :, 0]),
+      "num_labels": num_labels,
+  }
