@@ -27,14 +27,15 @@ class Models:
   decoder: Decoder
   updater: Updater
   readout: Readout
+  encoder_window: int  # Tc, the length of the encoder's context window.
 
-  def init(self, rng: jax.Array, window: int, future: int) -> dict:
-    """Fresh parameters for every group (float32)."""
+  def init(self, rng: jax.Array, future: int) -> dict:
+    """Fresh parameters for every group (float32); `future` = decoder inputs at init."""
     keys = dict(zip(GROUPS, jax.random.split(rng, len(GROUPS))))
     m = jnp.zeros((1, self.updater.mem_size), jnp.float32)
     x = jnp.zeros((1,), jnp.int32)
     variables = {
-        "encoder": self.encoder.init(keys["encoder"], jnp.zeros((1, window), jnp.int32)),
+        "encoder": self.encoder.init(keys["encoder"], jnp.zeros((1, self.encoder_window), jnp.int32)),
         "decoder": self.decoder.init(keys["decoder"], m, jnp.zeros((1, future), jnp.int32)),
         "updater": self.updater.init(keys["updater"], m, x, method=Updater.init_all),
         "readout": self.readout.init(keys["readout"], m),
@@ -76,12 +77,13 @@ def build_models(cfg: ml_collections.ConfigDict) -> Models:
                       hidden=r.hidden, mlp_ratio=m.mlp_ratio, fsq_levels=m.fsq_levels,
                       learned_init=r.learned_init, **shared),
       readout=Readout(depth=r.readout_depth, **transformer),
+      encoder_window=t.Tc,
   )
 
 
 def init_params(cfg: ml_collections.ConfigDict, rng: jax.Array) -> dict:
   """Fresh parameters for the models of `cfg`."""
-  return build_models(cfg).init(rng, cfg.model.teacher.Tc, cfg.model.teacher.Tf - 1)
+  return build_models(cfg).init(rng, cfg.model.teacher.Tf - 1)
 
 
 __all__ = ["Models", "build_models", "init_params", "GROUPS", "TEACHER_GROUPS", "RNN_GROUPS",

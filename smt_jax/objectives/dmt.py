@@ -36,7 +36,7 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   supervised = jnp.arange(d.k, d.Td + 1, d.k)  # rollout steps j with an encoder target
 
   positions = jnp.concatenate([starts[:, None], starts[:, None] + supervised], axis=1)
-  mems = encoder_memories(models, params, x, positions, cfg.model.teacher.Tc)
+  mems = encoder_memories(models, params, x, positions)
   if d.detach_targets:
     mems = jax.lax.stop_gradient(mems)
   m_start, targets = mems[:, 0], mems[:, 1:]

@@ -38,19 +38,19 @@ def smt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
     target (what an RNN readout can reach), and the number of labelled decoder targets.
   """
   models = build_models(cfg)
-  s, tc, tf = cfg.smt, cfg.model.teacher.Tc, cfg.model.teacher.Tf
+  s, tf = cfg.smt, cfg.model.teacher.Tf
   x, y = batch["x"], batch["y"]
   batch_size, length = x.shape
   rng_t, rng_unif = jax.random.split(rng)
 
   if s.n_t == 0:  # Every timestep: window t is encoded once and serves as m_t and as m_{t+1}.
     t = jnp.broadcast_to(jnp.arange(length), (batch_size, length))
-    mems = encoder_memories(models, params, x, t, tc)
+    mems = encoder_memories(models, params, x, t)
     m_now, m_next, x_next = mems[:, :-1], mems[:, 1:], x[:, 1:]
     m_dec, t_dec = mems, t
   else:
     t = sample_timesteps(rng_t, batch_size, length - 1, s.n_t)
-    mems = encoder_memories(models, params, x, jnp.concatenate([t, t + 1], axis=1), tc)
+    mems = encoder_memories(models, params, x, jnp.concatenate([t, t + 1], axis=1))
     m_now, m_next = mems[:, :s.n_t], mems[:, s.n_t:]
     x_next = jnp.take_along_axis(x, t + 1, axis=1)
     m_dec, t_dec = m_now, t

@@ -46,6 +46,7 @@ def over_time(fn):
   return jax.vmap(fn, in_axes=1, out_axes=1)
 
 
-def encoder_memories(models, params: dict, x: jax.Array, t: jax.Array, window: int) -> jax.Array:
-  """Encoder memories m_t of the windows ending at t: x (B, T), t (B, n) -> (B, n, Z)."""
-  return over_time(lambda w: models.encode(params, w))(context_windows(x, t, window))
+def encoder_memories(models, params: dict, x: jax.Array, t: jax.Array) -> jax.Array:
+  """Encoder memories m_t of the Tc-windows ending at t: x (B, T), t (B, n) -> (B, n, Z)."""
+  windows = context_windows(x, t, models.encoder_window)
+  return over_time(lambda w: models.encode(params, w))(windows)
