@@ -1,13 +1,17 @@
-"""Read: teacher-forced evaluation of the RNN and of the teacher over whole sequences."""
+"""Read: teacher-forced evaluation of the RNN and of the teacher over whole sequences.
+
+Each evaluation returns per-position sufficient statistics (summed over the batch), so several
+batches add up exactly before `summarize` turns them into losses and accuracies:
+  {"loss_sum": (T,), "hits": (T,), "count": (T,)}  float32, count = labelled tokens (y >= 0).
+"""
 
 import jax
 import jax.numpy as jnp
-import ml_collections
+import numpy as np
 
-from smt_jax.models import Models, build_models
-from smt_jax.objectives import losses
+from smt_jax.models import Models
 from smt_jax.objectives.rollout import rollout
-from smt_jax.objectives.windows import encoder_memories
+from smt_jax.objectives.windows import encoder_memories, over_time
 
 
 def rnn_memories(models: Models, params: dict, x: jax.Array, prefix: int) -> jax.Array:
@@ -31,36 +35,61 @@ def rnn_memories(models: Models, params: dict, x: jax.Array, prefix: int) -> jax
   return mems if prefix == 0 else jnp.concatenate([m0[:, None], mems], axis=1)
 
 
-def rnn_read_metrics(params: dict, batch: dict, cfg: ml_collections.ConfigDict, prefix: int):
-  """Readout cross-entropy and accuracy of the RNN over the labelled positions it reaches.
+def position_stats(logits: jax.Array, labels: jax.Array) -> dict:
+  """Per-position cross-entropy sums, correct argmaxes and label counts over the batch.
 
-  Returns {"rnn_loss", "rnn_acc", "rnn_loss_per_position" (T',)} for positions
-  max(prefix - 1, 0) .. T - 1 (per-position loss is NaN where nothing is labelled).
+  Args:
+    logits: (B, L, V) float.
+    labels: (B, L) int, -1 = no label.
+  Returns:
+    {"loss_sum", "hits", "count"}, each float32 (L,).
   """
-  models = build_models(cfg)
+  valid = labels >= 0
+  safe = jnp.maximum(labels, 0)[..., None]
+  nll = -jnp.take_along_axis(jax.nn.log_softmax(logits.astype(jnp.float32)), safe, -1)[..., 0]
+  hits = jnp.argmax(logits, axis=-1) == labels
+  return {"loss_sum": jnp.sum(jnp.where(valid, nll, 0.0), 0),
+          "hits": jnp.sum(valid & hits, 0).astype(jnp.float32),
+          "count": jnp.sum(valid, 0).astype(jnp.float32)}
+
+
+def rnn_read_stats(models: Models, params: dict, batch: dict, prefix: int) -> dict:
+  """`position_stats` of the RNN's readout over all T positions of batch {"x", "y"} (B, T).
+
+  The RNN starts as in `rnn_memories(prefix)`; positions before max(prefix - 1, 0) count no
+  labels (the encoder, not the RNN, covered them).
+  """
   mems = rnn_memories(models, params, batch["x"], prefix)
-  labels = batch["y"][:, batch["y"].shape[1] - mems.shape[1]:]
-  logits = jax.vmap(lambda m: models.read(params, m), in_axes=1, out_axes=1)(mems)
-  return _read_metrics("rnn", logits, labels)
+  skipped = batch["y"].shape[1] - mems.shape[1]
+  logits = over_time(lambda m: models.read(params, m))(mems)
+  stats = position_stats(logits, batch["y"][:, skipped:])
+  return {name: jnp.pad(value, (skipped, 0)) for name, value in stats.items()}
 
 
-def teacher_read_metrics(params: dict, batch: dict, cfg: ml_collections.ConfigDict):
-  """The reference the RNN imitates: re-encode the window at every position, decode the next
-  target. Returns {"teacher_loss", "teacher_acc", "teacher_loss_per_position" (T,)}."""
-  models = build_models(cfg)
+def teacher_read_stats(models: Models, params: dict, batch: dict) -> dict:
+  """`position_stats` of the reference the RNN imitates: the encoder re-encodes the Tc-window at
+  every position t and the decoder, with an empty future, predicts y[:, t]."""
   x = batch["x"]
   t = jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape)
   mems = encoder_memories(models, params, x, t)
   empty = jnp.zeros((x.shape[0], 0), jnp.int32)
-  logits = jax.vmap(lambda m: models.decode(params, m, empty)[:, 0], in_axes=1, out_axes=1)(mems)
-  return _read_metrics("teacher", logits, batch["y"])
+  logits = over_time(lambda m: models.decode(params, m, empty)[:, 0])(mems)
+  return position_stats(logits, batch["y"])
 
 
-def _read_metrics(prefix: str, logits: jax.Array, labels: jax.Array) -> dict:
-  loss, _ = losses.masked_cross_entropy(logits, labels)
-  valid = labels >= 0
-  per_token = -jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.maximum(labels, 0)[..., None],
-                                   axis=-1)[..., 0]
-  per_position = jnp.sum(jnp.where(valid, per_token, 0.0), 0) / jnp.sum(valid, 0)
-  return {f"{prefix}_loss": loss, f"{prefix}_acc": losses.masked_accuracy(logits, labels),
-          f"{prefix}_loss_per_position": per_position}
+def add_stats(a: dict | None, b: dict) -> dict:
+  """Elementwise sum of two stats dicts (a = None starts an accumulation)."""
+  return b if a is None else jax.tree.map(jnp.add, a, b)
+
+
+def summarize(stats: dict) -> dict:
+  """Stats -> {"loss", "acc" (floats over all labels), "loss_per_position",
+  "acc_per_position" (NumPy (T,), NaN where nothing is labelled), "num_labels" (int)}."""
+  loss_sum, hits, count = (np.asarray(stats[k], np.float64) for k in ("loss_sum", "hits", "count"))
+  total = max(count.sum(), 1.0)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    per_loss = np.where(count > 0, loss_sum / count, np.nan)
+    per_acc = np.where(count > 0, hits / count, np.nan)
+  return {"loss": float(loss_sum.sum() / total), "acc": float(hits.sum() / total),
+          "loss_per_position": per_loss, "acc_per_position": per_acc,
+          "num_labels": int(count.sum())}

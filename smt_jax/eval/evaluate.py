@@ -1,0 +1,164 @@
+"""`evaluate(cfg, params, workdir)`: read, drift, length generalisation and samples of a trained
+run, written to `workdir/eval.json` plus PNGs (and samples.txt for token data)."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from smt_jax.data import make_dataset
+from smt_jax.eval import plots
+from smt_jax.eval.config import resolve_eval
+from smt_jax.eval.drift import drift_stats, rnn_step_fn
+from smt_jax.eval.read import add_stats, rnn_read_stats, summarize, teacher_read_stats
+from smt_jax.eval.write import samples_text, write_samples
+from smt_jax.models import Models, build_models
+
+SECTIONS = ("read", "drift", "length", "write")  # each draws test batches from its own key
+
+
+class _Evaluator:
+  """Jitted evaluation functions of one model, and the test batches they read."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, params: dict, ec: ml_collections.ConfigDict,
+               ds):
+    models: Models = build_models(cfg)
+    self.params, self.ec, self.ds = params, ec, ds
+    self.key = jax.random.key(ec.seed)
+    self.rnn = jax.jit(lambda p, b, prefix: rnn_read_stats(models, p, b, prefix),
+                       static_argnums=2)
+    self.teacher = jax.jit(lambda p, b: teacher_read_stats(models, p, b))
+    self.drift = jax.jit(lambda p, x, start, steps: drift_stats(
+        rnn_step_fn(models, p), models, p, x, start, steps), static_argnums=(2, 3))
+    self.write = jax.jit(lambda p, x, key: write_samples(
+        models, p, x, key, ec.prefix, ec.write_length, ec.temperature, ec.top_k))
+
+  def batches(self, section: str, length: int, num: int, batch_size: int):
+    """`num` test batches of (batch_size, length), a pure function of (eval.seed, section, i)."""
+    key = jax.random.fold_in(self.key, SECTIONS.index(section))
+    for i in range(num):
+      yield self.ds.sample(jax.random.fold_in(key, i), batch_size, length)
+
+  def read_summaries(self, section: str, length: int, prefixes: dict) -> dict:
+    """{name: summarize(stats)} over eval.num_batches batches, for the RNN started at each
+    prefixes {name: prefix} and for the teacher."""
+    totals = {}
+    for batch in self.batches(section, length, self.ec.num_batches, self.ec.batch_size):
+      for name, prefix in prefixes.items():
+        totals[name] = add_stats(totals.get(name), self.rnn(self.params, batch, prefix))
+      totals["teacher"] = add_stats(totals.get("teacher"), self.teacher(self.params, batch))
+    return {name: summarize(stats) for name, stats in totals.items()}
+
+
+def _read(ev: _Evaluator, workdir: str) -> dict:
+  ec = ev.ec
+  curves = ev.read_summaries("read", ec.T, {f"rnn from encoder prefix {ec.prefix}": ec.prefix,
+                                            "rnn from initial memory": 0})
+  plots.plot_read(curves, os.path.join(workdir, "read.png"))
+  return {"T": ec.T, "prefix": ec.prefix, "curves": curves}
+
+
+def _drift(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+  start, steps = cfg.model.teacher.Tc - 1, ev.ec.drift_steps
+  runs = [ev.drift(ev.params, batch["x"], start, steps)
+          for batch in ev.batches("drift", start + steps + 1, ev.ec.num_batches, ev.ec.batch_size)]
+  drift, one_step = (np.mean([np.asarray(r[k]) for r in runs], axis=0)
+                     for k in ("drift", "one_step"))
+  plots.plot_drift(drift, one_step, start, os.path.join(workdir, "drift.png"))
+  tail = max(steps // 4, 1)
+  return {"start": start, "steps": steps, "drift": drift, "one_step": one_step,
+          "one_step_mean": float(one_step.mean()), "drift_settled": float(drift[-tail:].mean()),
+          "settled_over_last_steps": tail}
+
+
+def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+  rows = [ev.read_summaries("length", n, {"rnn": 0}) for n in ev.ec.lengths]
+  out = {"lengths": list(ev.ec.lengths), "train_T": cfg.data.T}
+  for name in ("rnn", "teacher"):
+    out[f"{name}_acc"] = [r[name]["acc"] for r in rows]
+    out[f"{name}_loss"] = [r[name]["loss"] for r in rows]
+  plots.plot_length(out["lengths"], {"RNN (reads from the start)": out["rnn_acc"],
+                                     "teacher (re-encodes its window)": out["teacher_acc"]},
+                    cfg.data.T, os.path.join(workdir, "length.png"))
+  return out
+
+
+def _pixels(ds) -> int:
+  """H * W when the dataset decodes to images, else 0."""
+  return getattr(getattr(ds, "tokenizer", None), "pixels", 0)
+
+
+def _write(ev: _Evaluator, workdir: str) -> dict:
+  ec = ev.ec
+  batch = next(ev.batches("write", ec.prefix + ec.write_length, 1, ec.num_samples))
+  key = jax.random.fold_in(ev.key, len(SECTIONS))
+  samples = {k: np.asarray(v) for k, v in ev.write(ev.params, batch["x"], key).items()}
+  if _pixels(ev.ds):
+    path = os.path.join(workdir, "samples.png")
+    plots.plot_image_grid({name: ev.ds.decode(tokens) for name, tokens in samples.items()}, path,
+                          f"rows: data | RNN after an encoder prompt of {ec.prefix} pixels | RNN "
+                          f"from scratch (1 pixel); T={ec.temperature}, top_k={ec.top_k}")
+  else:
+    path = os.path.join(workdir, "samples.txt")
+    with open(path, "w") as f:
+      f.write(samples_text(ev.ds.decode, samples, {"data": ec.prefix, "encoder": ec.prefix,
+                                                   "scratch": 1}))
+  return {"file": os.path.basename(path), "prefix": ec.prefix, "length": ec.write_length,
+          "temperature": ec.temperature, "top_k": ec.top_k}
+
+
+def _jsonable(tree):
+  """NumPy / JAX arrays -> lists and NaN -> None, so eval.json is strict JSON."""
+  if isinstance(tree, dict):
+    return {k: _jsonable(v) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)):
+    return [_jsonable(v) for v in tree]
+  if isinstance(tree, (np.ndarray, jax.Array, np.generic)):
+    return _jsonable(np.asarray(tree).tolist())
+  if isinstance(tree, float) and not np.isfinite(tree):
+    return None
+  return tree
+
+
+def evaluate(cfg: ml_collections.ConfigDict, params: dict, workdir: str,
+             step: int | None = None) -> dict:
+  """Evaluates `params` on the test split of cfg.data with the knobs of cfg.eval.
+
+  Writes into workdir: eval.json (this summary), read.png, drift.png, length.png, and
+  samples.png (pixel data) or samples.txt (tokens). Returns the summary:
+    {"step", "eval" (resolved knobs), "read", "drift", "length", "write", "files"}.
+  """
+  ds = make_dataset(cfg.data, "test")
+  ec = resolve_eval(cfg, _pixels(ds))
+  os.makedirs(workdir, exist_ok=True)
+  ev = _Evaluator(cfg, jax.tree.map(jnp.asarray, params), ec, ds)
+  summary = {"step": step, "eval": ec.to_dict(), "read": _read(ev, workdir),
+             "drift": _drift(ev, cfg, workdir), "length": _length(ev, cfg, workdir),
+             "write": _write(ev, workdir)}
+  summary["files"] = ["eval.json", "read.png", "drift.png", "length.png", summary["write"]["file"]]
+  summary = _jsonable(summary)
+  with open(os.path.join(workdir, "eval.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  return summary
+
+
+def format_table(summary: dict) -> str:
+  """A short plain-text table of an `evaluate` summary."""
+  fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
+  lines = [f"read (T={summary['read']['T']}, step={summary['step']})", f"{'':34s}  loss    acc"]
+  for name, curve in summary["read"]["curves"].items():
+    lines.append(f"  {name:32s} {fmt(curve['loss'])} {fmt(curve['acc'])}")
+  d = summary["drift"]
+  lines.append(f"drift from position {d['start']}: one-step MSE {d['one_step_mean']:.3g}, rollout "
+               f"MSE settles at {d['drift_settled']:.3g} (last {d['settled_over_last_steps']} of "
+               f"{d['steps']} steps)")
+  g = summary["length"]
+  lines.append(f"length generalisation (trained at T={g['train_T']})")
+  lines.append(f"  {'T':>6s}  rnn_acc  teacher_acc")
+  for n, r, t in zip(g["lengths"], g["rnn_acc"], g["teacher_acc"]):
+    lines.append(f"  {n:6d}  {fmt(r)}   {fmt(t)}")
+  lines.append(f"samples: {summary['write']['file']}")
+  return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Evaluation library against independent Python-loop references (one position at a time)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import make_tiny_config, random_batch
+from smt_jax.config import ConfigError
+from smt_jax.eval import (drift_stats, resolve_eval, rnn_read_stats, rnn_step_fn, sample_logits,
+                          sample_rnn, summarize, teacher_read_stats, write_samples)
+from smt_jax.models import build_models, init_params
+from smt_jax.objectives.windows import encoder_memories
+
+
+class Jitted:
+  """The pure functions of `Models`, each jitted once, for the Python-loop references."""
+
+  def __init__(self, models):
+    self.encoder_window = models.encoder_window
+    self.encode = jax.jit(models.encode)
+    self.decode = jax.jit(models.decode)
+    self.step = jax.jit(models.step)
+    self.read = jax.jit(models.read)
+    self.initial_memory = jax.jit(models.initial_memory, static_argnums=1)
+
+
+@pytest.fixture(scope="module")
+def setup():
+  cfg = make_tiny_config(**{"model.rnn.updater": "gru"})
+  models = build_models(cfg)
+  return cfg, models, init_params(cfg, jax.random.key(0)), Jitted(models)
+
+
+def window_at(x, t, tc):
+  """The encoder window ending at t, left-padded with -1: (B, Tc)."""
+  lo = max(t - tc + 1, 0)
+  return jnp.concatenate([jnp.full((x.shape[0], tc - (t + 1 - lo)), -1, x.dtype), x[:, lo:t + 1]],
+                         axis=1)
+
+
+def reference_stats(logits_at, y, first):
+  """Per-position (loss_sum, hits, count) with logits_at(t) -> (B, V), for positions >= first."""
+  length = y.shape[1]
+  out = np.zeros((3, length))
+  for t in range(first, length):
+    logp = np.asarray(jax.nn.log_softmax(logits_at(t)), np.float64)
+    for b in range(y.shape[0]):
+      label = int(y[b, t])
+      if label >= 0:
+        out[:, t] += (-logp[b, label], float(np.argmax(logp[b]) == label), 1.0)
+  return out
+
+
+def as_array(stats):
+  return np.stack([np.asarray(stats[k]) for k in ("loss_sum", "hits", "count")])
+
+
+@pytest.mark.parametrize("prefix", [0, 1, 3])
+def test_rnn_read_matches_python_loop(setup, prefix):
+  cfg, models, params, ref = setup
+  batch = random_batch(jax.random.key(1), 3, cfg.data.T, cfg.data.vocab_size)
+  x, y = batch["x"], batch["y"]
+  tc = models.encoder_window
+  mems = {}
+  if prefix == 0:
+    m = ref.initial_memory(params, x.shape[0])
+    first = 0
+  else:
+    first = prefix - 1
+    m = ref.encode(params, window_at(x, first, tc))
+    mems[first] = m
+  for t in range(prefix, cfg.data.T):
+    m = ref.step(params, m, x[:, t])
+    mems[t] = m
+  expected = reference_stats(lambda t: ref.read(params, mems[t]), y, first)
+  got = as_array(jax.jit(lambda p, b: rnn_read_stats(models, p, b, prefix))(params, batch))
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_teacher_read_matches_python_loop(setup):
+  cfg, models, params, ref = setup
+  batch = random_batch(jax.random.key(2), 2, cfg.data.T, cfg.data.vocab_size, label_every=1)
+  empty = jnp.zeros((2, 0), jnp.int32)
+  logits_at = lambda t: ref.decode(
+      params, ref.encode(params, window_at(batch["x"], t, models.encoder_window)), empty)[:, 0]
+  expected = reference_stats(logits_at, batch["y"], 0)
+  np.testing.assert_allclose(as_array(teacher_read_stats(models, params, batch)), expected,
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_summarize_pools_labels_and_marks_unlabelled_positions():
+  stats = {"loss_sum": jnp.array([0.0, 3.0, 1.0]), "hits": jnp.array([0.0, 1.0, 2.0]),
+           "count": jnp.array([0.0, 2.0, 2.0])}
+  s = summarize(stats)
+  assert s["loss"] == pytest.approx(1.0) and s["acc"] == pytest.approx(0.75)
+  assert s["num_labels"] == 4
+  np.testing.assert_array_equal(s["loss_per_position"], [np.nan, 1.5, 0.5])
+  np.testing.assert_array_equal(s["acc_per_position"], [np.nan, 0.5, 1.0])
+
+
+def greedy_reference(ref, params, m, length):
+  tokens = []
+  for _ in range(length):
+    tok = jnp.argmax(ref.read(params, m), axis=-1).astype(jnp.int32)
+    m = ref.step(params, m, tok)
+    tokens.append(tok)
+  return np.stack(tokens, axis=1)
+
+
+@pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (1e-6, 0), (5.0, 1)])
+def test_sampling_at_zero_temperature_or_top1_is_greedy(setup, temperature, top_k):
+  cfg, models, params, ref = setup
+  m0 = ref.encode(params, jax.random.randint(jax.random.key(3), (4, 4), 0, cfg.data.vocab_size))
+  got = jax.jit(lambda p, m, k: sample_rnn(models, p, m, k, 6, temperature, top_k))(
+      params, m0, jax.random.key(4))
+  np.testing.assert_array_equal(got, greedy_reference(ref, params, m0, 6))
+
+
+def test_top_k_samples_only_the_k_most_likely_tokens():
+  logits = jnp.tile(jnp.array([[0.0, 3.0, 1.0, 2.5, -1.0]]), (4000, 1))
+  tokens = np.asarray(sample_logits(jax.random.key(0), logits, 1.0, 2))
+  assert set(tokens.tolist()) == {1, 3}
+  probs = jax.nn.softmax(jnp.array([3.0, 2.5]))
+  assert np.mean(tokens == 1) == pytest.approx(float(probs[0]), abs=0.03)
+
+
+def test_write_samples_keep_prompts_and_continue_from_their_memories(setup):
+  cfg, models, params, ref = setup
+  x = random_batch(jax.random.key(5), 2, cfg.data.T, cfg.data.vocab_size)["x"]
+  out = write_samples(models, params, x, jax.random.key(6), prefix=3, length=4, temperature=0.0,
+                      top_k=0)
+  assert {k: v.shape for k, v in out.items()} == {k: (2, 7) for k in ("data", "encoder", "scratch")}
+  np.testing.assert_array_equal(out["data"], x[:, :7])
+  np.testing.assert_array_equal(out["encoder"][:, :3], x[:, :3])
+  m_enc = ref.encode(params, window_at(x, 2, models.encoder_window))
+  np.testing.assert_array_equal(out["encoder"][:, 3:], greedy_reference(ref, params, m_enc, 4))
+  m_scratch = ref.step(params, ref.initial_memory(params, 2), x[:, 0])
+  np.testing.assert_array_equal(out["scratch"][:, 0], x[:, 0])
+  np.testing.assert_array_equal(out["scratch"][:, 1:],
+                                greedy_reference(ref, params, m_scratch, 6))
+
+
+def test_drift_is_exactly_zero_for_an_updater_that_reproduces_the_encoder(setup):
+  cfg, models, params, _ = setup
+  x = random_batch(jax.random.key(7), 3, cfg.data.T, cfg.data.vocab_size)["x"]
+  start, steps = 2, 5
+
+  def drift_of_oracle(p, x):
+    # The oracle's memory after reading x[:, t] is the encoder's memory of the window ending at t.
+    positions = jnp.broadcast_to(start + jnp.arange(steps + 1), (x.shape[0], steps + 1))
+    table = encoder_memories(models, p, x, positions)
+    oracle = lambda m, x_t, t: table[jnp.arange(x.shape[0]), t - start]
+    return drift_stats(oracle, models, p, x, start, steps)
+
+  # Eager on purpose: under one jit XLA may fuse the encoder's last elementwise ops into the
+  # table lookup and the targets differently, which moves memories by an ulp.
+  out = drift_of_oracle(params, x)
+  np.testing.assert_array_equal(out["drift"], np.zeros(steps))
+  np.testing.assert_array_equal(out["one_step"], np.zeros(steps))
+
+
+def test_drift_of_the_rnn_matches_python_loop(setup):
+  cfg, models, params, ref = setup
+  x = random_batch(jax.random.key(8), 3, cfg.data.T, cfg.data.vocab_size)["x"]
+  start, steps, tc = 1, 6, models.encoder_window
+  target = lambda t: ref.encode(params, window_at(x, t, tc))
+  m, drift, one_step = target(start), [], []
+  for t in range(start + 1, start + steps + 1):
+    m = ref.step(params, m, x[:, t])
+    drift.append(float(jnp.mean((m - target(t)) ** 2)))
+    one_step.append(float(jnp.mean((ref.step(params, target(t - 1), x[:, t]) - target(t)) ** 2)))
+  out = drift_stats(rnn_step_fn(models, params), models, params, x, start, steps)
+  np.testing.assert_allclose(out["drift"], drift, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(out["one_step"], one_step, rtol=1e-4, atol=1e-7)
+  assert float(out["drift"][0]) == pytest.approx(float(out["one_step"][0]), rel=1e-5)
+
+
+def test_resolve_eval_derives_defaults_and_names_bad_fields(tiny_config):
+  cfg = tiny_config()
+  ec = resolve_eval(cfg)
+  assert (ec.T, ec.prefix, ec.drift_steps, ec.lengths, ec.write_length) == (8, 4, 4, (8, 16, 32), 4)
+  assert resolve_eval(cfg, pixels=5).write_length == 6  # prompt 4 + 6 = two 5-pixel images
+  cfg.eval = {"prefix": 8}
+  with pytest.raises(ConfigError, match=r"eval\.prefix=8"):
+    resolve_eval(cfg)
