@@ -198,8 +198,10 @@ def test_decode_names_specials():
     ds = make_dataset(data_config("copy", 6, length=2))
     assert ds.decode(np.array([0, 3, 5, 0, 4])) == "0 3 <sep> 0 <pad>"
     assert ds.decode(np.array([[1, 5], [2, 5]])) == ["1 <sep>", "2 <sep>"]
-    with pytest.raises(ValueError, match="token 6 outside"):
-        ds.decode(np.array([6]))
+    assert ds.decode(np.array([-1, -1, 3])) == "_ _ 3"  # labels
+    for bad in (6, -2):
+        with pytest.raises(ValueError, match=f"token {bad} outside"):
+            ds.decode(np.array([bad]))
 
 
 def test_default_configs_build_every_synthetic_task():

@@ -91,12 +91,12 @@ class SyntheticTask:
         return _sample(self, key, batch_size, T)
 
     def decode(self, tokens) -> str | list[str]:
-        """Space-separated symbols with named specials; a 2-D array gives one string per row."""
+        """Space-separated symbols, specials named, -1 (no label) as ``_``; 2-D gives one str per row."""
         tokens = np.asarray(tokens)
         if tokens.ndim == 2:
             return [self.decode(row) for row in tokens]
-        names = {self.special(n): f"<{n}>" for n in self.special_names}
-        bad = tokens[(tokens < 0) | (tokens >= self.vocab_size)]
+        names = {self.special(n): f"<{n}>" for n in self.special_names} | {-1: "_"}
+        bad = tokens[(tokens < -1) | (tokens >= self.vocab_size)]
         if bad.size:
             raise ValueError(f"token {int(bad[0])} outside the vocabulary [0, {self.vocab_size}) of {self.name!r}")
         return " ".join(names.get(int(t), str(int(t))) for t in tokens)
