@@ -9,6 +9,7 @@ import ml_collections
 
 METHODS = ("smt", "dmt", "bptt")
 DTYPES = ("float32", "bfloat16", "float64")
+SCHEDULES = ("warmup_constant", "warmup_cosine")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -68,6 +69,49 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.bptt = ml_collections.ConfigDict()
   c.bptt.remat = False  # jax.checkpoint each scanned step: less memory, more compute.
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 1e-3  # Peak learning rate of AdamW.
+  c.optim.schedule = "warmup_cosine"  # warmup_constant | warmup_cosine.
+  c.optim.warmup_steps = 100  # Linear warmup from 0 to optim.lr.
+  c.optim.final_lr_frac = 0.1  # warmup_cosine decays to lr * final_lr_frac at train.num_steps.
+  c.optim.b1 = 0.9  # Adam beta_1.
+  c.optim.b2 = 0.98  # Adam beta_2.
+  c.optim.eps = 1e-8  # Adam epsilon.
+  c.optim.weight_decay = 0.01  # Decoupled weight decay, on matrices only (ndim >= 2).
+  c.optim.clip_norm = 1.0  # Clip gradients to this global norm; 0 = no clipping.
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 1000  # Optimizer updates.
+  c.train.batch_size = 32  # Global batch size B (sequences per update, over all devices).
+  c.train.grad_accum = 1  # Micro-batches per update (B / grad_accum sequences at a time).
+  c.train.trainable = ""  # Comma-separated groups (encoder,decoder,updater,readout); "" = by
+  #                         method: smt -> encoder,decoder,updater; dmt, bptt -> updater,readout.
+  c.train.eval_every = 200  # Evaluate on held-out data every this many steps (and at the end).
+  c.train.eval_batch_size = 64  # Held-out sequences per evaluation batch.
+  c.train.eval_batches = 2  # Held-out batches per evaluation (the same batches every time).
+  c.train.eval_prefix = -1  # RNN read start: 0 = initial memory, p >= 1 = encoder memory of the
+  #                           window ending at p - 1; -1 = by method (smt, dmt: 1; bptt: 0).
+
+  c.ckpt = ml_collections.ConfigDict()
+  c.ckpt.every = 500  # Save a checkpoint every this many steps (and at the end).
+  c.ckpt.keep = 3  # Checkpoints kept in workdir/checkpoints.
+  c.ckpt.init_from = ""  # A workdir or checkpoints folder to take the parameters from when the
+  #                        workdir has no checkpoint (DMT/BPTT from SMT); "" = from scratch.
+
+  c.log = ml_collections.ConfigDict()
+  c.log.every = 50  # Append mean training metrics to workdir/metrics.jsonl every this many steps.
+  c.log.progress = True  # tqdm progress bar on stderr (only when stderr is a terminal).
+  c.log.plot = True  # Write workdir/curves.png from metrics.jsonl at the end.
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # Devices on the data-parallel axis; -1 = all devices.
+
+  c.pipeline = ml_collections.ConfigDict()
+  c.pipeline.order = ""  # Comma-separated stages run one after another into workdir/STAGE;
+  #                        "" = a single run of this config in workdir.
+  c.pipeline.stages = ml_collections.ConfigDict()  # STAGE -> overrides of the fields above; a
+  #                        stage's ckpt.init_from may name an earlier stage.
   return c
 
 
@@ -119,3 +163,67 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
            f"model.rnn.readout_from_decoder copies the decoder into the readout, so "
            f"model.rnn.readout_depth={r.readout_depth} must equal model.teacher.decoder_depth="
            f"{t.decoder_depth}; or set model.rnn.readout_from_decoder=False.")
+
+
+def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False) -> None:
+  """Checks a whole run config before anything compiles; raises ConfigError naming the field.
+
+  `init_from_pending`: ckpt.init_from is produced by an earlier pipeline stage, so it need not
+  exist yet.
+  """
+  import jax  # Local: keeps `import config` light.
+
+  from smt_jax.data import TASK_NAMES, make_dataset
+  from smt_jax.models import GROUPS
+  from smt_jax.train.checkpointing import checkpoint_dir
+
+  _require(cfg.data.name in TASK_NAMES,
+           f"data.name={cfg.data.name!r} is unknown; use one of {TASK_NAMES}.")
+  validate_model(cfg)
+  try:
+    dataset = make_dataset(cfg.data, split="train")
+  except (ValueError, FileNotFoundError) as e:
+    raise ConfigError(str(e)) from e
+  _require(dataset.vocab_size == cfg.data.vocab_size,
+           f"data.vocab_size={cfg.data.vocab_size} differs from the {cfg.data.name!r} dataset's "
+           f"vocabulary ({dataset.vocab_size}); set data.vocab_size={dataset.vocab_size}.")
+
+  o, tr, ck, lg = cfg.optim, cfg.train, cfg.ckpt, cfg.log
+  _require(o.schedule in SCHEDULES,
+           f"optim.schedule={o.schedule!r} is unknown; use one of {SCHEDULES}.")
+  _require(o.lr > 0, f"optim.lr={o.lr} must be > 0.")
+  _require(o.warmup_steps >= 0, f"optim.warmup_steps={o.warmup_steps} must be >= 0.")
+  _require(0 <= o.final_lr_frac <= 1, f"optim.final_lr_frac={o.final_lr_frac} must be in [0, 1].")
+  _require(o.clip_norm >= 0, f"optim.clip_norm={o.clip_norm} must be >= 0 (0 = no clipping).")
+  trainable = [g.strip() for g in tr.trainable.split(",") if g.strip()]
+  unknown = [g for g in trainable if g not in GROUPS]
+  _require(not unknown, f"train.trainable={tr.trainable!r} names unknown groups {unknown}; use "
+           f"a comma-separated subset of {GROUPS} (or \"\" for the method's default).")
+  _require(tr.num_steps >= 1, f"train.num_steps={tr.num_steps} must be >= 1.")
+  _require(tr.grad_accum >= 1 and tr.batch_size % tr.grad_accum == 0,
+           f"train.batch_size={tr.batch_size} must be divisible by train.grad_accum="
+           f"{tr.grad_accum} (>= 1).")
+
+  devices = jax.device_count()
+  data_axis = devices if cfg.mesh.data == -1 else cfg.mesh.data
+  _require(1 <= data_axis <= devices and devices % data_axis == 0,
+           f"mesh.data={cfg.mesh.data} must divide the {devices} available devices (-1 = all).")
+  micro = tr.batch_size // tr.grad_accum
+  for field, size in ((f"train.batch_size={tr.batch_size}" + (
+      f" / train.grad_accum={tr.grad_accum} = {micro}" if tr.grad_accum > 1 else ""), micro),
+                      (f"train.eval_batch_size={tr.eval_batch_size}", tr.eval_batch_size)):
+    _require(size % data_axis == 0,
+             f"{field} is not divisible by the {data_axis} devices of mesh.data; use a "
+             f"multiple of {data_axis}.")
+  _require(min(tr.eval_every, tr.eval_batches, tr.eval_batch_size) >= 1,
+           "train.eval_every, train.eval_batches and train.eval_batch_size must be >= 1.")
+  _require(-1 <= tr.eval_prefix <= cfg.data.T - 1,
+           f"train.eval_prefix={tr.eval_prefix} must be -1 (by method), 0 or in [1, data.T - 1].")
+  _require(lg.every >= 1, f"log.every={lg.every} must be >= 1.")
+  _require(ck.keep >= 1, f"ckpt.keep={ck.keep} must be >= 1.")
+  _require(ck.every >= 1 and ck.every % lg.every == 0,
+           f"ckpt.every={ck.every} must be a positive multiple of log.every={lg.every} (a resumed "
+           "run then logs the same training averages).")
+  _require(not ck.init_from or init_from_pending or checkpoint_dir(ck.init_from) is not None,
+           f"ckpt.init_from={ck.init_from!r} holds no checkpoint; point it at the workdir of a "
+           "finished run (e.g. an SMT run), or set it to \"\" to start from scratch.")

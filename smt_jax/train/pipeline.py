@@ -1,0 +1,92 @@
+"""Pipelines: several runs ("stages") of one config, e.g. SMT, then DMT from it, beside BPTT.
+
+A config with `pipeline.order = "smt,dmt,bptt"` runs each stage into workdir/STAGE with the
+shared fields overridden by `pipeline.stages.STAGE`; a stage's `ckpt.init_from` may name an
+earlier stage. Every stage is resolved and validated before the first one compiles.
+"""
+
+import json
+import pathlib
+
+import ml_collections
+
+from smt_jax.config import ConfigError, validate
+from smt_jax.train.loop import train_and_evaluate
+
+TABLE_COLUMNS = ("stage", "method", "rnn_acc", "rnn_loss", "teacher_acc", "wall_s", "workdir")
+
+
+def stage_names(cfg: ml_collections.ConfigDict) -> list[str]:
+  """The stages of pipeline.order, [] for a single run."""
+  return [s.strip() for s in cfg.pipeline.order.split(",") if s.strip()]
+
+
+def _overrides(tree: ml_collections.ConfigDict, prefix: str = "") -> dict:
+  """Flattens nested overrides into {"dotted.field": value}."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      flat.update(_overrides(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def stage_config(cfg: ml_collections.ConfigDict, stage: str, workdir: str | pathlib.Path):
+  """The run config of `stage`: cfg without its pipeline, overridden by pipeline.stages.STAGE,
+  with ckpt.init_from naming an earlier stage resolved to its workdir."""
+  names = stage_names(cfg)
+  _check(stage in cfg.pipeline.stages,
+         f"pipeline.order names stage {stage!r} but pipeline.stages.{stage} is not defined.")
+  run = ml_collections.ConfigDict(cfg.to_dict())
+  run.pipeline.order, run.pipeline.stages = "", ml_collections.ConfigDict()
+  for field, value in _overrides(cfg.pipeline.stages[stage]).items():
+    parent, _, leaf = field.rpartition(".")
+    group = run
+    for part in filter(None, parent.split(".")):
+      _check(part in group, f"pipeline.stages.{stage}.{field}: no field {field!r} in the config.")
+      group = group[part]
+    _check(leaf in group or parent.endswith("kwargs"),  # Task knobs may be new keys.
+           f"pipeline.stages.{stage}.{field}: no field {field!r} in the config.")
+    group[leaf] = value
+  init_from = run.ckpt.init_from
+  if init_from in names:
+    _check(names.index(init_from) < names.index(stage),
+           f"pipeline.stages.{stage}.ckpt.init_from={init_from!r} must name an earlier stage "
+           f"of pipeline.order={cfg.pipeline.order!r}.")
+    run.ckpt.init_from = str(pathlib.Path(workdir) / init_from)
+  return run
+
+
+def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> list[dict]:
+  """Runs every stage into workdir/STAGE (each resumable); writes workdir/config.json and
+  workdir/summary.json; returns one row per stage with the TABLE_COLUMNS."""
+  workdir = pathlib.Path(workdir)
+  names = stage_names(cfg)
+  configs = {s: stage_config(cfg, s, workdir) for s in names}
+  produced = {str(workdir / s) for s in names}
+  for run in configs.values():
+    validate(run, init_from_pending=run.ckpt.init_from in produced)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+  rows = []
+  for s, run in configs.items():
+    final = train_and_evaluate(run, workdir / s)
+    rows.append({"stage": s, "method": run.method, "rnn_acc": final["rnn_acc"],
+                 "rnn_loss": final["rnn_loss"], "teacher_acc": final.get("teacher_acc"),
+                 "wall_s": final["wall_s"], "workdir": str(workdir / s)})
+  (workdir / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+  return rows
+
+
+def format_table(rows: list[dict]) -> str:
+  """A plain-text table of pipeline rows (accuracy and loss of the RNN's read)."""
+  fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+  cells = [list(TABLE_COLUMNS)] + [[fmt(r[c]) for c in TABLE_COLUMNS] for r in rows]
+  widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]
+  return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def _check(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)

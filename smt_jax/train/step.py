@@ -1,0 +1,133 @@
+"""Pure step functions: data as a function of (seed, step), the train step and the eval step.
+
+`train_step(state, batch, rng) -> (state, metrics)` is pure and un-jitted so that callers can wrap
+it with shardings; `make_step_fn` jits it (state donated), fusing sampling into the same program
+when the dataset is jittable.
+"""
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from smt_jax.eval.read import rnn_read_stats, teacher_read_stats
+from smt_jax.models import build_models
+from smt_jax.objectives import objective_for
+from smt_jax.train.optimizer import learning_rate, trainable_groups
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: updates applied so far.
+  params: dict  # {"encoder", "decoder", "updater", "readout"} parameter trees.
+  opt_state: Any  # Optimizer state (only trainable groups hold moments).
+
+
+@flax.struct.dataclass
+class Keys:
+  """The run's independent PRNG streams, all derived from cfg.seed."""
+  params: jax.Array
+  data: jax.Array
+  loss: jax.Array
+  eval_data: jax.Array
+  eval_loss: jax.Array
+
+  @classmethod
+  def from_seed(cls, seed: int) -> "Keys":
+    return cls(*jax.random.split(jax.random.key(seed), 5))
+
+
+def batch_for_step(dataset, key: jax.Array, step, batch_size: int, length: int,
+                   process_index: int = 0) -> dict:
+  """The batch of `step` for this process: a pure function of (key, step, process_index).
+
+  Returns {"x": int32 (batch_size, length), "y": int32 (batch_size, length)}.
+  """
+  key = jax.random.fold_in(jax.random.fold_in(key, step), process_index)
+  return dataset.sample(key, batch_size, length)
+
+
+def readout_from_decoder(params: dict) -> dict:
+  """params with the readout replaced by a copy of the teacher decoder (Readout = {"decoder"});
+  a copy, not an alias, so the two groups can be donated and trained separately."""
+  return {**params, "readout": {"decoder": jax.tree.map(jnp.copy, params["decoder"])}}
+
+
+def make_train_step(cfg: ml_collections.ConfigDict, tx: optax.GradientTransformation) -> Callable:
+  """The pure update `train_step(state, batch, rng) -> (state, metrics)` of cfg.method.
+
+  The batch (B, T) is split into cfg.train.grad_accum micro-batches whose gradients and metrics
+  are averaged before one optimizer update; frozen groups are returned unchanged.
+  """
+  objective, trainable = objective_for(cfg.method), trainable_groups(cfg)
+  accum, schedule = cfg.train.grad_accum, learning_rate(cfg)
+  grad_fn = jax.value_and_grad(lambda p, b, r: objective(p, b, r, cfg), has_aux=True)
+
+  def micro_step(params, batch, rng):
+    (_, metrics), grads = grad_fn(params, batch, rng)
+    return grads, metrics
+
+  def train_step(state: TrainState, batch: dict, rng: jax.Array):
+    if accum == 1:
+      grads, metrics = micro_step(state.params, batch, rng)
+    else:
+      micro = jax.tree.map(lambda a: a.reshape(accum, -1, *a.shape[1:]), batch)
+      summed = lambda acc, i: (jax.tree.map(jnp.add, acc, micro_step(
+          state.params, jax.tree.map(lambda a: a[i], micro), jax.random.fold_in(rng, i))), None)
+      zeros = jax.eval_shape(micro_step, state.params, jax.tree.map(lambda a: a[0], micro), rng)
+      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
+      total, _ = jax.lax.scan(summed, zeros, jnp.arange(accum))
+      grads, metrics = jax.tree.map(lambda a: a / accum, total)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = {g: optax.apply_updates(p, updates[g]) if g in trainable else p
+              for g, p in state.params.items()}
+    metrics = {**metrics, "grad_norm": optax.global_norm({g: grads[g] for g in trainable}),
+               "lr": schedule(state.step)}
+    return TrainState(state.step + 1, params, opt_state), metrics
+
+  return train_step
+
+
+def make_step_fn(cfg: ml_collections.ConfigDict, dataset, train_step: Callable, keys: Keys):
+  """`step_fn(state, step) -> (state, metrics)`: the batch and loss rng of `step`, one update."""
+  size, length = cfg.train.batch_size // jax.process_count(), cfg.data.T
+  batch_of = lambda step: batch_for_step(dataset, keys.data, step, size, length,
+                                         jax.process_index())
+  update = lambda state, batch, step: train_step(state, batch, jax.random.fold_in(keys.loss, step))
+  if dataset.jittable:
+    return jax.jit(lambda state, step: update(state, batch_of(step), step), donate_argnums=0)
+  jitted = jax.jit(update, donate_argnums=0)
+  return lambda state, step: jitted(state, batch_of(step), step)
+
+
+def eval_prefix(cfg: ml_collections.ConfigDict) -> int:
+  """The RNN read's start: cfg.train.eval_prefix, or by method (bptt: 0, smt and dmt: 1)."""
+  if cfg.train.eval_prefix >= 0:
+    return cfg.train.eval_prefix
+  return 0 if cfg.method == "bptt" else 1
+
+
+def make_eval_fn(cfg: ml_collections.ConfigDict) -> Callable:
+  """Jitted `eval_fn(params, batch, rng) -> (objective metrics, read stats)`.
+
+  The objective metrics are the method's scalar metrics on the batch; the read stats are
+  {"rnn": ..., "teacher": ...} per-position sums (`smt_jax.eval.read`) of the RNN's
+  teacher-forced read and, unless bptt (which has no teacher), the teacher's. During SMT the
+  readout is untrained, so the RNN reads through a copy of the decoder when
+  cfg.model.rnn.readout_from_decoder (what DMT then starts from).
+  """
+  models, objective, prefix = build_models(cfg), objective_for(cfg.method), eval_prefix(cfg)
+  copy_decoder = cfg.method == "smt" and cfg.model.rnn.readout_from_decoder
+
+  def eval_fn(params, batch, rng):
+    _, metrics = objective(params, batch, rng, cfg)
+    rnn_params = readout_from_decoder(params) if copy_decoder else params
+    stats = {"rnn": rnn_read_stats(models, rnn_params, batch, prefix)}
+    if cfg.method != "bptt":
+      stats["teacher"] = teacher_read_stats(models, params, batch)
+    return metrics, stats
+
+  return jax.jit(eval_fn)

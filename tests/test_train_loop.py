@@ -1,0 +1,120 @@
+"""The training loop: smoke runs of each method, exact resume, SMT -> DMT init, frozen groups,
+non-finite losses. Tiny models (T = 8) so that each run compiles and trains in seconds."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from smt_jax.train import NonFiniteLossError, load_params, loop, train_and_evaluate
+from smt_jax.train.metrics import read_metrics
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """Runs of the same config in this module compile once (a persistent cache across jits)."""
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  yield
+  jax.config.update("jax_compilation_cache_dir", None)
+
+
+def run_config(tiny_config, method="smt", **overrides):
+  """A 4-step run: log, eval and checkpoint every 2 steps; retrieval data at T = 8."""
+  fields = {"method": method, "data.name": "retrieval", "train.num_steps": 4,
+            "train.batch_size": 4, "train.eval_every": 2, "train.eval_batch_size": 4,
+            "train.eval_batches": 1, "log.every": 2, "ckpt.every": 2, "log.plot": False,
+            "optim.warmup_steps": 1}
+  fields.update(overrides)
+  return tiny_config(**fields)
+
+
+def without_timing(rows):
+  return [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def smt_workdir(tmp_path_factory):
+  from tests.conftest import make_tiny_config
+  workdir = tmp_path_factory.mktemp("smt")
+  train_and_evaluate(run_config(make_tiny_config, **{"log.plot": True}), workdir)
+  return workdir
+
+
+def test_smt_run_writes_config_metrics_checkpoints_and_plot(smt_workdir):
+  rows = read_metrics(smt_workdir / "metrics.jsonl")
+  assert [(r["step"], r["split"]) for r in rows] == [(2, "train"), (2, "eval"), (4, "train"),
+                                                    (4, "eval")]
+  assert {"loss", "loss_dec", "loss_dyn", "grad_norm", "lr"} <= rows[0].keys()
+  assert {"rnn_acc", "rnn_loss", "teacher_acc", "teacher_loss"} <= rows[1].keys()
+  assert json.loads((smt_workdir / "config.json").read_text())["method"] == "smt"
+  assert (smt_workdir / "curves.png").stat().st_size > 0
+  assert load_params(smt_workdir)[1] == 4
+
+
+def test_dmt_init_from_restores_smt_params_and_keeps_frozen_groups(smt_workdir, tmp_path,
+                                                                   tiny_config):
+  smt_params, _ = load_params(smt_workdir)
+  cfg = run_config(tiny_config, "dmt", **{"ckpt.init_from": str(smt_workdir)})
+  init = loop.initial_params(cfg, jax.random.key(123))
+  for group in ("encoder", "decoder", "updater"):
+    jax.tree.map(np.testing.assert_array_equal, init[group], smt_params[group])
+  jax.tree.map(np.testing.assert_array_equal, init["readout"], {"decoder": smt_params["decoder"]})
+
+  final = train_and_evaluate(cfg, tmp_path)
+  assert np.isfinite(final["loss"]) and 0.0 <= final["rnn_acc"] <= 1.0
+  dmt_params, step = load_params(tmp_path)
+  assert step == 4
+  for group in ("encoder", "decoder"):  # Frozen by default: bit-identical.
+    jax.tree.map(np.testing.assert_array_equal, dmt_params[group], smt_params[group])
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), dmt_params["updater"],
+                         smt_params["updater"])
+  assert any(jax.tree.leaves(changed))
+
+
+def test_bptt_smoke_with_gradient_accumulation(tmp_path, tiny_config):
+  final = train_and_evaluate(run_config(tiny_config, "bptt", **{"train.grad_accum": 2}), tmp_path)
+  assert np.isfinite(final["loss"]) and "teacher_acc" not in final
+
+
+def wrap_step_fn(monkeypatch, wrapper):
+  """Makes the loop's step_fn(state, i) go through wrapper(step_fn, state, i)."""
+  make_step_fn = loop.make_step_fn
+  monkeypatch.setattr(loop, "make_step_fn", lambda *args: (
+      lambda state, i, step_fn=make_step_fn(*args): wrapper(step_fn, state, i)))
+
+
+def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path, tiny_config, monkeypatch):
+  cfg = run_config(tiny_config, "bptt")
+  train_and_evaluate(cfg, tmp_path / "straight")
+
+  def crash_at_3(step_fn, state, i):
+    if i == 3:  # After the checkpoint of update 2 and one more update.
+      raise KeyboardInterrupt
+    return step_fn(state, i)
+  with monkeypatch.context() as m:
+    wrap_step_fn(m, crash_at_3)
+    with pytest.raises(KeyboardInterrupt):
+      train_and_evaluate(cfg, tmp_path / "resumed")
+  train_and_evaluate(cfg, tmp_path / "resumed")
+
+  straight = without_timing(read_metrics(tmp_path / "straight" / "metrics.jsonl"))
+  resumed = without_timing(read_metrics(tmp_path / "resumed" / "metrics.jsonl"))
+  assert resumed == straight
+  jax.tree.map(np.testing.assert_array_equal, load_params(tmp_path / "resumed")[0],
+               load_params(tmp_path / "straight")[0])
+
+
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
+    tmp_path, tiny_config, monkeypatch):
+  def poison_update_3(step_fn, state, i):
+    if i == 2:
+      state = state.replace(params=jax.tree.map(lambda a: a * np.nan, state.params))
+    return step_fn(state, i)
+  wrap_step_fn(monkeypatch, poison_update_3)
+  with pytest.raises(NonFiniteLossError, match=r"step 3: the loss or gradient norm is NaN/Inf"):
+    train_and_evaluate(run_config(tiny_config, "bptt"), tmp_path)
+  params, step = load_params(tmp_path)
+  assert step == 2
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
