@@ -29,7 +29,8 @@ class Jitted:
 def setup():
   cfg = make_tiny_config(**{"model.rnn.updater": "gru"})
   models = build_models(cfg)
-  return cfg, models, init_params(cfg, jax.random.key(0)), Jitted(models)
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  return cfg, models, params, Jitted(models)
 
 
 def window_at(x, t, tc):
@@ -85,8 +86,8 @@ def test_teacher_read_matches_python_loop(setup):
   logits_at = lambda t: ref.decode(
       params, ref.encode(params, window_at(batch["x"], t, models.encoder_window)), empty)[:, 0]
   expected = reference_stats(logits_at, batch["y"], 0)
-  np.testing.assert_allclose(as_array(teacher_read_stats(models, params, batch)), expected,
-                             rtol=1e-5, atol=1e-5)
+  got = jax.jit(lambda p, b: teacher_read_stats(models, p, b))(params, batch)
+  np.testing.assert_allclose(as_array(got), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_summarize_pools_labels_and_marks_unlabelled_positions():
@@ -128,8 +129,8 @@ def test_top_k_samples_only_the_k_most_likely_tokens():
 def test_write_samples_keep_prompts_and_continue_from_their_memories(setup):
   cfg, models, params, ref = setup
   x = random_batch(jax.random.key(5), 2, cfg.data.T, cfg.data.vocab_size)["x"]
-  out = write_samples(models, params, x, jax.random.key(6), prefix=3, length=4, temperature=0.0,
-                      top_k=0)
+  out = jax.jit(lambda p, x, k: write_samples(models, p, x, k, prefix=3, length=4,
+                                               temperature=0.0, top_k=0))(params, x, jax.random.key(6))
   assert {k: v.shape for k, v in out.items()} == {k: (2, 7) for k in ("data", "encoder", "scratch")}
   np.testing.assert_array_equal(out["data"], x[:, :7])
   np.testing.assert_array_equal(out["encoder"][:, :3], x[:, :3])
@@ -170,7 +171,8 @@ def test_drift_of_the_rnn_matches_python_loop(setup):
     m = ref.step(params, m, x[:, t])
     drift.append(float(jnp.mean((m - target(t)) ** 2)))
     one_step.append(float(jnp.mean((ref.step(params, target(t - 1), x[:, t]) - target(t)) ** 2)))
-  out = drift_stats(rnn_step_fn(models, params), models, params, x, start, steps)
+  out = jax.jit(lambda p, x: drift_stats(rnn_step_fn(models, p), models, p, x, start, steps))(
+      params, x)
   np.testing.assert_allclose(out["drift"], drift, rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(out["one_step"], one_step, rtol=1e-4, atol=1e-7)
   assert float(out["drift"][0]) == pytest.approx(float(out["one_step"][0]), rel=1e-5)

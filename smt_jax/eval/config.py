@@ -4,10 +4,13 @@ import ml_collections
 
 from smt_jax.config import ConfigError
 
+SECTIONS = ("read", "drift", "length", "write")
+
 
 def default_eval_config() -> ml_collections.ConfigDict:
   """Evaluation knobs; 0 / -1 / () mean "derive from the run's config" (see `resolve_eval`)."""
   e = ml_collections.ConfigDict()
+  e.sections = ",".join(SECTIONS)  # Comma-separated parts to run: read, drift, length, write.
   e.seed = 0  # Seeds the test batches and the samples.
   e.batch_size = 16  # Sequences per evaluation batch.
   e.num_batches = 4  # Batches averaged by read, drift and length generalisation.
@@ -47,6 +50,10 @@ def resolve_eval(cfg: ml_collections.ConfigDict, pixels: int = 0) -> ml_collecti
   e.write_length = e.write_length or e.T - e.prefix
   if pixels:
     e.write_length = -(-(e.prefix + e.write_length) // pixels) * pixels - e.prefix
+  sections = [name.strip() for name in e.sections.split(",") if name.strip()]
+  _require(bool(sections) and set(sections) <= set(SECTIONS),
+           f"eval.sections={e.sections!r} must name some of {', '.join(SECTIONS)}.")
+  e.sections = ",".join(name for name in SECTIONS if name in sections)
   _require(e.batch_size >= 1, f"eval.batch_size={e.batch_size} must be >= 1.")
   _require(e.num_batches >= 1, f"eval.num_batches={e.num_batches} must be >= 1.")
   _require(e.num_samples >= 1, f"eval.num_samples={e.num_samples} must be >= 1.")

@@ -34,6 +34,7 @@ def plot_read(curves: dict, path: str) -> None:
   ax_acc.set(xlabel="position t (memory after reading x[t])", ylabel="accuracy",
              title="Teacher-forced read: accuracy per position", ylim=(-0.02, 1.02))
   for ax in (ax_loss, ax_acc):
+    ax.set_xlim(-0.5, len(positions) - 0.5)
     ax.grid(alpha=0.3)
     ax.legend()
   _save(fig, path)

@@ -1,8 +1,10 @@
 """`evaluate(cfg, params, workdir)`: read, drift, length generalisation and samples of a trained
-run, written to `workdir/eval.json` plus PNGs (and samples.txt for token data)."""
+run, written to `workdir/eval.json` plus PNGs (and samples.txt for token data).
+`evaluate_workdir(workdir)` does the same for a finished run's config.json and latest checkpoint."""
 
 import json
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -11,13 +13,11 @@ import numpy as np
 
 from smt_jax.data import make_dataset
 from smt_jax.eval import plots
-from smt_jax.eval.config import resolve_eval
+from smt_jax.eval.config import SECTIONS, default_eval_config, resolve_eval
 from smt_jax.eval.drift import drift_stats, rnn_step_fn
 from smt_jax.eval.read import add_stats, rnn_read_stats, summarize, teacher_read_stats
 from smt_jax.eval.write import samples_text, write_samples
 from smt_jax.models import Models, build_models
-
-SECTIONS = ("read", "drift", "length", "write")  # each draws test batches from its own key
 
 
 class _Evaluator:
@@ -37,7 +37,8 @@ class _Evaluator:
         models, p, x, key, ec.prefix, ec.write_length, ec.temperature, ec.top_k))
 
   def batches(self, section: str, length: int, num: int, batch_size: int):
-    """`num` test batches of (batch_size, length), a pure function of (eval.seed, section, i)."""
+    """`num` test batches of (batch_size, length), a pure function of (eval.seed, section, i):
+    each section draws from its own key."""
     key = jax.random.fold_in(self.key, SECTIONS.index(section))
     for i in range(num):
       yield self.ds.sample(jax.random.fold_in(key, i), batch_size, length)
@@ -58,7 +59,7 @@ def _read(ev: _Evaluator, workdir: str) -> dict:
   curves = ev.read_summaries("read", ec.T, {f"rnn from encoder prefix {ec.prefix}": ec.prefix,
                                             "rnn from initial memory": 0})
   plots.plot_read(curves, os.path.join(workdir, "read.png"))
-  return {"T": ec.T, "prefix": ec.prefix, "curves": curves}
+  return {"T": ec.T, "prefix": ec.prefix, "curves": curves, "file": "read.png"}
 
 
 def _drift(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -71,12 +72,12 @@ def _drift(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict
   tail = max(steps // 4, 1)
   return {"start": start, "steps": steps, "drift": drift, "one_step": one_step,
           "one_step_mean": float(one_step.mean()), "drift_settled": float(drift[-tail:].mean()),
-          "settled_over_last_steps": tail}
+          "settled_over_last_steps": tail, "file": "drift.png"}
 
 
 def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   rows = [ev.read_summaries("length", n, {"rnn": 0}) for n in ev.ec.lengths]
-  out = {"lengths": list(ev.ec.lengths), "train_T": cfg.data.T}
+  out = {"lengths": list(ev.ec.lengths), "train_T": cfg.data.T, "file": "length.png"}
   for name in ("rnn", "teacher"):
     out[f"{name}_acc"] = [r[name]["acc"] for r in rows]
     out[f"{name}_loss"] = [r[name]["loss"] for r in rows]
@@ -127,38 +128,72 @@ def evaluate(cfg: ml_collections.ConfigDict, params: dict, workdir: str,
              step: int | None = None) -> dict:
   """Evaluates `params` on the test split of cfg.data with the knobs of cfg.eval.
 
-  Writes into workdir: eval.json (this summary), read.png, drift.png, length.png, and
-  samples.png (pixel data) or samples.txt (tokens). Returns the summary:
-    {"step", "eval" (resolved knobs), "read", "drift", "length", "write", "files"}.
+  Writes into workdir, for each section in eval.sections: read.png, drift.png, length.png, and
+  samples.png (pixel data) or samples.txt (tokens); then eval.json, the summary it returns:
+    {"step", "eval" (resolved knobs), one entry per section, "files"}.
   """
   ds = make_dataset(cfg.data, "test")
   ec = resolve_eval(cfg, _pixels(ds))
   os.makedirs(workdir, exist_ok=True)
   ev = _Evaluator(cfg, jax.tree.map(jnp.asarray, params), ec, ds)
-  summary = {"step": step, "eval": ec.to_dict(), "read": _read(ev, workdir),
-             "drift": _drift(ev, cfg, workdir), "length": _length(ev, cfg, workdir),
-             "write": _write(ev, workdir)}
-  summary["files"] = ["eval.json", "read.png", "drift.png", "length.png", summary["write"]["file"]]
+  run = {"read": lambda: _read(ev, workdir), "drift": lambda: _drift(ev, cfg, workdir),
+         "length": lambda: _length(ev, cfg, workdir), "write": lambda: _write(ev, workdir)}
+  summary = {"step": step, "eval": ec.to_dict()}
+  summary.update({name: run[name]() for name in ec.sections.split(",")})
+  summary["files"] = ["eval.json"] + [summary[name]["file"] for name in ec.sections.split(",")]
   summary = _jsonable(summary)
   with open(os.path.join(workdir, "eval.json"), "w") as f:
     json.dump(summary, f, indent=1)
   return summary
 
 
+def load_run_config(workdir: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
+  """workdir/config.json (written by the trainer) with an eval group and dotted `overrides`
+  ({"eval.temperature": 0.0, ...}) applied."""
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} not found: --workdir must be the folder of a training run.")
+  cfg = ml_collections.ConfigDict(json.loads(path.read_text()))
+  if "eval" not in cfg:
+    cfg.eval = default_eval_config()
+  for dotted, value in (overrides or {}).items():
+    *groups, leaf = dotted.split(".")
+    node = cfg
+    for group in groups:
+      node = node[group]
+    node[leaf] = value
+  return cfg
+
+
+def evaluate_workdir(workdir: str, overrides: dict | None = None) -> dict:
+  """`evaluate` of a run's latest checkpoint with its config (see `load_run_config`)."""
+  # Local import: the trainer calls `evaluate`, so smt_jax.train may import this module.
+  from smt_jax.train.checkpointing import load_params
+
+  cfg = load_run_config(workdir, overrides)
+  params, step = load_params(workdir)
+  return evaluate(cfg, params, workdir, step)
+
+
 def format_table(summary: dict) -> str:
-  """A short plain-text table of an `evaluate` summary."""
+  """A short plain-text table of an `evaluate` summary (the sections it has)."""
   fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
-  lines = [f"read (T={summary['read']['T']}, step={summary['step']})", f"{'':34s}  loss    acc"]
-  for name, curve in summary["read"]["curves"].items():
-    lines.append(f"  {name:32s} {fmt(curve['loss'])} {fmt(curve['acc'])}")
-  d = summary["drift"]
-  lines.append(f"drift from position {d['start']}: one-step MSE {d['one_step_mean']:.3g}, rollout "
-               f"MSE settles at {d['drift_settled']:.3g} (last {d['settled_over_last_steps']} of "
-               f"{d['steps']} steps)")
-  g = summary["length"]
-  lines.append(f"length generalisation (trained at T={g['train_T']})")
-  lines.append(f"  {'T':>6s}  rnn_acc  teacher_acc")
-  for n, r, t in zip(g["lengths"], g["rnn_acc"], g["teacher_acc"]):
-    lines.append(f"  {n:6d}  {fmt(r)}   {fmt(t)}")
-  lines.append(f"samples: {summary['write']['file']}")
+  lines = [f"evaluation at step {summary['step']}"]
+  if "read" in summary:
+    lines.append(f"read (T={summary['read']['T']}){'':22s}  loss    acc")
+    for name, curve in summary["read"]["curves"].items():
+      lines.append(f"  {name:32s} {fmt(curve['loss'])} {fmt(curve['acc'])}")
+  if "drift" in summary:
+    d = summary["drift"]
+    lines.append(f"drift from position {d['start']}: one-step MSE {d['one_step_mean']:.3g}, "
+                 f"rollout MSE settles at {d['drift_settled']:.3g} (last "
+                 f"{d['settled_over_last_steps']} of {d['steps']} steps)")
+  if "length" in summary:
+    g = summary["length"]
+    lines.append(f"length generalisation (trained at T={g['train_T']})")
+    lines.append(f"  {'T':>6s}  rnn_acc  teacher_acc")
+    for n, r, t in zip(g["lengths"], g["rnn_acc"], g["teacher_acc"]):
+      lines.append(f"  {n:6d}  {fmt(r)}   {fmt(t)}")
+  if "write" in summary:
+    lines.append(f"samples: {summary['write']['file']}")
   return "\n".join(lines)
