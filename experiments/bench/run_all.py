@@ -1,0 +1,291 @@
+"""SMT vs BPTT gradient-path cost: speed, memory, sequential depth, credit assignment.
+
+  python experiments/bench/run_all.py                 # CPU grid (`make bench`), < 15 minutes
+  python experiments/bench/run_all.py --device gpu    # paper-scale grid on a GPU / TPU
+  python experiments/bench/run_all.py --quick         # a smoke run of every section
+
+Prints tables, writes experiments/bench/results/bench_<device>.json and *.png, and (CPU or GPU)
+the report docs/benchmarks.md. Timings are medians of jitted steps after a warm-up, each blocked
+until ready; peak memory and FLOPs come from XLA's compiled memory/cost analyses; matmul FLOPs
+are also counted from the jaxpr (XLA's cost analysis counts a scan body once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import common  # noqa: E402
+from common import (OBJECTIVES, bench_step, environment, init_params, matmul_gflops,  # noqa: E402
+                    paper_config, random_batch, reference_config, small_config,
+                    variant_config)
+import credit  # noqa: E402
+import depth  # noqa: E402
+import plain  # noqa: E402
+import report  # noqa: E402
+
+# The PyTorch original measured on this machine kind (issue 6): seconds per step, (low, high).
+ORIGINAL = {
+    "smt_n1": (0.363, 0.375),
+    "dmt_32": (2.50, 2.51),
+    "bptt_T32": (0.90, 1.19),
+    "bptt_T64": (1.81, 2.24),
+    "bptt_T128": (3.66, 4.27),
+    "plain_torch": (0.316, 0.316),
+    "plain_flax_quiet": (0.370, 0.370),  # the Flax plain step on a quiet machine
+}
+ORIGINAL_LABELS_PER_STEP = 32  # one memory label per sequence, batch 32
+
+
+def grid(device: str, quick: bool) -> dict:
+  """What each section measures on this device."""
+  if device == "cpu":
+    g = dict(
+        ref_cfg=reference_config, ref_batch=32, ref_T=128, smt_all_batch=4,
+        bptt_Ts=(32, 64), plain=dict(batch=32, T=128, d_model=128, depth=4, heads=4),
+        sweep_cfg=small_config, sweep_batch=4, sweep_Ts=(64, 256, 1024, 2048),
+        sweep_variants=("smt_all", "dmt", "bptt", "bptt_remat"),
+        repeats=5, sweep_repeats=3, max_seconds=15.0, max_peak_gib=4.0,
+        credit_steps=100, credit_T=64, credit_batch=16, matmul_n=1024,
+        matmul_dtype=jnp.float32)
+    if quick:
+      g.update(bptt_Ts=(32,), sweep_Ts=(64, 128), repeats=2, sweep_repeats=2, credit_steps=5,
+               smt_all_batch=2, ref_batch=4, plain=dict(batch=4, T=128, d_model=128, depth=4,
+                                                        heads=4), credit_T=48)
+  else:  # gpu / tpu: the paper's scale
+    g = dict(
+        ref_cfg=paper_config, ref_batch=128, ref_T=512, smt_all_batch=128,
+        bptt_Ts=(64, 256, 1024), plain=dict(batch=128, T=1024, d_model=256, depth=8, heads=8),
+        sweep_cfg=paper_config, sweep_batch=128, sweep_Ts=(64, 128, 256, 512, 1024, 2048),
+        sweep_variants=("smt_all", "smt_n8", "dmt", "bptt", "bptt_remat"),
+        repeats=10, sweep_repeats=5, max_seconds=60.0, max_peak_gib=None,
+        credit_steps=1000, credit_T=256, credit_batch=32, matmul_n=8192, matmul_dtype=jnp.bfloat16)
+    if quick:
+      g.update(sweep_Ts=(512,), bptt_Ts=(64,), repeats=3, sweep_repeats=2, credit_steps=20)
+  return g
+
+
+def log(*a):
+  print(*a, flush=True)
+
+
+def fmt_s(s):
+  return "skipped" if s is None or (isinstance(s, float) and math.isnan(s)) else (
+      f"{s * 1e3:.0f} ms" if s < 1 else f"{s:.2f} s")
+
+
+def step_row(name, cfg, batch, g, **kw):
+  """Times one configuration and adds the derived throughput figures."""
+  t0 = time.time()
+  r = bench_step(cfg, batch, repeats=kw.pop("repeats", g["repeats"]),
+                 max_seconds=g["max_seconds"],
+                 max_peak_bytes=None if g["max_peak_gib"] is None else g["max_peak_gib"] * 2**30,
+                 **kw)
+  T = cfg.data.T
+  r.update(name=name, method=cfg.method, T=T, batch=batch, n_t=cfg.smt.n_t,
+           Td=cfg.dmt.Td, k=cfg.dmt.k, remat=cfg.bptt.remat,
+           Tc=cfg.model.teacher.Tc, Tf=cfg.model.teacher.Tf)
+  if cfg.method == "smt":
+    r["memory_labels"] = batch * ((T - 1) if cfg.smt.n_t == 0 else cfg.smt.n_t)
+  elif cfg.method == "dmt":
+    r["memory_labels"] = batch * (cfg.dmt.Td // cfg.dmt.k)
+  else:
+    r["memory_labels"] = 0
+  # Matmul FLOPs from the jaxpr (exact under scans) of the loss gradient.
+  try:
+    params = init_params(cfg, jax.random.PRNGKey(0))
+    b = random_batch(jax.random.PRNGKey(1), batch, T, cfg.data.vocab_size)
+    loss = lambda p, b, r_: OBJECTIVES[cfg.method](p, b, r_, cfg)[0]
+    r["jaxpr_matmul_flops"] = depth.matmul_flops(jax.grad(loss), params, b, jax.random.PRNGKey(0))
+  except Exception as e:  # pragma: no cover
+    r["jaxpr_matmul_flops"] = float("nan")
+    r["jaxpr_error"] = repr(e)
+  s = r["step_s"]
+  if s and not math.isnan(s):
+    r["tokens_per_s"] = batch * T / s
+    r["labels_per_s"] = r["memory_labels"] / s
+    r["achieved_gflops_xla"] = r.get("flops", float("nan")) / s / 1e9
+    r["achieved_gflops_matmul"] = r["jaxpr_matmul_flops"] / s / 1e9
+  log(f"  {name:<22} T={T:<5} B={batch:<4} step {fmt_s(s):>10}  peak "
+      f"{r.get('peak_bytes', 0) / 2**20:8.0f} MiB  matmul {r['jaxpr_matmul_flops'] / 1e9:8.1f} "
+      f"GFLOP  (compile {r['compile_s']:.0f} s, wall {time.time() - t0:.0f} s)"
+      + (f"  [{r['skipped']}]" if r.get("skipped") else ""))
+  return r
+
+
+def reference_section(g) -> dict:
+  """Issue targets: the reference config (CPU) or the paper's (GPU)."""
+  rows = {}
+  T = g["ref_T"]
+  base = g["ref_cfg"](T)
+  for key, variant, batch in (("smt_n1", "smt_n1", g["ref_batch"]),
+                              ("smt_all", "smt_all", g["smt_all_batch"]),
+                              ("dmt_32", "dmt_32", g["ref_batch"])):
+    rows[key] = step_row(key, variant_config(base, variant), batch, g)
+  for bt in g["bptt_Ts"]:
+    rows[f"bptt_T{bt}"] = step_row(f"bptt_T{bt}", variant_config(g["ref_cfg"](bt), "bptt"),
+                                   g["ref_batch"], g)
+  bt = g["bptt_Ts"][min(1, len(g["bptt_Ts"]) - 1)]
+  rows[f"bptt_remat_T{bt}"] = step_row(f"bptt_remat_T{bt}",
+                                       variant_config(g["ref_cfg"](bt), "bptt_remat"),
+                                       g["ref_batch"], g)
+  return rows
+
+
+def plain_section(g) -> dict:
+  p = g["plain"]
+  init_state, step, _ = plain.plain_step_fns(256, p["d_model"], p["depth"], p["heads"])
+  r = bench_step(None, p["batch"], repeats=g["repeats"], fns=(init_state, step), T=p["T"],
+                 vocab=256)
+  r.update(name="plain_transformer", **p)
+  log(f"  plain Transformer      T={p['T']:<5} B={p['batch']:<4} step {fmt_s(r['step_s']):>10}"
+      f"  XLA {r.get('flops', 0) / 1e9:.1f} GFLOP")
+  return r
+
+
+def sweep_section(g) -> list:
+  rows = []
+  for T in g["sweep_Ts"]:
+    base = g["sweep_cfg"](T)
+    for v in g["sweep_variants"]:
+      cfg = variant_config(base, v)
+      rows.append(step_row(v, cfg, g["sweep_batch"], g, repeats=g["sweep_repeats"]))
+  return rows
+
+
+def depth_section(g) -> list:
+  """Sequential depth (all dependencies) and gradient-path depth (stop_gradient cuts) of the
+  forward loss, and of the whole gradient computation, per method and T."""
+  rows = []
+  for T in g["sweep_Ts"]:
+    base = g["sweep_cfg"](T)
+    for v in ("smt_all", "smt_n8", "dmt", "bptt", "bptt_remat"):
+      cfg = variant_config(base, v)
+      params = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
+      b = jax.eval_shape(lambda: random_batch(jax.random.PRNGKey(1), 2, T, cfg.data.vocab_size))
+      rng = jax.random.PRNGKey(0)
+      loss = lambda p, b, r_: OBJECTIVES[cfg.method](p, b, r_, cfg)[0]
+      with depth.mark_updater():
+        fwd = depth.sequential_depth(loss, params, b, rng)
+        grad_path = depth.sequential_depth(loss, params, b, rng, cut_stop_gradient=True)
+        train = depth.sequential_depth(jax.grad(loss), params, b, rng)
+      rows.append(dict(variant=v, T=T, forward_depth=fwd, gradient_path_depth=grad_path,
+                       fwd_bwd_depth=train))
+      log(f"  {v:<12} T={T:<5} sequential depth {fwd:>5}  gradient path {grad_path:>5}  "
+          f"forward+backward {train:>5}")
+  return rows
+
+
+def credit_section(g) -> dict:
+  """||d loss_t / d e_{t-k}|| vs k: BPTT at init and after training on a delayed copy; SMT's
+  encoder path at init and after the same number of SMT steps."""
+  T, lag, vocab, B = g["credit_T"], 8, 16, g["credit_batch"]
+  base = g["sweep_cfg"](T)
+  base.data.vocab_size = vocab
+  out = dict(T=T, lag=lag, vocab=vocab, batch=B, steps=g["credit_steps"], t=T - 1)
+  probe = credit.delayed_copy_batch(jax.random.PRNGKey(123), B, T, vocab, lag)
+  for method, variant in (("bptt", "bptt"), ("smt", "smt_n8")):
+    cfg = variant_config(base, variant)
+    tx = optax.adamw(1e-3, weight_decay=0.01)
+    params = init_params(cfg, jax.random.PRNGKey(0))
+    opt = tx.init(params)
+    measure = (jax.jit(lambda p: credit.bptt_credit(cfg, p, probe, T - 1)) if method == "bptt"
+               else jax.jit(lambda p: credit.smt_encoder_credit(cfg, p, probe, T - 1)))
+    out[f"{method}_init"] = np.asarray(measure(params)).tolist()
+
+    @jax.jit
+    def train(params, opt, i):
+      batch = credit.delayed_copy_batch(jax.random.fold_in(jax.random.PRNGKey(7), i), B, T,
+                                        vocab, lag)
+      (loss, m), grads = jax.value_and_grad(OBJECTIVES[cfg.method], has_aux=True)(
+          params, batch, jax.random.fold_in(jax.random.PRNGKey(8), i), cfg)
+      updates, opt = tx.update(grads, opt, params)
+      acc = m.get("acc", m.get("acc_dec_first"))
+      return optax.apply_updates(params, updates), opt, loss, acc
+
+    t0 = time.time()
+    losses = []
+    for i in range(g["credit_steps"]):
+      params, opt, loss, acc = train(params, opt, i)
+      losses.append((float(loss), float(acc)))
+    out[f"{method}_trained"] = np.asarray(measure(params)).tolist()
+    out[f"{method}_train_curve"] = losses
+    log(f"  {method}: {g['credit_steps']} steps in {time.time() - t0:.0f} s, loss "
+        f"{losses[0][0]:.3f} -> {losses[-1][0]:.3f}, acc {losses[-1][1]:.3f}")
+    for key in ("init", "trained"):
+      v = out[f"{method}_{key}"]
+      ks = [k for k in (0, 1, 2, 4, 8, 16, 31, 63) if k < len(v)]
+      log(f"    {key:<8} " + "  ".join(f"k={k}: {v[k]:.3g}" for k in ks))
+  return out
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  ap.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                  help="cpu: CPU-sized grid; gpu: paper scale on the accelerator; auto: by backend")
+  ap.add_argument("--quick", action="store_true", help="a tiny smoke run of every section")
+  ap.add_argument("--out", default=os.path.join(HERE, "results"), help="JSON / PNG folder")
+  ap.add_argument("--docs", default=os.path.join(common.REPO, "docs", "benchmarks.md"),
+                  help="markdown report path ('' = none)")
+  ap.add_argument("--sections", default="env,plain,reference,sweep,depth,credit")
+  args = ap.parse_args(argv)
+  device = args.device
+  if device == "auto":
+    device = "cpu" if jax.default_backend() == "cpu" else "gpu"
+  g = grid(device, args.quick)
+  sections = set(args.sections.split(","))
+  os.makedirs(args.out, exist_ok=True)
+  t_start = time.time()
+  res = dict(command="python " + " ".join([os.path.relpath(__file__, common.REPO)] +
+                                             (argv if argv is not None else sys.argv[1:])),
+             device_mode=device, quick=args.quick, env=environment(),
+             started=time.strftime("%Y-%m-%d %H:%M:%S %Z"), original=ORIGINAL)
+  log(f"[env] {res['env']['device']} ({res['env']['cpu']}), jax {res['env']['jax']}")
+  res["matmul_gflops"] = matmul_gflops(g["matmul_n"], g["matmul_dtype"])
+  res["matmul"] = dict(n=g["matmul_n"], dtype=jnp.dtype(g["matmul_dtype"]).name)
+  log(f"[matmul] {g['matmul_n']}^3 {res['matmul']['dtype']}: {res['matmul_gflops']:.1f} GFLOP/s")
+  if "plain" in sections:
+    log("[plain]")
+    res["plain"] = plain_section(g)
+  if "reference" in sections:
+    log("[reference]")
+    res["reference"] = reference_section(g)
+  if "sweep" in sections:
+    log("[sweep]")
+    res["sweep"] = sweep_section(g)
+  if "depth" in sections:
+    log("[depth]")
+    res["depth"] = depth_section(g)
+  if "credit" in sections:
+    log("[credit]")
+    res["credit"] = credit_section(g)
+  # Matmul again at the end: the load on a shared machine drifts during the run.
+  res["matmul_gflops_end"] = matmul_gflops(g["matmul_n"], g["matmul_dtype"])
+  res["elapsed_s"] = time.time() - t_start
+  res["targets"] = report.targets(res) if device == "cpu" else []
+  name = f"bench_{device}{'_quick' if args.quick else ''}"
+  with open(os.path.join(args.out, name + ".json"), "w") as f:
+    json.dump(res, f, indent=1, default=float)
+  pngs = report.plots(res, args.out, name)
+  log(f"[done] {res['elapsed_s']:.0f} s; wrote {args.out}/{name}.json and {len(pngs)} PNG")
+  report.print_tables(res)
+  if args.docs:
+    report.write_markdown(res, args.docs, pngs)
+    log(f"[docs] {args.docs}")
+
+
+if __name__ == "__main__":
+  main()

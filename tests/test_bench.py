@@ -1,0 +1,167 @@
+"""Fast checks of the benchmark logic that is not timing: the sequential-depth counter, the
+jaxpr FLOP counter and the credit-assignment gradients (experiments/bench)."""
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "experiments", "bench"))
+
+import common  # noqa: E402
+import credit  # noqa: E402
+import depth  # noqa: E402
+
+W = jnp.eye(3) * 0.5
+X = jnp.ones((7, 3))
+f = depth.marked(lambda w, x: jnp.tanh(w @ x))
+
+
+def scan_rnn(w, xs, cut=False, per_step=1, reverse=False):
+  def body(m, x):
+    if cut:
+      m = jax.lax.stop_gradient(m)
+    for _ in range(per_step):
+      m = f(w, m)
+    m = m + x
+    return m, m
+  return jax.lax.scan(body, xs[0], xs, reverse=reverse)[1].sum()
+
+
+@pytest.mark.parametrize("fn,expected", [
+    (lambda w, xs: f(w, f(w, f(w, xs[0]))), 3),  # a chain of three calls
+    (lambda w, xs: f(w, xs[0]) + f(w, xs[1]), 1),  # two independent calls
+    (lambda w, xs: jax.vmap(lambda x: f(w, x))(xs).sum(), 1),  # vmapped over time: depth 1
+    (lambda w, xs: jnp.sum(xs), 0),  # no updater at all
+    (scan_rnn, 7),  # a scan of 7 steps, one call on the carry each
+    (lambda w, xs: scan_rnn(w, xs, per_step=2), 14),
+    (lambda w, xs: scan_rnn(w, xs, reverse=True), 7),
+    (lambda w, xs: jax.lax.scan(lambda c, x: (c + x, f(w, x)), xs[0], xs)[1].sum(), 1),  # call off the carry
+    (lambda w, xs: jax.lax.scan(  # nested scans: 3 outer x 7 inner
+        lambda c, _: (jax.lax.scan(lambda m, x: (f(w, m) + x, None), c, xs)[0], None),
+        xs[0], None, length=3)[0].sum(), 21),
+    (lambda w, xs: f(w, jax.lax.cond(xs[0, 0] > 0, lambda x: f(w, f(w, x)), lambda x: x, xs[1])), 3),
+    (lambda w, xs: f(w, jax.jit(lambda x: f(w, x))(xs[0])), 2),  # through an unnamed jit
+    (lambda w, xs: f(w, jax.checkpoint(lambda x: f(w, x))(xs[0])), 2),  # through remat
+])
+def test_sequential_depth_of_hand_built_functions(fn, expected):
+  assert depth.sequential_depth(fn, W, X) == expected
+
+
+def test_stop_gradient_cuts_the_gradient_path_but_not_the_sequence():
+  fn = lambda w, xs: scan_rnn(w, xs, cut=True)
+  assert depth.sequential_depth(fn, W, X) == 7
+  assert depth.sequential_depth(fn, W, X, cut_stop_gradient=True) == 1
+  assert depth.sequential_depth(scan_rnn, W, X, cut_stop_gradient=True) == 7
+
+
+def test_depth_of_the_gradient_doubles_the_chain():
+  # Forward chain of 7, then the transposed chain of 7 back through the scan.
+  assert depth.sequential_depth(jax.grad(scan_rnn), W, X) == 14
+
+
+def test_matmul_flops_multiplies_scans_by_their_length():
+  a = jnp.ones((4, 5))
+  b = jnp.ones((5, 6))
+  assert depth.matmul_flops(lambda a, b: a @ b, a, b) == 2 * 4 * 5 * 6
+  fn = lambda a, b: jax.lax.scan(lambda c, _: (c, a @ b), 0.0, None, length=9)[1]
+  assert depth.matmul_flops(fn, a, b) == 9 * 2 * 4 * 5 * 6
+
+
+def tiny_config(method, T=8):
+  c = common.small_config(T)
+  c.data.vocab_size = 16
+  c.model.d_model = 16
+  c.model.num_heads = 2
+  c.model.mem_tokens = 2
+  c.model.mem_size = 32
+  c.model.teacher.encoder_depth = 1
+  c.model.teacher.decoder_depth = 1
+  c.model.teacher.Tc = 4
+  c.model.teacher.Tf = 2
+  c.model.rnn.depth = 1
+  c.model.rnn.readout_depth = 1
+  c.dmt.Td = 4
+  c.dmt.k = 2
+  c.method = method
+  return c
+
+
+@pytest.mark.parametrize("variant,forward,gradient", [
+    ("smt_all", 1, 1), ("smt_n1", 1, 1), ("bptt", 8, 8), ("bptt_remat", 8, 8), ("dmt", 7, 1)])
+def test_depth_of_the_objectives(variant, forward, gradient):
+  cfg = common.variant_config(tiny_config("smt"), variant)
+  params = jax.eval_shape(lambda: common.init_params(cfg, jax.random.PRNGKey(0)))
+  batch = jax.eval_shape(lambda: common.random_batch(jax.random.PRNGKey(0), 2, 8, 16))
+  loss = lambda p, b, r: common.OBJECTIVES[cfg.method](p, b, r, cfg)[0]
+  with depth.mark_updater():
+    assert depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0)) == forward
+    assert depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0),
+                                  cut_stop_gradient=True) == gradient
+  # The patch is undone: no marked call remains.
+  assert depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0)) == 0
+
+
+def _distinct_token_batch(T, vocab):
+  """One sequence whose tokens are all different, so an embedding-table row is used at exactly
+  one position: d loss / d table[x_s] is then d loss / d e_s (an independent reference)."""
+  x = jax.random.permutation(jax.random.PRNGKey(3), vocab)[:T].astype(jnp.int32)[None]
+  return {"x": x, "y": jnp.roll(x, -1, axis=1)}
+
+
+def test_bptt_credit_matches_embedding_table_gradient():
+  cfg = common.variant_config(tiny_config("bptt"), "bptt")
+  from smt_jax.models import build_models
+  models = build_models(cfg)
+  params = common.init_params(cfg, jax.random.PRNGKey(1))
+  batch = _distinct_token_batch(8, 16)
+  t = 6
+  got = np.asarray(credit.bptt_credit(cfg, params, batch, t))
+
+  def loss(table):
+    p = jax.tree_util.tree_map(lambda a: a, params)
+    p["updater"]["core"]["embed"]["embedding"] = table
+    m = models.initial_memory(p, 1)
+    for s in range(t + 1):
+      m = models.step(p, m, batch["x"][:, s])
+    logits = models.read(p, m)
+    return -jax.nn.log_softmax(logits)[0, batch["y"][0, t]]
+
+  g = jax.grad(loss)(params["updater"]["core"]["embed"]["embedding"])
+  rows = np.asarray(jnp.linalg.norm(g[batch["x"][0, :t + 1]], axis=-1))[::-1]
+  np.testing.assert_allclose(got, rows, rtol=1e-4, atol=1e-7)
+  assert got.shape == (t + 1,) and np.all(got > 0)
+
+
+def test_smt_encoder_credit_matches_embedding_table_gradient_and_is_zero_past_the_window():
+  cfg = common.variant_config(tiny_config("smt"), "smt_all")
+  from smt_jax.models import build_models
+  models = build_models(cfg)
+  params = common.init_params(cfg, jax.random.PRNGKey(2))
+  batch = _distinct_token_batch(8, 16)
+  t, tc = 5, cfg.model.teacher.Tc
+  got = np.asarray(credit.smt_encoder_credit(cfg, params, batch, t))
+
+  def loss(table):
+    p = jax.tree_util.tree_map(lambda a: a, params)
+    p["encoder"]["embed"]["embedding"] = table
+    m = models.encode(p, batch["x"][:, t - tc + 1:t + 1])
+    logits = models.decode(p, m, jnp.zeros((1, 0), jnp.int32))[:, 0]
+    return -jax.nn.log_softmax(logits)[0, batch["y"][0, t]]
+
+  g = jax.grad(loss)(params["encoder"]["embed"]["embedding"])
+  rows = np.asarray(jnp.linalg.norm(g[batch["x"][0, t - tc + 1:t + 1]], axis=-1))[::-1]
+  np.testing.assert_allclose(got, rows, rtol=1e-4, atol=1e-7)
+  # Before the sequence start the window is padding: no credit.
+  got_early = np.asarray(credit.smt_encoder_credit(cfg, params, batch, 1))
+  np.testing.assert_array_equal(got_early[2:], 0.0)
+
+
+def test_delayed_copy_labels():
+  b = credit.delayed_copy_batch(jax.random.PRNGKey(0), 2, 10, 5, 3)
+  np.testing.assert_array_equal(b["y"][:, :3], -1)
+  np.testing.assert_array_equal(b["y"][:, 3:], b["x"][:, :7])
