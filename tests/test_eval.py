@@ -79,14 +79,15 @@ def test_rnn_read_matches_python_loop(setup, prefix):
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_teacher_read_matches_python_loop(setup):
+@pytest.mark.parametrize("chunk", [0, 3])
+def test_teacher_read_matches_python_loop(setup, chunk):
   cfg, models, params, ref = setup
   batch = random_batch(jax.random.key(2), 2, cfg.data.T, cfg.data.vocab_size, label_every=1)
   empty = jnp.zeros((2, 0), jnp.int32)
   logits_at = lambda t: ref.decode(
       params, ref.encode(params, window_at(batch["x"], t, models.encoder_window)), empty)[:, 0]
   expected = reference_stats(logits_at, batch["y"], 0)
-  got = jax.jit(lambda p, b: teacher_read_stats(models, p, b))(params, batch)
+  got = jax.jit(lambda p, b: teacher_read_stats(models, p, b, chunk))(params, batch)
   np.testing.assert_allclose(as_array(got), expected, rtol=1e-5, atol=1e-5)
 
 

@@ -93,3 +93,14 @@ def test_command_line_after_a_real_smoke_run(tmp_path):
   assert s["eval"]["temperature"] == 0.0 and s["step"] == smoke_config().train.num_steps
   for name in s["files"]:
     assert (tmp_path / name).is_file(), name
+
+
+def test_evaluate_reports_the_rnn_alone_for_bptt(tmp_path):
+  cfg = make_tiny_config(method="bptt")
+  cfg.eval = {"batch_size": 2, "num_batches": 1, "num_samples": 2, "lengths": (8,)}
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  s = check_outputs(tmp_path, evaluate(cfg, params, str(tmp_path)),
+                    ["eval.json", "read.png", "length.png", "samples.txt"])  # no teacher to drift from
+  assert list(s["read"]["curves"]) == ["rnn from initial memory"]
+  assert "teacher_acc" not in s["length"]
+  assert "[encoder]" not in (tmp_path / "samples.txt").read_text()

@@ -10,11 +10,14 @@ SECTIONS = ("read", "drift", "length", "write")
 def default_eval_config() -> ml_collections.ConfigDict:
   """Evaluation knobs; 0 / -1 / () mean "derive from the run's config" (see `resolve_eval`)."""
   e = ml_collections.ConfigDict()
-  e.sections = ",".join(SECTIONS)  # Comma-separated parts to run: read, drift, length, write.
+  e.sections = ""  # Comma-separated parts to run (read, drift, length, write); "" = all, but
+  #                  no drift for bptt (it trains no encoder to drift from).
   e.seed = 0  # Seeds the test batches and the samples.
   e.batch_size = 16  # Sequences per evaluation batch.
   e.num_batches = 4  # Batches averaged by read, drift and length generalisation.
   e.T = 0  # Length of the read sequences; 0 = data.T.
+  e.chunk = 256  # Positions the teacher re-encodes at once (bounds memory on long sequences);
+  #               0 = all.
   e.prefix = -1  # P, tokens the encoder reads before the RNN takes over (read, write); -1 = Tc.
   e.drift_steps = 0  # RNN updates after the encoder memory at Tc - 1; 0 = data.T - Tc.
   e.lengths = ()  # Sequence lengths of length generalisation; () = (T, 2T, 4T) for T = data.T.
@@ -50,10 +53,12 @@ def resolve_eval(cfg: ml_collections.ConfigDict, pixels: int = 0) -> ml_collecti
   e.write_length = e.write_length or e.T - e.prefix
   if pixels:
     e.write_length = -(-(e.prefix + e.write_length) // pixels) * pixels - e.prefix
-  sections = [name.strip() for name in e.sections.split(",") if name.strip()]
+  default_sections = [n for n in SECTIONS if n != "drift" or cfg.get("method") != "bptt"]
+  sections = [name.strip() for name in e.sections.split(",") if name.strip()] or default_sections
   _require(bool(sections) and set(sections) <= set(SECTIONS),
            f"eval.sections={e.sections!r} must name some of {', '.join(SECTIONS)}.")
   e.sections = ",".join(name for name in SECTIONS if name in sections)
+  _require(e.chunk >= 0, f"eval.chunk={e.chunk} must be >= 0 (0 = all positions at once).")
   _require(e.batch_size >= 1, f"eval.batch_size={e.batch_size} must be >= 1.")
   _require(e.num_batches >= 1, f"eval.num_batches={e.num_batches} must be >= 1.")
   _require(e.num_samples >= 1, f"eval.num_samples={e.num_samples} must be >= 1.")

@@ -66,14 +66,29 @@ def rnn_read_stats(models: Models, params: dict, batch: dict, prefix: int) -> di
   return {name: jnp.pad(value, (skipped, 0)) for name, value in stats.items()}
 
 
-def teacher_read_stats(models: Models, params: dict, batch: dict) -> dict:
+def teacher_read_stats(models: Models, params: dict, batch: dict, chunk: int = 0) -> dict:
   """`position_stats` of the reference the RNN imitates: the encoder re-encodes the Tc-window at
-  every position t and the decoder, with an empty future, predicts y[:, t]."""
+  every position t and the decoder, with an empty future, predicts y[:, t].
+
+  chunk > 0 encodes that many positions at a time (`lax.map`), bounding memory on long
+  sequences; 0 encodes all T at once.
+  """
   x = batch["x"]
-  t = jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape)
-  mems = encoder_memories(models, params, x, t)
-  empty = jnp.zeros((x.shape[0], 0), jnp.int32)
-  logits = over_time(lambda m: models.decode(params, m, empty)[:, 0])(mems)
+  batch_size, length = x.shape
+  empty = jnp.zeros((batch_size, 0), jnp.int32)
+
+  def logits_at(t):  # (n,) positions -> (B, n, V)
+    mems = encoder_memories(models, params, x, jnp.broadcast_to(t, (batch_size, t.shape[0])))
+    return over_time(lambda m: models.decode(params, m, empty)[:, 0])(mems)
+
+  if 0 < chunk < length:
+    blocks = -(-length // chunk)
+    t = jnp.minimum(jnp.arange(blocks * chunk), length - 1).reshape(blocks, chunk)
+    logits = jnp.moveaxis(jax.lax.map(logits_at, t), 0, 1).reshape(batch_size, -1,
+                                                                    models.decoder.vocab_size)
+    logits = logits[:, :length]
+  else:
+    logits = logits_at(jnp.arange(length))
   return position_stats(logits, batch["y"])
 
 

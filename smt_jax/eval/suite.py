@@ -21,16 +21,27 @@ from smt_jax.models import Models, build_models
 
 
 class _Evaluator:
-  """Jitted evaluation functions of one model, and the test batches they read."""
+  """Jitted evaluation functions of one model, and the test batches they read.
+
+  The RNN reads through `rnn_params`: after SMT the readout is untrained, so with
+  model.rnn.readout_from_decoder it is a copy of the decoder (what DMT starts from), as in the
+  trainer's evaluation. BPTT trains no teacher, so its runs report the RNN alone.
+  """
 
   def __init__(self, cfg: ml_collections.ConfigDict, params: dict, ec: ml_collections.ConfigDict,
                ds):
+    # Local import: smt_jax.train imports smt_jax.eval.
+    from smt_jax.train.step import readout_from_decoder
+
     models: Models = build_models(cfg)
     self.params, self.ec, self.ds = params, ec, ds
+    copy_decoder = cfg.method == "smt" and cfg.model.rnn.readout_from_decoder
+    self.rnn_params = readout_from_decoder(params) if copy_decoder else params
+    self.has_teacher = cfg.method != "bptt"
     self.key = jax.random.key(ec.seed)
     self.rnn = jax.jit(lambda p, b, prefix: rnn_read_stats(models, p, b, prefix),
                        static_argnums=2)
-    self.teacher = jax.jit(lambda p, b: teacher_read_stats(models, p, b))
+    self.teacher = jax.jit(lambda p, b: teacher_read_stats(models, p, b, ec.chunk))
     self.drift = jax.jit(lambda p, x, start, steps: drift_stats(
         rnn_step_fn(models, p), models, p, x, start, steps), static_argnums=(2, 3))
     self.write = jax.jit(lambda p, x, key: write_samples(
@@ -45,26 +56,27 @@ class _Evaluator:
 
   def read_summaries(self, section: str, length: int, prefixes: dict) -> dict:
     """{name: summarize(stats)} over eval.num_batches batches, for the RNN started at each
-    prefixes {name: prefix} and for the teacher."""
+    prefixes {name: prefix} and, when there is one, for the teacher."""
     totals = {}
     for batch in self.batches(section, length, self.ec.num_batches, self.ec.batch_size):
       for name, prefix in prefixes.items():
-        totals[name] = add_stats(totals.get(name), self.rnn(self.params, batch, prefix))
-      totals["teacher"] = add_stats(totals.get("teacher"), self.teacher(self.params, batch))
+        totals[name] = add_stats(totals.get(name), self.rnn(self.rnn_params, batch, prefix))
+      if self.has_teacher:
+        totals["teacher"] = add_stats(totals.get("teacher"), self.teacher(self.params, batch))
     return {name: summarize(stats) for name, stats in totals.items()}
 
 
 def _read(ev: _Evaluator, workdir: str) -> dict:
   ec = ev.ec
-  curves = ev.read_summaries("read", ec.T, {f"rnn from encoder prefix {ec.prefix}": ec.prefix,
-                                            "rnn from initial memory": 0})
+  starts = {f"rnn from encoder prefix {ec.prefix}": ec.prefix} if ev.has_teacher else {}
+  curves = ev.read_summaries("read", ec.T, {**starts, "rnn from initial memory": 0})
   plots.plot_read(curves, os.path.join(workdir, "read.png"))
   return {"T": ec.T, "prefix": ec.prefix, "curves": curves, "file": "read.png"}
 
 
 def _drift(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   start, steps = cfg.model.teacher.Tc - 1, ev.ec.drift_steps
-  runs = [ev.drift(ev.params, batch["x"], start, steps)
+  runs = [ev.drift(ev.rnn_params, batch["x"], start, steps)
           for batch in ev.batches("drift", start + steps + 1, ev.ec.num_batches, ev.ec.batch_size)]
   drift, one_step = (np.mean([np.asarray(r[k]) for r in runs], axis=0)
                      for k in ("drift", "one_step"))
@@ -78,11 +90,11 @@ def _drift(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict
 def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   rows = [ev.read_summaries("length", n, {"rnn": 0}) for n in ev.ec.lengths]
   out = {"lengths": list(ev.ec.lengths), "train_T": cfg.data.T, "file": "length.png"}
-  for name in ("rnn", "teacher"):
+  legends = {"rnn": "RNN (reads from the start)", "teacher": "teacher (re-encodes its window)"}
+  for name in rows[0]:
     out[f"{name}_acc"] = [r[name]["acc"] for r in rows]
     out[f"{name}_loss"] = [r[name]["loss"] for r in rows]
-  plots.plot_length(out["lengths"], {"RNN (reads from the start)": out["rnn_acc"],
-                                     "teacher (re-encodes its window)": out["teacher_acc"]},
+  plots.plot_length(out["lengths"], {legends[name]: out[f"{name}_acc"] for name in rows[0]},
                     cfg.data.T, os.path.join(workdir, "length.png"))
   return out
 
@@ -96,12 +108,15 @@ def _write(ev: _Evaluator, workdir: str) -> dict:
   ec = ev.ec
   batch = next(ev.batches("write", ec.prefix + ec.write_length, 1, ec.num_samples))
   key = jax.random.fold_in(ev.key, len(SECTIONS))
-  samples = {k: np.asarray(v) for k, v in ev.write(ev.params, batch["x"], key).items()}
+  samples = {k: np.asarray(v) for k, v in ev.write(ev.rnn_params, batch["x"], key).items()
+             if ev.has_teacher or k != "encoder"}
   if _pixels(ev.ds):
     path = os.path.join(workdir, "samples.png")
-    plots.plot_image_grid({name: ev.ds.decode(tokens) for name, tokens in samples.items()}, path,
-                          f"rows: data | RNN after an encoder prompt of {ec.prefix} pixels | RNN "
-                          f"from scratch (1 pixel); T={ec.temperature}, top_k={ec.top_k}")
+    labels = {"data": "data", "encoder": f"RNN after an\nencoded {ec.prefix}-pixel\nprompt",
+              "scratch": "RNN from\nscratch\n(1-pixel prompt)"}
+    plots.plot_image_grid({labels[k]: ev.ds.decode(tokens) for k, tokens in samples.items()}, path,
+                          f"Samples of the RNN (temperature {ec.temperature}, top_k {ec.top_k}); "
+                          "the prompt is the first pixels in raster order")
   else:
     path = os.path.join(workdir, "samples.txt")
     with open(path, "w") as f:
@@ -191,8 +206,9 @@ def format_table(summary: dict) -> str:
   if "length" in summary:
     g = summary["length"]
     lines.append(f"length generalisation (trained at T={g['train_T']})")
+    teacher = g.get("teacher_acc", [None] * len(g["lengths"]))
     lines.append(f"  {'T':>6s}  rnn_acc  teacher_acc")
-    for n, r, t in zip(g["lengths"], g["rnn_acc"], g["teacher_acc"]):
+    for n, r, t in zip(g["lengths"], g["rnn_acc"], teacher):
       lines.append(f"  {n:6d}  {fmt(r)}   {fmt(t)}")
   if "write" in summary:
     lines.append(f"samples: {summary['write']['file']}")
