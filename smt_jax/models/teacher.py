@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from smt_jax.models import memory
-from smt_jax.models.transformer import Transformer, causal_mask
+from smt_jax.models.transformer import Transformer, accumulation_dtype, causal_mask
 
 Dtype = Any
 
@@ -58,8 +58,9 @@ class Decoder(nn.Module):
   """Causal Transformer over [K memory tokens; embedded future inputs] -> next-token logits.
 
   __call__(m, x_future): m (B, Z); x_future int32 (B, n) with n >= 0 (the inputs x_{t+1..t+n};
-  -1 allowed past the end of a sequence). Returns float32 logits (B, n + 1, V): the last memory
-  token predicts the first target y_t, the future input x_{t+j} predicts y_{t+j}.
+  -1 allowed past the end of a sequence). Returns float32 logits (B, n + 1, V) (float64 for a
+  float64 model): the last memory token predicts the first target y_t, the future input x_{t+j}
+  predicts y_{t+j}.
   """
 
   vocab_size: int
@@ -80,7 +81,8 @@ class Decoder(nn.Module):
     h = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dtype, name="transformer")(
         h, causal_mask(length), jnp.arange(length))
     head = nn.Dense(self.vocab_size, dtype=self.dtype, name="head")
-    return head(h[:, self.mem_tokens - 1:]).astype(jnp.float32)
+    logits = head(h[:, self.mem_tokens - 1:])
+    return logits.astype(accumulation_dtype(logits.dtype))
 
 
 class Readout(nn.Module):

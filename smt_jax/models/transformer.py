@@ -14,10 +14,15 @@ import jax.numpy as jnp
 Dtype = Any
 
 
+def accumulation_dtype(dtype: Dtype) -> Dtype:
+  """The dtype reductions run in: float32, or float64 for float64 inputs (never bfloat16)."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
 def rms_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
-  """Scales the last axis to unit root-mean-square (no learned scale), in float32."""
-  x32 = x.astype(jnp.float32)
-  return (x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)).astype(x.dtype)
+  """Scales the last axis to unit root-mean-square (no learned scale), accumulating in float32."""
+  xa = x.astype(accumulation_dtype(x.dtype))
+  return (xa * jax.lax.rsqrt(jnp.mean(xa * xa, axis=-1, keepdims=True) + eps)).astype(x.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -28,7 +33,8 @@ class RMSNorm(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
-    return (rms_normalize(x.astype(jnp.float32)) * scale).astype(self.dtype)
+    xa = x.astype(accumulation_dtype(x.dtype))
+    return (rms_normalize(xa) * scale).astype(self.dtype)
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
@@ -40,11 +46,11 @@ def apply_rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> ja
   """
   half = x.shape[-1] // 2
   freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
-  angle = positions.astype(jnp.float32)[..., None] * freq  # (..., L, half)
+  angle = positions.astype(accumulation_dtype(x.dtype))[..., None] * freq  # (..., L, half)
   if angle.ndim == 2:
     angle = angle[None]
   sin, cos = jnp.sin(angle)[:, :, None, :], jnp.cos(angle)[:, :, None, :]
-  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  x1, x2 = jnp.split(x.astype(angle.dtype), 2, axis=-1)
   rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
   return rotated.astype(x.dtype)
 
@@ -66,9 +72,10 @@ class Attention(nn.Module):
     q = apply_rope(dense("query")(x), positions)
     k = apply_rope(dense("key")(x), positions)
     v = dense("value")(x)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+    logits = logits.astype(accumulation_dtype(logits.dtype)) / jnp.sqrt(head_dim)
     mask = jnp.broadcast_to(mask, (x.shape[0],) + mask.shape[-2:])[:, None]
-    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
     return nn.DenseGeneral(d, axis=(-2, -1), use_bias=False, dtype=self.dtype, name="out")(out)

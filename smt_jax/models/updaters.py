@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from smt_jax.models import memory
-from smt_jax.models.transformer import RMSNorm, Transformer
+from smt_jax.models.transformer import RMSNorm, Transformer, accumulation_dtype
 
 Dtype = Any
 
@@ -113,8 +113,9 @@ UPDATER_NAMES = ("transformer", "mlp", "gru", "lstm", "elman")
 class Updater(nn.Module):
   """f(m, x_t) -> m_next for the architecture `kind`, plus its initial memory.
 
-  __call__(m (B, Z), x_t int32 (B,)) -> (B, Z). initial_memory(batch_size) -> (B, Z): zeros, or a
-  learned memory state when `learned_init`.
+  __call__(m (B, Z), x_t int32 (B,)) -> (B, Z) in m's dtype. initial_memory(batch_size) -> (B, Z):
+  zeros, or a learned memory state when `learned_init`; memories are carried in float32 (float64
+  for a float64 model) whatever the compute dtype.
   """
 
   kind: str
@@ -153,7 +154,8 @@ class Updater(nn.Module):
     if self.learned_init:
       m0 = memory.finalize(memory.unflatten(self.init_memory, self.mem_tokens))
     else:
-      m0 = jnp.zeros((self.mem_size,), jnp.float32)
+      m0 = jnp.zeros((self.mem_size,))
+    m0 = m0.astype(accumulation_dtype(self.dtype))
     return jnp.broadcast_to(m0, (batch_size, self.mem_size))
 
   def init_all(self, m: jax.Array, x_t: jax.Array) -> jax.Array:

@@ -16,7 +16,7 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Arra
   """
   valid = labels >= 0
   per_token = optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), jnp.maximum(labels, 0))
+      logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), jnp.maximum(labels, 0))
   count = jnp.sum(valid)
   return jnp.sum(jnp.where(valid, per_token, 0.0)) / jnp.maximum(count, 1), count
 
@@ -29,8 +29,9 @@ def masked_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def mse(prediction: jax.Array, target: jax.Array) -> jax.Array:
-  """Mean squared error over all elements, in float32."""
-  return jnp.mean(jnp.square(prediction.astype(jnp.float32) - target.astype(jnp.float32)))
+  """Mean squared error over all elements, accumulated in (at least) float32."""
+  dtype = jnp.promote_types(jnp.promote_types(prediction.dtype, target.dtype), jnp.float32)
+  return jnp.mean(jnp.square(prediction.astype(dtype) - target.astype(dtype)))
 
 
 def uniformity(units: jax.Array) -> jax.Array:

@@ -1,0 +1,51 @@
+"""Shared test fixtures: tiny configs and batches that compile in seconds on a CPU."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from smt_jax.config import base_config
+
+
+def make_tiny_config(**overrides):
+  """A config small enough for Python-loop references: d 8, K 2 (Z 16), T 8, Tc 4, Tf 3, V 7.
+
+  `overrides` maps dotted field names to values, e.g. {"model.rnn.updater": "gru"}.
+  """
+  cfg = base_config()
+  cfg.data.vocab_size = 7
+  cfg.data.T = 8
+  cfg.model.d_model = 8
+  cfg.model.num_heads = 2
+  cfg.model.mlp_ratio = 2
+  cfg.model.mem_tokens = 2
+  cfg.model.mem_size = 16
+  cfg.model.teacher.encoder_depth = 1
+  cfg.model.teacher.decoder_depth = 1
+  cfg.model.teacher.Tc = 4
+  cfg.model.teacher.Tf = 3
+  cfg.model.rnn.depth = 1
+  cfg.model.rnn.hidden = 12
+  cfg.model.rnn.readout_depth = 1
+  cfg.smt.unif_tokens = 10_000
+  cfg.dmt.Td = 5
+  cfg.dmt.k = 2
+  for name, value in overrides.items():
+    *path, leaf = name.split(".")
+    group = cfg
+    for part in path:
+      group = group[part]
+    group[leaf] = value
+  return cfg
+
+
+@pytest.fixture
+def tiny_config():
+  return make_tiny_config
+
+
+def random_batch(key, batch_size, length, vocab_size, label_every=2):
+  """Random tokens; y is the next token at every `label_every`-th position, -1 elsewhere."""
+  x = jax.random.randint(key, (batch_size, length + 1), 0, vocab_size)
+  y = jnp.where(jnp.arange(length) % label_every == 0, x[:, 1:], -1)
+  return {"x": x[:, :-1], "y": y}

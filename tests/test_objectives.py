@@ -1,0 +1,259 @@
+"""The three objectives against plain Python-loop references, finite differences, and the
+gradient-path structure that SMT promises."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import make_tiny_config, random_batch
+from smt_jax.models import build_models, init_params
+from smt_jax.objectives import bptt, dmt, smt
+from smt_jax.objectives.rollout import rollout
+
+ATOL, RTOL = 2e-5, 2e-4
+
+
+def _window(x, b, t, length):
+  return jnp.array([[int(x[b, i]) if i >= 0 else -1 for i in range(t - length + 1, t + 1)]])
+
+
+def _token_nll(logits, label):
+  return -jax.nn.log_softmax(logits)[label]
+
+
+def _unit_uniformity(mems, mem_tokens):
+  """Brute force: every pair of distinct tokens, with explicit differences."""
+  tokens = jnp.concatenate([m.reshape(mem_tokens, -1) for m in mems])
+  units = tokens / jnp.linalg.norm(tokens, axis=-1, keepdims=True)
+  n = units.shape[0]
+  sq = jnp.sum(jnp.square(units[:, None] - units[None]), axis=-1)
+  return jnp.log((jnp.sum(jnp.exp(-2.0 * sq)) - n) / (n * (n - 1)))
+
+
+def loop_smt_loss(params, batch, cfg, times):
+  """SMT, one window, one decoder call and one update at a time.
+
+  times: for each sequence b, the list of memory timesteps t trained (dynamics pairs t -> t+1).
+  With every timestep, `times[b]` is range(T) and the last one has no dynamics pair.
+  """
+  models = build_models(cfg)
+  x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+  length, tc, tf, z = x.shape[1], cfg.model.teacher.Tc, cfg.model.teacher.Tf, cfg.model.mem_size
+  every = cfg.smt.n_t == 0
+  enc = lambda b, t: models.encode(params, _window(x, b, t, tc))[0]
+  nll, count, sq, pairs, used = 0.0, 0, 0.0, 0, []
+  for b, ts in enumerate(times):
+    for t in ts:
+      m_t = enc(b, t)
+      used.append(m_t)
+      future = jnp.array([[int(x[b, t + j]) if t + j < length else -1 for j in range(1, tf)]])
+      logits = models.decode(params, m_t[None], future)[0]
+      for j in range(tf):
+        if t + j < length and y[b, t + j] >= 0:
+          nll, count = nll + _token_nll(logits[j], int(y[b, t + j])), count + 1
+      if t + 1 < length:
+        target = enc(b, t + 1)
+        if not every:
+          used.append(target)
+        if cfg.smt.detach_labels:
+          target = jax.lax.stop_gradient(target)
+        predicted = models.step(params, m_t[None], jnp.array([int(x[b, t + 1])]))[0]
+        sq, pairs = sq + jnp.sum(jnp.square(predicted - target)), pairs + 1
+  s = cfg.smt
+  return (s.coef_dec * nll / count + s.coef_dyn * sq / (pairs * z)
+          + s.coef_unif * _unit_uniformity(used, cfg.model.mem_tokens))
+
+
+def loop_bptt_loss(params, batch, cfg):
+  models = build_models(cfg)
+  x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+  m = models.initial_memory(params, x.shape[0])
+  nll, count = 0.0, 0
+  for t in range(x.shape[1]):
+    m = models.step(params, m, jnp.asarray(x[:, t]))
+    logits = models.read(params, m)
+    for b in range(x.shape[0]):
+      if y[b, t] >= 0:
+        nll, count = nll + _token_nll(logits[b], int(y[b, t])), count + 1
+  return nll / count
+
+
+def loop_dmt_loss(params, batch, cfg):
+  models = build_models(cfg)
+  x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+  d, tc = cfg.dmt, cfg.model.teacher.Tc
+  s = d.start
+  enc = lambda b, t: jax.lax.stop_gradient(models.encode(params, _window(x, b, t, tc))[0])
+  sq, nll, count = 0.0, 0.0, 0
+  for b in range(x.shape[0]):
+    m = enc(b, s)
+    for j in range(1, d.Td + 1):
+      if not d.backprop_through_rollout:
+        m = jax.lax.stop_gradient(m)
+      m = models.step(params, m[None], jnp.array([int(x[b, s + j])]))[0]
+      if j % d.k == 0:
+        sq = sq + jnp.sum(jnp.square(m - enc(b, s + j)))
+      if y[b, s + j] >= 0:
+        logits = models.read(params, jax.lax.stop_gradient(m)[None])[0]
+        nll, count = nll + _token_nll(logits, int(y[b, s + j])), count + 1
+  supervised = d.Td // d.k
+  mse = sq / (x.shape[0] * supervised * cfg.model.mem_size)
+  return d.coef_dyn * mse + d.coef_readout * nll / count
+
+
+def _assert_trees_close(a, b):
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, atol=ATOL, rtol=RTOL), a, b)
+
+
+def _check_against_loop(objective, reference, cfg, batch, rng=jax.random.key(3)):
+  params = init_params(cfg, jax.random.key(0))
+  (loss, _), grads = jax.jit(jax.value_and_grad(
+      functools.partial(objective, cfg=cfg), has_aux=True))(params, batch, rng)
+  ref_loss, ref_grads = jax.value_and_grad(reference)(params)
+  np.testing.assert_allclose(loss, ref_loss, atol=ATOL, rtol=RTOL)
+  _assert_trees_close(grads, ref_grads)
+
+
+@pytest.mark.parametrize("detach_labels", [False, True])
+def test_smt_every_timestep_matches_python_loop(detach_labels):
+  cfg = make_tiny_config(**{"smt.detach_labels": detach_labels, "smt.coef_dyn": 0.5,
+                            "smt.coef_unif": 0.1, "data.T": 6, "model.teacher.Tc": 3})
+  batch = random_batch(jax.random.key(1), 1, cfg.data.T, cfg.data.vocab_size)
+  times = [range(cfg.data.T)]
+  _check_against_loop(smt.smt_loss, lambda p: loop_smt_loss(p, batch, cfg, times), cfg, batch)
+
+
+def test_smt_sampled_timesteps_match_python_loop():
+  cfg = make_tiny_config(**{"smt.n_t": 3, "smt.coef_unif": 0.1})
+  batch = random_batch(jax.random.key(2), 2, cfg.data.T, cfg.data.vocab_size)
+  rng = jax.random.key(3)
+  t = np.asarray(smt.sample_timesteps(jax.random.split(rng)[0], 2, cfg.data.T - 1, 3))
+  assert all(len(set(row)) == 3 and row.min() >= 0 and row.max() <= cfg.data.T - 2 for row in t)
+  _check_against_loop(smt.smt_loss, lambda p: loop_smt_loss(p, batch, cfg, t.tolist()), cfg,
+                      batch, rng)
+
+
+@pytest.mark.parametrize("updater", ["transformer", "gru"])
+def test_bptt_matches_python_loop(updater):
+  cfg = make_tiny_config(**{"method": "bptt", "model.rnn.updater": updater})
+  batch = random_batch(jax.random.key(4), 2, cfg.data.T, cfg.data.vocab_size)
+  _check_against_loop(bptt.bptt_loss, lambda p: loop_bptt_loss(p, batch, cfg), cfg, batch)
+
+
+@pytest.mark.parametrize("backprop", [False, True])
+def test_dmt_matches_python_loop(backprop):
+  cfg = make_tiny_config(**{"method": "dmt", "dmt.start": 1,
+                            "dmt.backprop_through_rollout": backprop, "dmt.coef_dyn": 2.0})
+  batch = random_batch(jax.random.key(5), 2, cfg.data.T, cfg.data.vocab_size, label_every=1)
+  _check_against_loop(dmt.dmt_loss, lambda p: loop_dmt_loss(p, batch, cfg), cfg, batch)
+
+
+def test_dmt_random_starts_stay_in_range():
+  cfg = make_tiny_config(**{"dmt.Td": 5})
+  starts = dmt.rollout_starts(jax.random.key(0), 4096, cfg.data.T, cfg)
+  assert set(np.unique(starts).tolist()) == set(range(cfg.data.T - cfg.dmt.Td))
+
+
+def test_bptt_gradient_matches_central_finite_differences():
+  cfg = make_tiny_config(**{"method": "bptt", "model.rnn.updater": "elman",
+                            "model.dtype": "float64", "data.T": 6})
+  batch = random_batch(jax.random.key(6), 2, 6, cfg.data.vocab_size, label_every=1)
+  with jax.enable_x64(True):
+    params = jax.tree.map(lambda p: p.astype(jnp.float64), init_params(cfg, jax.random.key(0)))
+    loss = jax.jit(lambda p: bptt.bptt_loss(p, batch, None, cfg)[0])
+    grads = jax.grad(loss)(params)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    flat_grad = jax.flatten_util.ravel_pytree(grads)[0]
+    eps = 1e-6
+    for i in range(4):
+      direction = jax.random.normal(jax.random.key(10 + i), flat.shape, jnp.float64)
+      numeric = (loss(unravel(flat + eps * direction)) - loss(unravel(flat - eps * direction))) / (
+          2 * eps)
+      np.testing.assert_allclose(flat_grad @ direction, numeric, rtol=1e-6, atol=1e-9)
+    # The recurrent matrix: the only path to its gradient runs back through the time steps.
+    recurrent = grads["updater"]["core"]["recurrent"]["kernel"]
+    assert np.abs(recurrent).max() > 1e-4
+
+
+def _primitive_names(jaxpr):
+  """Every primitive name in a closed jaxpr, including nested sub-jaxprs."""
+  names = set()
+  for eqn in jaxpr.eqns:
+    names.add(eqn.primitive.name)
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(sub, jax.extend.core.ClosedJaxpr):
+          names |= _primitive_names(sub.jaxpr)
+        elif isinstance(sub, jax.extend.core.Jaxpr):
+          names |= _primitive_names(sub)
+  return names
+
+
+def test_smt_gradient_graph_has_no_loop_over_time():
+  cfg = make_tiny_config()
+  params = init_params(cfg, jax.random.key(0))
+  batch = random_batch(jax.random.key(1), 2, cfg.data.T, cfg.data.vocab_size)
+  jaxpr_of = lambda fn: jax.make_jaxpr(jax.grad(lambda p: fn(p, batch, jax.random.key(0), cfg)[0]))(
+      params).jaxpr
+  assert not _primitive_names(jaxpr_of(smt.smt_loss)) & {"scan", "while"}
+  assert "scan" in _primitive_names(jaxpr_of(bptt.bptt_loss))  # The detector does see loops.
+
+
+def _with_perturbed(monkeypatch, module, name, perturb):
+  original = getattr(module, name)
+  monkeypatch.setattr(module, name, lambda *a, **k: perturb(original, *a, **k))
+
+
+def test_smt_dynamics_loss_couples_only_adjacent_memories(monkeypatch):
+  """d^2 L_dyn / (dm_s dm_u) vanishes for |s - u| >= 2: no term reaches through two updates."""
+  cfg = make_tiny_config(**{"smt.coef_dec": 0.0, "smt.coef_unif": 0.0, "smt.coef_dyn": 1.0})
+  params = init_params(cfg, jax.random.key(0))
+  batch = random_batch(jax.random.key(1), 1, cfg.data.T, cfg.data.vocab_size)
+  z = cfg.model.mem_size
+
+  def loss_of(eps):
+    _with_perturbed(monkeypatch, smt, "encoder_memories", lambda f, *a: f(*a) + eps)
+    return smt.smt_loss(params, batch, jax.random.key(0), cfg)[0]
+
+  eps0 = jnp.zeros((1, cfg.data.T, z))
+  hvp = jax.jit(lambda v: jax.jvp(jax.grad(loss_of), (eps0,), (v,))[1][0])
+  for s in range(cfg.data.T):  # A random direction in memory s; its Hessian image per memory u.
+    direction = eps0.at[0, s].set(jax.random.normal(jax.random.key(s), (z,)))
+    coupling = np.abs(np.asarray(hvp(direction))).max(axis=1)  # (T,)
+    for u in range(cfg.data.T):
+      assert (coupling[u] > 1e-6) if abs(s - u) == 1 else (abs(s - u) >= 2 and coupling[u] == 0
+                                                           or abs(s - u) == 0), (s, u, coupling)
+
+
+@pytest.mark.parametrize("backprop", [False, True])
+def test_dmt_stop_gradient_cuts_the_rollout(monkeypatch, backprop):
+  cfg = make_tiny_config(**{"dmt.Td": 5, "dmt.k": 5, "dmt.start": 0, "dmt.coef_readout": 0.0,
+                            "dmt.backprop_through_rollout": backprop})
+  params = init_params(cfg, jax.random.key(0))
+  batch = random_batch(jax.random.key(1), 2, cfg.data.T, cfg.data.vocab_size)
+
+  def loss_of(eps):  # eps[j] is added to the rolled memory after update j.
+    def perturbed(original, step_fn, m0, xs, **kw):
+      return original(lambda m, inp: step_fn(m, inp[0]) + inp[1], m0, (xs, eps), **kw)
+    _with_perturbed(monkeypatch, dmt, "rollout", perturbed)
+    return dmt.dmt_loss(params, batch, jax.random.key(0), cfg)[0]
+
+  grads = jax.grad(loss_of)(jnp.zeros((5, 2, cfg.model.mem_size)))
+  assert np.abs(grads[4]).max() > 1e-6  # The supervised memory itself.
+  two_back = np.abs(grads[2]).max()
+  assert (two_back > 1e-6) if backprop else (two_back == 0.0)
+
+
+def test_rollout_is_the_python_recurrence():
+  step = lambda m, x: jnp.tanh(0.5 * m + x[:, None])
+  xs = jax.random.normal(jax.random.key(0), (6, 3))
+  m, expected = jnp.ones((3, 4)), []
+  for x in xs:
+    m = step(m, x)
+    expected.append(m)
+  for remat in (False, True):
+    np.testing.assert_allclose(rollout(step, jnp.ones((3, 4)), xs, remat=remat),
+                               jnp.stack(expected), rtol=1e-6)
