@@ -8,7 +8,7 @@ the field.
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from smt_jax.config import ConfigError
@@ -23,6 +23,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
+  if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO.
+    logging.set_verbosity(logging.WARNING)
   cfg, workdir = _CONFIG.value, _WORKDIR.value
   try:
     if stage_names(cfg):

@@ -6,7 +6,6 @@ the latest parameters of a workdir (or checkpoints folder) without knowing the o
 
 import pathlib
 
-import jax
 import orbax.checkpoint as ocp
 
 from smt_jax.config import ConfigError
@@ -41,11 +40,10 @@ class Checkpointer:
                                                     opt_state=ocp.args.StandardSave(opt_state)))
 
   def restore(self, step: int, params, opt_state):
-    """(params, opt_state) of `step`, shaped like the given (abstract or concrete) trees."""
-    abstract = lambda tree: jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+    """(params, opt_state) of `step`, structured like the given abstract trees
+    (jax.ShapeDtypeStruct leaves, e.g. from jax.eval_shape)."""
     restored = self.manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract(params)),
-        opt_state=ocp.args.StandardRestore(abstract(opt_state))))
+        params=ocp.args.StandardRestore(params), opt_state=ocp.args.StandardRestore(opt_state)))
     return restored["params"], restored["opt_state"]
 
   def close(self) -> None:

@@ -80,10 +80,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
   tx = make_optimizer(cfg)
   ckpt = checkpointing.Checkpointer(workdir / checkpointing.SUBDIR, cfg.ckpt.keep)
   start = ckpt.latest_step() or 0
-  params = initial_params(cfg, keys.params) if start == 0 else init_params(cfg, keys.params)
-  opt_state = tx.init(params)
-  if start:
-    params, opt_state = ckpt.restore(start, params, opt_state)
+  if start:  # Precedence: this workdir's checkpoint -> ckpt.init_from -> scratch.
+    abstract = jax.eval_shape(lambda: init_params(cfg, keys.params))
+    params, opt_state = ckpt.restore(start, abstract, jax.eval_shape(tx.init, abstract))
+  else:
+    params = initial_params(cfg, keys.params)
+    opt_state = tx.init(params)
   state = TrainState(jnp.asarray(start, jnp.int32), params, opt_state)
 
   writer = MetricWriter(workdir / "metrics.jsonl")
