@@ -12,18 +12,10 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from smt_jax.config import ConfigError, base_config
-from smt_jax.eval import default_eval_config, evaluate_workdir, format_table
+from smt_jax.eval import evaluate_workdir, format_table
 
 
-def _schema():
-  """Every overridable field: the run schema plus the eval group."""
-  cfg = base_config()
-  if "eval" not in cfg:
-    cfg.eval = default_eval_config()
-  return cfg
-
-
-_CONFIG = config_flags.DEFINE_config_dict("config", _schema(), "Overrides of the run's config.")
+_CONFIG = config_flags.DEFINE_config_dict("config", base_config(), "Overrides of the run's config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run (config.json, checkpoints).")
 flags.mark_flags_as_required(["workdir"])
 

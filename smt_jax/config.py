@@ -90,6 +90,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_every = 200  # Evaluate on held-out data every this many steps (and at the end).
   c.train.eval_batch_size = 64  # Held-out sequences per evaluation batch.
   c.train.eval_batches = 2  # Held-out batches per evaluation (the same batches every time).
+  c.train.final_eval = True  # At the end, run smt_jax.eval.evaluate (the `eval` group): eval.json
+  #                            and PNGs in the workdir.
   c.train.eval_prefix = -1  # RNN read start: 0 = initial memory, p >= 1 = encoder memory of the
   #                           window ending at p - 1; -1 = by method (smt, dmt: 1; bptt: 0).
 
@@ -106,6 +108,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # Devices on the data-parallel axis; -1 = all devices.
+
+  from smt_jax.eval.config import default_eval_config  # Local: eval.config imports ConfigError.
+
+  c.eval = default_eval_config()  # Final evaluation: read, drift, length generalisation, samples.
 
   c.pipeline = ml_collections.ConfigDict()
   c.pipeline.order = ""  # Comma-separated stages run one after another into workdir/STAGE;

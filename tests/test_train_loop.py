@@ -25,7 +25,7 @@ def run_config(tiny_config, method="smt", **overrides):
   fields = {"method": method, "data.name": "retrieval", "train.num_steps": 4,
             "train.batch_size": 4, "train.eval_every": 2, "train.eval_batch_size": 4,
             "train.eval_batches": 1, "log.every": 2, "ckpt.every": 2, "log.plot": False,
-            "optim.warmup_steps": 1}
+            "train.final_eval": False, "optim.warmup_steps": 1}
   fields.update(overrides)
   return tiny_config(**fields)
 

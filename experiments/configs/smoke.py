@@ -34,5 +34,8 @@ def get_config():
   c.train.eval_batches = 1  # Held-out batches.
   c.log.every = 2  # Log every 2 steps.
   c.ckpt.every = 4  # Checkpoint every 4 steps.
-  c.log.plot = False  # No PNG for smoke runs.
+  c.log.plot = False  # No learning-curve PNG for smoke runs.
+  c.eval.batch_size = 4  # Final evaluation: sequences per batch ...
+  c.eval.num_batches = 1  # ... and batches.
+  c.eval.num_samples = 2  # Samples written per start.
   return c

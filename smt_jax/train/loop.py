@@ -15,6 +15,7 @@ import tqdm
 
 from smt_jax.config import ConfigError, validate
 from smt_jax.data import make_dataset
+from smt_jax.eval import suite as eval_suite
 from smt_jax.eval.read import add_stats, summarize
 from smt_jax.models import init_params
 from smt_jax.train import checkpointing
@@ -132,4 +133,6 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     results = evaluate(eval_fn, state.params, test_data, cfg, keys)
   if main and cfg.log.plot:
     plot_curves(workdir / "metrics.jsonl", workdir / "curves.png")
+  if main and cfg.train.final_eval:
+    print(eval_suite.format_table(eval_suite.evaluate(cfg, state.params, str(workdir), total)))
   return {"step": total, **results, "wall_s": time.time() - start_time}
