@@ -107,7 +107,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.log.plot = True  # Write workdir/curves.png from metrics.jsonl at the end.
 
   c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # Devices on the data-parallel axis; -1 = all devices.
+  c.mesh.data = -1  # Devices on the data-parallel axis; -1 = all devices / mesh.fsdp.
+  c.mesh.fsdp = 1  # Devices each matrix parameter is split over (FSDP); the batch is split over
+  #                  data * fsdp devices. 1 = parameters replicated (plain data parallelism).
 
   from smt_jax.eval.config import default_eval_config  # Local: eval.config imports ConfigError.
 
@@ -181,6 +183,7 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
 
   from smt_jax.data import TASK_NAMES, make_dataset
   from smt_jax.models import GROUPS
+  from smt_jax.parallel import mesh_shape
   from smt_jax.train.checkpointing import checkpoint_dir
 
   _require(cfg.data.name in TASK_NAMES,
@@ -211,16 +214,21 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
            f"{tr.grad_accum} (>= 1).")
 
   devices = jax.device_count()
-  data_axis = devices if cfg.mesh.data == -1 else cfg.mesh.data
-  _require(1 <= data_axis <= devices and devices % data_axis == 0,
-           f"mesh.data={cfg.mesh.data} must divide the {devices} available devices (-1 = all).")
-  micro = tr.batch_size // tr.grad_accum
+  try:
+    data, fsdp = mesh_shape(cfg.mesh.data, cfg.mesh.fsdp, devices)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  _require(jax.process_count() == 1 or data * fsdp == devices,
+           f"mesh.data * mesh.fsdp = {data} * {fsdp} must use all {devices} devices of a "
+           f"{jax.process_count()}-process run (mesh.data=-1 does).")
+  micro, split = tr.batch_size // tr.grad_accum, data * fsdp
+  axes = "mesh.data" + (" * mesh.fsdp" if fsdp > 1 else "")
   for field, size in ((f"train.batch_size={tr.batch_size}" + (
       f" / train.grad_accum={tr.grad_accum} = {micro}" if tr.grad_accum > 1 else ""), micro),
                       (f"train.eval_batch_size={tr.eval_batch_size}", tr.eval_batch_size)):
-    _require(size % data_axis == 0,
-             f"{field} is not divisible by the {data_axis} devices of mesh.data; use a "
-             f"multiple of {data_axis}.")
+    _require(size % split == 0,
+             f"{field} is not divisible by the {split} devices of {axes}; use a "
+             f"multiple of {split}.")
   _require(min(tr.eval_every, tr.eval_batches, tr.eval_batch_size) >= 1,
            "train.eval_every, train.eval_batches and train.eval_batch_size must be >= 1.")
   _require(-1 <= tr.eval_prefix <= cfg.data.T - 1,
