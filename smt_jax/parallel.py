@@ -22,6 +22,10 @@ AXES = ("data", "fsdp")
 ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
+class DistributedError(ValueError):
+  """Multi-host flags or environment variables that do not describe a run."""
+
+
 def initialize_distributed(coordinator_address: str = "", num_processes: int = 0,
                            process_id: int = -1, auto_detect: bool = False) -> bool:
   """Joins this process to a multi-host run via `jax.distributed.initialize`; True if it did.
@@ -38,7 +42,7 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
   process_id = process_id if process_id >= 0 else int(env.get(ENV[2], -1))
   if not (coordinator_address or auto_detect):
     if num_processes > 1 or process_id >= 0:
-      raise ValueError(f"num_processes={num_processes} / process_id={process_id} were given "
+      raise DistributedError(f"num_processes={num_processes} / process_id={process_id} were given "
                        "without a coordinator address; pass --coordinator_address=HOST:PORT "
                        f"(or set {ENV[0]}), or --distributed to detect the cluster.")
     return False
@@ -122,3 +126,9 @@ def global_batch(local_batch: dict, mesh: Mesh, global_size: int) -> dict:
   if jax.process_count() == 1:
     shapes = None  # make_array_from_process_local_data accepts only the local shape here.
   return jax.make_array_from_process_local_data(batch_sharding(mesh), local_batch, shapes)
+
+
+def to_host(tree, mesh: Mesh):
+  """Numpy copies of the whole values of a tree of (possibly sharded) arrays on `mesh`; with
+  several processes, every one must call it (the shards are gathered)."""
+  return jax.device_get(jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree))

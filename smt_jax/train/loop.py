@@ -9,10 +9,11 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import tqdm
 
+from smt_jax import parallel
 from smt_jax.config import ConfigError, validate
 from smt_jax.data import make_dataset
 from smt_jax.eval import suite as eval_suite
@@ -48,12 +49,30 @@ def initial_params(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
   return readout_from_decoder(loaded) if cfg.model.rnn.readout_from_decoder else loaded
 
 
-def evaluate(eval_fn, params, dataset, cfg: ml_collections.ConfigDict, keys: Keys) -> dict:
-  """Scalar metrics over cfg.train.eval_batches fixed held-out batches (the same every call):
-  the objective's metrics (averaged) and "{rnn,teacher}_{loss,acc}" over all labelled tokens."""
+def initial_state(cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh, ckpt, start: int):
+  """The TrainState of update `start` placed on `mesh` (smt_jax.parallel.state_shardings):
+  restored from ckpt's step `start` if > 0, else fresh or ckpt.init_from parameters."""
+  abstract = jax.eval_shape(lambda: init_params(cfg, keys.params))
+  abstract_opt = jax.eval_shape(tx.init, abstract)
+  shardings = parallel.state_shardings(mesh, (abstract, abstract_opt))
+  if start:
+    params, opt_state = ckpt.restore(
+        start, *parallel.abstract_with_shardings((abstract, abstract_opt), shardings))
+  else:
+    params = parallel.put_global(initial_params(cfg, keys.params), shardings[0])
+    opt_state = jax.jit(tx.init, out_shardings=shardings[1])(params)
+  step = parallel.put_global(np.asarray(start, np.int32), parallel.replicated(mesh))
+  return TrainState(step, params, opt_state)
+
+
+def evaluate(eval_fn, params, dataset, cfg: ml_collections.ConfigDict, keys: Keys, mesh) -> dict:
+  """Scalar metrics over cfg.train.eval_batches fixed held-out batches (the same every call, on
+  every process, split over `mesh`): the objective's metrics (averaged) and
+  "{rnn,teacher}_{loss,acc}" over all labelled tokens."""
   history, totals = [], {}
   for i in range(cfg.train.eval_batches):
     batch = batch_for_step(dataset, keys.eval_data, i, cfg.train.eval_batch_size, cfg.data.T)
+    batch = parallel.global_batch(batch, mesh, cfg.train.eval_batch_size)
     metrics, stats = eval_fn(params, batch, jax.random.fold_in(keys.eval_loss, i))
     history.append(metrics)
     totals = {name: add_stats(totals.get(name), s) for name, s in stats.items()}
@@ -80,24 +99,20 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
   train_data, test_data = make_dataset(cfg.data, "train"), make_dataset(cfg.data, "test")
   tx = make_optimizer(cfg)
   ckpt = checkpointing.Checkpointer(workdir / checkpointing.SUBDIR, cfg.ckpt.keep)
-  start = ckpt.latest_step() or 0
-  if start:  # Precedence: this workdir's checkpoint -> ckpt.init_from -> scratch.
-    abstract = jax.eval_shape(lambda: init_params(cfg, keys.params))
-    params, opt_state = ckpt.restore(start, abstract, jax.eval_shape(tx.init, abstract))
-  else:
-    params = initial_params(cfg, keys.params)
-    opt_state = tx.init(params)
-  state = TrainState(jnp.asarray(start, jnp.int32), params, opt_state)
+  start = ckpt.latest_step() or 0  # Precedence: this workdir -> ckpt.init_from -> scratch.
+  mesh = parallel.make_mesh(cfg.mesh)
+  state = initial_state(cfg, tx, keys, mesh, ckpt, start)
 
   writer = MetricWriter(workdir / "metrics.jsonl")
   if main:
     writer.truncate_after(start)
-  step_fn = make_step_fn(cfg, train_data, make_train_step(cfg, tx), keys)
-  eval_fn = make_eval_fn(cfg)
+  step_fn = make_step_fn(cfg, train_data, make_train_step(cfg, tx), keys, mesh,
+                         parallel.state_shardings(mesh, state))
+  eval_fn = make_eval_fn(cfg, mesh)
   total = cfg.train.num_steps
   bar = tqdm.tqdm(total=total, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True,
                   desc=f"{cfg.method} {workdir.name}",
-                  disable=not (cfg.log.progress and sys.stderr.isatty()))
+                  disable=not (main and cfg.log.progress and sys.stderr.isatty()))
   history, last_log, last_time = [], start, time.time()
   try:
     for step in range(start, total):
@@ -121,7 +136,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
         bar.set_postfix(loss=f"{train['loss']:.4f}")
         history, last_log, last_time = [], done, time.time()
       if done % cfg.train.eval_every == 0 or done == total:
-        results = evaluate(eval_fn, state.params, test_data, cfg, keys)
+        results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
         if main:
           writer.write(done, "eval", results)
       if done % cfg.ckpt.every == 0 or done == total:
@@ -130,9 +145,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     bar.close()
     ckpt.close()
   if start == total:  # Already finished: report without logging again.
-    results = evaluate(eval_fn, state.params, test_data, cfg, keys)
+    results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
   if main and cfg.log.plot:
     plot_curves(workdir / "metrics.jsonl", workdir / "curves.png")
-  if main and cfg.train.final_eval:
-    print(eval_suite.format_table(eval_suite.evaluate(cfg, state.params, str(workdir), total)))
+  if cfg.train.final_eval:
+    params = parallel.to_host(state.params, mesh)  # Every process takes part in the gather.
+    if main:
+      print(eval_suite.format_table(eval_suite.evaluate(cfg, params, str(workdir), total)))
   return {"step": total, **results, "wall_s": time.time() - start_time}

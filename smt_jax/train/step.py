@@ -1,10 +1,12 @@
 """Pure step functions: data as a function of (seed, step), the train step and the eval step.
 
 `train_step(state, batch, rng) -> (state, metrics)` is pure and un-jitted so that callers can wrap
-it with shardings; `make_step_fn` jits it (state donated), fusing sampling into the same program
-when the dataset is jittable.
+it with shardings; `make_step_fn` jits it over a device mesh (state donated, batch rows split
+over the devices), fusing sampling into the same program when one process samples a jittable
+dataset.
 """
 
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -12,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from jax.sharding import Mesh
 
+from smt_jax import parallel
 from smt_jax.eval.read import rnn_read_stats, teacher_read_stats
 from smt_jax.models import build_models
 from smt_jax.objectives import objective_for
@@ -60,7 +64,8 @@ def make_train_step(cfg: ml_collections.ConfigDict, tx: optax.GradientTransforma
   """The pure update `train_step(state, batch, rng) -> (state, metrics)` of cfg.method.
 
   The batch (B, T) is split into cfg.train.grad_accum micro-batches whose gradients and metrics
-  are averaged before one optimizer update; frozen groups are returned unchanged.
+  are averaged before one optimizer update; micro-batch i holds rows i, i + grad_accum, ..., so
+  that rows split over devices stay where they are. Frozen groups are returned unchanged.
   """
   objective, trainable = objective_for(cfg.method), trainable_groups(cfg)
   accum, schedule = cfg.train.grad_accum, learning_rate(cfg)
@@ -74,7 +79,7 @@ def make_train_step(cfg: ml_collections.ConfigDict, tx: optax.GradientTransforma
     if accum == 1:
       grads, metrics = micro_step(state.params, batch, rng)
     else:
-      micro = jax.tree.map(lambda a: a.reshape(accum, -1, *a.shape[1:]), batch)
+      micro = jax.tree.map(lambda a: a.reshape(-1, accum, *a.shape[1:]).swapaxes(0, 1), batch)
       summed = lambda acc, i: (jax.tree.map(jnp.add, acc, micro_step(
           state.params, jax.tree.map(lambda a: a[i], micro), jax.random.fold_in(rng, i))), None)
       zeros = jax.eval_shape(micro_step, state.params, jax.tree.map(lambda a: a[0], micro), rng)
@@ -91,16 +96,30 @@ def make_train_step(cfg: ml_collections.ConfigDict, tx: optax.GradientTransforma
   return train_step
 
 
-def make_step_fn(cfg: ml_collections.ConfigDict, dataset, train_step: Callable, keys: Keys):
-  """`step_fn(state, step) -> (state, metrics)`: the batch and loss rng of `step`, one update."""
+def make_step_fn(cfg: ml_collections.ConfigDict, dataset, train_step: Callable, keys: Keys,
+                 mesh: Mesh, state_sharding):
+  """`step_fn(state, step) -> (state, metrics)`: the batch and loss rng of `step`, one update.
+
+  Each process samples its cfg.train.batch_size / process_count rows from (seed, step, process
+  index); the global batch's rows are split over `mesh` (smt_jax.parallel), the state keeps
+  `state_sharding` and the metrics are replicated.
+  """
   size, length = cfg.train.batch_size // jax.process_count(), cfg.data.T
   batch_of = lambda step: batch_for_step(dataset, keys.data, step, size, length,
                                          jax.process_index())
-  update = lambda state, batch, step: train_step(state, batch, jax.random.fold_in(keys.loss, step))
-  if dataset.jittable:
-    return jax.jit(lambda state, step: update(state, batch_of(step), step), donate_argnums=0)
-  jitted = jax.jit(update, donate_argnums=0)
-  return lambda state, step: jitted(state, batch_of(step), step)
+  rows = parallel.batch_sharding(mesh)
+
+  def update(state, batch, step):
+    batch = jax.lax.with_sharding_constraint(batch, rows)
+    return train_step(state, batch, jax.random.fold_in(keys.loss, step))
+
+  jit = functools.partial(jax.jit, donate_argnums=0,
+                          out_shardings=(state_sharding, parallel.replicated(mesh)))
+  if dataset.jittable and jax.process_count() == 1:
+    return jit(lambda state, step: update(state, batch_of(step), step))
+  jitted, sample = jit(update), jax.jit(batch_of) if dataset.jittable else batch_of
+  return lambda state, step: jitted(
+      state, parallel.global_batch(sample(step), mesh, cfg.train.batch_size), step)
 
 
 def eval_prefix(cfg: ml_collections.ConfigDict) -> int:
@@ -110,14 +129,15 @@ def eval_prefix(cfg: ml_collections.ConfigDict) -> int:
   return 0 if cfg.method == "bptt" else 1
 
 
-def make_eval_fn(cfg: ml_collections.ConfigDict) -> Callable:
+def make_eval_fn(cfg: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Callable:
   """Jitted `eval_fn(params, batch, rng) -> (objective metrics, read stats)`.
 
   The objective metrics are the method's scalar metrics on the batch; the read stats are
   {"rnn": ..., "teacher": ...} per-position sums (`smt_jax.eval.read`) of the RNN's
   teacher-forced read and, unless bptt (which has no teacher), the teacher's. During SMT the
   readout is untrained, so the RNN reads through a copy of the decoder when
-  cfg.model.rnn.readout_from_decoder (what DMT then starts from).
+  cfg.model.rnn.readout_from_decoder (what DMT then starts from). Given a `mesh`, the results
+  are replicated over it (readable on every process).
   """
   models, objective, prefix = build_models(cfg), objective_for(cfg.method), eval_prefix(cfg)
   copy_decoder = cfg.method == "smt" and cfg.model.rnn.readout_from_decoder
@@ -130,4 +150,4 @@ def make_eval_fn(cfg: ml_collections.ConfigDict) -> Callable:
       stats["teacher"] = teacher_read_stats(models, params, batch)
     return metrics, stats
 
-  return jax.jit(eval_fn)
+  return jax.jit(eval_fn, out_shardings=None if mesh is None else parallel.replicated(mesh))
