@@ -87,13 +87,13 @@ def fmt_s(s):
       f"{s * 1e3:.0f} ms" if s < 1 else f"{s:.2f} s")
 
 
-def step_row(name, cfg, batch, g, **kw):
+def step_row(name, cfg, batch, g, loss_fn=None, **kw):
   """Times one configuration and adds the derived throughput figures."""
   t0 = time.time()
   r = bench_step(cfg, batch, repeats=kw.pop("repeats", g["repeats"]),
                  max_seconds=g["max_seconds"],
                  max_peak_bytes=None if g["max_peak_gib"] is None else g["max_peak_gib"] * 2**30,
-                 **kw)
+                 loss_fn=loss_fn, **kw)
   T = cfg.data.T
   r.update(name=name, method=cfg.method, T=T, batch=batch, n_t=cfg.smt.n_t,
            Td=cfg.dmt.Td, k=cfg.dmt.k, remat=cfg.bptt.remat,
@@ -108,7 +108,8 @@ def step_row(name, cfg, batch, g, **kw):
   try:
     params = init_params(cfg, jax.random.PRNGKey(0))
     b = random_batch(jax.random.PRNGKey(1), batch, T, cfg.data.vocab_size)
-    loss = lambda p, b, r_: OBJECTIVES[cfg.method](p, b, r_, cfg)[0]
+    fn = loss_fn or OBJECTIVES[cfg.method]
+    loss = lambda p, b, r_: fn(p, b, r_, cfg)[0]
     r["jaxpr_matmul_flops"] = depth.matmul_flops(jax.grad(loss), params, b, jax.random.PRNGKey(0))
   except Exception as e:  # pragma: no cover
     r["jaxpr_matmul_flops"] = float("nan")
@@ -126,34 +127,63 @@ def step_row(name, cfg, batch, g, **kw):
   return r
 
 
-def reference_section(g) -> dict:
-  """Issue targets: the reference config (CPU) or the paper's (GPU)."""
+def dmt_remat_loss(params, batch, rng, cfg):
+  """Prototype: DMT with its rollout rematerialised (the library's dmt_loss does not expose it)."""
+  import functools
+  from smt_jax.objectives import dmt as dmt_module
+  original = dmt_module.rollout
+  dmt_module.rollout = functools.partial(original, remat=True)
+  try:
+    return dmt_module.dmt_loss(params, batch, rng, cfg)
+  finally:
+    dmt_module.rollout = original
+
+
+def reference_section(g, plain_retime=None) -> dict:
+  """Issue targets: the reference config (CPU) or the paper's (GPU). Each row also records a
+  plain-Transformer step timed right before it (the load on a shared machine drifts)."""
   rows = {}
   T = g["ref_T"]
   base = g["ref_cfg"](T)
-  for key, variant, batch in (("smt_n1", "smt_n1", g["ref_batch"]),
-                              ("smt_all", "smt_all", g["smt_all_batch"]),
-                              ("dmt_32", "dmt_32", g["ref_batch"])):
-    rows[key] = step_row(key, variant_config(base, variant), batch, g)
-  for bt in g["bptt_Ts"]:
-    rows[f"bptt_T{bt}"] = step_row(f"bptt_T{bt}", variant_config(g["ref_cfg"](bt), "bptt"),
-                                   g["ref_batch"], g)
   bt = g["bptt_Ts"][min(1, len(g["bptt_Ts"]) - 1)]
-  rows[f"bptt_remat_T{bt}"] = step_row(f"bptt_remat_T{bt}",
-                                       variant_config(g["ref_cfg"](bt), "bptt_remat"),
-                                       g["ref_batch"], g)
+  jobs = [("smt_n1", variant_config(base, "smt_n1"), g["ref_batch"], None),
+          ("smt_all", variant_config(base, "smt_all"), g["smt_all_batch"], None),
+          ("dmt_32", variant_config(base, "dmt_32"), g["ref_batch"], None),
+          ("dmt_32_remat (prototype)", variant_config(base, "dmt_32"), g["ref_batch"],
+           dmt_remat_loss)]
+  jobs += [(f"bptt_T{t}", variant_config(g["ref_cfg"](t), "bptt"), g["ref_batch"], None)
+           for t in g["bptt_Ts"]]
+  jobs += [(f"bptt_remat_T{bt}", variant_config(g["ref_cfg"](bt), "bptt_remat"), g["ref_batch"],
+            None)]
+  for key, cfg, batch, loss_fn in jobs:
+    plain_s = plain_retime() if plain_retime else None
+    rows[key] = step_row(key, cfg, batch, g, loss_fn=loss_fn)
+    rows[key]["plain_s_adjacent"] = plain_s
   return rows
 
 
-def plain_section(g) -> dict:
+def plain_section(g):
+  """The plain-Transformer step, and a function that re-times it (already compiled)."""
   p = g["plain"]
   init_state, step, _ = plain.plain_step_fns(256, p["d_model"], p["depth"], p["heads"])
-  r = bench_step(None, p["batch"], repeats=g["repeats"], fns=(init_state, step), T=p["T"],
-                 vocab=256)
-  r.update(name="plain_transformer", **p)
+  rng = jax.random.PRNGKey(0)
+  state = init_state(rng)
+  batch = random_batch(jax.random.PRNGKey(1), p["batch"], p["T"], 256)
+  compiled, compile_s = common.compile_step(step, state, batch, rng)
+  holder = {"state": state}
+
+  def retime(repeats=3):
+    def call():
+      holder["state"], loss = compiled(holder["state"], batch, rng)
+      return loss
+    return statistics.median(common.time_calls(call, repeats, warmup=1))
+
+  times = [retime(g["repeats"])]
+  r = dict(step_s=times[0], compile_s=compile_s, name="plain_transformer", **p,
+           **common.xla_stats(compiled))
   log(f"  plain Transformer      T={p['T']:<5} B={p['batch']:<4} step {fmt_s(r['step_s']):>10}"
       f"  XLA {r.get('flops', 0) / 1e9:.1f} GFLOP")
-  return r
+  return r, retime
 
 
 def sweep_section(g) -> list:
@@ -191,7 +221,7 @@ def depth_section(g) -> list:
 
 def credit_section(g) -> dict:
   """||d loss_t / d e_{t-k}|| vs k: BPTT at init and after training on a delayed copy; SMT's
-  encoder path at init and after the same number of SMT steps."""
+  encoder path at init and after the same number of SMT (n_t = 8) steps."""
   T, lag, vocab, B = g["credit_T"], 8, 16, g["credit_batch"]
   base = g["sweep_cfg"](T)
   base.data.vocab_size = vocab
@@ -259,10 +289,12 @@ def main(argv=None):
   log(f"[matmul] {g['matmul_n']}^3 {res['matmul']['dtype']}: {res['matmul_gflops']:.1f} GFLOP/s")
   if "plain" in sections:
     log("[plain]")
-    res["plain"] = plain_section(g)
+    res["plain"], plain_retime = plain_section(g)
+  else:
+    plain_retime = None
   if "reference" in sections:
     log("[reference]")
-    res["reference"] = reference_section(g)
+    res["reference"] = reference_section(g, plain_retime)
   if "sweep" in sections:
     log("[sweep]")
     res["sweep"] = sweep_section(g)
