@@ -1,11 +1,14 @@
 """Orbax checkpoints of a run: workdir/checkpoints/STEP/{params,opt_state}.
 
-`Checkpointer` saves and restores the training state; `load_params(path)` gives evaluation code
-the latest parameters of a workdir (or checkpoints folder) without knowing the optimizer.
+`Checkpointer` saves and restores the training state (every process of a multi-host run takes
+part; arrays are restored onto the shardings of the target tree, so a checkpoint moves between
+device counts); `load_params(path)` gives evaluation code the latest parameters of a workdir (or
+checkpoints folder) on this process's first device, without knowing the optimizer.
 """
 
 import pathlib
 
+import jax
 import orbax.checkpoint as ocp
 
 from smt_jax.config import ConfigError
@@ -41,7 +44,7 @@ class Checkpointer:
 
   def restore(self, step: int, params, opt_state):
     """(params, opt_state) of `step`, structured like the given abstract trees
-    (jax.ShapeDtypeStruct leaves, e.g. from jax.eval_shape)."""
+    (jax.ShapeDtypeStruct leaves, e.g. from jax.eval_shape) and placed on their shardings."""
     restored = self.manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(params), opt_state=ocp.args.StandardRestore(opt_state)))
     return restored["params"], restored["opt_state"]
@@ -61,10 +64,15 @@ def load_params(path: str | pathlib.Path, step: int | None = None):
   if directory is None:
     raise ConfigError(f"{path}: no checkpoint found (expected {pathlib.Path(path) / SUBDIR}/STEP); "
                       "point ckpt.init_from at the workdir of a finished run.")
-  manager = ocp.CheckpointManager(directory)
+  manager = ocp.CheckpointManager(directory, item_handlers={
+      item: ocp.StandardCheckpointHandler() for item in ("params", "opt_state")})
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   try:
     step = manager.latest_step() if step is None else step
-    restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))
+    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                          manager.item_metadata(step)["params"].tree)
+    restored = manager.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(target)))
   except Exception as e:  # Orbax raises many types for missing or truncated files.
     raise ConfigError(f"{directory}: checkpoint {step} cannot be read ({type(e).__name__}: "
                       f"{e}); point ckpt.init_from at a complete checkpoint.") from e

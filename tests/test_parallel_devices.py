@@ -1,0 +1,195 @@
+"""Sharded training on several devices and processes, each run in a child process.
+
+JAX fixes its device count when it starts, so every test here starts `python THIS_FILE MODE ...`
+with XLA_FLAGS=--xla_force_host_platform_device_count=N (fake CPU devices) and checks what the
+child prints (one JSON line), or runs experiments/run.py as two processes of one
+jax.distributed job on 127.0.0.1. The pytest process itself keeps its single CPU device.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TIMEOUT_S = 240  # Per child process; a hung collective fails the test instead of the suite.
+
+
+def child_env(devices: int, cache_dir: pathlib.Path | None = None) -> dict:
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+         "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
+  if cache_dir is not None:
+    env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  return env
+
+
+def run_child(devices: int, *args, cache_dir=None) -> dict:
+  """Runs this file's `main(*args)` on `devices` fake CPU devices; its JSON result."""
+  result = subprocess.run([sys.executable, __file__, *map(str, args)], cwd=ROOT,
+                          env=child_env(devices, cache_dir), capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+  assert result.returncode == 0, result.stderr[-4000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def tiny_run_config(method: str, **overrides):
+  """The tests' tiny model (tests/conftest.py) on retrieval data, 4 updates, no final eval."""
+  from tests.conftest import make_tiny_config
+  fields = {"method": method, "data.name": "retrieval", "train.num_steps": 4,
+            "train.batch_size": 8, "train.eval_every": 2, "train.eval_batch_size": 8,
+            "train.eval_batches": 1, "train.final_eval": False, "log.every": 2,
+            "ckpt.every": 2, "log.plot": False, "log.progress": False,
+            "optim.warmup_steps": 1}
+  return make_tiny_config(**{**fields, **overrides})
+
+
+# ---------------------------------------------------------------------------------------------
+# Child side: runs with fake devices, prints one JSON line.
+
+
+def one_step_on(cfg, mesh) -> tuple:
+  """(state, metrics) after update 0 of cfg, from its initial state, on `mesh`."""
+  from smt_jax import parallel
+  from smt_jax.data import make_dataset
+  from smt_jax.train import loop
+  from smt_jax.train.optimizer import make_optimizer
+  from smt_jax.train.step import Keys, make_step_fn, make_train_step
+
+  tx, keys = make_optimizer(cfg), Keys.from_seed(cfg.seed)
+  state = loop.initial_state(cfg, tx, keys, mesh, None, 0)
+  step_fn = make_step_fn(cfg, make_dataset(cfg.data, "train"), make_train_step(cfg, tx), keys,
+                         mesh, parallel.state_shardings(mesh, state))
+  return step_fn(state, 0)
+
+
+def sharded_step(method: str, data: str, fsdp: str, grad_accum: str) -> dict:
+  """Compares one update on every device (mesh data x fsdp) with one on a single device."""
+  cfg = tiny_run_config(method, **{"mesh.data": int(data), "mesh.fsdp": int(fsdp),
+                                   "train.grad_accum": int(grad_accum)})
+  from smt_jax import parallel
+  sharded_state, sharded_metrics = one_step_on(cfg, parallel.make_mesh(cfg.mesh))
+  single = parallel.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1}))
+  single_state, single_metrics = one_step_on(cfg, single)
+  split = [not a.sharding.is_fully_replicated for a in jax.tree.leaves(sharded_state.params)]
+  errors = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)),
+                                                  initial=0.0)),
+                        (sharded_state, sharded_metrics), (single_state, single_metrics))
+  return {"devices": len(jax.tree.leaves(sharded_state.params)[0].sharding.device_set),
+          "split_leaves": sum(split), "max_error": max(jax.tree.leaves(errors)),
+          "loss": float(single_metrics["loss"])}
+
+
+def train(workdir: str, data: str, fsdp: str) -> dict:
+  """train_and_evaluate of the tiny SMT run into workdir (resuming it) on a (data, fsdp) mesh;
+  also reads the workdir's step-2 checkpoint with load_params."""
+  from smt_jax.train import load_params, train_and_evaluate
+  cfg = tiny_run_config("smt", **{"mesh.data": int(data), "mesh.fsdp": int(fsdp)})
+  final = train_and_evaluate(cfg, workdir)
+  params, _ = load_params(workdir, step=2)
+  return {"final": final, "step2_param_sum": float(sum(np.sum(np.asarray(a, np.float64))
+                                                        for a in jax.tree.leaves(params)))}
+
+
+def main(mode: str, *args: str) -> None:
+  print(json.dumps({"sharded_step": sharded_step, "train": train}[mode](*args)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests.
+
+
+@pytest.mark.parametrize("method,data,fsdp,grad_accum", [
+    ("smt", 8, 1, 1),  # Plain data parallelism: parameters replicated.
+    ("dmt", 4, 2, 1),  # Batch over 8 devices, matrices split in two.
+    ("bptt", 2, 4, 2),  # Matrices split in four, gradient accumulation over sharded rows.
+])
+def test_sharded_step_equals_single_device_step(method, data, fsdp, grad_accum):
+  out = run_child(8, "sharded_step", method, data, fsdp, grad_accum)
+  assert out["devices"] == 8
+  assert (out["split_leaves"] > 0) == (fsdp > 1)
+  assert np.isfinite(out["loss"])
+  assert out["max_error"] < 1e-5, out  # Only the order of sums differs.
+
+
+def param_sum(workdir, step=None) -> float:
+  from smt_jax.train import load_params
+  params, _ = load_params(workdir, step)
+  return float(sum(np.sum(np.asarray(a, np.float64)) for a in jax.tree.leaves(params)))
+
+
+def test_checkpoints_move_between_device_counts(tmp_path):
+  """Saved on 2 devices (FSDP: matrices split) -> resumed on 1, and saved on 1 -> resumed on 2;
+  both end where a run on 1 device does."""
+  from smt_jax.train import checkpointing, train_and_evaluate
+  cache = tmp_path / "jax_cache"
+  jax.config.update("jax_compilation_cache_dir", str(cache))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  try:
+    reference = train_and_evaluate(tiny_run_config("smt"), tmp_path / "reference")
+    one_then_two = tmp_path / "one_then_two" / checkpointing.SUBDIR
+    shutil.copytree(tmp_path / "reference" / checkpointing.SUBDIR / "2", one_then_two / "2")
+
+    resumed_on_two = run_child(2, "train", one_then_two.parent, 1, 2, cache_dir=cache)
+    started_on_two = run_child(2, "train", tmp_path / "two_then_one", 1, 2, cache_dir=cache)
+    # Drop the last checkpoint of the 2-device run: resume from its step 2 on 1 device.
+    shutil.rmtree(tmp_path / "two_then_one" / checkpointing.SUBDIR / "4")
+    resumed_on_one = train_and_evaluate(tiny_run_config("smt"), tmp_path / "two_then_one")
+  finally:
+    jax.config.update("jax_compilation_cache_dir", None)
+
+  assert resumed_on_two["step2_param_sum"] == pytest.approx(param_sum(tmp_path / "reference", 2))
+  assert param_sum(tmp_path / "two_then_one", 2) == pytest.approx(
+      started_on_two["step2_param_sum"])
+  for final in (resumed_on_two["final"], started_on_two["final"], resumed_on_one):
+    for name in ("loss", "rnn_loss", "teacher_loss"):
+      assert final[name] == pytest.approx(reference[name], rel=1e-4), name
+  np.testing.assert_allclose(param_sum(tmp_path / "two_then_one"),
+                             param_sum(tmp_path / "reference"), rtol=1e-5)
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_together_and_report_the_same_loss(tmp_path):
+  address = f"127.0.0.1:{free_port()}"
+  command = [sys.executable, "experiments/run.py", "--config=experiments/configs/smoke.py",
+             f"--workdir={tmp_path}", "--config.train.num_steps=2", "--config.train.eval_every=2",
+             "--config.train.final_eval=False", f"--coordinator_address={address}",
+             "--num_processes=2"]
+  children = [subprocess.Popen([*command, f"--process_id={i}"], cwd=ROOT, env=child_env(1),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for i in range(2)]
+  try:
+    outputs = [child.communicate(timeout=TIMEOUT_S) for child in children]
+  finally:
+    for child in children:
+      if child.poll() is None:
+        child.kill()
+        child.communicate()
+  for child, (_, stderr) in zip(children, outputs):
+    assert child.returncode == 0, stderr[-4000:]
+  finals = [dict(kv.split("=") for kv in out.strip().splitlines()[-1].split())
+            for out, _ in outputs]
+  assert finals[0]["step"] == finals[1]["step"] == "2"
+  assert finals[0]["loss"] == finals[1]["loss"] and finals[0]["rnn_acc"] == finals[1]["rnn_acc"]
+  from smt_jax.train.metrics import read_metrics
+  rows = read_metrics(tmp_path / "metrics.jsonl")  # Written by process 0 only.
+  assert [(r["step"], r["split"]) for r in rows] == [(2, "train"), (2, "eval")]
+  assert (tmp_path / "checkpoints" / "2").is_dir()
+
+
+if __name__ == "__main__":
+  main(*sys.argv[1:])
