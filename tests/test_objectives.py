@@ -117,9 +117,10 @@ def _check_against_loop(objective, reference, cfg, batch, rng=jax.random.key(3))
   _assert_trees_close(grads, ref_grads)
 
 
-@pytest.mark.parametrize("detach_labels", [False, True])
-def test_smt_every_timestep_matches_python_loop(detach_labels):
+@pytest.mark.parametrize("detach_labels, remat_encoder", [(False, False), (True, True)])
+def test_smt_every_timestep_matches_python_loop(detach_labels, remat_encoder):
   cfg = make_tiny_config(**{"smt.detach_labels": detach_labels, "smt.coef_dyn": 0.5,
+                            "smt.remat_encoder": remat_encoder,
                             "smt.coef_unif": 0.1, "data.T": 6, "model.teacher.Tc": 3})
   batch = random_batch(jax.random.key(1), 1, cfg.data.T, cfg.data.vocab_size)
   times = [range(cfg.data.T)]

@@ -45,12 +45,13 @@ def smt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
 
   if s.n_t == 0:  # Every timestep: window t is encoded once and serves as m_t and as m_{t+1}.
     t = jnp.broadcast_to(jnp.arange(length), (batch_size, length))
-    mems = encoder_memories(models, params, x, t)
+    mems = encoder_memories(models, params, x, t, s.remat_encoder)
     m_now, m_next, x_next = mems[:, :-1], mems[:, 1:], x[:, 1:]
     m_dec, t_dec = mems, t
   else:
     t = sample_timesteps(rng_t, batch_size, length - 1, s.n_t)
-    mems = encoder_memories(models, params, x, jnp.concatenate([t, t + 1], axis=1))
+    mems = encoder_memories(models, params, x, jnp.concatenate([t, t + 1], axis=1),
+                            s.remat_encoder)
     m_now, m_next = mems[:, :s.n_t], mems[:, s.n_t:]
     x_next = jnp.take_along_axis(x, t + 1, axis=1)
     m_dec, t_dec = m_now, t

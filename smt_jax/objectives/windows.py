@@ -46,7 +46,12 @@ def over_time(fn):
   return jax.vmap(fn, in_axes=1, out_axes=1)
 
 
-def encoder_memories(models, params: dict, x: jax.Array, t: jax.Array) -> jax.Array:
-  """Encoder memories m_t of the Tc-windows ending at t: x (B, T), t (B, n) -> (B, n, Z)."""
+def encoder_memories(models, params: dict, x: jax.Array, t: jax.Array,
+                     remat: bool = False) -> jax.Array:
+  """Encoder memories m_t of the Tc-windows ending at t: x (B, T), t (B, n) -> (B, n, Z).
+
+  remat: recompute the encoder's activations in the backward pass instead of storing them.
+  """
+  encode = lambda w: models.encode(params, w)
   windows = context_windows(x, t, models.encoder_window)
-  return over_time(lambda w: models.encode(params, w))(windows)
+  return over_time(jax.checkpoint(encode) if remat else encode)(windows)
