@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import make_tiny_config
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments", "bench"))
 
@@ -73,22 +75,8 @@ def test_matmul_flops_multiplies_scans_by_their_length():
 
 
 def tiny_config(method, T=8):
-  c = common.small_config(T)
-  c.data.vocab_size = 16
-  c.model.d_model = 16
-  c.model.num_heads = 2
-  c.model.mem_tokens = 2
-  c.model.mem_size = 32
-  c.model.teacher.encoder_depth = 1
-  c.model.teacher.decoder_depth = 1
-  c.model.teacher.Tc = 4
-  c.model.teacher.Tf = 2
-  c.model.rnn.depth = 1
-  c.model.rnn.readout_depth = 1
-  c.dmt.Td = 4
-  c.dmt.k = 2
-  c.method = method
-  return c
+  return make_tiny_config(method=method, **{"data.T": T, "data.vocab_size": 16,
+                                            "model.teacher.Tf": 2, "dmt.Td": 4})
 
 
 @pytest.mark.parametrize("variant,forward,gradient", [

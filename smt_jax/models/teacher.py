@@ -18,13 +18,8 @@ def embed_tokens(embed: nn.Embed, tokens: jax.Array) -> jax.Array:
   return embed(jnp.maximum(tokens, 0))
 
 
-class Encoder(nn.Module):
-  """Window of the last Tc tokens plus K learned registers -> memory state.
-
-  __call__(x_window, mask=None): x_window int32 (B, Tc) with -1 at padding; mask bool (B, Tc)
-  (default x_window >= 0). Returns m (B, K * d_model). Positions are relative to the window, so
-  the memory of a window does not depend on where it sits in the sequence.
-  """
+class TransformerFields(nn.Module):
+  """The hyperparameters shared by the encoder, the decoder and the readout (fields only)."""
 
   vocab_size: int
   d_model: int
@@ -32,8 +27,18 @@ class Encoder(nn.Module):
   num_heads: int
   mem_tokens: int
   mlp_ratio: int = 4
-  fsq_levels: int = 0
   dtype: Dtype = jnp.float32
+
+
+class Encoder(TransformerFields):
+  """Window of the last Tc tokens plus K learned registers -> memory state.
+
+  __call__(x_window, mask=None): x_window int32 (B, Tc) with -1 at padding; mask bool (B, Tc)
+  (default x_window >= 0). Returns m (B, K * d_model). Positions are relative to the window, so
+  the memory of a window does not depend on where it sits in the sequence.
+  """
+
+  fsq_levels: int = 0
 
   @nn.compact
   def __call__(self, x_window: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -54,7 +59,7 @@ class Encoder(nn.Module):
     return memory.finalize(h[:, window:], self.fsq_levels)
 
 
-class Decoder(nn.Module):
+class Decoder(TransformerFields):
   """Causal Transformer over [K memory tokens; embedded future inputs] -> next-token logits.
 
   __call__(m, x_future): m (B, Z); x_future int32 (B, n) with n >= 0 (the inputs x_{t+1..t+n};
@@ -62,14 +67,6 @@ class Decoder(nn.Module):
   float64 model): the last memory token predicts the first target y_t, the future input x_{t+j}
   predicts y_{t+j}.
   """
-
-  vocab_size: int
-  d_model: int
-  depth: int
-  num_heads: int
-  mem_tokens: int
-  mlp_ratio: int = 4
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, m: jax.Array, x_future: jax.Array) -> jax.Array:
@@ -85,20 +82,12 @@ class Decoder(nn.Module):
     return logits.astype(accumulation_dtype(logits.dtype))
 
 
-class Readout(nn.Module):
+class Readout(TransformerFields):
   """g(m) -> next-token logits (B, V): a decoder with an empty future.
 
   Its parameters are {"decoder": <Decoder params>}, so a trained teacher decoder of the same
   depth can be copied in as the RNN's readout.
   """
-
-  vocab_size: int
-  d_model: int
-  depth: int
-  num_heads: int
-  mem_tokens: int
-  mlp_ratio: int = 4
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, m: jax.Array) -> jax.Array:

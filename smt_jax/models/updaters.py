@@ -60,9 +60,14 @@ class MLPCore(nn.Module):
     return memory.unflatten(z, self.mem_tokens)
 
 
-class GRUCore(nn.Module):
-  """A GRU cell whose hidden state is the whole memory (Z units)."""
+class CellCore(nn.Module):
+  """A classic recurrent cell over the whole memory, fed the embedded input token.
 
+  kind: "gru" (hidden state = the memory, Z units), "lstm" (the memory holds [h; c], Z / 2 units
+  each) or "elman" (m_next = tanh(W m + U embed(x_t) + b)).
+  """
+
+  kind: str
   vocab_size: int
   mem_tokens: int
   hidden: int
@@ -71,40 +76,18 @@ class GRUCore(nn.Module):
   @nn.compact
   def __call__(self, m: jax.Array, x_t: jax.Array) -> jax.Array:
     e = nn.Embed(self.vocab_size, self.hidden, dtype=self.dtype, name="embed")(x_t)
-    h, _ = nn.GRUCell(m.shape[-1], dtype=self.dtype, name="cell")(m.astype(self.dtype), e)
-    return memory.unflatten(h, self.mem_tokens)
-
-
-class LSTMCore(nn.Module):
-  """An LSTM cell; the memory holds [h; c], each Z / 2 units."""
-
-  vocab_size: int
-  mem_tokens: int
-  hidden: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, m: jax.Array, x_t: jax.Array) -> jax.Array:
-    e = nn.Embed(self.vocab_size, self.hidden, dtype=self.dtype, name="embed")(x_t)
-    h, c = jnp.split(m.astype(self.dtype), 2, axis=-1)
-    (c, h), _ = nn.OptimizedLSTMCell(m.shape[-1] // 2, dtype=self.dtype, name="cell")((c, h), e)
-    return memory.unflatten(jnp.concatenate([h, c], axis=-1), self.mem_tokens)
-
-
-class ElmanCore(nn.Module):
-  """Elman RNN: m_next = tanh(W m + U embed(x_t) + b)."""
-
-  vocab_size: int
-  mem_tokens: int
-  hidden: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, m: jax.Array, x_t: jax.Array) -> jax.Array:
-    e = nn.Embed(self.vocab_size, self.hidden, dtype=self.dtype, name="embed")(x_t)
-    pre = (nn.Dense(m.shape[-1], use_bias=False, dtype=self.dtype, name="recurrent")(
-        m.astype(self.dtype)) + nn.Dense(m.shape[-1], dtype=self.dtype, name="input")(e))
-    return memory.unflatten(jnp.tanh(pre), self.mem_tokens)
+    m = m.astype(self.dtype)
+    size = m.shape[-1]
+    if self.kind == "gru":
+      m_next, _ = nn.GRUCell(size, dtype=self.dtype, name="cell")(m, e)
+    elif self.kind == "lstm":
+      h, c = jnp.split(m, 2, axis=-1)
+      (c, h), _ = nn.OptimizedLSTMCell(size // 2, dtype=self.dtype, name="cell")((c, h), e)
+      m_next = jnp.concatenate([h, c], axis=-1)
+    else:
+      m_next = jnp.tanh(nn.Dense(size, use_bias=False, dtype=self.dtype, name="recurrent")(m)
+                        + nn.Dense(size, dtype=self.dtype, name="input")(e))
+    return memory.unflatten(m_next, self.mem_tokens)
 
 
 UPDATER_NAMES = ("transformer", "mlp", "gru", "lstm", "elman")
@@ -138,8 +121,7 @@ class Updater(nn.Module):
     elif self.kind == "mlp":
       self.core = MLPCore(depth=self.depth, hidden=self.hidden, **common)
     elif self.kind in ("gru", "lstm", "elman"):
-      cores = {"gru": GRUCore, "lstm": LSTMCore, "elman": ElmanCore}
-      self.core = cores[self.kind](hidden=self.hidden, **common)
+      self.core = CellCore(kind=self.kind, hidden=self.hidden, **common)
     else:
       raise ValueError(f"Unknown updater {self.kind!r}; model.rnn.updater must be one of "
                        f"{UPDATER_NAMES}.")
