@@ -58,7 +58,7 @@ def tiny_run_config(method: str, **overrides):
 
 
 def one_step_on(cfg, mesh) -> tuple:
-  """(state, metrics) after update 0 of cfg, from its initial state, on `mesh`."""
+  """(initial params on the host, state, metrics) of update 0 of cfg on `mesh`."""
   from smt_jax import parallel
   from smt_jax.data import make_dataset
   from smt_jax.train import loop
@@ -69,35 +69,48 @@ def one_step_on(cfg, mesh) -> tuple:
   state = loop.initial_state(cfg, tx, keys, mesh, None, 0)
   step_fn = make_step_fn(cfg, make_dataset(cfg.data, "train"), make_train_step(cfg, tx), keys,
                          mesh, parallel.state_shardings(mesh, state))
-  return step_fn(state, 0)
+  initial = jax.device_get(state.params)
+  return (initial, *step_fn(state, 0))
 
 
 def sharded_step(method: str, data: str, fsdp: str, grad_accum: str) -> dict:
-  """Compares one update on every device (mesh data x fsdp) with one on a single device."""
+  """Compares one update on every device (mesh data x fsdp) with one on a single device: the
+  same batch and rng, so states and metrics agree up to the order of sums.
+
+  The first update uses the full learning rate with Adam's eps = 1e-3: AdamW's first step is
+  ~lr * sign(g), which float noise would flip where g is ~0; eps keeps it well conditioned.
+  """
   cfg = tiny_run_config(method, **{"mesh.data": int(data), "mesh.fsdp": int(fsdp),
-                                   "train.grad_accum": int(grad_accum)})
+                                   "train.grad_accum": int(grad_accum),
+                                   "optim.schedule": "warmup_constant",
+                                   "optim.warmup_steps": 0, "optim.eps": 1e-3})
   from smt_jax import parallel
-  sharded_state, sharded_metrics = one_step_on(cfg, parallel.make_mesh(cfg.mesh))
+  initial, sharded_state, sharded_metrics = one_step_on(cfg, parallel.make_mesh(cfg.mesh))
   single = parallel.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1}))
-  single_state, single_metrics = one_step_on(cfg, single)
+  _, single_state, single_metrics = one_step_on(cfg, single)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               (sharded_state, sharded_metrics), (single_state, single_metrics))
+  moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), initial, single_state.params)
   split = [not a.sharding.is_fully_replicated for a in jax.tree.leaves(sharded_state.params)]
-  errors = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)),
-                                                  initial=0.0)),
-                        (sharded_state, sharded_metrics), (single_state, single_metrics))
   return {"devices": len(jax.tree.leaves(sharded_state.params)[0].sharding.device_set),
-          "split_leaves": sum(split), "max_error": max(jax.tree.leaves(errors)),
+          "split_leaves": sum(split), "moved_leaves": sum(jax.tree.leaves(moved)),
           "loss": float(single_metrics["loss"])}
 
 
-def train(workdir: str, data: str, fsdp: str) -> dict:
-  """train_and_evaluate of the tiny SMT run into workdir (resuming it) on a (data, fsdp) mesh;
-  also reads the workdir's step-2 checkpoint with load_params."""
-  from smt_jax.train import load_params, train_and_evaluate
+def train(data: str, fsdp: str, *workdirs: str) -> list[dict]:
+  """train_and_evaluate of the tiny SMT run into each workdir (resuming it) on a (data, fsdp)
+  mesh; with the sum of the parameters of each workdir's step-2 checkpoint (load_params)."""
+  from smt_jax.train import train_and_evaluate
   cfg = tiny_run_config("smt", **{"mesh.data": int(data), "mesh.fsdp": int(fsdp)})
-  final = train_and_evaluate(cfg, workdir)
-  params, _ = load_params(workdir, step=2)
-  return {"final": final, "step2_param_sum": float(sum(np.sum(np.asarray(a, np.float64))
-                                                        for a in jax.tree.leaves(params)))}
+  return [{"final": train_and_evaluate(cfg, w), "step2_param_sum": param_sum(w, 2)}
+          for w in workdirs]
+
+
+def param_sum(workdir, step=None) -> float:
+  """The sum of all parameters of a workdir's latest (or given) checkpoint, via load_params."""
+  from smt_jax.train import load_params
+  params, _ = load_params(workdir, step)
+  return float(sum(np.sum(np.asarray(a, np.float64)) for a in jax.tree.leaves(params)))
 
 
 def main(mode: str, *args: str) -> None:
@@ -109,22 +122,16 @@ def main(mode: str, *args: str) -> None:
 
 
 @pytest.mark.parametrize("method,data,fsdp,grad_accum", [
-    ("smt", 8, 1, 1),  # Plain data parallelism: parameters replicated.
-    ("dmt", 4, 2, 1),  # Batch over 8 devices, matrices split in two.
-    ("bptt", 2, 4, 2),  # Matrices split in four, gradient accumulation over sharded rows.
+    # Batch over 8 devices, matrices split in two, gradient accumulation over sharded rows.
+    ("smt", 4, 2, 2),
+    pytest.param("dmt", 8, 1, 1, marks=pytest.mark.slow),  # Plain data parallelism.
+    pytest.param("bptt", 2, 4, 1, marks=pytest.mark.slow),  # Matrices split in four.
 ])
 def test_sharded_step_equals_single_device_step(method, data, fsdp, grad_accum):
-  out = run_child(8, "sharded_step", method, data, fsdp, grad_accum)
+  out = run_child(8, "sharded_step", method, data, fsdp, grad_accum)  # Asserts allclose.
   assert out["devices"] == 8
   assert (out["split_leaves"] > 0) == (fsdp > 1)
-  assert np.isfinite(out["loss"])
-  assert out["max_error"] < 1e-5, out  # Only the order of sums differs.
-
-
-def param_sum(workdir, step=None) -> float:
-  from smt_jax.train import load_params
-  params, _ = load_params(workdir, step)
-  return float(sum(np.sum(np.asarray(a, np.float64)) for a in jax.tree.leaves(params)))
+  assert out["moved_leaves"] > 0 and np.isfinite(out["loss"])
 
 
 def test_checkpoints_move_between_device_counts(tmp_path):
@@ -139,8 +146,8 @@ def test_checkpoints_move_between_device_counts(tmp_path):
     one_then_two = tmp_path / "one_then_two" / checkpointing.SUBDIR
     shutil.copytree(tmp_path / "reference" / checkpointing.SUBDIR / "2", one_then_two / "2")
 
-    resumed_on_two = run_child(2, "train", one_then_two.parent, 1, 2, cache_dir=cache)
-    started_on_two = run_child(2, "train", tmp_path / "two_then_one", 1, 2, cache_dir=cache)
+    resumed_on_two, started_on_two = run_child(
+        2, "train", 1, 2, one_then_two.parent, tmp_path / "two_then_one", cache_dir=cache)
     # Drop the last checkpoint of the 2-device run: resume from its step 2 on 1 device.
     shutil.rmtree(tmp_path / "two_then_one" / checkpointing.SUBDIR / "4")
     resumed_on_one = train_and_evaluate(tiny_run_config("smt"), tmp_path / "two_then_one")
