@@ -8,6 +8,7 @@ earlier stage. Every stage is resolved and validated before the first one compil
 import json
 import pathlib
 
+import jax
 import ml_collections
 
 from smt_jax.config import ConfigError, validate
@@ -67,15 +68,18 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
   produced = {str(workdir / s) for s in names}
   for run in configs.values():
     validate(run, init_from_pending=run.ckpt.init_from in produced)
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+  main = jax.process_index() == 0  # Every process trains; process 0 alone writes files.
+  if main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
   rows = []
   for s, run in configs.items():
     final = train_and_evaluate(run, workdir / s)
     rows.append({"stage": s, "method": run.method, "rnn_acc": final["rnn_acc"],
                  "rnn_loss": final["rnn_loss"], "teacher_acc": final.get("teacher_acc"),
                  "wall_s": final["wall_s"], "workdir": str(workdir / s)})
-  (workdir / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+  if main:
+    (workdir / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
   return rows
 
 
