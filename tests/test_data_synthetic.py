@@ -13,254 +13,272 @@ DRAWS = 64  # sequences per (task, T) case
 
 
 def solve_retrieval(x, V, **_):
-    """Answer at the final marker = the token after the only other marker."""
-    mark = V - 1
-    assert x[-1] == mark
-    marks = [i for i, t in enumerate(x[:-1]) if t == mark]
-    assert len(marks) == 1 and marks[0] + 1 < len(x) - 1
-    return [-1] * (len(x) - 1) + [x[marks[0] + 1]]
+  """Answer at the final marker = the token after the only other marker."""
+  mark = V - 1
+  assert x[-1] == mark
+  marks = [i for i, t in enumerate(x[:-1]) if t == mark]
+  assert len(marks) == 1 and marks[0] + 1 < len(x) - 1
+  return [-1] * (len(x) - 1) + [x[marks[0] + 1]]
 
 
 def solve_copy(x, V, reverse=False, **_):
-    sep, pad = V - 1, V - 2
-    L = x.index(sep)
-    target = x[:L][::-1] if reverse else x[:L]
-    assert x[L + 1 : 2 * L] == target[:-1] and all(t == pad for t in x[2 * L :])
-    assert all(t < V - 2 for t in x[:L])
-    return [-1] * L + target + [-1] * (len(x) - 2 * L)
+  sep, pad = V - 1, V - 2
+  L = x.index(sep)
+  target = x[:L][::-1] if reverse else x[:L]
+  assert x[L + 1 : 2 * L] == target[:-1] and all(t == pad for t in x[2 * L :])
+  assert all(t < V - 2 for t in x[:L])
+  return [-1] * L + target + [-1] * (len(x) - 2 * L)
 
 
 def solve_stack(x, V, depth=8, **_):
-    stack, y = [], []
-    for t in x:
-        if t == V - 1:
-            assert stack, "pop from an empty stack"
-            y.append(stack.pop())
-        else:
-            stack.append(t)
-            assert len(stack) <= depth, "depth bound exceeded"
-            y.append(-1)
-    return y
+  stack, y = [], []
+  for t in x:
+    if t == V - 1:
+      assert stack, "pop from an empty stack"
+      y.append(stack.pop())
+    else:
+      stack.append(t)
+      assert len(stack) <= depth, "depth bound exceeded"
+      y.append(-1)
+  return y
 
 
 def solve_keys_values(x, V, key_len=2, value_len=2, **_):
-    query, pad, pair = V - 1, V - 2, key_len + value_len
-    q = x.index(query)
-    assert q % pair == 0
-    chunks = [tuple(x[i : i + pair]) for i in range(0, q, pair)]
-    table = {c[:key_len]: list(c[key_len:]) for c in chunks}
-    assert len(table) == len(chunks), "keys must be distinct"
-    value = table[tuple(x[q + 1 : q + 1 + key_len])]
-    end = q + key_len + value_len
-    assert x[q + 1 + key_len : end] == value[:-1] and all(t == pad for t in x[end:])
-    return [-1] * (q + key_len) + value + [-1] * (len(x) - end)
+  query, pad, pair = V - 1, V - 2, key_len + value_len
+  q = x.index(query)
+  assert q % pair == 0
+  chunks = [tuple(x[i : i + pair]) for i in range(0, q, pair)]
+  table = {c[:key_len]: list(c[key_len:]) for c in chunks}
+  assert len(table) == len(chunks), "keys must be distinct"
+  value = table[tuple(x[q + 1 : q + 1 + key_len])]
+  end = q + key_len + value_len
+  assert x[q + 1 + key_len : end] == value[:-1] and all(t == pad for t in x[end:])
+  return [-1] * (q + key_len) + value + [-1] * (len(x) - end)
 
 
 def solve_modular(x, V, warmup_pairs=2, **_):
-    """Brute force over every (w, b) consistent with the visible pairs."""
-    pairs = [(x[i], x[i + 1]) for i in range(0, len(x) - 1, 2)]
-    maps = [(w, b) for w in range(1, V) for b in range(V) if all((w * u + b) % V == f for u, f in pairs)]
-    assert maps, "no affine map explains the pairs"
-    y = []
-    for t, u in enumerate(x):
-        answers = {(w * u + b) % V for w, b in maps}
-        assert len(answers) == 1
-        y.append(answers.pop() if t % 2 == 0 and t >= 2 * warmup_pairs else -1)
-    return y
+  """Brute force over every (w, b) consistent with the visible pairs."""
+  pairs = [(x[i], x[i + 1]) for i in range(0, len(x) - 1, 2)]
+  maps = [
+    (w, b) for w in range(1, V) for b in range(V) if all((w * u + b) % V == f for u, f in pairs)
+  ]
+  assert maps, "no affine map explains the pairs"
+  y = []
+  for t, u in enumerate(x):
+    answers = {(w * u + b) % V for w, b in maps}
+    assert len(answers) == 1
+    y.append(answers.pop() if t % 2 == 0 and t >= 2 * warmup_pairs else -1)
+  return y
 
 
 def solve_parity(x, V, final_only=False, **_):
-    y, acc = [], 0
-    for t in x:
-        assert t in (0, 1)
-        acc ^= t
-        y.append(acc)
-    return [-1] * (len(x) - 1) + y[-1:] if final_only else y
+  y, acc = [], 0
+  for t in x:
+    assert t in (0, 1)
+    acc ^= t
+    y.append(acc)
+  return [-1] * (len(x) - 1) + y[-1:] if final_only else y
 
 
 def solve_recency(x, V, lag=4, final_only=False, **_):
-    y = [x[t - lag] if t >= lag else -1 for t in range(len(x))]
-    return [-1] * (len(x) - 1) + y[-1:] if final_only else y
+  y = [x[t - lag] if t >= lag else -1 for t in range(len(x))]
+  return [-1] * (len(x) - 1) + y[-1:] if final_only else y
 
 
 def solve_primacy(x, V, final_only=False, **_):
-    y = [-1] + [x[0]] * (len(x) - 1)
-    return [-1] * (len(x) - 1) + y[-1:] if final_only else y
+  y = [-1] + [x[0]] * (len(x) - 1)
+  return [-1] * (len(x) - 1) + y[-1:] if final_only else y
 
 
 SOLVERS = {
-    "retrieval": solve_retrieval,
-    "copy": solve_copy,
-    "stack": solve_stack,
-    "keys_values": solve_keys_values,
-    "modular": solve_modular,
-    "parity": solve_parity,
-    "recency": solve_recency,
-    "primacy": solve_primacy,
+  "retrieval": solve_retrieval,
+  "copy": solve_copy,
+  "stack": solve_stack,
+  "keys_values": solve_keys_values,
+  "modular": solve_modular,
+  "parity": solve_parity,
+  "recency": solve_recency,
+  "primacy": solve_primacy,
 }
 
 # (name, vocab_size, kwargs, lengths): defaults plus the knobs the paper sweeps; the lengths mix
 # odd / even, padded / filled episodes and longer T (length generalisation).
 CASES = [
-    ("retrieval", 16, {}, (33,)),
-    ("retrieval", 5, {"pos_lo": 0.5, "pos_hi": 1.0}, (3, 40)),
-    ("copy", 16, {}, (9, 32)),
-    ("copy", 5, {"length": 5, "reverse": True}, (23,)),
-    ("stack", 16, {}, (40,)),
-    ("stack", 4, {"depth": 2, "p_push": 0.8}, (41,)),
-    ("keys_values", 16, {}, (50,)),
-    ("keys_values", 5, {"n_pairs": 0, "key_len": 3, "value_len": 1}, (41,)),
-    ("keys_values", 6, {"n_pairs": 4, "key_len": 1, "value_len": 3}, (20,)),
-    ("modular", 7, {}, (21,)),
-    ("modular", 11, {"warmup_pairs": 0}, (40,)),
-    ("parity", 2, {}, (31,)),
-    ("parity", 5, {"final_only": True}, (12,)),
-    ("recency", 16, {}, (30,)),
-    ("recency", 3, {"lag": 0, "final_only": True}, (9,)),
-    ("primacy", 16, {}, (30,)),
-    ("primacy", 4, {"final_only": True}, (17,)),
+  ("retrieval", 16, {}, (33,)),
+  ("retrieval", 5, {"pos_lo": 0.5, "pos_hi": 1.0}, (3, 40)),
+  ("copy", 16, {}, (9, 32)),
+  ("copy", 5, {"length": 5, "reverse": True}, (23,)),
+  ("stack", 16, {}, (40,)),
+  ("stack", 4, {"depth": 2, "p_push": 0.8}, (41,)),
+  ("keys_values", 16, {}, (50,)),
+  ("keys_values", 5, {"n_pairs": 0, "key_len": 3, "value_len": 1}, (41,)),
+  ("keys_values", 6, {"n_pairs": 4, "key_len": 1, "value_len": 3}, (20,)),
+  ("modular", 7, {}, (21,)),
+  ("modular", 11, {"warmup_pairs": 0}, (40,)),
+  ("parity", 2, {}, (31,)),
+  ("parity", 5, {"final_only": True}, (12,)),
+  ("recency", 16, {}, (30,)),
+  ("recency", 3, {"lag": 0, "final_only": True}, (9,)),
+  ("primacy", 16, {}, (30,)),
+  ("primacy", 4, {"final_only": True}, (17,)),
 ]
 
 
 def cheap_key(seed):
-    """Labels do not depend on the PRNG; this key type halves XLA compile time on CPU."""
-    return jax.random.key(seed, impl="unsafe_rbg")
+  """Labels do not depend on the PRNG; this key type halves XLA compile time on CPU."""
+  return jax.random.key(seed, impl="unsafe_rbg")
 
 
 def draw(name, vocab, T, **kwargs):
-    """x, y as int lists of DRAWS sequences (same arguments -> compiled sampler reused)."""
-    batch = make_dataset(data_config(name, vocab, **kwargs)).sample(cheap_key(T), DRAWS, T)
-    return np.asarray(batch["x"]).tolist(), np.asarray(batch["y"]).tolist()
+  """x, y as int lists of DRAWS sequences (same arguments -> compiled sampler reused)."""
+  batch = make_dataset(data_config(name, vocab, **kwargs)).sample(cheap_key(T), DRAWS, T)
+  return np.asarray(batch["x"]).tolist(), np.asarray(batch["y"]).tolist()
 
 
 def data_config(name, vocab_size, **kwargs):
-    return ml_collections.ConfigDict(
-        {"name": name, "vocab_size": vocab_size, "path": "", "kwargs": ml_collections.ConfigDict(kwargs)}
-    )
+  return ml_collections.ConfigDict(
+    {
+      "name": name,
+      "vocab_size": vocab_size,
+      "path": "",
+      "kwargs": ml_collections.ConfigDict(kwargs),
+    }
+  )
 
 
 @pytest.mark.parametrize("name,vocab,kwargs,lengths", CASES, ids=lambda c: str(c))
 def test_labels_match_solver(name, vocab, kwargs, lengths):
-    ds = make_dataset(data_config(name, vocab, **kwargs))
-    assert ds.vocab_size == vocab and ds.jittable
-    for T in lengths:
-        batch = ds.sample(cheap_key(T), DRAWS, T)
-        for k in ("x", "y"):
-            assert batch[k].shape == (DRAWS, T) and batch[k].dtype == np.int32
-        x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
-        assert x.min() >= 0 and x.max() < vocab and y.max() < vocab and y.min() >= -1
-        for xs, ys in zip(x.tolist(), y.tolist()):
-            assert ys == SOLVERS[name](xs, vocab, **kwargs), (name, T, xs)
+  ds = make_dataset(data_config(name, vocab, **kwargs))
+  assert ds.vocab_size == vocab and ds.jittable
+  for T in lengths:
+    batch = ds.sample(cheap_key(T), DRAWS, T)
+    for k in ("x", "y"):
+      assert batch[k].shape == (DRAWS, T) and batch[k].dtype == np.int32
+    x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+    assert x.min() >= 0 and x.max() < vocab and y.max() < vocab and y.min() >= -1
+    for xs, ys in zip(x.tolist(), y.tolist()):
+      assert ys == SOLVERS[name](xs, vocab, **kwargs), (name, T, xs)
 
 
 def test_every_synthetic_task_has_a_solver_and_a_case():
-    synthetic = {n for n in TASK_NAMES if default_data_config(n).vocab_size != 256}
-    assert synthetic == set(SOLVERS) == {c[0] for c in CASES}
+  synthetic = {n for n in TASK_NAMES if default_data_config(n).vocab_size != 256}
+  assert synthetic == set(SOLVERS) == {c[0] for c in CASES}
 
 
 def test_retrieval_needle_covers_the_first_half():
-    T, slots = 33, 31
-    x, _ = draw("retrieval", 16, T)
-    pos = [row.index(15) for row in x]
-    assert 0 <= min(pos) <= 2 and slots / 2 - 3 <= max(pos) < slots / 2 + 1
+  T, slots = 33, 31
+  x, _ = draw("retrieval", 16, T)
+  pos = [row.index(15) for row in x]
+  assert 0 <= min(pos) <= 2 and slots / 2 - 3 <= max(pos) < slots / 2 + 1
 
 
 def test_retrieval_needle_range_knob():
-    T, slots = 40, 38
-    x, _ = draw("retrieval", 5, T, pos_lo=0.5, pos_hi=1.0)
-    pos = [row.index(4) for row in x]
-    assert slots / 2 - 1 < min(pos) <= slots / 2 + 2 and max(pos) >= slots - 3
+  T, slots = 40, 38
+  x, _ = draw("retrieval", 5, T, pos_lo=0.5, pos_hi=1.0)
+  pos = [row.index(4) for row in x]
+  assert slots / 2 - 1 < min(pos) <= slots / 2 + 2 and max(pos) >= slots - 3
 
 
 def test_stack_reaches_its_depth_and_empties():
-    x, _ = draw("stack", 4, 41, depth=2, p_push=0.8)
-    depths = [list(itertools.accumulate(-1 if t == 3 else 1 for t in row)) for row in x]
-    assert max(map(max, depths)) == 2 and min(map(min, depths)) == 0
+  x, _ = draw("stack", 4, 41, depth=2, p_push=0.8)
+  depths = [list(itertools.accumulate(-1 if t == 3 else 1 for t in row)) for row in x]
+  assert max(map(max, depths)) == 2 and min(map(min, depths)) == 0
 
 
 def test_sampling_is_a_pure_function_of_the_key():
-    ds = make_dataset(data_config("parity", 2))
-    a, b = ds.sample(jax.random.key(5), 8, 20), ds.sample(jax.random.key(5), 8, 20)
-    np.testing.assert_array_equal(a["x"], b["x"])
-    assert not np.array_equal(a["x"], ds.sample(jax.random.key(6), 8, 20)["x"])
-    assert ds.sample(jax.random.PRNGKey(5), 8, 20)["x"].shape == (8, 20)  # raw uint32 keys work too
-    jitted = jax.jit(ds.sample, static_argnums=(1, 2))  # the trainer may jit it
-    np.testing.assert_array_equal(jitted(jax.random.key(5), 8, 20)["x"], a["x"])
+  ds = make_dataset(data_config("parity", 2))
+  a, b = ds.sample(jax.random.key(5), 8, 20), ds.sample(jax.random.key(5), 8, 20)
+  np.testing.assert_array_equal(a["x"], b["x"])
+  assert not np.array_equal(a["x"], ds.sample(jax.random.key(6), 8, 20)["x"])
+  assert ds.sample(jax.random.PRNGKey(5), 8, 20)["x"].shape == (8, 20)  # raw uint32 keys work too
+  jitted = jax.jit(ds.sample, static_argnums=(1, 2))  # the trainer may jit it
+  np.testing.assert_array_equal(jitted(jax.random.key(5), 8, 20)["x"], a["x"])
 
 
 def test_test_split_differs_from_train_for_one_key():
-    key = cheap_key(31)
-    train, test = (make_dataset(data_config("parity", 2), s).sample(key, DRAWS, 31)["x"] for s in ("train", "test"))
-    assert not np.array_equal(train, test)
+  key = cheap_key(31)
+  train, test = (
+    make_dataset(data_config("parity", 2), s).sample(key, DRAWS, 31)["x"] for s in ("train", "test")
+  )
+  assert not np.array_equal(train, test)
 
 
 def test_decode_names_specials():
-    ds = make_dataset(data_config("copy", 6, length=2))
-    assert ds.decode(np.array([0, 3, 5, 0, 4])) == "0 3 <sep> 0 <pad>"
-    assert ds.decode(np.array([[1, 5], [2, 5]])) == ["1 <sep>", "2 <sep>"]
-    assert ds.decode(np.array([-1, -1, 3])) == "_ _ 3"  # labels
-    for bad in (6, -2):
-        with pytest.raises(ValueError, match=f"token {bad} outside"):
-            ds.decode(np.array([bad]))
+  ds = make_dataset(data_config("copy", 6, length=2))
+  assert ds.decode(np.array([0, 3, 5, 0, 4])) == "0 3 <sep> 0 <pad>"
+  assert ds.decode(np.array([[1, 5], [2, 5]])) == ["1 <sep>", "2 <sep>"]
+  assert ds.decode(np.array([-1, -1, 3])) == "_ _ 3"  # labels
+  for bad in (6, -2):
+    with pytest.raises(ValueError, match=f"token {bad} outside"):
+      ds.decode(np.array([bad]))
 
 
 def test_default_configs_build_every_synthetic_task():
-    for name in SOLVERS:
-        cfg = default_data_config(name)
-        ds = make_dataset(cfg)
-        assert ds.vocab_size == cfg.vocab_size and set(cfg.kwargs) == {k for k in vars(ds) if k not in ("vocab_size", "split_salt")}
+  for name in SOLVERS:
+    cfg = default_data_config(name)
+    ds = make_dataset(cfg)
+    assert ds.vocab_size == cfg.vocab_size and set(cfg.kwargs) == {
+      k for k in vars(ds) if k not in ("vocab_size", "split_salt")
+    }
 
 
 @pytest.mark.parametrize(
-    "name,vocab,kwargs,match",
-    [
-        ("nope", 8, {}, r"data\.name='nope' is unknown; valid names: retrieval, copy"),
-        ("copy", 8, {"lenght": 3}, r"data\.kwargs\.lenght is not a knob of task 'copy'"),
-        ("copy", 8, {"length": 2.5}, r"data\.kwargs\.length=2\.5: expected int"),
-        ("copy", 8, {"reverse": 1}, r"data\.kwargs\.reverse=1: expected bool"),
-        ("copy", 8, {"length": -1}, r"data\.kwargs\.length=-1"),
-        ("copy", 2, {}, r"data\.vocab_size=2: task 'copy' needs at least 4"),
-        ("retrieval", 8, {"pos_lo": 0.6, "pos_hi": 0.5}, r"data\.kwargs\.pos_hi=0\.5"),
-        ("retrieval", 8, {"pos_lo": -0.1}, r"data\.kwargs\.pos_lo=-0\.1"),
-        ("stack", 8, {"depth": 0}, r"data\.kwargs\.depth=0"),
-        ("stack", 8, {"p_push": 1.0}, r"data\.kwargs\.p_push=1\.0"),
-        ("keys_values", 4, {"n_pairs": 5, "key_len": 1}, r"data\.kwargs\.n_pairs=5 but only 2\*\*1 distinct keys"),
-        ("keys_values", 8, {"value_len": 0}, r"data\.kwargs\.value_len=0"),
-        ("modular", 50000, {}, r"data\.vocab_size=50000"),
-        ("modular", 7, {"warmup_pairs": -1}, r"data\.kwargs\.warmup_pairs=-1"),
-        ("recency", 8, {"lag": -2}, r"data\.kwargs\.lag=-2"),
-        ("parity", 1, {}, r"data\.vocab_size=1"),
-    ],
+  "name,vocab,kwargs,match",
+  [
+    ("nope", 8, {}, r"data\.name='nope' is unknown; valid names: retrieval, copy"),
+    ("copy", 8, {"lenght": 3}, r"data\.kwargs\.lenght is not a knob of task 'copy'"),
+    ("copy", 8, {"length": 2.5}, r"data\.kwargs\.length=2\.5: expected int"),
+    ("copy", 8, {"reverse": 1}, r"data\.kwargs\.reverse=1: expected bool"),
+    ("copy", 8, {"length": -1}, r"data\.kwargs\.length=-1"),
+    ("copy", 2, {}, r"data\.vocab_size=2: task 'copy' needs at least 4"),
+    ("retrieval", 8, {"pos_lo": 0.6, "pos_hi": 0.5}, r"data\.kwargs\.pos_hi=0\.5"),
+    ("retrieval", 8, {"pos_lo": -0.1}, r"data\.kwargs\.pos_lo=-0\.1"),
+    ("stack", 8, {"depth": 0}, r"data\.kwargs\.depth=0"),
+    ("stack", 8, {"p_push": 1.0}, r"data\.kwargs\.p_push=1\.0"),
+    (
+      "keys_values",
+      4,
+      {"n_pairs": 5, "key_len": 1},
+      r"data\.kwargs\.n_pairs=5 but only 2\*\*1 distinct keys",
+    ),
+    ("keys_values", 8, {"value_len": 0}, r"data\.kwargs\.value_len=0"),
+    ("modular", 50000, {}, r"data\.vocab_size=50000"),
+    ("modular", 7, {"warmup_pairs": -1}, r"data\.kwargs\.warmup_pairs=-1"),
+    ("recency", 8, {"lag": -2}, r"data\.kwargs\.lag=-2"),
+    ("parity", 1, {}, r"data\.vocab_size=1"),
+  ],
 )
 def test_config_errors_name_the_field(name, vocab, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        make_dataset(data_config(name, vocab, **kwargs))
+  with pytest.raises(ValueError, match=match):
+    make_dataset(data_config(name, vocab, **kwargs))
 
 
 def test_bad_split_is_rejected():
-    with pytest.raises(ValueError, match="split='valid'"):
-        make_dataset(data_config("parity", 2), split="valid")
+  with pytest.raises(ValueError, match="split='valid'"):
+    make_dataset(data_config("parity", 2), split="valid")
 
 
 @pytest.mark.parametrize(
-    "name,kwargs,T,need",
-    [
-        ("retrieval", {}, 2, 3),
-        ("copy", {"length": 5}, 9, 10),
-        ("keys_values", {}, 35, 36),
-        ("keys_values", {"n_pairs": 3, "key_len": 1}, 11, 12),
-        ("modular", {"warmup_pairs": 3}, 6, 7),
-        ("recency", {"lag": 6}, 6, 7),
-        ("primacy", {}, 1, 2),
-    ],
+  "name,kwargs,T,need",
+  [
+    ("retrieval", {}, 2, 3),
+    ("copy", {"length": 5}, 9, 10),
+    ("keys_values", {}, 35, 36),
+    ("keys_values", {"n_pairs": 3, "key_len": 1}, 11, 12),
+    ("modular", {"warmup_pairs": 3}, 6, 7),
+    ("recency", {"lag": 6}, 6, 7),
+    ("primacy", {}, 1, 2),
+  ],
 )
 def test_too_short_T_is_rejected(name, kwargs, T, need):
-    ds = make_dataset(data_config(name, 8, **kwargs))
-    with pytest.raises(ValueError, match=rf"T={T} is too short for task '{name}'.*needs T >= {need}"):
-        ds.sample(jax.random.key(0), 2, T)
+  ds = make_dataset(data_config(name, 8, **kwargs))
+  with pytest.raises(ValueError, match=rf"T={T} is too short for task '{name}'.*needs T >= {need}"):
+    ds.sample(jax.random.key(0), 2, T)
 
 
 def test_keys_values_filling_T_needs_enough_distinct_keys():
-    ds = make_dataset(data_config("keys_values", 8, n_pairs=0, key_len=1, value_len=1))
-    with pytest.raises(ValueError, match=r"T=21 fits 9 pairs \(data\.kwargs\.n_pairs=0\) but only 6\*\*1"):
-        ds.sample(jax.random.key(0), 2, 21)
+  ds = make_dataset(data_config("keys_values", 8, n_pairs=0, key_len=1, value_len=1))
+  with pytest.raises(
+    ValueError, match=r"T=21 fits 9 pairs \(data\.kwargs\.n_pairs=0\) but only 6\*\*1"
+  ):
+    ds.sample(jax.random.key(0), 2, 21)

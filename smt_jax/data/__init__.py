@@ -10,12 +10,19 @@ Streams are prepared once with ``python -m smt_jax.data.prepare NAME``.
 """
 
 from smt_jax.data.registry import (
-    STREAM_NAMES,
-    SYNTHETIC_NAMES,
-    TASK_NAMES,
-    default_data_config,
-    knobs,
-    make_dataset,
+  STREAM_NAMES,
+  SYNTHETIC_NAMES,
+  TASK_NAMES,
+  default_data_config,
+  knobs,
+  make_dataset,
 )
 
-__all__ = ["STREAM_NAMES", "SYNTHETIC_NAMES", "TASK_NAMES", "default_data_config", "knobs", "make_dataset"]
+__all__ = [
+  "STREAM_NAMES",
+  "SYNTHETIC_NAMES",
+  "TASK_NAMES",
+  "default_data_config",
+  "knobs",
+  "make_dataset",
+]

@@ -24,60 +24,71 @@ SPLITS = ("train", "test")
 
 
 def knobs(name: str) -> dict:
-    """Default ``data.kwargs`` of a synthetic task (empty for streams)."""
-    if name in STREAM_NAMES:
-        return {}
-    fields = dataclasses.fields(_task_class(name))
-    return {f.name: f.default for f in fields if f.name not in ("vocab_size", "split_salt")}
+  """Default ``data.kwargs`` of a synthetic task (empty for streams)."""
+  if name in STREAM_NAMES:
+    return {}
+  fields = dataclasses.fields(_task_class(name))
+  return {f.name: f.default for f in fields if f.name not in ("vocab_size", "split_salt")}
 
 
 def default_data_config(name: str) -> ml_collections.ConfigDict:
-    """A complete ``data`` config for ``name`` with default vocabulary and knobs."""
-    vocab = VOCAB_SIZE if name in STREAM_NAMES else _task_class(name).default_vocab
-    return ml_collections.ConfigDict(
-        {"name": name, "vocab_size": vocab, "path": "", "kwargs": ml_collections.ConfigDict(knobs(name))}
-    )
+  """A complete ``data`` config for ``name`` with default vocabulary and knobs."""
+  vocab = VOCAB_SIZE if name in STREAM_NAMES else _task_class(name).default_vocab
+  return ml_collections.ConfigDict(
+    {
+      "name": name,
+      "vocab_size": vocab,
+      "path": "",
+      "kwargs": ml_collections.ConfigDict(knobs(name)),
+    }
+  )
 
 
 def make_dataset(data_cfg, split: str = "train") -> SyntheticTask | TokenStream:
-    """The dataset named by ``data_cfg.name`` for ``split`` ("train" or "test").
+  """The dataset named by ``data_cfg.name`` for ``split`` ("train" or "test").
 
-    Synthetic tasks draw fresh sequences for either split (the test split folds a constant into
-    the key, so one key never yields the same batch for both); streams read ``split``.npy.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}: must be one of {SPLITS}")
-    name = data_cfg.name
-    kwargs = dict(data_cfg.get("kwargs") or {})
-    if name in STREAM_NAMES:
-        if data_cfg.vocab_size != VOCAB_SIZE:
-            raise ValueError(f"data.vocab_size={data_cfg.vocab_size!r}: the {name!r} stream has byte tokens; set it to {VOCAB_SIZE}")
-        if kwargs:
-            raise ValueError(f"data.kwargs.{next(iter(kwargs))}: the {name!r} stream takes no knobs; leave data.kwargs empty")
-        return open_stream(name, data_cfg.get("path", ""), split)
-    cls = _task_class(name)
-    defaults = knobs(name)
-    for field, value in kwargs.items():
-        if field not in defaults:
-            raise ValueError(f"data.kwargs.{field} is not a knob of task {name!r}; its knobs: {sorted(defaults)}")
-        kwargs[field] = _coerce(field, value, type(defaults[field]))
-    return cls(data_cfg.vocab_size, **kwargs, split_salt=SPLITS.index(split))
+  Synthetic tasks draw fresh sequences for either split (the test split folds a constant into
+  the key, so one key never yields the same batch for both); streams read ``split``.npy.
+  """
+  if split not in SPLITS:
+    raise ValueError(f"split={split!r}: must be one of {SPLITS}")
+  name = data_cfg.name
+  kwargs = dict(data_cfg.get("kwargs") or {})
+  if name in STREAM_NAMES:
+    if data_cfg.vocab_size != VOCAB_SIZE:
+      raise ValueError(
+        f"data.vocab_size={data_cfg.vocab_size!r}: the {name!r} stream has byte tokens; set it to {VOCAB_SIZE}"
+      )
+    if kwargs:
+      raise ValueError(
+        f"data.kwargs.{next(iter(kwargs))}: the {name!r} stream takes no knobs; leave data.kwargs empty"
+      )
+    return open_stream(name, data_cfg.get("path", ""), split)
+  cls = _task_class(name)
+  defaults = knobs(name)
+  for field, value in kwargs.items():
+    if field not in defaults:
+      raise ValueError(
+        f"data.kwargs.{field} is not a knob of task {name!r}; its knobs: {sorted(defaults)}"
+      )
+    kwargs[field] = _coerce(field, value, type(defaults[field]))
+  return cls(data_cfg.vocab_size, **kwargs, split_salt=SPLITS.index(split))
 
 
 def _task_class(name: str) -> type[SyntheticTask]:
-    if name not in TASKS:
-        raise ValueError(f"data.name={name!r} is unknown; valid names: {', '.join(TASK_NAMES)}")
-    return TASKS[name]
+  if name not in TASKS:
+    raise ValueError(f"data.name={name!r} is unknown; valid names: {', '.join(TASK_NAMES)}")
+  return TASKS[name]
 
 
 def _coerce(field: str, value, kind: type):
-    """``value`` as ``kind`` (bool, int or float; an int is a valid float), else ValueError."""
-    is_bool = isinstance(value, (bool, np.bool_))
-    ok = {
-        bool: is_bool,
-        int: isinstance(value, (int, np.integer)) and not is_bool,
-        float: isinstance(value, (int, float, np.integer, np.floating)) and not is_bool,
-    }[kind]
-    if not ok:
-        raise ValueError(f"data.kwargs.{field}={value!r}: expected {kind.__name__}")
-    return kind(value)
+  """``value`` as ``kind`` (bool, int or float; an int is a valid float), else ValueError."""
+  is_bool = isinstance(value, (bool, np.bool_))
+  ok = {
+    bool: is_bool,
+    int: isinstance(value, (int, np.integer)) and not is_bool,
+    float: isinstance(value, (int, float, np.integer, np.floating)) and not is_bool,
+  }[kind]
+  if not ok:
+    raise ValueError(f"data.kwargs.{field}={value!r}: expected {kind.__name__}")
+  return kind(value)

@@ -25,387 +25,399 @@ MAX_DISTINCT_KEYS = 2**30  # keys-values draws keys from the first 2**30 key str
 
 
 def _require(ok: bool, field: str, value, why: str) -> None:
-    """Raises a ValueError naming the config field ``field`` when ``ok`` is false."""
-    if not ok:
-        name = "data.vocab_size" if field == "vocab_size" else f"data.kwargs.{field}"
-        raise ValueError(f"{name}={value!r}: {why}")
+  """Raises a ValueError naming the config field ``field`` when ``ok`` is false."""
+  if not ok:
+    name = "data.vocab_size" if field == "vocab_size" else f"data.kwargs.{field}"
+    raise ValueError(f"{name}={value!r}: {why}")
 
 
 def _final_only(y: jax.Array, final_only: bool) -> jax.Array:
-    """Keeps only the last label of ``y[T]`` when ``final_only``."""
-    if not final_only:
-        return y
-    return jnp.full_like(y, -1).at[-1].set(y[-1])
+  """Keeps only the last label of ``y[T]`` when ``final_only``."""
+  if not final_only:
+    return y
+  return jnp.full_like(y, -1).at[-1].set(y[-1])
 
 
 def _fill(n: int, value: int) -> jax.Array:
-    return jnp.full((n,), value, jnp.int32)
+  return jnp.full((n,), value, jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticTask:
-    """Base class: batching, length checks, decoding. Subclasses define ``example``."""
+  """Base class: batching, length checks, decoding. Subclasses define ``example``."""
 
-    vocab_size: int
-    split_salt: int = dataclasses.field(default=0, kw_only=True, repr=False)
+  vocab_size: int
+  split_salt: int = dataclasses.field(default=0, kw_only=True, repr=False)
 
-    name: ClassVar[str]
-    default_vocab: ClassVar[int] = 16
-    special_names: ClassVar[tuple[str, ...]] = ()
-    min_symbols: ClassVar[int] = 2
-    jittable: ClassVar[bool] = True
+  name: ClassVar[str]
+  default_vocab: ClassVar[int] = 16
+  special_names: ClassVar[tuple[str, ...]] = ()
+  min_symbols: ClassVar[int] = 2
+  jittable: ClassVar[bool] = True
 
-    def __post_init__(self):
-        need = len(self.special_names) + self.min_symbols
-        _require(
-            isinstance(self.vocab_size, int) and self.vocab_size >= need,
-            "vocab_size",
-            self.vocab_size,
-            f"task {self.name!r} needs at least {need} tokens "
-            f"({self.min_symbols} symbols + specials {list(self.special_names)})",
-        )
+  def __post_init__(self):
+    need = len(self.special_names) + self.min_symbols
+    _require(
+      isinstance(self.vocab_size, int) and self.vocab_size >= need,
+      "vocab_size",
+      self.vocab_size,
+      f"task {self.name!r} needs at least {need} tokens "
+      f"({self.min_symbols} symbols + specials {list(self.special_names)})",
+    )
 
-    @property
-    def n_symbols(self) -> int:
-        """Number of content symbols, ``0 .. n_symbols - 1``."""
-        return self.vocab_size - len(self.special_names)
+  @property
+  def n_symbols(self) -> int:
+    """Number of content symbols, ``0 .. n_symbols - 1``."""
+    return self.vocab_size - len(self.special_names)
 
-    def special(self, name: str) -> int:
-        """Token id of the special token ``name``."""
-        return self.vocab_size - 1 - self.special_names.index(name)
+  def special(self, name: str) -> int:
+    """Token id of the special token ``name``."""
+    return self.vocab_size - 1 - self.special_names.index(name)
 
-    def min_length(self) -> int:
-        """Smallest ``T`` the knobs allow."""
-        return 1
+  def min_length(self) -> int:
+    """Smallest ``T`` the knobs allow."""
+    return 1
 
-    def example(self, key: jax.Array, T: int) -> tuple[jax.Array, jax.Array]:
-        """One sequence: ``(x int32[T], y int32[T])``."""
-        raise NotImplementedError
+  def example(self, key: jax.Array, T: int) -> tuple[jax.Array, jax.Array]:
+    """One sequence: ``(x int32[T], y int32[T])``."""
+    raise NotImplementedError
 
-    def sample(self, key: jax.Array, batch_size: int, T: int) -> dict[str, jax.Array]:
-        """``{"x": int32[B, T], "y": int32[B, T]}``, a pure function of ``key``."""
-        if T < self.min_length():
-            raise ValueError(
-                f"T={T} is too short for task {self.name!r} with {self}: needs T >= {self.min_length()}"
-            )
-        return _sample(self, key, batch_size, T)
+  def sample(self, key: jax.Array, batch_size: int, T: int) -> dict[str, jax.Array]:
+    """``{"x": int32[B, T], "y": int32[B, T]}``, a pure function of ``key``."""
+    if T < self.min_length():
+      raise ValueError(
+        f"T={T} is too short for task {self.name!r} with {self}: needs T >= {self.min_length()}"
+      )
+    return _sample(self, key, batch_size, T)
 
-    def decode(self, tokens) -> str | list[str]:
-        """Space-separated symbols, specials named, -1 (no label) as ``_``; 2-D gives one str per row."""
-        tokens = np.asarray(tokens)
-        if tokens.ndim == 2:
-            return [self.decode(row) for row in tokens]
-        names = {self.special(n): f"<{n}>" for n in self.special_names} | {-1: "_"}
-        bad = tokens[(tokens < -1) | (tokens >= self.vocab_size)]
-        if bad.size:
-            raise ValueError(f"token {int(bad[0])} outside the vocabulary [0, {self.vocab_size}) of {self.name!r}")
-        return " ".join(names.get(int(t), str(int(t))) for t in tokens)
+  def decode(self, tokens) -> str | list[str]:
+    """Space-separated symbols, specials named, -1 (no label) as ``_``; 2-D gives one str per row."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim == 2:
+      return [self.decode(row) for row in tokens]
+    names = {self.special(n): f"<{n}>" for n in self.special_names} | {-1: "_"}
+    bad = tokens[(tokens < -1) | (tokens >= self.vocab_size)]
+    if bad.size:
+      raise ValueError(
+        f"token {int(bad[0])} outside the vocabulary [0, {self.vocab_size}) of {self.name!r}"
+      )
+    return " ".join(names.get(int(t), str(int(t))) for t in tokens)
 
 
 @dataclasses.dataclass(frozen=True)
 class Retrieval(SyntheticTask):
-    """Needle retrieval: ``<mark> needle`` somewhere in noise; a final ``<mark>`` asks for the needle.
+  """Needle retrieval: ``<mark> needle`` somewhere in noise; a final ``<mark>`` asks for the needle.
 
-    x = noise with ``<mark>`` at position p, the needle at p+1, and ``<mark>`` at T-1;
-    y[T-1] = needle, -1 elsewhere. p is uniform over marker slots ``0 .. T-3`` whose fraction of
-    the way through lies in [pos_lo, pos_hi).
+  x = noise with ``<mark>`` at position p, the needle at p+1, and ``<mark>`` at T-1;
+  y[T-1] = needle, -1 elsewhere. p is uniform over marker slots ``0 .. T-3`` whose fraction of
+  the way through lies in [pos_lo, pos_hi).
 
-    Knobs: pos_lo (float, default 0.0), pos_hi (float, default 0.5): range of the needle position
-    as fractions of the sequence (default: the first half).
-    """
+  Knobs: pos_lo (float, default 0.0), pos_hi (float, default 0.5): range of the needle position
+  as fractions of the sequence (default: the first half).
+  """
 
-    pos_lo: float = 0.0
-    pos_hi: float = 0.5
+  pos_lo: float = 0.0
+  pos_hi: float = 0.5
 
-    name: ClassVar[str] = "retrieval"
-    special_names: ClassVar[tuple[str, ...]] = ("mark",)
+  name: ClassVar[str] = "retrieval"
+  special_names: ClassVar[tuple[str, ...]] = ("mark",)
 
-    def __post_init__(self):
-        super().__post_init__()
-        _require(0.0 <= self.pos_lo < 1.0, "pos_lo", self.pos_lo, "must lie in [0, 1)")
-        _require(self.pos_lo < self.pos_hi <= 1.0, "pos_hi", self.pos_hi, "must lie in (pos_lo, 1]")
+  def __post_init__(self):
+    super().__post_init__()
+    _require(0.0 <= self.pos_lo < 1.0, "pos_lo", self.pos_lo, "must lie in [0, 1)")
+    _require(self.pos_lo < self.pos_hi <= 1.0, "pos_hi", self.pos_hi, "must lie in (pos_lo, 1]")
 
-    def min_length(self) -> int:
-        return 3
+  def min_length(self) -> int:
+    return 3
 
-    def slot_range(self, T: int) -> tuple[int, int]:
-        """Half-open range [lo, hi) of marker positions for length T (never empty)."""
-        slots = T - 2
-        lo = min(int(self.pos_lo * slots), slots - 1)
-        hi = max(lo + 1, min(math.ceil(self.pos_hi * slots), slots))
-        return lo, hi
+  def slot_range(self, T: int) -> tuple[int, int]:
+    """Half-open range [lo, hi) of marker positions for length T (never empty)."""
+    slots = T - 2
+    lo = min(int(self.pos_lo * slots), slots - 1)
+    hi = max(lo + 1, min(math.ceil(self.pos_hi * slots), slots))
+    return lo, hi
 
-    def example(self, key, T):
-        k_pos, k_tok = jax.random.split(key)
-        lo, hi = self.slot_range(T)
-        p = jax.random.randint(k_pos, (), lo, hi)
-        mark = self.special("mark")
-        x = jax.random.randint(k_tok, (T,), 0, self.n_symbols).at[p].set(mark).at[T - 1].set(mark)
-        y = _fill(T, -1).at[T - 1].set(x[p + 1])
-        return x, y
+  def example(self, key, T):
+    k_pos, k_tok = jax.random.split(key)
+    lo, hi = self.slot_range(T)
+    p = jax.random.randint(k_pos, (), lo, hi)
+    mark = self.special("mark")
+    x = jax.random.randint(k_tok, (T,), 0, self.n_symbols).at[p].set(mark).at[T - 1].set(mark)
+    y = _fill(T, -1).at[T - 1].set(x[p + 1])
+    return x, y
 
 
 @dataclasses.dataclass(frozen=True)
 class Copy(SyntheticTask):
-    """String copy: ``s <sep> a[:-1] <pad>...`` with labels ``a`` after the separator.
+  """String copy: ``s <sep> a[:-1] <pad>...`` with labels ``a`` after the separator.
 
-    a = reversed(s) if ``reverse`` else s. x = s (L symbols), <sep>, a[0..L-2], then <pad> up to
-    T; y[L+i] = a[i] for i < L (the memory after <sep> predicts a[0]); -1 elsewhere.
+  a = reversed(s) if ``reverse`` else s. x = s (L symbols), <sep>, a[0..L-2], then <pad> up to
+  T; y[L+i] = a[i] for i < L (the memory after <sep> predicts a[0]); -1 elsewhere.
 
-    Knobs: length (int, default 0 = the longest that fits, T // 2), reverse (bool, default False).
-    """
+  Knobs: length (int, default 0 = the longest that fits, T // 2), reverse (bool, default False).
+  """
 
-    length: int = 0
-    reverse: bool = False
+  length: int = 0
+  reverse: bool = False
 
-    name: ClassVar[str] = "copy"
-    special_names: ClassVar[tuple[str, ...]] = ("sep", "pad")
+  name: ClassVar[str] = "copy"
+  special_names: ClassVar[tuple[str, ...]] = ("sep", "pad")
 
-    def __post_init__(self):
-        super().__post_init__()
-        _require(self.length >= 0, "length", self.length, "must be >= 0 (0 = fill the sequence)")
+  def __post_init__(self):
+    super().__post_init__()
+    _require(self.length >= 0, "length", self.length, "must be >= 0 (0 = fill the sequence)")
 
-    def min_length(self) -> int:
-        return 2 * max(self.length, 1)
+  def min_length(self) -> int:
+    return 2 * max(self.length, 1)
 
-    def example(self, key, T):
-        L = self.length or T // 2
-        s = jax.random.randint(key, (L,), 0, self.n_symbols)
-        a = s[::-1] if self.reverse else s
-        pad = T - 2 * L
-        x = jnp.concatenate([s, _fill(1, self.special("sep")), a[:-1], _fill(pad, self.special("pad"))])
-        y = jnp.concatenate([_fill(L, -1), a, _fill(pad, -1)])
-        return x, y
+  def example(self, key, T):
+    L = self.length or T // 2
+    s = jax.random.randint(key, (L,), 0, self.n_symbols)
+    a = s[::-1] if self.reverse else s
+    pad = T - 2 * L
+    x = jnp.concatenate([s, _fill(1, self.special("sep")), a[:-1], _fill(pad, self.special("pad"))])
+    y = jnp.concatenate([_fill(L, -1), a, _fill(pad, -1)])
+    return x, y
 
 
 @dataclasses.dataclass(frozen=True)
 class Stack(SyntheticTask):
-    """Stack state tracking: each token pushes a symbol or is ``<pop>``; a pop emits the popped symbol.
+  """Stack state tracking: each token pushes a symbol or is ``<pop>``; a pop emits the popped symbol.
 
-    The stack never exceeds ``depth`` (full -> pop) and is never popped empty (empty -> push);
-    otherwise a push happens with probability ``p_push``. y[t] = popped symbol where x[t] is
-    ``<pop>``, -1 at pushes.
+  The stack never exceeds ``depth`` (full -> pop) and is never popped empty (empty -> push);
+  otherwise a push happens with probability ``p_push``. y[t] = popped symbol where x[t] is
+  ``<pop>``, -1 at pushes.
 
-    Knobs: depth (int, default 8), p_push (float, default 0.5).
-    """
+  Knobs: depth (int, default 8), p_push (float, default 0.5).
+  """
 
-    depth: int = 8
-    p_push: float = 0.5
+  depth: int = 8
+  p_push: float = 0.5
 
-    name: ClassVar[str] = "stack"
-    special_names: ClassVar[tuple[str, ...]] = ("pop",)
+  name: ClassVar[str] = "stack"
+  special_names: ClassVar[tuple[str, ...]] = ("pop",)
 
-    def __post_init__(self):
-        super().__post_init__()
-        _require(self.depth >= 1, "depth", self.depth, "must be >= 1")
-        _require(0.0 < self.p_push < 1.0, "p_push", self.p_push, "must lie in (0, 1)")
+  def __post_init__(self):
+    super().__post_init__()
+    _require(self.depth >= 1, "depth", self.depth, "must be >= 1")
+    _require(0.0 < self.p_push < 1.0, "p_push", self.p_push, "must lie in (0, 1)")
 
-    def example(self, key, T):
-        pop = self.special("pop")
+  def example(self, key, T):
+    pop = self.special("pop")
 
-        def step(carry, k):
-            stack, size = carry
-            k_op, k_sym = jax.random.split(k)
-            push = (size == 0) | ((size < self.depth) & (jax.random.uniform(k_op) < self.p_push))
-            sym = jax.random.randint(k_sym, (), 0, self.n_symbols)
-            top = stack[jnp.maximum(size - 1, 0)]
-            stack = jnp.where(push, stack.at[jnp.minimum(size, self.depth - 1)].set(sym), stack)
-            size = size + jnp.where(push, 1, -1)
-            return (stack, size), (jnp.where(push, sym, pop), jnp.where(push, -1, top))
+    def step(carry, k):
+      stack, size = carry
+      k_op, k_sym = jax.random.split(k)
+      push = (size == 0) | ((size < self.depth) & (jax.random.uniform(k_op) < self.p_push))
+      sym = jax.random.randint(k_sym, (), 0, self.n_symbols)
+      top = stack[jnp.maximum(size - 1, 0)]
+      stack = jnp.where(push, stack.at[jnp.minimum(size, self.depth - 1)].set(sym), stack)
+      size = size + jnp.where(push, 1, -1)
+      return (stack, size), (jnp.where(push, sym, pop), jnp.where(push, -1, top))
 
-        init = (jnp.zeros((self.depth,), jnp.int32), jnp.int32(0))
-        _, (x, y) = jax.lax.scan(step, init, jax.random.split(key, T))
-        return x, y
+    init = (jnp.zeros((self.depth,), jnp.int32), jnp.int32(0))
+    _, (x, y) = jax.lax.scan(step, init, jax.random.split(key, T))
+    return x, y
 
 
 @dataclasses.dataclass(frozen=True)
 class KeysValues(SyntheticTask):
-    """Associative recall: n pairs ``key value`` of multi-token strings, then ``<query> key``.
+  """Associative recall: n pairs ``key value`` of multi-token strings, then ``<query> key``.
 
-    x = k_1 v_1 ... k_n v_n <query> k_q v_q[:-1] <pad>...; keys are distinct, values are free.
-    y = v_q aligned so the memory after the last query-key token predicts v_q[0] (and after
-    v_q[i] predicts v_q[i+1]); -1 elsewhere.
+  x = k_1 v_1 ... k_n v_n <query> k_q v_q[:-1] <pad>...; keys are distinct, values are free.
+  y = v_q aligned so the memory after the last query-key token predicts v_q[0] (and after
+  v_q[i] predicts v_q[i+1]); -1 elsewhere.
 
-    Knobs: n_pairs (int, default 8; 0 = as many as fit T), key_len (int, default 2),
-    value_len (int, default 2).
-    """
+  Knobs: n_pairs (int, default 8; 0 = as many as fit T), key_len (int, default 2),
+  value_len (int, default 2).
+  """
 
-    n_pairs: int = 8
-    key_len: int = 2
-    value_len: int = 2
+  n_pairs: int = 8
+  key_len: int = 2
+  value_len: int = 2
 
-    name: ClassVar[str] = "keys_values"
-    special_names: ClassVar[tuple[str, ...]] = ("query", "pad")
+  name: ClassVar[str] = "keys_values"
+  special_names: ClassVar[tuple[str, ...]] = ("query", "pad")
 
-    def __post_init__(self):
-        super().__post_init__()
-        _require(self.key_len >= 1, "key_len", self.key_len, "must be >= 1")
-        _require(self.value_len >= 1, "value_len", self.value_len, "must be >= 1")
-        _require(self.n_pairs >= 0, "n_pairs", self.n_pairs, "must be >= 0 (0 = as many as fit)")
-        self._check_distinct(self.n_pairs, T=None)
+  def __post_init__(self):
+    super().__post_init__()
+    _require(self.key_len >= 1, "key_len", self.key_len, "must be >= 1")
+    _require(self.value_len >= 1, "value_len", self.value_len, "must be >= 1")
+    _require(self.n_pairs >= 0, "n_pairs", self.n_pairs, "must be >= 0 (0 = as many as fit)")
+    self._check_distinct(self.n_pairs, T=None)
 
-    def _check_distinct(self, n: int, T: int | None) -> None:
-        """Raises unless ``n`` distinct keys exist (T: the length that chose n, when n_pairs = 0)."""
-        if n <= self.n_symbols**self.key_len:
-            return
-        what = f"T={T} fits {n} pairs (data.kwargs.n_pairs=0)" if self.n_pairs == 0 else f"data.kwargs.n_pairs={n}"
-        raise ValueError(
-            f"{what} but only {self.n_symbols}**{self.key_len} distinct keys exist; "
-            "raise data.kwargs.key_len or data.vocab_size"
-        )
+  def _check_distinct(self, n: int, T: int | None) -> None:
+    """Raises unless ``n`` distinct keys exist (T: the length that chose n, when n_pairs = 0)."""
+    if n <= self.n_symbols**self.key_len:
+      return
+    what = (
+      f"T={T} fits {n} pairs (data.kwargs.n_pairs=0)"
+      if self.n_pairs == 0
+      else f"data.kwargs.n_pairs={n}"
+    )
+    raise ValueError(
+      f"{what} but only {self.n_symbols}**{self.key_len} distinct keys exist; "
+      "raise data.kwargs.key_len or data.vocab_size"
+    )
 
-    def pairs_for(self, T: int) -> int:
-        pair = self.key_len + self.value_len
-        return self.n_pairs or max((T - pair) // pair, 1)
+  def pairs_for(self, T: int) -> int:
+    pair = self.key_len + self.value_len
+    return self.n_pairs or max((T - pair) // pair, 1)
 
-    def min_length(self) -> int:
-        return (max(self.n_pairs, 1) + 1) * (self.key_len + self.value_len)
+  def min_length(self) -> int:
+    return (max(self.n_pairs, 1) + 1) * (self.key_len + self.value_len)
 
-    def example(self, key, T):
-        n, kl, vl = self.pairs_for(T), self.key_len, self.value_len
-        self._check_distinct(n, T)
-        k_idx, k_perm, k_val, k_q = jax.random.split(key, 4)
-        # n distinct key indices: sorted draws shifted by their rank, then shuffled.
-        n_keys = min(self.n_symbols**kl, MAX_DISTINCT_KEYS)
-        idx = jnp.sort(jax.random.randint(k_idx, (n,), 0, n_keys - n + 1)) + jnp.arange(n)
-        idx = jax.random.permutation(k_perm, idx)
-        powers = jnp.array([min(self.n_symbols**j, MAX_DISTINCT_KEYS) for j in range(kl)])
-        keys = (idx[:, None] // powers) % self.n_symbols  # (n, kl)
-        vals = jax.random.randint(k_val, (n, vl), 0, self.n_symbols)
-        q = jax.random.randint(k_q, (), 0, n)
-        pad = T - (n + 1) * (kl + vl)
-        x = jnp.concatenate(
-            [
-                jnp.concatenate([keys, vals], axis=1).reshape(-1),
-                _fill(1, self.special("query")),
-                keys[q],
-                vals[q, :-1],
-                _fill(pad, self.special("pad")),
-            ]
-        )
-        y = jnp.concatenate([_fill(n * (kl + vl) + kl, -1), vals[q], _fill(pad, -1)])
-        return x, y
+  def example(self, key, T):
+    n, kl, vl = self.pairs_for(T), self.key_len, self.value_len
+    self._check_distinct(n, T)
+    k_idx, k_perm, k_val, k_q = jax.random.split(key, 4)
+    # n distinct key indices: sorted draws shifted by their rank, then shuffled.
+    n_keys = min(self.n_symbols**kl, MAX_DISTINCT_KEYS)
+    idx = jnp.sort(jax.random.randint(k_idx, (n,), 0, n_keys - n + 1)) + jnp.arange(n)
+    idx = jax.random.permutation(k_perm, idx)
+    powers = jnp.array([min(self.n_symbols**j, MAX_DISTINCT_KEYS) for j in range(kl)])
+    keys = (idx[:, None] // powers) % self.n_symbols  # (n, kl)
+    vals = jax.random.randint(k_val, (n, vl), 0, self.n_symbols)
+    q = jax.random.randint(k_q, (), 0, n)
+    pad = T - (n + 1) * (kl + vl)
+    x = jnp.concatenate(
+      [
+        jnp.concatenate([keys, vals], axis=1).reshape(-1),
+        _fill(1, self.special("query")),
+        keys[q],
+        vals[q, :-1],
+        _fill(pad, self.special("pad")),
+      ]
+    )
+    y = jnp.concatenate([_fill(n * (kl + vl) + kl, -1), vals[q], _fill(pad, -1)])
+    return x, y
 
 
 @dataclasses.dataclass(frozen=True)
 class ModularArithmetic(SyntheticTask):
-    """In-context modular arithmetic: pairs ``u, (w*u + b) mod V`` with w, b drawn per sequence.
+  """In-context modular arithmetic: pairs ``u, (w*u + b) mod V`` with w, b drawn per sequence.
 
-    V = vocab_size (all tokens are residues; a prime V makes every map a bijection).
-    w ~ U{1..V-1}, b ~ U{0..V-1}, u ~ U{0..V-1}. x alternates u_i, f(u_i); y[2i] = f(u_i) and
-    y[2i+1] = -1. The first ``warmup_pairs`` pairs are unlabelled (w, b are not yet inferable).
+  V = vocab_size (all tokens are residues; a prime V makes every map a bijection).
+  w ~ U{1..V-1}, b ~ U{0..V-1}, u ~ U{0..V-1}. x alternates u_i, f(u_i); y[2i] = f(u_i) and
+  y[2i+1] = -1. The first ``warmup_pairs`` pairs are unlabelled (w, b are not yet inferable).
 
-    Knobs: warmup_pairs (int, default 2).
-    """
+  Knobs: warmup_pairs (int, default 2).
+  """
 
-    warmup_pairs: int = 2
+  warmup_pairs: int = 2
 
-    name: ClassVar[str] = "modular"
-    default_vocab: ClassVar[int] = 17
-    max_vocab: ClassVar[int] = 46340  # w * u stays inside int32
+  name: ClassVar[str] = "modular"
+  default_vocab: ClassVar[int] = 17
+  max_vocab: ClassVar[int] = 46340  # w * u stays inside int32
 
-    def __post_init__(self):
-        super().__post_init__()
-        _require(self.vocab_size <= self.max_vocab, "vocab_size", self.vocab_size, f"must be <= {self.max_vocab}")
-        _require(self.warmup_pairs >= 0, "warmup_pairs", self.warmup_pairs, "must be >= 0")
+  def __post_init__(self):
+    super().__post_init__()
+    _require(
+      self.vocab_size <= self.max_vocab,
+      "vocab_size",
+      self.vocab_size,
+      f"must be <= {self.max_vocab}",
+    )
+    _require(self.warmup_pairs >= 0, "warmup_pairs", self.warmup_pairs, "must be >= 0")
 
-    def min_length(self) -> int:
-        return 2 * self.warmup_pairs + 1
+  def min_length(self) -> int:
+    return 2 * self.warmup_pairs + 1
 
-    def example(self, key, T):
-        k_u, k_w, k_b = jax.random.split(key, 3)
-        V, n = self.vocab_size, (T + 1) // 2
-        u = jax.random.randint(k_u, (n,), 0, V)
-        f = (jax.random.randint(k_w, (), 1, V) * u + jax.random.randint(k_b, (), 0, V)) % V
-        x = jnp.stack([u, f], axis=1).reshape(-1)[:T]
-        y = jnp.stack([f, _fill(n, -1)], axis=1).reshape(-1)[:T]
-        return x, jnp.where(jnp.arange(T) < 2 * self.warmup_pairs, -1, y)
+  def example(self, key, T):
+    k_u, k_w, k_b = jax.random.split(key, 3)
+    V, n = self.vocab_size, (T + 1) // 2
+    u = jax.random.randint(k_u, (n,), 0, V)
+    f = (jax.random.randint(k_w, (), 1, V) * u + jax.random.randint(k_b, (), 0, V)) % V
+    x = jnp.stack([u, f], axis=1).reshape(-1)[:T]
+    y = jnp.stack([f, _fill(n, -1)], axis=1).reshape(-1)[:T]
+    return x, jnp.where(jnp.arange(T) < 2 * self.warmup_pairs, -1, y)
 
 
 @dataclasses.dataclass(frozen=True)
 class Parity(SyntheticTask):
-    """Running parity of random bits: x in {0, 1}, y[t] = (x[0] + ... + x[t]) mod 2.
+  """Running parity of random bits: x in {0, 1}, y[t] = (x[0] + ... + x[t]) mod 2.
 
-    Tokens above 1 are unused (vocab_size >= 2).
+  Tokens above 1 are unused (vocab_size >= 2).
 
-    Knobs: final_only (bool, default False): label only the last position.
-    """
+  Knobs: final_only (bool, default False): label only the last position.
+  """
 
-    final_only: bool = False
+  final_only: bool = False
 
-    name: ClassVar[str] = "parity"
-    default_vocab: ClassVar[int] = 2
+  name: ClassVar[str] = "parity"
+  default_vocab: ClassVar[int] = 2
 
-    def example(self, key, T):
-        x = jax.random.randint(key, (T,), 0, 2)
-        return x, _final_only(jnp.cumsum(x) % 2, self.final_only)
+  def example(self, key, T):
+    x = jax.random.randint(key, (T,), 0, 2)
+    return x, _final_only(jnp.cumsum(x) % 2, self.final_only)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Recall(SyntheticTask):
-    """Recall of an earlier token: y[t] = x[source(t)] where defined, else -1."""
+  """Recall of an earlier token: y[t] = x[source(t)] where defined, else -1."""
 
-    final_only: bool = False
+  final_only: bool = False
 
-    def source(self, T: int) -> np.ndarray:
-        """int[T] index of the recalled token for each t, -1 where none."""
-        raise NotImplementedError
+  def source(self, T: int) -> np.ndarray:
+    """int[T] index of the recalled token for each t, -1 where none."""
+    raise NotImplementedError
 
-    def example(self, key, T):
-        x = jax.random.randint(key, (T,), 0, self.vocab_size)
-        src = jnp.asarray(self.source(T))
-        y = jnp.where(src >= 0, x[jnp.maximum(src, 0)], -1)
-        return x, _final_only(y, self.final_only)
+  def example(self, key, T):
+    x = jax.random.randint(key, (T,), 0, self.vocab_size)
+    src = jnp.asarray(self.source(T))
+    y = jnp.where(src >= 0, x[jnp.maximum(src, 0)], -1)
+    return x, _final_only(y, self.final_only)
 
 
 @dataclasses.dataclass(frozen=True)
 class Recency(_Recall):
-    """Recency: y[t] = x[t - lag] for t >= lag, -1 before; x uniform over the vocabulary.
+  """Recency: y[t] = x[t - lag] for t >= lag, -1 before; x uniform over the vocabulary.
 
-    Knobs: lag (int, default 4), final_only (bool, default False): label only the last position.
-    """
+  Knobs: lag (int, default 4), final_only (bool, default False): label only the last position.
+  """
 
-    lag: int = 4
+  lag: int = 4
 
-    name: ClassVar[str] = "recency"
+  name: ClassVar[str] = "recency"
 
-    def __post_init__(self):
-        super().__post_init__()
-        _require(self.lag >= 0, "lag", self.lag, "must be >= 0")
+  def __post_init__(self):
+    super().__post_init__()
+    _require(self.lag >= 0, "lag", self.lag, "must be >= 0")
 
-    def min_length(self) -> int:
-        return self.lag + 1
+  def min_length(self) -> int:
+    return self.lag + 1
 
-    def source(self, T):
-        src = np.arange(T) - self.lag
-        return np.where(src >= 0, src, -1)
+  def source(self, T):
+    src = np.arange(T) - self.lag
+    return np.where(src >= 0, src, -1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Primacy(_Recall):
-    """Primacy: y[t] = x[0] for t >= 1 (y[0] = -1); x uniform over the vocabulary.
+  """Primacy: y[t] = x[0] for t >= 1 (y[0] = -1); x uniform over the vocabulary.
 
-    Knobs: final_only (bool, default False): label only the last position.
-    """
+  Knobs: final_only (bool, default False): label only the last position.
+  """
 
-    name: ClassVar[str] = "primacy"
+  name: ClassVar[str] = "primacy"
 
-    def min_length(self) -> int:
-        return 2
+  def min_length(self) -> int:
+    return 2
 
-    def source(self, T):
-        return np.where(np.arange(T) >= 1, 0, -1)
+  def source(self, T):
+    return np.where(np.arange(T) >= 1, 0, -1)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def _sample(task: SyntheticTask, key: jax.Array, batch_size: int, T: int) -> dict[str, jax.Array]:
-    """Compiled batch of ``task.example`` (cached per task, batch size and T)."""
-    if task.split_salt:
-        key = jax.random.fold_in(key, task.split_salt)
-    x, y = jax.vmap(lambda k: task.example(k, T))(jax.random.split(key, batch_size))
-    return {"x": x.astype(jnp.int32), "y": y.astype(jnp.int32)}
+  """Compiled batch of ``task.example`` (cached per task, batch size and T)."""
+  if task.split_salt:
+    key = jax.random.fold_in(key, task.split_salt)
+  x, y = jax.vmap(lambda k: task.example(k, T))(jax.random.split(key, batch_size))
+  return {"x": x.astype(jnp.int32), "y": y.astype(jnp.int32)}
 
 
 TASKS: dict[str, type[SyntheticTask]] = {
-    cls.name: cls for cls in (Retrieval, Copy, Stack, KeysValues, ModularArithmetic, Parity, Recency, Primacy)
+  cls.name: cls
+  for cls in (Retrieval, Copy, Stack, KeysValues, ModularArithmetic, Parity, Recency, Primacy)
 }
