@@ -1,0 +1,86 @@
+"""Study 1, long-range credit: needle retrieval with the needle in the first half, T in
+{32, 64, 128, 256}; SMT -> DMT vs BPTT of the same RNN (transformer-token and MLP updaters) at
+an equal budget: BPTT gets as many updates of the same batch size as SMT and DMT together, and
+the table reports each method's wall-clock.
+
+  python experiments/repro/credit.py [--quick] [--out DIR] [--jobs 2]
+"""
+
+import sys
+import pathlib
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+
+from experiments.repro import common  # noqa: E402
+
+T_FULL, T_QUICK = (32, 64, 128, 256), (16, 32)
+UPDATERS = ("transformer", "mlp")
+METHODS = {"SMT→DMT": "smt,dmt", "BPTT": "bptt"}
+
+
+def runs(quick: bool, seeds: int) -> list:
+  seeds = seeds or (1 if quick else 3)
+  out = []
+  for T in (T_QUICK if quick else T_FULL):
+    for updater in UPDATERS:
+      for method, order in METHODS.items():
+        for seed in range(seeds):
+          out.append(common.Run(
+              name=f"T{T}_{updater}_{order.replace(',', '-')}_s{seed}",
+              config=f"repro_retrieval.py:T={T},quick={int(quick)}",
+              overrides={"pipeline.order": order, "model.rnn.updater": updater,
+                         "train.final_eval": False},
+              seed=seed, tags={"T": T, "updater": updater, "method": method},
+              measure={"start": "dmt"} if order == "smt,dmt" else {}))
+  return out
+
+
+def report(results: list, rep: common.Report) -> str:
+  Ts = sorted({r["run"]["tags"]["T"] for r in results})
+  cells = common.group(results, "updater", "method", "T")
+  rows, series = [], {}
+  for (updater, method, T), rs in cells.items():
+    acc = [common.final(r) for r in rs]
+    start = [r["stages"].get("dmt", {}).get("start", {}).get("acc") for r in rs]
+    rows.append([updater, method, T, common.mean_std(acc), common.mean_std(start),
+                 common.mean_std([common.final(r, "rnn_loss") for r in rs]),
+                 common.mean_std([common.stage_metric(r, "smt", "teacher_acc") for r in rs]),
+                 common.run_steps(rs[0]),
+                 f"{common.mean_of([common.run_wall(r) for r in rs]):.0f}", len(rs)])
+    series.setdefault(f"{method} ({updater})", []).append((T, acc))
+  table = common.md_table(
+      ["updater", "method", "T", "RNN acc at the query", "SMT→DMT RNN from x[0]", "RNN loss",
+       "teacher acc",
+       "updates", "wall s / run", "seeds"], rows)
+  plot = rep.line_plot("credit.png", Ts, series, "T (sequence length)",
+                       "RNN accuracy at the query", logx=True)
+  verdict = verdict_text(cells, Ts)
+  return (f"{table}\n\n{plot}\n\nChance is 1/7. RNN acc at the query: SMT→DMT's RNN starts from "
+          "the encoder memory of the first half (which holds the needle) and must carry the "
+          "needle alone across the second half (T/2 tokens); BPTT's RNN reads the whole sequence "
+          "from its initial memory, so it must also store the needle — a harder job. The column "
+          "'SMT→DMT RNN from x[0]' gives the SMT→DMT RNN that same harder job (read from the "
+          "encoder memory of x[0]). Updates: SMT + DMT for SMT→DMT, the same number for BPTT, "
+          "same batch size; wall-clock per run beside it.\n\n"
+          f"**Verdict:** {verdict}\n")
+
+
+def verdict_text(cells: dict, Ts: list) -> str:
+  parts = []
+  for updater in UPDATERS:
+    accs = {m: [common.mean_of([common.final(r) for r in cells.get((updater, m, T), [])])
+                for T in Ts] for m in METHODS}
+    fmt = lambda xs: ", ".join("—" if x != x else f"{x:.2f}" for x in xs)
+    parts.append(f"{updater}: SMT→DMT [{fmt(accs['SMT→DMT'])}] vs BPTT [{fmt(accs['BPTT'])}] "
+                 f"over T = {Ts}")
+  return ("; ".join(parts) + ". The claim holds where BPTT falls with T while SMT→DMT does not; "
+          "read the numbers against chance and the seeds' spread before concluding.")
+
+
+STUDY = common.Study(
+    name="credit", title="Study 1: long-range credit (retrieval, T = 32 … 256)",
+    claim="BPTT degrades as the needle moves further back (T grows); SMT → DMT does not.",
+    runs=runs, report=report)
+
+if __name__ == "__main__":
+  common.main(STUDY)
