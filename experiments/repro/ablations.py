@@ -1,5 +1,5 @@
 """Study 6, ablations of SMT on retrieval (each followed by the same DMT): c_unif = 0 vs the
-default (memory collapse), Tf = 1 vs the default Tf = T/4, and detached vs joint dynamics labels.
+default (memory collapse), Tf = 1 vs the default Tf = 3T/8, and detached vs joint dynamics labels.
 
   python experiments/repro/ablations.py [--quick] [--out DIR] [--jobs 2]
 """
@@ -13,7 +13,7 @@ from experiments.repro import common  # noqa: E402
 from experiments.repro.updaters import SPREAD_HEADERS, spread_rows  # noqa: E402
 
 VARIANTS = {
-    "default (c_unif 0.001, Tf T/4, joint labels)": {},
+    "default (c_unif 0.001, Tf 3T/8, joint labels)": {},
     "c_unif = 0": {"smt.coef_unif": 0.0},
     "Tf = 1": {"model.teacher.Tf": 1},
     "detached labels": {"smt.detach_labels": True},

@@ -287,7 +287,12 @@ def execute(runs: list, out: pathlib.Path, jobs: int = 1, log=print) -> list:
       run = pending.pop(0)
       workdir = out / "runs" / run.name
       if (workdir / "result.json").is_file():
-        continue
+        done = json.loads((workdir / "result.json").read_text())["run"]
+        same = all(done.get(k) == v for k, v in run.to_json().items() if k not in ("tags",))
+        if same:
+          continue  # Finished with the same config (tags may be relabelled).
+        log(f"[redo] {run.name}: its config changed since result.json was written")
+        shutil.rmtree(workdir)
       workdir.mkdir(parents=True, exist_ok=True)
       spec = workdir / "run.json"
       spec.write_text(json.dumps({"run": run.to_json(), "workdir": str(workdir)}, indent=1))
@@ -311,7 +316,7 @@ def execute(runs: list, out: pathlib.Path, jobs: int = 1, log=print) -> list:
   for run in runs:
     path = out / "runs" / run.name / "result.json"
     if path.is_file():
-      results.append(json.loads(path.read_text()))
+      results.append({**json.loads(path.read_text()), "run": run.to_json()})
   return results
 
 

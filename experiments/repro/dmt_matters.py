@@ -41,13 +41,15 @@ def report(results: list, rep: common.Report) -> str:
     row("SMT only, whole budget", cells[("SMT only (whole budget)",)], "smt")
   if ("SMT→DMT",) in cells:
     row("SMT→DMT", cells[("SMT→DMT",)], "dmt")
-  table = common.md_table(["RNN after", "acc (read from start)", "loss", "drift (settled MSE)",
+  table = common.md_table(["RNN after", "acc (RNN from T/2)", "loss", "drift (settled MSE)",
                            "one-step MSE", "updates of this stage", "seeds"], rows)
   acc = {r[0]: r[1] for r in rows}
   return (f"{table}\n\nDrift: mean squared distance between the RNN's memory, rolled out from "
           "the encoder memory at Tc - 1, and the encoder's own memory at the same position, over "
           "the last quarter of the rollout (smt_jax.eval drift section); one-step: the same "
-          "after a single update.\n\n**Verdict:** compare the rows above: "
+          "after a single update. Accuracy: the RNN carries the needle over the second half from "
+          "the encoder memory of the first half (train.eval_prefix = T/2).\n\n**Verdict:** "
+          "compare the rows above: "
           + "; ".join(f"{k}: acc {v}" for k, v in acc.items()) + ". DMT matters where the DMT row "
           "beats both SMT rows on accuracy and drift.\n")
 
