@@ -63,6 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.dmt.Td = 32  # Rollout length of the updater on its own memories.
   c.dmt.k = 4  # Regress every k-th rolled memory onto the encoder's memory.
   c.dmt.start = -1  # Rollout start position; -1 = uniform per sequence in [0, T - 1 - Td].
+  #                   Rollouts must reach what the task needs: if they never hold it (e.g. start
+  #                   before a needle), the readout term learns to ignore the memory.
   c.dmt.coef_dyn = 1.0  # Weight of the rollout MSE.
   c.dmt.coef_readout = 1.0  # Weight of the readout cross-entropy on rolled memories.
   c.dmt.backprop_through_rollout = False  # False: stop-gradient on the memory before each update.

@@ -88,7 +88,10 @@ def _drift(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict
 
 
 def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  rows = [ev.read_summaries("length", n, {"rnn": 0}) for n in ev.ec.lengths]
+  """The RNN reads each length from its start as in training's evaluation (SMT/DMT: from the
+  encoder memory of x[0], BPTT: from its initial memory); the teacher re-encodes its window."""
+  start = {"rnn": 0 if cfg.method == "bptt" else 1}
+  rows = [ev.read_summaries("length", n, start) for n in ev.ec.lengths]
   out = {"lengths": list(ev.ec.lengths), "train_T": cfg.data.T, "file": "length.png"}
   legends = {"rnn": "RNN (reads from the start)", "teacher": "teacher (re-encodes its window)"}
   for name in rows[0]:

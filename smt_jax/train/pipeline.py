@@ -13,8 +13,10 @@ import ml_collections
 
 from smt_jax.config import ConfigError, validate
 from smt_jax.train.loop import train_and_evaluate
+from smt_jax.train.step import eval_prefix
 
-TABLE_COLUMNS = ("stage", "method", "rnn_acc", "rnn_loss", "teacher_acc", "wall_s", "workdir")
+TABLE_COLUMNS = ("stage", "method", "rnn_read_from", "rnn_acc", "rnn_loss", "teacher_acc",
+                 "wall_s", "workdir")
 
 
 def stage_names(cfg: ml_collections.ConfigDict) -> list[str]:
@@ -75,7 +77,8 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
   rows = []
   for s, run in configs.items():
     final = train_and_evaluate(run, workdir / s)
-    rows.append({"stage": s, "method": run.method, "rnn_acc": final["rnn_acc"],
+    rows.append({"stage": s, "method": run.method, "rnn_read_from": _read_start(run),
+                 "rnn_acc": final["rnn_acc"],
                  "rnn_loss": final["rnn_loss"], "teacher_acc": final.get("teacher_acc"),
                  "wall_s": final["wall_s"], "workdir": str(workdir / s)})
   if main:
@@ -89,6 +92,13 @@ def format_table(rows: list[dict]) -> str:
   cells = [list(TABLE_COLUMNS)] + [[fmt(r[c]) for c in TABLE_COLUMNS] for r in rows]
   widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]
   return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def _read_start(cfg: ml_collections.ConfigDict) -> str:
+  """Where the table's RNN read starts: "init" (initial memory) or "enc[:p]" (the encoder's
+  memory of the first p tokens)."""
+  prefix = eval_prefix(cfg)
+  return "init" if prefix == 0 else f"enc[:{prefix}]"
 
 
 def _check(ok: bool, message: str) -> None:
