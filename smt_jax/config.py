@@ -128,6 +128,20 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def smt_dmt_bptt_stages(smt_steps: int, dmt_steps: int, bptt_steps: int,
+                        read_prefix: int = -1) -> ml_collections.ConfigDict:
+  """`pipeline.stages` of the standard comparison: SMT; DMT from the SMT stage's parameters;
+  BPTT of the same RNN from scratch. read_prefix sets train.eval_prefix of the SMT and DMT
+  stages (where their RNN read starts; -1 = by method); BPTT reads from its initial memory."""
+  read = {} if read_prefix == -1 else {"eval_prefix": read_prefix}
+  return ml_collections.ConfigDict({
+      "smt": {"method": "smt", "train": {"num_steps": smt_steps, **read}},
+      "dmt": {"method": "dmt", "train": {"num_steps": dmt_steps, **read},
+              "ckpt": {"init_from": "smt"}},
+      "bptt": {"method": "bptt", "train": {"num_steps": bptt_steps}},
+  })
+
+
 class ConfigError(ValueError):
   """A config field has a bad value; the message names the field and the fix."""
 

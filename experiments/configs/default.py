@@ -23,7 +23,7 @@ ignore the memory).
 
 import ml_collections
 
-from smt_jax.config import base_config
+from smt_jax.config import base_config, smt_dmt_bptt_stages
 
 
 def get_config():
@@ -66,12 +66,6 @@ def get_config():
   c.eval.prefix = 16  # Final evaluation: the encoder reads 16 tokens, then the RNN (smt, dmt).
 
   c.pipeline.order = "smt,dmt,bptt"  # Stages, run into WORKDIR/smt, WORKDIR/dmt, WORKDIR/bptt.
-  c.pipeline.stages = ml_collections.ConfigDict({
-      "smt": {"method": "smt", "train": {"num_steps": 400, "eval_prefix": 16}},  # Teacher +
-      #                                                                            one-step updater.
-      "dmt": {"method": "dmt", "train": {"num_steps": 300, "eval_prefix": 16},  # On-policy ...
-              "ckpt": {"init_from": "smt"}},  # ... rollouts from the SMT stage's parameters.
-      "bptt": {"method": "bptt", "train": {"num_steps": 700, "eval_prefix": 0}},  # Baseline from
-      #                 scratch, as many updates of the same batch size as SMT and DMT together.
-  })
+  # SMT 400 + DMT 300 updates; BPTT as many updates of the same batch size as both together.
+  c.pipeline.stages = smt_dmt_bptt_stages(400, 300, 700, read_prefix=16)
   return c

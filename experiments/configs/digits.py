@@ -25,9 +25,7 @@ blocks, Tc 256, Tf 64, train.batch_size 128, model.dtype "bfloat16"; for pixels 
 image (64 here, 784 for MNIST), so there Tc + Tf <= T bounds the window instead.
 """
 
-import ml_collections
-
-from smt_jax.config import base_config
+from smt_jax.config import base_config, smt_dmt_bptt_stages
 
 
 def get_config():
@@ -81,10 +79,5 @@ def get_config():
   c.eval.num_samples = 8  # Images drawn per start (encoder prompt, scratch) in samples.png.
 
   c.pipeline.order = "smt,dmt,bptt"  # Stages, run into WORKDIR/smt, WORKDIR/dmt, WORKDIR/bptt.
-  c.pipeline.stages = ml_collections.ConfigDict({
-      "smt": {"method": "smt", "train": {"num_steps": 300}},  # Teacher + one-step updater.
-      "dmt": {"method": "dmt", "train": {"num_steps": 150},  # On-policy rollouts ...
-              "ckpt": {"init_from": "smt"}},  # ... from the SMT stage's parameters.
-      "bptt": {"method": "bptt", "train": {"num_steps": 400}},  # Baseline, from scratch.
-  })
+  c.pipeline.stages = smt_dmt_bptt_stages(300, 150, 400)  # Updates of each stage.
   return c

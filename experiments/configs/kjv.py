@@ -22,9 +22,7 @@ model.num_heads 8, model.mem_tokens K = 16, model.mem_size Z = 4096, encoder 8 /
 updater 8 / readout 4 blocks, Tc 256, Tf 64, train.batch_size 128, model.dtype "bfloat16".
 """
 
-import ml_collections
-
-from smt_jax.config import base_config
+from smt_jax.config import base_config, smt_dmt_bptt_stages
 
 
 def get_config():
@@ -78,10 +76,5 @@ def get_config():
   c.eval.num_samples = 8  # Sequences written per start (encoder prompt, scratch) in samples.txt.
 
   c.pipeline.order = "smt,dmt,bptt"  # Stages, run into WORKDIR/smt, WORKDIR/dmt, WORKDIR/bptt.
-  c.pipeline.stages = ml_collections.ConfigDict({
-      "smt": {"method": "smt", "train": {"num_steps": 400}},  # Teacher + one-step updater.
-      "dmt": {"method": "dmt", "train": {"num_steps": 200},  # On-policy rollouts ...
-              "ckpt": {"init_from": "smt"}},  # ... from the SMT stage's parameters.
-      "bptt": {"method": "bptt", "train": {"num_steps": 400}},  # Baseline, from scratch.
-  })
+  c.pipeline.stages = smt_dmt_bptt_stages(400, 200, 400)  # Updates of each stage.
   return c

@@ -16,7 +16,7 @@ Budgets: BPTT gets as many updates of the same batch size as SMT and DMT togethe
 
 import ml_collections
 
-from smt_jax.config import base_config
+from smt_jax.config import base_config, smt_dmt_bptt_stages
 
 
 def parse(arg: str) -> dict:
@@ -67,10 +67,5 @@ def get_config(arg: str = ""):
   c.eval.prefix = T // 2  # Final evaluation: the encoder reads the first half.
   smt, dmt = (100, 60) if quick else (400, 300)  # Updates of each stage.
   c.pipeline.order = "smt,dmt"  # The studies choose smt,dmt / smt / bptt.
-  c.pipeline.stages = ml_collections.ConfigDict({
-      "smt": {"method": "smt", "train": {"num_steps": smt, "eval_prefix": T // 2}},
-      "dmt": {"method": "dmt", "train": {"num_steps": dmt, "eval_prefix": T // 2},
-              "ckpt": {"init_from": "smt"}},
-      "bptt": {"method": "bptt", "train": {"num_steps": smt + dmt, "eval_prefix": 0}},
-  })
+  c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, smt + dmt, read_prefix=T // 2)
   return c

@@ -9,7 +9,7 @@ must emit the symbol on top), SMT -> DMT beside BPTT of the same RNN.
 
 import ml_collections
 
-from smt_jax.config import base_config
+from smt_jax.config import base_config, smt_dmt_bptt_stages
 
 
 def parse(arg: str) -> dict:
@@ -58,9 +58,5 @@ def get_config(arg: str = ""):
   c.eval.sections = "read,drift"  # Final evaluation when a study turns train.final_eval on.
   smt, dmt = (100, 50) if quick else (400, 200)  # Updates of each stage.
   c.pipeline.order = "smt,dmt"  # The studies choose smt,dmt / smt / bptt.
-  c.pipeline.stages = ml_collections.ConfigDict({
-      "smt": {"method": "smt", "train": {"num_steps": smt}},
-      "dmt": {"method": "dmt", "train": {"num_steps": dmt}, "ckpt": {"init_from": "smt"}},
-      "bptt": {"method": "bptt", "train": {"num_steps": smt + dmt}},  # Same updates in total.
-  })
+  c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, smt + dmt)  # BPTT: same updates in total.
   return c
