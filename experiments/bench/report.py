@@ -15,6 +15,17 @@ VARIANT_LABEL = {
 }
 
 
+def _save(fig, out_dir: str, filename: str) -> str:
+  """Writes `fig` to out_dir/filename (PNG), closes it, returns the path."""
+  import matplotlib.pyplot as plt  # Local, like the caller's: plots are optional.
+
+  fig.tight_layout()
+  path = os.path.join(out_dir, filename)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
 def _nan(x):
   return x is None or (isinstance(x, float) and math.isnan(x))
 
@@ -151,11 +162,7 @@ def plots(res, out_dir, name) -> list[str]:
       ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{res['env']['device']}: step time and memory vs T (sweep config)")
-    fig.tight_layout()
-    p = os.path.join(out_dir, f"{name}_sweep.png")
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, out_dir, f"{name}_sweep.png"))
   dep = res.get("depth", [])
   if dep:
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -172,11 +179,7 @@ def plots(res, out_dir, name) -> list[str]:
     ax.set_title("sequential depth (o) / gradient path (x)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    p = os.path.join(out_dir, f"{name}_depth.png")
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, out_dir, f"{name}_depth.png"))
   cr = res.get("credit")
   if cr:
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -192,11 +195,7 @@ def plots(res, out_dir, name) -> list[str]:
     ax.set_title(f"credit assignment (delayed copy, lag {cr['lag']}, {cr['steps']} steps)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    p = os.path.join(out_dir, f"{name}_credit.png")
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, out_dir, f"{name}_credit.png"))
   return paths
 
 
