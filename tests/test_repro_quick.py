@@ -1,5 +1,6 @@
-"""Slow: one reproduction study end to end in --quick mode (a few CPU minutes), checking that the
-report, the results and the plot exist and the metrics are finite."""
+"""Slow: every reproduction study end to end in --quick mode through run_all (about 10 minutes
+on 2 CPU cores), checking that each report, its results and its plots exist, the metrics are
+finite, and shared runs were trained once."""
 
 import json
 import math
@@ -10,25 +11,38 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from experiments.repro import run_all  # noqa: E402
+
+
+def finite(x) -> bool:
+  return x is not None and math.isfinite(x)
 
 
 @pytest.mark.slow
-def test_length_study_quick_end_to_end(tmp_path):
-  doc = tmp_path / "results.md"
-  subprocess.run([sys.executable, str(ROOT / "experiments" / "repro" / "length.py"), "--quick",
-                  "--out", str(tmp_path / "out"), "--doc", str(doc)], check=True, cwd=ROOT,
-                 timeout=1800)
-  out = tmp_path / "out" / "length_quick"
-  results = json.loads((out / "results.json").read_text())
-  assert results, "no run finished"
-  for r in results:
-    for stage in r["stages"].values():
-      assert math.isfinite(stage["rnn_acc"]) and math.isfinite(stage["rnn_loss"])
-    length = r["stages"]["dmt"]["length"]
-    assert all(math.isfinite(a) for a in length["rnn_acc"] + length["teacher_acc"])
-  report = (out / "report.md").read_text()
-  assert "QUICK-MODE" in report and "| length |" in report
-  assert (out / "length.png").is_file()
+def test_every_study_quick_end_to_end(tmp_path):
+  doc, out = tmp_path / "results.md", tmp_path / "out"
+  subprocess.run([sys.executable, str(ROOT / "experiments" / "repro" / "run_all.py"), "--quick",
+                  "--jobs", "2", "--out", str(out), "--doc", str(doc)], check=True, cwd=ROOT,
+                 timeout=3600)
   text = doc.read_text()
-  assert "<!-- repro:length_quick begin -->" in text
-  assert (tmp_path / "results" / "length_quick_length.png").is_file()
+  for name, study in run_all.STUDIES.items():
+    folder = out / study.folder(True)
+    results = json.loads((folder / "results.json").read_text())
+    assert len(results) == len(study.runs(True, 0)), f"{name}: a run did not finish"
+    for r in results:
+      for stage in r["stages"].values():
+        assert finite(stage["rnn_acc"]) and finite(stage["rnn_loss"]), name
+    report = (folder / "report.md").read_text()
+    assert "QUICK-MODE" in report and "**Verdict:**" in report, name
+    assert f"<!-- repro:{name}_quick begin -->" in text
+  length = json.loads((out / "length_quick" / "results.json").read_text())
+  for r in length:
+    curve = r["stages"]["dmt"]["length"]
+    assert all(finite(a) for a in curve["rnn_acc"] + curve["teacher_acc"])
+  for plot in ("credit_quick_credit.png", "length_quick_length.png"):
+    assert (tmp_path / "results" / plot).is_file(), plot
+  trained = {p.parent.name for p in (out / "retrieval_quick" / "runs").glob("*/result.json")}
+  assert trained == {r.name for s in ("credit", "updaters", "ablations")
+                     for r in run_all.STUDIES[s].runs(True, 0)}, "shared runs: one folder each"

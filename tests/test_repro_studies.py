@@ -1,6 +1,7 @@
 """Fast checks of the reproduction studies (experiments/repro): every study's runs, full and
 quick, build configs that validate, with unique names; the shared helpers behave."""
 
+import json
 import pathlib
 import sys
 
@@ -51,3 +52,74 @@ def test_mean_std():
   assert common.mean_std([1.0, 1.0, 1.0]) == "1.000 ± 0.000"
   assert common.mean_std([0.5]) == "0.500"
   assert common.mean_std([None, float("nan")]) == "—"
+
+
+@pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
+def test_studies_sharing_a_pool_agree_on_shared_runs(quick):
+  """A run name in a pool means one config everywhere (else studies would retrain each other's
+  runs), and the intended sharing happens: study 4 reads study 2's SMT -> DMT runs, studies 5
+  and 6 read study 1's T = 32 runs."""
+  by_folder = {}
+  for study in run_all.STUDIES.values():
+    for run in study.runs(quick, 0):
+      spec = {k: v for k, v in run.to_json().items() if k != "tags"}
+      key = (study.runs_folder(quick), run.name)
+      assert by_folder.setdefault(key, spec) == spec, f"{key} has two configs"
+  def names(study):
+    s = run_all.STUDIES[study]
+    return {(s.runs_folder(quick), r.name) for r in s.runs(quick, 0)}
+
+  assert names("length") <= names("state")
+  shared = names("credit") & (names("updaters") | names("ablations"))
+  assert {n for _, n in shared} == {f"T32_{u}_smt-dmt_s{s}" for u in ("transformer", "mlp")
+                                    for s in range(1 if quick else 3)}
+
+
+def test_a_finished_run_is_reused_only_with_the_same_config(tmp_path):
+  run = run_all.STUDIES["state"].runs(True, 1)[0]
+  workdir = tmp_path / run.name
+  workdir.mkdir()
+  relabelled = common.Run(**{**run.to_json(), "tags": {"other": "label"}})
+  (workdir / "result.json").write_text(json.dumps({"run": relabelled.to_json()}))
+  assert common.is_finished(run, workdir, log=lambda _: None)
+  changed = common.Run(**{**run.to_json(), "seed": run.seed + 1})
+  assert not common.is_finished(changed, workdir, log=lambda _: None)
+  assert not workdir.exists(), "a stale result must be removed before the run is redone"
+
+
+def test_dmt_matters_verdict_follows_the_numbers():
+  from experiments.repro import dmt_matters
+  def row(acc, drift):
+    return {"acc (RNN from T/2)": acc, "drift (settled MSE)": drift}
+
+  means = {"SMT stage of SMT→DMT": row(0.50, 0.40), "SMT only, whole budget": row(0.60, 0.35),
+           "SMT→DMT": row(0.80, 0.10)}
+  assert "claim holds: DMT is more accurate" in dmt_matters.verdict_text(means)
+  means["SMT→DMT"] = row(0.61, 0.10)  # Within 0.02 of the whole-budget SMT run.
+  assert "holds for drift only" in dmt_matters.verdict_text(means)
+  means["SMT→DMT"] = row(0.90, 0.50)
+  assert "does not hold" in dmt_matters.verdict_text(means)
+
+
+def test_memory_collapse_rule():
+  from experiments.repro.updaters import collapsed
+  ref = {"encoder eff. dims": 8.0, "encoder cross-seq cos": 0.5}
+  assert collapsed({"encoder eff. dims": 5.9, "encoder cross-seq cos": 0.5}, ref)
+  assert collapsed({"encoder eff. dims": 8.0, "encoder cross-seq cos": 0.61}, ref)
+  assert not collapsed({"encoder eff. dims": 6.1, "encoder cross-seq cos": 0.59}, ref)
+
+
+def test_credit_verdict_needs_bptt_to_fall_and_smt_to_hold():
+  from experiments.repro import credit
+  def cells(smt, bptt):
+    out = {}
+    for updater in credit.UPDATERS:
+      for method, accs in (("SMT→DMT", smt), ("BPTT", bptt)):
+        for T, acc in zip((32, 256), accs):
+          out[(updater, method, T)] = [{"stages": {"x": {"rnn_acc": acc}}}]
+    return out
+  assert "the claim holds" in credit.verdict_text(cells((0.8, 0.8), (0.9, 0.3)), [32, 256])
+  assert "the claim does not hold" in credit.verdict_text(cells((0.8, 0.4), (0.9, 0.3)),
+                                                           [32, 256])
+  assert "BPTT does not learn at any T" in credit.verdict_text(cells((0.8, 0.8), (0.15, 0.14)),
+                                                                [32, 256])

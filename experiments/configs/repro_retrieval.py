@@ -49,7 +49,7 @@ def get_config(arg: str = ""):
   c.model.rnn.depth = 1  # Updater blocks.
   c.model.rnn.hidden = 128  # Width of the MLP / GRU updaters' input embedding and MLP.
   c.model.rnn.readout_depth = 1  # = decoder_depth: DMT copies the decoder into the readout.
-  c.smt.n_t = 0 if T <= 64 else 32  # Every timestep up to T = 64; 32 sampled ones beyond.
+  c.smt.n_t = 0 if T <= 32 else 16  # Every timestep up to T = 32; 16 sampled ones beyond.
   c.dmt.start = T // 2 - 1  # DMT rolls out from the encoder memory of the first half ...
   c.dmt.Td = T // 2  # ... over the second half, where the RNN is read.
   c.dmt.k = 1  # Regress every rolled memory onto the encoder's.

@@ -7,10 +7,12 @@ study the same command line:
   python experiments/repro/STUDY.py [--quick] [--out DIR] [--jobs N] [--doc PATH] [--seeds N]
 
 Each run trains through `smt_jax.train.pipeline.run_pipeline` (or `train_and_evaluate` for a
-single stage) in its own subprocess, into OUT/STUDY/runs/NAME, and leaves result.json there; a
-re-run skips runs whose result.json exists (delete it to redo one). The report goes to
-OUT/STUDY/report.md with its plots beside it, and, unless --doc '', replaces this study's section
-of docs/results.md (plots copied to docs/results/).
+single stage) in its own subprocess, into OUT/POOL/runs/NAME, and leaves result.json there; a
+re-run skips runs whose result.json exists with the same config (delete it to redo one). Studies
+that share a pool share the runs they have in common (same name, config, seed and measures), so
+e.g. the length study reads the state study's SMT -> DMT runs instead of training them again.
+The report goes to OUT/STUDY/report.md with its plots beside it, and, unless --doc '', replaces
+this study's section of docs/results.md (plots copied to docs/results/).
 """
 
 import argparse
@@ -63,6 +65,15 @@ class Study:
   claim: str  # The paper's claim being tested, in one sentence.
   runs: Callable[[bool, int], list]  # (quick, seeds) -> [Run]
   report: Callable[[list, "Report"], str]  # (results, report helper) -> Markdown body
+  pool: str = ""  # Folder of its runs, shared with the studies naming the same pool; "" = name.
+
+  def folder(self, quick: bool) -> str:
+    """Folder of this study's report (under OUT)."""
+    return self.name + ("_quick" if quick else "")
+
+  def runs_folder(self, quick: bool) -> str:
+    """Folder of this study's runs (under OUT): its pool's."""
+    return (self.pool or self.name) + ("_quick" if quick else "")
 
 
 # ----------------------------------------------------------------------------------- configs
@@ -276,48 +287,57 @@ def run_worker(spec_path: str) -> None:
   (workdir / "result.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
 
 
-def execute(runs: list, out: pathlib.Path, jobs: int = 1, log=print) -> list:
-  """Runs every Run (skipping finished ones) with at most `jobs` at once; returns the results in
-  the order of `runs`. A failed run is reported and left out of the results."""
-  out.mkdir(parents=True, exist_ok=True)
-  pending, running, failed = list(runs), {}, []
+def is_finished(run: Run, workdir: pathlib.Path, log) -> bool:
+  """Whether workdir holds this run's result (a stale result of another config is removed)."""
+  if not (workdir / "result.json").is_file():
+    return False
+  done = json.loads((workdir / "result.json").read_text())["run"]
+  if all(done.get(k) == v for k, v in run.to_json().items() if k != "tags"):
+    return True  # Tags are only labels: a run shared by studies may carry either study's.
+  log(f"[redo] {run.name}: its config changed since result.json was written")
+  shutil.rmtree(workdir)
+  return False
+
+
+def execute(todo: list, jobs: int = 1, log=print) -> list:
+  """Runs every (Run, workdir) pair of `todo` (skipping finished ones and repeats of a workdir)
+  with at most `jobs` at once; returns the results in the order of `todo`. A failed run is
+  reported and left out of the results."""
+  pending, running, failed, seen = [], {}, [], set()
+  for run, workdir in todo:
+    if workdir not in seen and not is_finished(run, workdir, log):
+      pending.append((run, workdir))
+    seen.add(workdir)
   env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
   while pending or running:
     while pending and len(running) < jobs:
-      run = pending.pop(0)
-      workdir = out / "runs" / run.name
-      if (workdir / "result.json").is_file():
-        done = json.loads((workdir / "result.json").read_text())["run"]
-        same = all(done.get(k) == v for k, v in run.to_json().items() if k not in ("tags",))
-        if same:
-          continue  # Finished with the same config (tags may be relabelled).
-        log(f"[redo] {run.name}: its config changed since result.json was written")
-        shutil.rmtree(workdir)
+      run, workdir = pending.pop(0)
       workdir.mkdir(parents=True, exist_ok=True)
       spec = workdir / "run.json"
       spec.write_text(json.dumps({"run": run.to_json(), "workdir": str(workdir)}, indent=1))
       logf = open(workdir / "log.txt", "w")
       cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", str(spec)]
-      running[run.name] = (subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env),
-                           logf, time.time())
-      log(f"[start] {run.name}")
-    for name, (proc, logf, t0) in list(running.items()):
+      running[workdir] = (run.name, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                                      env=env), logf, time.time())
+      log(f"[start] {run.name} ({len(pending)} queued)")
+    for workdir, (name, proc, logf, t0) in list(running.items()):
       if proc.poll() is not None:
         logf.close()
-        del running[name]
+        del running[workdir]
         ok = proc.returncode == 0
         log(f"[{'done' if ok else 'FAILED'}] {name} ({time.time() - t0:.0f} s)")
         if not ok:
-          failed.append(name)
+          failed.append(str(workdir))
     time.sleep(0.5)
   if failed:
-    log(f"failed runs (see runs/NAME/log.txt): {', '.join(failed)}")
-  results = []
-  for run in runs:
-    path = out / "runs" / run.name / "result.json"
-    if path.is_file():
-      results.append({**json.loads(path.read_text()), "run": run.to_json()})
-  return results
+    log(f"failed runs (see their log.txt): {', '.join(failed)}")
+  return collect(todo)
+
+
+def collect(todo: list) -> list:
+  """The results of the finished (Run, workdir) pairs of `todo`, labelled with each Run's tags."""
+  return [{**json.loads((workdir / "result.json").read_text()), "run": run.to_json()}
+          for run, workdir in todo if (workdir / "result.json").is_file()]
 
 
 # ----------------------------------------------------------------------------------- reporting
@@ -431,39 +451,39 @@ def write_section(doc: pathlib.Path, name: str, text: str) -> None:
   doc.write_text(current if current.endswith("\n") else current + "\n")
 
 
-def main(study: Study, argv=None) -> pathlib.Path:
-  """The command line shared by every study; returns the report's path."""
-  p = argparse.ArgumentParser(description=f"{study.title}. {study.claim}")
+def parse_args(description: str, argv=None) -> argparse.Namespace:
+  """The flags shared by every study driver and run_all."""
+  p = argparse.ArgumentParser(description=description)
   p.add_argument("--quick", action="store_true", help="reduced sizes (about 10 minutes for all "
                  "studies on 2 CPU cores)")
   p.add_argument("--out", default=str(REPO / "workdirs" / "repro"), help="results folder")
   p.add_argument("--jobs", type=int, default=1, help="training processes at once")
   p.add_argument("--seeds", type=int, default=0, help="seeds per cell; 0 = the study's default")
-  p.add_argument("--doc", default=str(DEFAULT_DOC), help="Markdown file whose section of this "
+  p.add_argument("--doc", default=str(DEFAULT_DOC), help="Markdown file whose section of each "
                  "study is replaced; '' = write only OUT/STUDY/report.md")
-  args = p.parse_args(argv)
-  out = pathlib.Path(args.out) / (study.name + ("_quick" if args.quick else ""))
-  runs = study.runs(args.quick, args.seeds)
-  for run in runs:
-    validate_run(run)
-  start = time.time()
-  results = execute(runs, out, args.jobs)
-  elapsed = time.time() - start
+  return p.parse_args(argv)
+
+
+def write_report(study: Study, args: argparse.Namespace, command: str, results: list,
+                 num_runs: int, elapsed: float) -> pathlib.Path:
+  """Writes OUT/STUDY/report.md and results.json, and the study's section of --doc."""
+  out = pathlib.Path(args.out) / study.folder(args.quick)
+  out.mkdir(parents=True, exist_ok=True)
   rep = Report(study, out, args.quick)
   body = study.report(results, rep)
-  argv_text = " ".join(["python", f"experiments/repro/{study.name}.py"] + (argv if argv is not None
-                                                                             else sys.argv[1:]))
   seeds = sorted({r["run"]["seed"] for r in results})
   total_wall = sum(r["wall_s"] for r in results)
   mode = "QUICK-MODE (reduced sizes; not the full study)" if args.quick else "full size"
+  runs_dir = pathlib.Path(args.out) / study.runs_folder(args.quick) / "runs"
   header = (f"## {study.title}\n\n"
             f"**Claim (paper):** {study.claim}\n\n"
             f"- mode: **{mode}**\n"
-            f"- command: `{argv_text}`\n"
-            f"- runs: {len(results)}/{len(runs)} finished; seeds {seeds}; summed run wall-clock "
+            f"- command: `{command}`\n"
+            f"- runs: {len(results)}/{num_runs} finished; seeds {seeds}; summed run wall-clock "
             f"{total_wall / 60:.1f} min (this invocation: {elapsed / 60:.1f} min, --jobs "
-            f"{args.jobs}); commit {commit_hash()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-            f"- per-run folders: `{out}/runs/NAME` (config.json, metrics.jsonl, eval.json per "
+            f"{args.jobs}); commit {commit_hash()}; "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+            f"- per-run folders: `{runs_dir}/NAME` (config.json, metrics.jsonl, eval.json per "
             "stage)\n\n")
   text = header + body
   (out / "report.md").write_text(text + "\n")
@@ -472,13 +492,38 @@ def main(study: Study, argv=None) -> pathlib.Path:
     doc = pathlib.Path(args.doc)
     plot_dir = doc.parent / "results"
     plot_dir.mkdir(parents=True, exist_ok=True)
-    prefix = f"{study.name}{'_quick' if args.quick else ''}_"
+    prefix = f"{study.folder(args.quick)}_"
     for f in rep.plots:
       shutil.copy(out / f, plot_dir / (prefix + f))
       text = text.replace(f"]({f})", f"](results/{prefix}{f})")
-    write_section(doc, study.name + ("_quick" if args.quick else ""), text)
+    write_section(doc, study.folder(args.quick), text)
   print(text)
   return out / "report.md"
+
+
+def run_studies(studies: list, argv: list, script: str) -> list:
+  """Validates every run of `studies`, trains them all in one queue (--jobs at once; runs shared
+  by studies once), then writes each study's report. Returns the reports' paths."""
+  args = parse_args("; ".join(f"{s.title}. {s.claim}" for s in studies), argv)
+  plans = {}
+  for study in studies:
+    runs = study.runs(args.quick, args.seeds)
+    for run in runs:
+      validate_run(run)
+    runs_dir = pathlib.Path(args.out) / study.runs_folder(args.quick) / "runs"
+    plans[study.name] = [(run, runs_dir / run.name) for run in runs]
+  start = time.time()
+  execute([item for plan in plans.values() for item in plan], args.jobs)
+  elapsed = time.time() - start
+  command = " ".join(["python", script] + list(argv))
+  return [write_report(study, args, command, collect(plans[study.name]),
+                       len(plans[study.name]), elapsed) for study in studies]
+
+
+def main(study: Study, argv=None) -> pathlib.Path:
+  """The command line of one study's driver; returns the report's path."""
+  argv = sys.argv[1:] if argv is None else argv
+  return run_studies([study], argv, f"experiments/repro/{study.name}.py")[0]
 
 
 if __name__ == "__main__":

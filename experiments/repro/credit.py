@@ -1,7 +1,8 @@
 """Study 1, long-range credit: needle retrieval with the needle in the first half, T in
 {32, 64, 128, 256}; SMT -> DMT vs BPTT of the same RNN (transformer-token and MLP updaters) at
 an equal budget: BPTT gets as many updates of the same batch size as SMT and DMT together, and
-the table reports each method's wall-clock.
+the table reports each method's wall-clock. Three seeds at T = 32, one at T >= 64 (a run there
+costs several minutes on 2 CPU cores).
 
   python experiments/repro/credit.py [--quick] [--out DIR] [--jobs 2]
 """
@@ -14,24 +15,38 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments.repro import common  # noqa: E402
 
 T_FULL, T_QUICK = (32, 64, 128, 256), (16, 32)
+FULL_SEEDS = {32: 3}  # Default seeds per T in the full study; 1 where a run costs several minutes.
 UPDATERS = ("transformer", "mlp")
 METHODS = {"SMT→DMT": "smt,dmt", "BPTT": "bptt"}
+REFERENCE = "gru"  # BPTT of a GRU updater beside them: can BPTT learn the task with a gated cell?
+
+
+def retrieval_run(T: int, updater: str, order: str, seed: int, quick: bool, tags: dict,
+                  variant: str = "", overrides: dict = None) -> common.Run:
+  """A run of the retrieval pool (credit, updaters and ablations share it): repro_retrieval at T
+  with `updater`, the stages of `order` ("smt,dmt" or "bptt"), and a named `variant` of extra
+  overrides. SMT -> DMT runs also measure the read from x[0] and the memory spread, so that every
+  study sharing the run finds what it reports."""
+  return common.Run(
+      name=f"T{T}_{updater}_{order.replace(',', '-')}{'_' + variant if variant else ''}_s{seed}",
+      config=f"repro_retrieval.py:T={T},quick={int(quick)}",
+      overrides={"pipeline.order": order, "model.rnn.updater": updater,
+                 "train.final_eval": False, **(overrides or {})},
+      seed=seed, tags=tags,
+      measure={"start": "dmt", "spread": "smt"} if order == "smt,dmt" else {})
 
 
 def runs(quick: bool, seeds: int) -> list:
-  seeds = seeds or (1 if quick else 3)
   out = []
   for T in (T_QUICK if quick else T_FULL):
+    n = seeds or (1 if quick else FULL_SEEDS.get(T, 1))
     for updater in UPDATERS:
       for method, order in METHODS.items():
-        for seed in range(seeds):
-          out.append(common.Run(
-              name=f"T{T}_{updater}_{order.replace(',', '-')}_s{seed}",
-              config=f"repro_retrieval.py:T={T},quick={int(quick)}",
-              overrides={"pipeline.order": order, "model.rnn.updater": updater,
-                         "train.final_eval": False},
-              seed=seed, tags={"T": T, "updater": updater, "method": method},
-              measure={"start": "dmt"} if order == "smt,dmt" else {}))
+        out += [retrieval_run(T, updater, order, seed, quick,
+                              {"T": T, "updater": updater, "method": method})
+                for seed in range(n)]
+    out += [retrieval_run(T, REFERENCE, "bptt", seed, quick,
+                          {"T": T, "updater": REFERENCE, "method": "BPTT"}) for seed in range(n)]
   return out
 
 
@@ -61,7 +76,8 @@ def report(results: list, rep: common.Report) -> str:
           "from its initial memory, so it must also store the needle — a harder job. The column "
           "'SMT→DMT RNN from x[0]' gives the SMT→DMT RNN that same harder job (read from the "
           "encoder memory of x[0]). Updates: SMT + DMT for SMT→DMT, the same number for BPTT, "
-          "same batch size; wall-clock per run beside it.\n\n"
+          "same batch size; wall-clock per run beside it. BPTT of a GRU updater is a reference: "
+          "whether BPTT can learn the task at all with a gated cell.\n\n"
           f"**Verdict:** {verdict}\n")
 
 
@@ -69,11 +85,14 @@ def verdict_text(cells: dict, Ts: list) -> str:
   """Per updater: does BPTT fall from the shortest to the longest T while SMT -> DMT stays
   (within 0.05) and above chance (+0.1)?"""
   chance, parts = 1 / 7, []
+
+  def fmt(xs):
+    return ", ".join("—" if x != x else f"{x:.2f}" for x in xs)
+
   for updater in UPDATERS:
     acc = {m: [common.mean_of([common.final(r) for r in cells.get((updater, m, T), [])])
                for T in Ts] for m in METHODS}
     s, b = acc["SMT→DMT"], acc["BPTT"]
-    fmt = lambda xs: ", ".join("—" if x != x else f"{x:.2f}" for x in xs)
     bptt_falls = b[-1] < b[0] - 0.05
     smt_holds = s[-1] >= s[0] - 0.05 and s[-1] > chance + 0.1
     bptt_learns = max(b) > chance + 0.1
@@ -82,6 +101,9 @@ def verdict_text(cells: dict, Ts: list) -> str:
              "does not hold")
     parts.append(f"{updater} updater: SMT→DMT [{fmt(s)}], BPTT [{fmt(b)}] over T = {Ts} → "
                  f"the claim {claim}")
+  gru = [common.mean_of([common.final(r) for r in cells.get((REFERENCE, "BPTT", T), [])])
+         for T in Ts]
+  parts.append(f"reference, BPTT of a GRU: [{fmt(gru)}]")
   return ("; ".join(parts) + ". (SMT→DMT's RNN starts from the encoder's memory of the first "
           "half; see the 'from x[0]' column for the same job as BPTT's.)")
 
@@ -89,7 +111,7 @@ def verdict_text(cells: dict, Ts: list) -> str:
 STUDY = common.Study(
     name="credit", title="Study 1: long-range credit (retrieval, T = 32 … 256)",
     claim="BPTT degrades as the needle moves further back (T grows); SMT → DMT does not.",
-    runs=runs, report=report)
+    runs=runs, report=report, pool="retrieval")
 
 if __name__ == "__main__":
   common.main(STUDY)

@@ -10,15 +10,12 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-from experiments.repro import common  # noqa: E402
+from experiments.repro import common, state  # noqa: E402
 
 
 def runs(quick: bool, seeds: int) -> list:
-  seeds = seeds or (1 if quick else 3)
-  return [common.Run(f"smt-dmt_s{seed}", f"repro_stack.py:quick={int(quick)}",
-                     {"pipeline.order": "smt,dmt", "train.final_eval": False}, seed,
-                     {"pipeline": "SMT→DMT"}, measure={"length": "dmt"})
-          for seed in range(seeds)]
+  """Study 2's SMT -> DMT runs (the same runs: they measure length generalisation)."""
+  return [r for r in state.runs(quick, seeds) if r.overrides["pipeline.order"] == "smt,dmt"]
 
 
 def report(results: list, rep: common.Report) -> str:
@@ -46,7 +43,7 @@ STUDY = common.Study(
     name="length", title="Study 4: length generalisation (stack)",
     claim="The SMT → DMT RNN keeps its accuracy past the training length, as well as or better "
           "than its Transformer teacher.",
-    runs=runs, report=report)
+    runs=runs, report=report, pool="stack")
 
 if __name__ == "__main__":
   common.main(STUDY)

@@ -1,6 +1,7 @@
-"""Every reproduction study, one after another, with the same flags:
+"""Every reproduction study in one queue of training runs (shared runs trained once), then each
+study's report:
 
-  python experiments/repro/run_all.py [--quick] [--out DIR] [--jobs 2] [--doc PATH]
+  python experiments/repro/run_all.py [--quick] [--out DIR] [--jobs 2] [--seeds N] [--doc PATH]
   python experiments/repro/run_all.py --quick --only credit,state
 """
 
@@ -12,8 +13,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments.repro import (ablations, common, credit, dmt_matters, length,  # noqa: E402
                                state, updaters)
 
-STUDIES = {m.STUDY.name: m.STUDY for m in (credit, state, dmt_matters, length, updaters,
-                                           ablations)}
+# Cheapest first, so that a budget cut short still leaves whole studies.
+STUDIES = {m.STUDY.name: m.STUDY for m in (state, length, dmt_matters, updaters, ablations,
+                                           credit)}
 
 
 def main(argv: list) -> None:
@@ -21,9 +23,11 @@ def main(argv: list) -> None:
   if "--only" in argv:
     i = argv.index("--only")
     only, argv = argv[i + 1].split(","), argv[:i] + argv[i + 2:]
-  for name, study in STUDIES.items():
-    if only is None or name in only:
-      common.main(study, argv)
+    unknown = set(only) - set(STUDIES)
+    if unknown:
+      sys.exit(f"--only: no study named {sorted(unknown)}; the studies are {sorted(STUDIES)}")
+  studies = [s for name, s in STUDIES.items() if only is None or name in only]
+  common.run_studies(studies, argv, "experiments/repro/run_all.py")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Study 2, state tracking: stack (push / pop), SMT -> DMT vs BPTT of the same RNN at an equal
-budget (BPTT gets as many updates of the same batch size as SMT and DMT together).
+budget (BPTT gets as many updates of the same batch size as SMT and DMT together). The SMT -> DMT
+runs also measure length generalisation, which study 4 (length.py) reports from the same runs.
 
   python experiments/repro/state.py [--quick] [--out DIR] [--jobs 2]
 """
@@ -19,7 +20,8 @@ def runs(quick: bool, seeds: int) -> list:
   return [common.Run(name=f"{order.replace(',', '-')}_s{seed}",
                      config=f"repro_stack.py:quick={int(quick)}",
                      overrides={"pipeline.order": order, "train.final_eval": False},
-                     seed=seed, tags={"method": method})
+                     seed=seed, tags={"method": method},
+                     measure={"length": "dmt"} if order == "smt,dmt" else {})
           for method, order in METHODS.items() for seed in range(seeds)]
 
 
@@ -45,7 +47,7 @@ def report(results: list, rep: common.Report) -> str:
 STUDY = common.Study(
     name="state", title="Study 2: state tracking (stack)",
     claim="SMT → DMT trains an RNN that tracks a stack at least as well as BPTT does.",
-    runs=runs, report=report)
+    runs=runs, report=report, pool="stack")
 
 if __name__ == "__main__":
   common.main(STUDY)
