@@ -242,6 +242,7 @@ def _final_eval_extract(path: pathlib.Path) -> dict:
   if "drift" in ev:
     out["drift_settled"] = ev["drift"]["drift_settled"]
     out["one_step"] = ev["drift"]["one_step_mean"]
+    out["drift_curve"] = ev["drift"]["drift"]  # MSE after 1, 2, ... updates of the rollout.
   if "length" in ev:
     out["lengths"] = ev["length"]["lengths"]
     out["length_rnn_acc"] = ev["length"].get("rnn_acc")

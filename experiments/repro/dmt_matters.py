@@ -46,12 +46,28 @@ def report(results: list, rep: common.Report) -> str:
     rows.append([label] + [common.mean_std(v) for v in values.values()]
                 + [rs[0]["stages"][stage]["steps"], len(rs)])
   table = common.md_table(["RNN after"] + list(COLUMNS) + ["updates of this stage", "seeds"], rows)
-  return (f"{table}\n\nDrift: mean squared distance between the RNN's memory, rolled out from "
+  plot = drift_plot(cells, rep)
+  return (f"{table}\n\n{plot}\n\nDrift: mean squared distance between the RNN's memory, rolled out from "
           "the encoder memory at Tc - 1, and the encoder's own memory at the same position, over "
           "the last quarter of the rollout (smt_jax.eval drift section); one-step: the same "
           "after a single update. Accuracy: the RNN carries the needle over the second half from "
           "the encoder memory of the first half (train.eval_prefix = T/2).\n\n**Verdict:** "
           f"{verdict_text(means)}\n")
+
+
+def drift_plot(cells: dict, rep: common.Report) -> str:
+  """Drift (MSE to the encoder's memory) against rollout updates, one line per row of ROWS."""
+  series = {}
+  for label, tag, stage in ROWS:
+    curves = [r["stages"][stage].get("drift_curve") for r in cells.get((tag,), [])]
+    curves = [c for c in curves if c]
+    if curves:
+      series[label] = [(i + 1, [c[i] for c in curves]) for i in range(min(map(len, curves)))]
+  if not series:
+    return ""
+  steps = [x for x, _ in next(iter(series.values()))]
+  return rep.line_plot("drift.png", steps, series, "RNN updates from the encoder's memory",
+                       "drift (MSE to the encoder's memory)")
 
 
 def verdict_text(means: dict) -> str:
