@@ -47,12 +47,13 @@ def report(results: list, rep: common.Report) -> str:
                 + [rs[0]["stages"][stage]["steps"], len(rs)])
   table = common.md_table(["RNN after"] + list(COLUMNS) + ["updates of this stage", "seeds"], rows)
   plot = drift_plot(cells, rep)
-  return (f"{table}\n\n{plot}\n\nDrift: mean squared distance between the RNN's memory, rolled "
-          "out from the encoder memory at Tc - 1, and the encoder's own memory at the same "
-          "position, over the last quarter of the rollout (smt_jax.eval drift section); one-step: the same "
-          "after a single update. Accuracy: the RNN carries the needle over the second half from "
-          "the encoder memory of the first half (train.eval_prefix = T/2).\n\n**Verdict:** "
-          f"{verdict_text(means)}\n")
+  return (f"{table}\n\n{plot}\n\n"
+          "Drift: mean squared distance between the RNN's memory, rolled out from the encoder "
+          "memory at Tc - 1, and the encoder's own memory at the same position, over the last "
+          "quarter of the rollout (smt_jax.eval drift section); one-step: the same after a single "
+          "update. Accuracy: the RNN carries the needle over the second half from the encoder "
+          "memory of the first half (train.eval_prefix = T/2).\n\n"
+          f"**Verdict:** {verdict_text(means)}\n")
 
 
 def drift_plot(cells: dict, rep: common.Report) -> str:
