@@ -22,11 +22,14 @@ def test_study_runs_validate(name, quick):
     common.validate_run(run)
 
 
-def test_credit_bptt_gets_the_pipeline_budget():
-  for run in run_all.STUDIES["credit"].runs(True, 1):
-    cfg = common.run_config(run)
-    st = cfg.pipeline.stages
-    assert st.bptt.train.num_steps == st.smt.train.num_steps + st.dmt.train.num_steps
+@pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
+def test_credit_bptt_gets_the_pipeline_budget(quick):
+  """BPTT gets SMT + DMT's updates; the equal-wall-clock rows EQUAL_WALL_FACTOR times that."""
+  from experiments.repro import credit
+  for run in credit.runs(quick, 0):
+    st = common.run_config(run).pipeline.stages
+    factor = credit.EQUAL_WALL_FACTOR if run.tags["method"] == credit.EQUAL_WALL else 1
+    assert st.bptt.train.num_steps == factor * (st.smt.train.num_steps + st.dmt.train.num_steps)
 
 
 def test_overrides_reject_unknown_fields():
