@@ -92,16 +92,22 @@ def test_a_finished_run_is_reused_only_with_the_same_config(tmp_path):
 
 def test_dmt_matters_verdict_follows_the_numbers():
   from experiments.repro import dmt_matters
+
   def row(acc, drift):
     return {"acc (RNN from T/2)": acc, "drift (settled MSE)": drift}
 
+  pairs = [((0.5, 0.4), (0.8, 0.1)), ((0.6, 0.2), (0.5, 0.3))]
   means = {"SMT stage of SMT→DMT": row(0.50, 0.40), "SMT only, whole budget": row(0.60, 0.35),
            "SMT→DMT": row(0.80, 0.10)}
-  assert "claim holds: DMT is more accurate" in dmt_matters.verdict_text(means)
+  text = dmt_matters.verdict_text(means, pairs)
+  assert "claim holds: DMT is more accurate" in text
+  assert "accuracy up in 1/2, drift down in 1/2" in text
   means["SMT→DMT"] = row(0.61, 0.10)  # Within 0.02 of the whole-budget SMT run.
-  assert "holds for drift only" in dmt_matters.verdict_text(means)
-  means["SMT→DMT"] = row(0.90, 0.50)
-  assert "does not hold" in dmt_matters.verdict_text(means)
+  assert "holds for drift only" in dmt_matters.verdict_text(means, pairs)
+  means["SMT→DMT"] = row(0.90, 0.36)
+  assert "holds for accuracy only" in dmt_matters.verdict_text(means, pairs)
+  means["SMT→DMT"] = row(0.55, 0.50)
+  assert "does not hold" in dmt_matters.verdict_text(means, pairs)
 
 
 def test_memory_collapse_rule():
