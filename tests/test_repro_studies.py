@@ -128,7 +128,12 @@ def test_credit_verdict_needs_bptt_to_fall_and_smt_to_hold():
           out[(updater, method, T)] = [{"stages": {"x": {"rnn_acc": acc}}}]
     return out
   assert "the claim holds" in credit.verdict_text(cells((0.8, 0.8), (0.9, 0.3)), [32, 256])
-  assert "the claim does not hold" in credit.verdict_text(cells((0.8, 0.4), (0.9, 0.3)),
+  assert "SMT→DMT falls as T grows" in credit.verdict_text(cells((0.8, 0.4), (0.9, 0.3)),
                                                            [32, 256])
-  assert "BPTT does not learn at any T" in credit.verdict_text(cells((0.8, 0.8), (0.15, 0.14)),
-                                                                [32, 256])
+  assert "not testable" in credit.verdict_text(cells((0.8, 0.8), (0.15, 0.14)), [32, 256])
+  assert "BPTT is at chance at every T and SMT→DMT falls" in credit.verdict_text(
+      cells((0.8, 0.2), (0.15, 0.14)), [32, 256])
+  assert "BPTT does not fall" in credit.verdict_text(cells((0.8, 0.8), (0.9, 0.9)), [32, 256])
+  missing = cells((0.8, 0.8), (0.9, 0.3))
+  del missing[("mlp", "SMT→DMT", 256)]  # A length with one method only is left out.
+  assert "no verdict" in credit.verdict_text(missing, [32, 256])

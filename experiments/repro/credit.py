@@ -106,14 +106,23 @@ def verdict_text(cells: dict, Ts: list) -> str:
     acc = {m: [common.mean_of([common.final(r) for r in cells.get((updater, m, T), [])])
                for T in Ts] for m in METHODS}
     s, b = acc["SMT→DMT"], acc["BPTT"]
-    bptt_falls = b[-1] < b[0] - 0.05
-    smt_holds = s[-1] >= s[0] - 0.05 and s[-1] > chance + 0.1
-    bptt_learns = max(b) > chance + 0.1
+    both = [(sa, ba) for sa, ba in zip(s, b) if sa == sa and ba == ba]  # Ts with both methods.
+    head = f"{updater} updater: SMT→DMT [{fmt(s)}], BPTT [{fmt(b)}] over T = {Ts} → "
+    if len(both) < 2:
+      parts.append(head + "fewer than two lengths with both methods; no verdict")
+      continue
+    (s0, b0), (s1, b1) = both[0], both[-1]
+    bptt_falls = b1 < b0 - 0.05
+    smt_holds = s1 >= s0 - 0.05 and s1 > chance + 0.1
+    bptt_learns = max(ba for _, ba in both) > chance + 0.1
     claim = ("holds" if bptt_falls and smt_holds else
-             "does not hold: BPTT does not learn at any T" if not bptt_learns else
-             "does not hold")
-    parts.append(f"{updater} updater: SMT→DMT [{fmt(s)}], BPTT [{fmt(b)}] over T = {Ts} → "
-                 f"the claim {claim}")
+             "is not testable here: BPTT is at chance at every T, and SMT→DMT holds"
+             if not bptt_learns and smt_holds else
+             "does not hold: BPTT is at chance at every T and SMT→DMT falls as T grows"
+             if not bptt_learns else
+             "does not hold: SMT→DMT falls as T grows" if not smt_holds else
+             "does not hold: BPTT does not fall as T grows")
+    parts.append(head + f"the claim {claim}")
   gru = [common.mean_of([common.final(r) for r in cells.get((REFERENCE, "BPTT", T), [])])
          for T in Ts]
   parts.append(f"reference, BPTT of a GRU: [{fmt(gru)}]")
