@@ -137,3 +137,22 @@ def test_credit_verdict_needs_bptt_to_fall_and_smt_to_hold():
   missing = cells((0.8, 0.8), (0.9, 0.3))
   del missing[("mlp", "SMT→DMT", 256)]  # A length with one method only is left out.
   assert "no verdict" in credit.verdict_text(missing, [32, 256])
+
+
+def test_gru_collapse_is_judged_against_every_other_updater(tmp_path):
+  from experiments.repro import updaters
+
+  def result(updater, dims, cos):
+    spread = {"eff_dim": dims, "feature_std": 1.0, "cross_cos": cos}
+    return {"run": {"tags": {"updater": updater}},
+            "stages": {"smt": {"rnn_acc": 0.5, "spread": {"encoder": spread, "rnn": spread}},
+                       "dmt": {"rnn_acc": 0.9}}}
+
+  rep = common.Report(updaters.STUDY, tmp_path, quick=False)
+  # Below 3/4 of the transformer's dimensions but not of the MLP's: no collapse.
+  text = updaters.report([result("transformer", 8.0, 0.6), result("mlp", 5.0, 0.6),
+                          result("gru", 5.3, 0.6)], rep)
+  assert "does not collapse" in text
+  text = updaters.report([result("transformer", 8.0, 0.6), result("mlp", 5.0, 0.6),
+                          result("gru", 3.0, 0.6)], rep)
+  assert "collapses the memory space next to every other updater" in text

@@ -68,11 +68,11 @@ def report(results: list, rep: common.Report) -> str:
   if "gru" in means and {"transformer", "mlp"} & set(means):
     others = [means[u] for u in ("transformer", "mlp") if u in means]
     gru = means["gru"]
-    ref = max(others, key=lambda m: m["encoder eff. dims"])
     dims = ", ".join(f"{u} {m['encoder eff. dims']:.2f}" for u, m in means.items())
     cos = ", ".join(f"{u} {m['encoder cross-seq cos']:.2f}" for u, m in means.items())
     parts.append(f"encoder effective dimensions {dims}; cross-sequence cosine {cos}: the GRU "
-                 + ("collapses the memory space (claim holds)" if collapsed(gru, ref) else
+                 + ("collapses the memory space next to every other updater (claim holds)"
+                    if all(collapsed(gru, m) for m in others) else
                     "does not collapse the memory space here (claim does not hold)"))
   return f"{table}\n\n{SPREAD_NOTE}\n\n**Verdict:** {'; '.join(parts)}.\n"
 
