@@ -5,6 +5,7 @@ A study is a list of `Run`s (a config file, dotted overrides, a seed, tags for t
 study the same command line:
 
   python experiments/repro/STUDY.py [--quick] [--out DIR] [--jobs N] [--doc PATH] [--seeds N]
+                                    [--report_only]
 
 Each run trains through `smt_jax.train.pipeline.run_pipeline` (or `train_and_evaluate` for a
 single stage) in its own subprocess, into OUT/POOL/runs/NAME, and leaves result.json there; a
@@ -400,9 +401,9 @@ class Report:
     self.plots = []
 
   def line_plot(self, filename: str, xs: list, series: dict, xlabel: str, ylabel: str,
-                title: str = "", logx: bool = False) -> str:
-    """series {label: [(x, [values over seeds]), ...]}: mean with min-max band. Returns a
-    Markdown image link (relative to the report)."""
+                title: str = "", logx: bool = False, chance: float = None) -> str:
+    """series {label: [(x, [values over seeds]), ...]}: mean with min-max band; `chance` draws a
+    dashed line at that value. Returns a Markdown image link (relative to the report)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -414,6 +415,8 @@ class Report:
       hi = [max(v) for _, v in points if v]
       line, = ax.plot(px, mean, marker="o", label=label)
       ax.fill_between(px, lo, hi, color=line.get_color(), alpha=0.15)
+    if chance is not None:
+      ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="chance")
     if logx:
       ax.set_xscale("log", base=2)
     ax.set_xticks(xs)
@@ -462,6 +465,8 @@ def parse_args(description: str, argv=None) -> argparse.Namespace:
   p.add_argument("--seeds", type=int, default=0, help="seeds per cell; 0 = the study's default")
   p.add_argument("--doc", default=str(DEFAULT_DOC), help="Markdown file whose section of each "
                  "study is replaced; '' = write only OUT/STUDY/report.md")
+  p.add_argument("--report_only", action="store_true", help="train nothing: write the reports "
+                 "from the runs already finished (e.g. after editing a study's report)")
   return p.parse_args(argv)
 
 
@@ -476,13 +481,14 @@ def write_report(study: Study, args: argparse.Namespace, command: str, results: 
   total_wall = sum(r["wall_s"] for r in results)
   mode = "QUICK-MODE (reduced sizes; not the full study)" if args.quick else "full size"
   runs_dir = pathlib.Path(args.out) / study.runs_folder(args.quick) / "runs"
+  invocation = ("report re-written with --report_only" if args.report_only else
+                f"this invocation: {elapsed / 60:.1f} min, --jobs {args.jobs}")
   header = (f"## {study.title}\n\n"
             f"**Claim (paper):** {study.claim}\n\n"
             f"- mode: **{mode}**\n"
             f"- command: `{command}`\n"
             f"- runs: {len(results)}/{num_runs} finished; seeds {seeds}; summed run wall-clock "
-            f"{total_wall / 60:.1f} min (this invocation: {elapsed / 60:.1f} min, --jobs "
-            f"{args.jobs}); commit {commit_hash()}; "
+            f"{total_wall / 60:.1f} min ({invocation}); commit {commit_hash()}; "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
             f"- per-run folders: `{runs_dir}/NAME` (config.json, metrics.jsonl, eval.json per "
             "stage)\n\n")
@@ -514,9 +520,10 @@ def run_studies(studies: list, argv: list, script: str) -> list:
     runs_dir = pathlib.Path(args.out) / study.runs_folder(args.quick) / "runs"
     plans[study.name] = [(run, runs_dir / run.name) for run in runs]
   start = time.time()
-  execute([item for plan in plans.values() for item in plan], args.jobs)
+  if not args.report_only:
+    execute([item for plan in plans.values() for item in plan], args.jobs)
   elapsed = time.time() - start
-  command = " ".join(["python", script] + list(argv))
+  command = " ".join(["python", script] + [a for a in argv if a != "--report_only"])
   return [write_report(study, args, command, collect(plans[study.name]),
                        len(plans[study.name]), elapsed) for study in studies]
 

@@ -80,7 +80,7 @@ def report(results: list, rep: common.Report) -> str:
        "teacher acc",
        "updates", "wall s / run", "seeds"], rows)
   plot = rep.line_plot("credit.png", Ts, series, "T (sequence length)",
-                       "RNN accuracy at the query", logx=True)
+                       "RNN accuracy at the query", logx=True, chance=1 / 7)
   verdict = verdict_text(cells, Ts)
   return (f"{table}\n\n{plot}\n\nChance is 1/7. RNN acc at the query: SMT→DMT's RNN starts from "
           "the encoder memory of the first half (which holds the needle) and must carry the "
