@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from smt_jax.config import ConfigError, validate
+from smt_jax.config import ConfigError, parse_int_args, validate
 from smt_jax.data import STREAM_NAMES
 from smt_jax.data.prepare import prepare
 from smt_jax.train.pipeline import stage_config, stage_names
@@ -89,3 +89,12 @@ def test_launcher_rejects_batch_not_divisible_by_devices(tmp_path):
                              "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 1
   assert "train.batch_size=3 is not divisible by the 2 devices of mesh.data" in result.stderr
+
+
+def test_config_file_arguments_are_parsed_and_checked():
+  assert parse_int_args("T=64, quick=1", {"T": 32, "quick": 0}) == {"T": 64, "quick": 1}
+  assert parse_int_args("", {"T": 32}) == {"T": 32}
+  with pytest.raises(ConfigError, match="'L' is unknown"):
+    parse_int_args("L=64", {"T": 32})
+  with pytest.raises(ConfigError, match="not an integer"):
+    parse_int_args("T=long", {"T": 32})

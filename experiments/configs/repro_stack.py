@@ -9,20 +9,11 @@ must emit the symbol on top), SMT -> DMT beside BPTT of the same RNN.
 
 import ml_collections
 
-from smt_jax.config import base_config, smt_dmt_bptt_stages
-
-
-def parse(arg: str) -> dict:
-  """"T=32,quick=1" -> {"T": 32, "quick": 1}."""
-  out = {"T": 32, "quick": 0}
-  for part in filter(None, (arg or "").split(",")):
-    key, _, value = part.partition("=")
-    out[key.strip()] = int(value)
-  return out
+from smt_jax.config import base_config, parse_int_args, smt_dmt_bptt_stages
 
 
 def get_config(arg: str = ""):
-  a = parse(arg)
+  a = parse_int_args(arg, {"T": 32, "quick": 0})
   T, quick = a["T"], a["quick"]
   c = base_config()
   c.data.name = "stack"  # Push / pop; y = popped symbol at pops.
