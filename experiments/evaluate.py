@@ -3,7 +3,7 @@
 Reads DIR/config.json and DIR's latest checkpoint, writes DIR/eval.json, read.png, drift.png,
 length.png and samples.png (pixel data) or samples.txt (tokens), and prints a short table.
 Any field of the run's config can be overridden (e.g. --config.eval.temperature=0
---config.data.path=/data/mnist); evaluation knobs are listed by smt_jax.eval.default_eval_config.
+--config.data.path=/data/mnist); evaluation knobs are the eval group of smt_jax.config.base_config.
 """
 
 import sys
@@ -11,12 +11,14 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from smt_jax.config import ConfigError, base_config
+from smt_jax.config import base_config
+from smt_jax.errors import ConfigError
 from smt_jax.eval import evaluate_workdir, format_table
 
-
 _CONFIG = config_flags.DEFINE_config_dict("config", base_config(), "Overrides of the run's config.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run (config.json, checkpoints).")
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Folder of a training run (config.json, checkpoints)."
+)
 flags.mark_flags_as_required(["workdir"])
 
 

@@ -26,8 +26,12 @@ class DistributedError(ValueError):
   """Multi-host flags or environment variables that do not describe a run."""
 
 
-def initialize_distributed(coordinator_address: str = "", num_processes: int = 0,
-                           process_id: int = -1, auto_detect: bool = False) -> bool:
+def initialize_distributed(
+  coordinator_address: str = "",
+  num_processes: int = 0,
+  process_id: int = -1,
+  auto_detect: bool = False,
+) -> bool:
   """Joins this process to a multi-host run via `jax.distributed.initialize`; True if it did.
 
   Unset arguments ("", 0, -1) fall back to the environment variables JAX_COORDINATOR_ADDRESS,
@@ -42,12 +46,15 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
   process_id = process_id if process_id >= 0 else int(env.get(ENV[2], -1))
   if not (coordinator_address or auto_detect):
     if num_processes > 1 or process_id >= 0:
-      raise DistributedError(f"num_processes={num_processes} / process_id={process_id} were given "
-                       "without a coordinator address; pass --coordinator_address=HOST:PORT "
-                       f"(or set {ENV[0]}), or --distributed to detect the cluster.")
+      raise DistributedError(
+        f"num_processes={num_processes} / process_id={process_id} were given "
+        "without a coordinator address; pass --coordinator_address=HOST:PORT "
+        f"(or set {ENV[0]}), or --distributed to detect the cluster."
+      )
     return False
-  jax.distributed.initialize(coordinator_address or None, num_processes or None,
-                             None if process_id < 0 else process_id)
+  jax.distributed.initialize(
+    coordinator_address or None, num_processes or None, None if process_id < 0 else process_id
+  )
   return True
 
 
@@ -57,12 +64,16 @@ def mesh_shape(data: int, fsdp: int, device_count: int) -> tuple[int, int]:
   Raises ValueError naming the mesh fields unless data * fsdp divides device_count.
   """
   if fsdp < 1 or (data != -1 and data < 1) or device_count % fsdp:
-    raise ValueError(f"mesh.data={data} and mesh.fsdp={fsdp} must be >= 1 (mesh.data may be -1 = "
-                     f"all devices) with mesh.fsdp dividing the {device_count} devices.")
+    raise ValueError(
+      f"mesh.data={data} and mesh.fsdp={fsdp} must be >= 1 (mesh.data may be -1 = "
+      f"all devices) with mesh.fsdp dividing the {device_count} devices."
+    )
   data = device_count // fsdp if data == -1 else data
   if device_count % (data * fsdp):
-    raise ValueError(f"mesh.data * mesh.fsdp = {data} * {fsdp} must divide the {device_count} "
-                     "available devices (mesh.data=-1 takes all of them).")
+    raise ValueError(
+      f"mesh.data * mesh.fsdp = {data} * {fsdp} must divide the {device_count} "
+      "available devices (mesh.data=-1 takes all of them)."
+    )
   return data, fsdp
 
 
@@ -71,8 +82,9 @@ def make_mesh(mesh_cfg, devices=None) -> Mesh:
   (default: all of jax.devices(), ordered by jax.make_mesh for fast collectives)."""
   devices = jax.devices() if devices is None else list(devices)
   shape = mesh_shape(mesh_cfg.data, mesh_cfg.fsdp, len(devices))
-  return jax.make_mesh(shape, AXES, axis_types=(AxisType.Auto,) * len(AXES),
-                       devices=devices[:int(np.prod(shape))])
+  return jax.make_mesh(
+    shape, AXES, axis_types=(AxisType.Auto,) * len(AXES), devices=devices[: int(np.prod(shape))]
+  )
 
 
 def param_spec(shape: tuple[int, ...], fsdp: int) -> PartitionSpec:
@@ -87,8 +99,7 @@ def param_spec(shape: tuple[int, ...], fsdp: int) -> PartitionSpec:
 
 def state_shardings(mesh: Mesh, tree):
   """NamedShardings for a tree of arrays or jax.ShapeDtypeStructs (params, optimizer state)."""
-  return jax.tree.map(lambda a: NamedSharding(mesh, param_spec(a.shape, mesh.shape["fsdp"])),
-                      tree)
+  return jax.tree.map(lambda a: NamedSharding(mesh, param_spec(a.shape, mesh.shape["fsdp"])), tree)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -103,14 +114,16 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def abstract_with_shardings(tree, shardings):
   """jax.ShapeDtypeStructs of `tree`'s leaves carrying `shardings` (targets for a restore)."""
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                      tree, shardings)
+  return jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings
+  )
 
 
 def put_global(tree, shardings):
   """Places a tree that every process holds whole (the same values everywhere) on `shardings`."""
-  return jax.make_array_from_process_local_data(shardings, tree,
-                                                jax.tree.map(lambda a: tuple(a.shape), tree))
+  return jax.make_array_from_process_local_data(
+    shardings, tree, jax.tree.map(lambda a: tuple(a.shape), tree)
+  )
 
 
 def global_batch(local_batch: dict, mesh: Mesh, global_size: int) -> dict:
@@ -120,8 +133,9 @@ def global_batch(local_batch: dict, mesh: Mesh, global_size: int) -> dict:
   devices, in order), or all global_size rows when every process holds the same batch.
   """
   if global_size % jax.process_count():
-    raise ValueError(f"a batch of {global_size} rows cannot be split evenly over "
-                     f"{jax.process_count()} processes.")
+    raise ValueError(
+      f"a batch of {global_size} rows cannot be split evenly over {jax.process_count()} processes."
+    )
   shapes = jax.tree.map(lambda a: (global_size, *a.shape[1:]), local_batch)
   if jax.process_count() == 1:
     shapes = None  # make_array_from_process_local_data accepts only the local shape here.

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from smt_jax.config import base_config
+from smt_jax.config import base_config, strict
 
 
 def make_tiny_config(**overrides):
@@ -19,7 +19,6 @@ def make_tiny_config(**overrides):
   cfg.model.num_heads = 2
   cfg.model.mlp_ratio = 2
   cfg.model.mem_tokens = 2
-  cfg.model.mem_size = 16
   cfg.model.teacher.encoder_depth = 1
   cfg.model.teacher.decoder_depth = 1
   cfg.model.teacher.Tc = 4
@@ -30,12 +29,8 @@ def make_tiny_config(**overrides):
   cfg.smt.unif_tokens = 10_000
   cfg.dmt.Td = 5
   cfg.dmt.k = 2
-  for name, value in overrides.items():
-    *path, leaf = name.split(".")
-    group = cfg
-    for part in path:
-      group = group[part]
-    group[leaf] = value
+  cfg = strict(cfg)
+  cfg.update_from_flattened_dict(overrides)
   return cfg
 
 

@@ -1,22 +1,13 @@
 """Fast checks of the benchmark logic that is not timing: the sequential-depth counter, the
 jaxpr FLOP counter and the credit-assignment gradients (experiments/bench)."""
 
-import os
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import make_tiny_config
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "experiments", "bench"))
-
-import common  # noqa: E402
-import credit  # noqa: E402
-import depth  # noqa: E402
+from experiments.bench import common, credit, depth
 
 W = jnp.eye(3) * 0.5
 X = jnp.ones((7, 3))
@@ -31,10 +22,13 @@ def scan_rnn(w, xs, cut=False, per_step=1, reverse=False):
       m = f(w, m)
     m = m + x
     return m, m
+
   return jax.lax.scan(body, xs[0], xs, reverse=reverse)[1].sum()
 
 
-@pytest.mark.parametrize("fn,expected", [
+@pytest.mark.parametrize(
+  "fn,expected",
+  [
     (lambda w, xs: f(w, f(w, f(w, xs[0]))), 3),  # a chain of three calls
     (lambda w, xs: f(w, xs[0]) + f(w, xs[1]), 1),  # two independent calls
     (lambda w, xs: jax.vmap(lambda x: f(w, x))(xs).sum(), 1),  # vmapped over time: depth 1
@@ -42,14 +36,27 @@ def scan_rnn(w, xs, cut=False, per_step=1, reverse=False):
     (scan_rnn, 7),  # a scan of 7 steps, one call on the carry each
     (lambda w, xs: scan_rnn(w, xs, per_step=2), 14),
     (lambda w, xs: scan_rnn(w, xs, reverse=True), 7),
-    (lambda w, xs: jax.lax.scan(lambda c, x: (c + x, f(w, x)), xs[0], xs)[1].sum(), 1),  # call off the carry
-    (lambda w, xs: jax.lax.scan(  # nested scans: 3 outer x 7 inner
+    (
+      lambda w, xs: jax.lax.scan(lambda c, x: (c + x, f(w, x)), xs[0], xs)[1].sum(),
+      1,
+    ),  # call off the carry
+    (
+      lambda w, xs: jax.lax.scan(  # nested scans: 3 outer x 7 inner
         lambda c, _: (jax.lax.scan(lambda m, x: (f(w, m) + x, None), c, xs)[0], None),
-        xs[0], None, length=3)[0].sum(), 21),
-    (lambda w, xs: f(w, jax.lax.cond(xs[0, 0] > 0, lambda x: f(w, f(w, x)), lambda x: x, xs[1])), 3),
+        xs[0],
+        None,
+        length=3,
+      )[0].sum(),
+      21,
+    ),
+    (
+      lambda w, xs: f(w, jax.lax.cond(xs[0, 0] > 0, lambda x: f(w, f(w, x)), lambda x: x, xs[1])),
+      3,
+    ),
     (lambda w, xs: f(w, jax.jit(lambda x: f(w, x))(xs[0])), 2),  # through an unnamed jit
     (lambda w, xs: f(w, jax.checkpoint(lambda x: f(w, x))(xs[0])), 2),  # through remat
-])
+  ],
+)
 def test_sequential_depth_of_hand_built_functions(fn, expected):
   assert depth.sequential_depth(fn, W, X) == expected
 
@@ -75,21 +82,26 @@ def test_matmul_flops_multiplies_scans_by_their_length():
 
 
 def tiny_config(method, T=8):
-  return make_tiny_config(method=method, **{"data.T": T, "data.vocab_size": 16,
-                                            "model.teacher.Tf": 2, "dmt.Td": 4})
+  return make_tiny_config(
+    method=method, **{"data.T": T, "data.vocab_size": 16, "model.teacher.Tf": 2, "dmt.Td": 4}
+  )
 
 
-@pytest.mark.parametrize("variant,forward,gradient", [
-    ("smt_all", 1, 1), ("smt_n1", 1, 1), ("bptt", 8, 8), ("bptt_remat", 8, 8), ("dmt", 7, 1)])
+@pytest.mark.parametrize(
+  "variant,forward,gradient",
+  [("smt_all", 1, 1), ("smt_n1", 1, 1), ("bptt", 8, 8), ("bptt_remat", 8, 8), ("dmt", 7, 1)],
+)
 def test_depth_of_the_objectives(variant, forward, gradient):
   cfg = common.variant_config(tiny_config("smt"), variant)
   params = jax.eval_shape(lambda: common.init_params(cfg, jax.random.PRNGKey(0)))
   batch = jax.eval_shape(lambda: common.random_batch(jax.random.PRNGKey(0), 2, 8, 16))
-  loss = lambda p, b, r: common.OBJECTIVES[cfg.method](p, b, r, cfg)[0]
+  loss = lambda p, b, r: common.METHODS[cfg.method].loss(p, b, r, cfg)[0]
   with depth.mark_updater():
     assert depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0)) == forward
-    assert depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0),
-                                  cut_stop_gradient=True) == gradient
+    assert (
+      depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0), cut_stop_gradient=True)
+      == gradient
+    )
   # The patch is undone: no marked call remains.
   assert depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0)) == 0
 
@@ -104,6 +116,7 @@ def _distinct_token_batch(T, vocab):
 def test_bptt_credit_matches_embedding_table_gradient():
   cfg = common.variant_config(tiny_config("bptt"), "bptt")
   from smt_jax.models import build_models
+
   models = build_models(cfg)
   params = common.init_params(cfg, jax.random.PRNGKey(1))
   batch = _distinct_token_batch(8, 16)
@@ -120,7 +133,7 @@ def test_bptt_credit_matches_embedding_table_gradient():
     return -jax.nn.log_softmax(logits)[0, batch["y"][0, t]]
 
   g = jax.grad(loss)(params["updater"]["core"]["embed"]["embedding"])
-  rows = np.asarray(jnp.linalg.norm(g[batch["x"][0, :t + 1]], axis=-1))[::-1]
+  rows = np.asarray(jnp.linalg.norm(g[batch["x"][0, : t + 1]], axis=-1))[::-1]
   np.testing.assert_allclose(got, rows, rtol=1e-4, atol=1e-7)
   assert got.shape == (t + 1,) and np.all(got > 0)
 
@@ -128,6 +141,7 @@ def test_bptt_credit_matches_embedding_table_gradient():
 def test_smt_encoder_credit_matches_embedding_table_gradient_and_is_zero_past_the_window():
   cfg = common.variant_config(tiny_config("smt"), "smt_all")
   from smt_jax.models import build_models
+
   models = build_models(cfg)
   params = common.init_params(cfg, jax.random.PRNGKey(2))
   batch = _distinct_token_batch(8, 16)
@@ -137,12 +151,12 @@ def test_smt_encoder_credit_matches_embedding_table_gradient_and_is_zero_past_th
   def loss(table):
     p = jax.tree_util.tree_map(lambda a: a, params)
     p["encoder"]["embed"]["embedding"] = table
-    m = models.encode(p, batch["x"][:, t - tc + 1:t + 1])
+    m = models.encode(p, batch["x"][:, t - tc + 1 : t + 1])
     logits = models.decode(p, m, jnp.zeros((1, 0), jnp.int32))[:, 0]
     return -jax.nn.log_softmax(logits)[0, batch["y"][0, t]]
 
   g = jax.grad(loss)(params["encoder"]["embed"]["embedding"])
-  rows = np.asarray(jnp.linalg.norm(g[batch["x"][0, t - tc + 1:t + 1]], axis=-1))[::-1]
+  rows = np.asarray(jnp.linalg.norm(g[batch["x"][0, t - tc + 1 : t + 1]], axis=-1))[::-1]
   np.testing.assert_allclose(got, rows, rtol=1e-4, atol=1e-7)
   # Before the sequence start the window is padding: no credit.
   got_early = np.asarray(credit.smt_encoder_credit(cfg, params, batch, 1))

@@ -1,6 +1,7 @@
 """Configs: every experiment config builds and validates; each bad value fails up front with a
 message naming the field (in-process, and through experiments/run.py with exit status 1)."""
 
+import ast
 import importlib.util
 import os
 import pathlib
@@ -9,13 +10,16 @@ import sys
 
 import pytest
 
-from smt_jax.config import ConfigError, parse_int_args, validate
+from experiments.configs import parse_int_args
+from smt_jax.config import strict
 from smt_jax.data import STREAM_NAMES
 from smt_jax.data.prepare import prepare
+from smt_jax.errors import ConfigError
 from smt_jax.train.pipeline import stage_config, stage_names
+from smt_jax.train.validate import validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "experiments" / "configs").glob("*.py"))
+CONFIGS = sorted((ROOT / "experiments" / "configs").glob("[!_]*.py"))
 
 
 def load_config(path: pathlib.Path):
@@ -38,26 +42,27 @@ def test_every_config_builds_and_validates(path, tmp_path):
 
 
 BAD = {  # override -> words the message must contain (smoke config: T 16, Tc 8, Tf 4, d 16).
-    "model.teacher.Tc=13": "model.teacher.Tc + model.teacher.Tf = 13 + 4 is longer than data.T",
-    "model.mem_size=33": "model.mem_size=33 must equal model.mem_tokens * model.d_model",
-    "data.name=sudoku": "data.name='sudoku' is unknown",
-    "model.rnn.updater=rwkv": "model.rnn.updater='rwkv' is unknown",
-    "optim.schedule=linear": "optim.schedule='linear' is unknown",
-    "train.trainable=encoder,memory": "train.trainable='encoder,memory' names unknown groups",
-    "train.grad_accum=3": "train.batch_size=8 must be divisible by train.grad_accum=3",
-    "ckpt.init_from=/nowhere/smt": "ckpt.init_from='/nowhere/smt' holds no checkpoint",
-    "ckpt.every=3": "ckpt.every=3 must be a positive multiple of log.every=2",
+  "model.teacher.Tc=13": "model.teacher.Tc + model.teacher.Tf = 13 + 4 is longer than data.T",
+  "model.num_heads=3": "model.d_model=16 must be divisible by model.num_heads=3",
+  "data.name=sudoku": "data.name='sudoku' is unknown",
+  "model.rnn.updater=rwkv": "model.rnn.updater='rwkv' is unknown",
+  "optim.schedule=linear": "optim.schedule='linear' is unknown",
+  "train.trainable=('encoder','memory')": "train.trainable=('encoder', 'memory') names unknown",
+  "train.grad_accum=3": "train.batch_size=8 must be divisible by train.grad_accum=3",
+  "ckpt.init_from=/nowhere/smt": "ckpt.init_from='/nowhere/smt' holds no checkpoint",
+  "ckpt.every=3": "ckpt.every=3 must be a positive multiple of log.every=2",
 }
 
 
 def smoke_with(override: str):
-  cfg = load_config(ROOT / "experiments" / "configs" / "smoke.py")
+  """The smoke config with one "field=value" override (value a Python literal, else a str)."""
   field, value = override.split("=")
-  *groups, leaf = field.split(".")
-  node = cfg
-  for g in groups:
-    node = node[g]
-  node[leaf] = type(node[leaf])(value)
+  try:
+    value = ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    pass
+  cfg = strict(load_config(ROOT / "experiments" / "configs" / "smoke.py"))
+  cfg.update_from_flattened_dict({field: value})
   return cfg
 
 
@@ -70,23 +75,29 @@ def test_bad_config_raises_naming_the_field(override):
 
 def run_launcher(*flags, env=None):
   return subprocess.run(
-      [sys.executable, "experiments/run.py", "--config=experiments/configs/smoke.py", *flags],
-      cwd=ROOT, capture_output=True, text=True, timeout=120,
-      env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    [sys.executable, "experiments/run.py", "--config=experiments/configs/smoke.py", *flags],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+  )
 
 
 def test_launcher_exits_1_with_the_message(tmp_path):
-  result = run_launcher(f"--workdir={tmp_path}", "--config.model.mem_size=33")
+  result = run_launcher(f"--workdir={tmp_path}", "--config.model.num_heads=3")
   assert result.returncode == 1
-  assert BAD["model.mem_size=33"] in result.stderr
+  assert BAD["model.num_heads=3"] in result.stderr
   assert not (tmp_path / "checkpoints").exists()
 
 
 def test_launcher_rejects_batch_not_divisible_by_devices(tmp_path):
-  result = run_launcher(f"--workdir={tmp_path}", "--config.train.batch_size=3",
-                        "--config.train.eval_batch_size=4",
-                        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-                             "JAX_PLATFORMS": "cpu"})
+  result = run_launcher(
+    f"--workdir={tmp_path}",
+    "--config.train.batch_size=3",
+    "--config.train.eval_batch_size=4",
+    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"},
+  )
   assert result.returncode == 1
   assert "train.batch_size=3 is not divisible by the 2 devices of mesh.data" in result.stderr
 

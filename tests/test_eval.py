@@ -4,11 +4,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import make_tiny_config, random_batch
-from smt_jax.config import ConfigError
-from smt_jax.eval import (drift_stats, resolve_eval, rnn_read_stats, rnn_step_fn, sample_logits,
-                          sample_rnn, summarize, teacher_read_stats, write_samples)
+
+from smt_jax.errors import ConfigError
+from smt_jax.eval import (
+  drift_stats,
+  resolve_eval,
+  rnn_read_stats,
+  rnn_step_fn,
+  sample_logits,
+  sample_rnn,
+  summarize,
+  teacher_read_stats,
+  write_samples,
+)
 from smt_jax.models import build_models, init_params
 from smt_jax.objectives.windows import encoder_memories
 
@@ -36,8 +45,9 @@ def setup():
 def window_at(x, t, tc):
   """The encoder window ending at t, left-padded with -1: (B, Tc)."""
   lo = max(t - tc + 1, 0)
-  return jnp.concatenate([jnp.full((x.shape[0], tc - (t + 1 - lo)), -1, x.dtype), x[:, lo:t + 1]],
-                         axis=1)
+  return jnp.concatenate(
+    [jnp.full((x.shape[0], tc - (t + 1 - lo)), -1, x.dtype), x[:, lo : t + 1]], axis=1
+  )
 
 
 def reference_stats(logits_at, y, first):
@@ -85,15 +95,19 @@ def test_teacher_read_matches_python_loop(setup, chunk):
   batch = random_batch(jax.random.key(2), 2, cfg.data.T, cfg.data.vocab_size, label_every=1)
   empty = jnp.zeros((2, 0), jnp.int32)
   logits_at = lambda t: ref.decode(
-      params, ref.encode(params, window_at(batch["x"], t, models.encoder_window)), empty)[:, 0]
+    params, ref.encode(params, window_at(batch["x"], t, models.encoder_window)), empty
+  )[:, 0]
   expected = reference_stats(logits_at, batch["y"], 0)
   got = jax.jit(lambda p, b: teacher_read_stats(models, p, b, chunk))(params, batch)
   np.testing.assert_allclose(as_array(got), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_summarize_pools_labels_and_marks_unlabelled_positions():
-  stats = {"loss_sum": jnp.array([0.0, 3.0, 1.0]), "hits": jnp.array([0.0, 1.0, 2.0]),
-           "count": jnp.array([0.0, 2.0, 2.0])}
+  stats = {
+    "loss_sum": jnp.array([0.0, 3.0, 1.0]),
+    "hits": jnp.array([0.0, 1.0, 2.0]),
+    "count": jnp.array([0.0, 2.0, 2.0]),
+  }
   s = summarize(stats)
   assert s["loss"] == pytest.approx(1.0) and s["acc"] == pytest.approx(0.75)
   assert s["num_labels"] == 4
@@ -115,7 +129,8 @@ def test_sampling_at_zero_temperature_or_top1_is_greedy(setup, temperature, top_
   cfg, models, params, ref = setup
   m0 = ref.encode(params, jax.random.randint(jax.random.key(3), (4, 4), 0, cfg.data.vocab_size))
   got = jax.jit(lambda p, m, k: sample_rnn(models, p, m, k, 6, temperature, top_k))(
-      params, m0, jax.random.key(4))
+    params, m0, jax.random.key(4)
+  )
   np.testing.assert_array_equal(got, greedy_reference(ref, params, m0, 6))
 
 
@@ -130,8 +145,9 @@ def test_top_k_samples_only_the_k_most_likely_tokens():
 def test_write_samples_keep_prompts_and_continue_from_their_memories(setup):
   cfg, models, params, ref = setup
   x = random_batch(jax.random.key(5), 2, cfg.data.T, cfg.data.vocab_size)["x"]
-  out = jax.jit(lambda p, x, k: write_samples(models, p, x, k, prefix=3, length=4,
-                                               temperature=0.0, top_k=0))(params, x, jax.random.key(6))
+  out = jax.jit(
+    lambda p, x, k: write_samples(models, p, x, k, prefix=3, length=4, temperature=0.0, top_k=0)
+  )(params, x, jax.random.key(6))
   assert {k: v.shape for k, v in out.items()} == {k: (2, 7) for k in ("data", "encoder", "scratch")}
   np.testing.assert_array_equal(out["data"], x[:, :7])
   np.testing.assert_array_equal(out["encoder"][:, :3], x[:, :3])
@@ -139,8 +155,7 @@ def test_write_samples_keep_prompts_and_continue_from_their_memories(setup):
   np.testing.assert_array_equal(out["encoder"][:, 3:], greedy_reference(ref, params, m_enc, 4))
   m_scratch = ref.step(params, ref.initial_memory(params, 2), x[:, 0])
   np.testing.assert_array_equal(out["scratch"][:, 0], x[:, 0])
-  np.testing.assert_array_equal(out["scratch"][:, 1:],
-                                greedy_reference(ref, params, m_scratch, 6))
+  np.testing.assert_array_equal(out["scratch"][:, 1:], greedy_reference(ref, params, m_scratch, 6))
 
 
 def test_drift_is_exactly_zero_for_an_updater_that_reproduces_the_encoder(setup):
@@ -173,17 +188,28 @@ def test_drift_of_the_rnn_matches_python_loop(setup):
     drift.append(float(jnp.mean((m - target(t)) ** 2)))
     one_step.append(float(jnp.mean((ref.step(params, target(t - 1), x[:, t]) - target(t)) ** 2)))
   out = jax.jit(lambda p, x: drift_stats(rnn_step_fn(models, p), models, p, x, start, steps))(
-      params, x)
+    params, x
+  )
   np.testing.assert_allclose(out["drift"], drift, rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(out["one_step"], one_step, rtol=1e-4, atol=1e-7)
   assert float(out["drift"][0]) == pytest.approx(float(out["one_step"][0]), rel=1e-5)
 
 
 def test_resolve_eval_derives_defaults_and_names_bad_fields(tiny_config):
-  cfg = tiny_config()
+  cfg = tiny_config()  # SMT: the read starts from the encoder memory of x[0] (prefix 1).
   ec = resolve_eval(cfg)
-  assert (ec.T, ec.prefix, ec.drift_steps, ec.lengths, ec.write_length) == (8, 4, 4, (8, 16, 32), 4)
-  assert resolve_eval(cfg, pixels=5).write_length == 6  # prompt 4 + 6 = two 5-pixel images
-  cfg.eval = {"prefix": 8}
+  assert (ec.T, ec.prefix, ec.prompt, ec.drift_steps, ec.lengths, ec.write_length) == (
+    8,
+    1,
+    1,
+    4,
+    (8, 16, 32),
+    7,
+  )
+  assert resolve_eval(cfg, pixels=5).write_length == 9  # prompt 1 + 9 = two 5-pixel images
+  cfg.eval.prefix = 4
+  assert (resolve_eval(cfg).prefix, resolve_eval(cfg).write_length) == (4, 4)
+  assert resolve_eval(tiny_config(**{"method": "bptt", "eval.prefix": 4})).prefix == 0
+  cfg.eval.prefix = 8
   with pytest.raises(ConfigError, match=r"eval\.prefix=8"):
     resolve_eval(cfg)

@@ -6,17 +6,17 @@ optimizer fails here at once."""
 import jax
 import numpy as np
 import pytest
-
 from conftest import make_tiny_config, random_batch
+
 from smt_jax.models import init_params
 from smt_jax.train.optimizer import make_optimizer
 from smt_jax.train.step import TrainState, make_train_step
 
 # method -> [(loss, grad_norm) of update 1, of update 2], recorded on CPU in float32.
 GOLDEN = {
-    "smt": [(2.6731808185577393, 23.005321502685547), (2.516826868057251, 10.37291145324707)],
-    "dmt": [(5.188366889953613, 2.4387893676757812), (4.421298980712891, 1.764631986618042)],
-    "bptt": [(2.6088171005249023, 2.488259792327881), (2.55474591255188, 2.7159056663513184)],
+  "smt": [(2.6731808185577393, 23.005321502685547), (2.516826868057251, 10.37291145324707)],
+  "dmt": [(5.188366889953613, 2.4387893676757812), (4.421298980712891, 1.764631986618042)],
+  "bptt": [(2.6088171005249023, 2.488259792327881), (2.55474591255188, 2.7159056663513184)],
 }
 
 
@@ -30,5 +30,6 @@ def test_two_train_steps_match_recorded_values(method):
   step = jax.jit(make_train_step(cfg, tx))
   for i, (loss, grad_norm) in enumerate(GOLDEN[method]):
     state, metrics = step(state, batch, jax.random.key(2 + i))
-    np.testing.assert_allclose([float(metrics["loss"]), float(metrics["grad_norm"])],
-                               [loss, grad_norm], rtol=1e-5)
+    np.testing.assert_allclose(
+      [float(metrics["loss"]), float(metrics["grad_norm"])], [loss, grad_norm], rtol=1e-5
+    )

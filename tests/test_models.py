@@ -4,12 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import make_tiny_config
-from smt_jax.config import ConfigError, validate_model
-from smt_jax.models import UPDATER_NAMES, build_models, init_params, memory
+
+from smt_jax.errors import ConfigError
+from smt_jax.models import UPDATER_NAMES, build_models, init_params, mem_size, memory
 from smt_jax.objectives import losses
 from smt_jax.objectives.windows import context_windows, futures
+from smt_jax.train.validate import validate_model
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,9 @@ def test_decoder_is_causal(tiny):
 def test_windows_and_futures_by_hand():
   x = jnp.array([[10, 11, 12, 13, 14]])
   y = jnp.array([[0, -1, 2, 3, 4]])
-  np.testing.assert_array_equal(context_windows(x, jnp.array([[1, 4]]), 3),
-                                [[[-1, 10, 11], [12, 13, 14]]])
+  np.testing.assert_array_equal(
+    context_windows(x, jnp.array([[1, 4]]), 3), [[[-1, 10, 11], [12, 13, 14]]]
+  )
   inputs, targets = futures(x, y, jnp.array([[3]]), 3)
   np.testing.assert_array_equal(inputs, [[[14, -1]]])
   np.testing.assert_array_equal(targets, [[[3, 4, -1]]])
@@ -67,12 +69,13 @@ def test_windows_and_futures_by_hand():
 @pytest.mark.parametrize("kind", UPDATER_NAMES)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_every_updater_satisfies_the_interface(kind, dtype):
-  cfg = make_tiny_config(**{"model.rnn.updater": kind, "model.dtype": dtype,
-                            "model.rnn.learned_init": kind == "mlp"})
+  cfg = make_tiny_config(
+    **{"model.rnn.updater": kind, "model.dtype": dtype, "model.rnn.learned_init": kind == "mlp"}
+  )
   models = build_models(cfg)
   params = init_params(cfg, jax.random.key(0))
   m0 = models.initial_memory(params, 3)
-  assert m0.shape == (3, cfg.model.mem_size) and m0.dtype == jnp.float32
+  assert m0.shape == (3, mem_size(cfg)) and m0.dtype == jnp.float32
   step = jax.jit(models.step)
   m1 = step(params, m0, jnp.array([0, 1, 6]))
   m2 = step(params, m1, jnp.array([2, 2, 2]))
@@ -90,8 +93,11 @@ def test_elman_updater_equals_its_formula():
   p = params["updater"]["core"]
   m = jax.random.normal(jax.random.key(1), (2, 16))
   x = jnp.array([3, 4])
-  pre = (m @ p["recurrent"]["kernel"] + p["embed"]["embedding"][x] @ p["input"]["kernel"]
-         + p["input"]["bias"])
+  pre = (
+    m @ p["recurrent"]["kernel"]
+    + p["embed"]["embedding"][x] @ p["input"]["kernel"]
+    + p["input"]["bias"]
+  )
   tokens = np.tanh(np.asarray(pre)).reshape(2, 2, 8)
   expected = tokens / np.sqrt(np.mean(tokens**2, axis=-1, keepdims=True) + 1e-6)
   np.testing.assert_allclose(models.step(params, m, x), expected.reshape(2, 16), atol=1e-5)
@@ -103,8 +109,9 @@ def test_learned_initial_memory_is_a_normalised_parameter():
   params = init_params(cfg, jax.random.key(0))
   raw = np.asarray(params["updater"]["init_memory"]).reshape(2, 8)
   expected = raw / np.sqrt(np.mean(raw**2, axis=-1, keepdims=True) + 1e-6)
-  np.testing.assert_allclose(models.initial_memory(params, 2),
-                             np.tile(expected.reshape(1, 16), (2, 1)), atol=1e-5)
+  np.testing.assert_allclose(
+    models.initial_memory(params, 2), np.tile(expected.reshape(1, 16), (2, 1)), atol=1e-5
+  )
 
 
 def test_fsq_rounds_to_levels_with_straight_through_gradient():
@@ -112,16 +119,18 @@ def test_fsq_rounds_to_levels_with_straight_through_gradient():
   q = memory.quantize_fsq(x, 5)
   np.testing.assert_allclose(q, np.round(np.tanh(np.asarray(x)) * 2) / 2, atol=1e-6)
   grad = jax.grad(lambda v: jnp.sum(memory.quantize_fsq(v, 5)))(x)
-  np.testing.assert_allclose(grad, (1 - np.tanh(np.asarray(x))**2), atol=1e-5)
+  np.testing.assert_allclose(grad, (1 - np.tanh(np.asarray(x)) ** 2), atol=1e-5)
 
 
 def test_uniformity_equals_brute_force():
   units = np.array(jax.random.normal(jax.random.key(0), (6, 3)))
   units /= np.linalg.norm(units, axis=1, keepdims=True)
-  pairs = [np.exp(-2 * np.sum((units[a] - units[b])**2))
-           for a in range(6) for b in range(6) if a != b]
-  np.testing.assert_allclose(losses.uniformity(jnp.asarray(units)), np.log(np.mean(pairs)),
-                             rtol=1e-5)
+  pairs = [
+    np.exp(-2 * np.sum((units[a] - units[b]) ** 2)) for a in range(6) for b in range(6) if a != b
+  ]
+  np.testing.assert_allclose(
+    losses.uniformity(jnp.asarray(units)), np.log(np.mean(pairs)), rtol=1e-5
+  )
 
 
 def test_masked_cross_entropy_and_accuracy_by_hand():
@@ -136,14 +145,41 @@ def test_masked_cross_entropy_and_accuracy_by_hand():
   np.testing.assert_allclose(losses.masked_cross_entropy(changed, labels)[0], loss)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("model.mem_size", 20, "model.mem_size=20 must equal model.mem_tokens * model.d_model"),
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
+    ("model.d_model", 10, "model.d_model / model.num_heads = 5 must be even"),
     ("model.rnn.updater", "rwkv", "model.rnn.updater='rwkv' is unknown"),
     ("model.teacher.Tc", 7, "model.teacher.Tc + model.teacher.Tf = 7 + 3 is longer than data.T"),
     ("dmt.k", 9, "dmt.k=9 must be in [1, dmt.Td"),
     ("model.rnn.readout_depth", 2, "model.rnn.readout_depth=2 must equal"),
-])
+  ],
+)
 def test_model_validation_names_the_field(field, value, message):
-  with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")
-                     .replace(")", r"\)").replace("*", r"\*").replace("+", r"\+")):
+  with pytest.raises(
+    ConfigError,
+    match=message.replace("[", r"\[")
+    .replace("(", r"\(")
+    .replace(")", r"\)")
+    .replace("*", r"\*")
+    .replace("+", r"\+"),
+  ):
     validate_model(make_tiny_config(**{field: value}))
+
+
+def test_fsq_rounds_to_the_grid_with_a_straight_through_gradient():
+  x = jnp.array([0.0, 0.3, 2.0, -0.8])
+  q = memory.quantize_fsq(x, 3)  # half = 1: tanh(x) rounded to {-1, 0, 1}.
+  np.testing.assert_array_equal(q, [0.0, 0.0, 1.0, -1.0])
+  grad = jax.grad(lambda v: jnp.sum(memory.quantize_fsq(v, 3)))(x)
+  np.testing.assert_allclose(grad, 1.0 - np.tanh(np.asarray(x)) ** 2, rtol=1e-6)
+
+
+def test_fsq_memories_take_at_most_levels_values_per_token():
+  cfg = make_tiny_config(**{"model.fsq_levels": 5})
+  models = build_models(cfg)
+  params = init_params(cfg, jax.random.key(0))
+  m = models.encode(params, jax.random.randint(jax.random.key(1), (3, 4), 0, 7))
+  tokens = np.asarray(m).reshape(3, cfg.model.mem_tokens, -1)
+  for token in tokens.reshape(-1, tokens.shape[-1]):  # RMS norm rescales, keeps the grid's shape
+    assert len(np.unique(np.round(token, 5))) <= 5

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import make_tiny_config, random_batch
-from smt_jax.models import build_models, init_params
+
+from smt_jax.models import build_models, init_params, mem_size
 from smt_jax.objectives import bptt, dmt, smt
 from smt_jax.objectives.rollout import rollout
 
@@ -41,7 +41,7 @@ def loop_smt_loss(params, batch, cfg, times):
   """
   models = build_models(cfg)
   x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
-  length, tc, tf, z = x.shape[1], cfg.model.teacher.Tc, cfg.model.teacher.Tf, cfg.model.mem_size
+  length, tc, tf, z = x.shape[1], cfg.model.teacher.Tc, cfg.model.teacher.Tf, mem_size(cfg)
   every = cfg.smt.n_t == 0
   enc = lambda b, t: models.encode(params, _window(x, b, t, tc))[0]
   nll, count, sq, pairs, used = 0.0, 0, 0.0, 0, []
@@ -63,8 +63,11 @@ def loop_smt_loss(params, batch, cfg, times):
         predicted = models.step(params, m_t[None], jnp.array([int(x[b, t + 1])]))[0]
         sq, pairs = sq + jnp.sum(jnp.square(predicted - target)), pairs + 1
   s = cfg.smt
-  return (s.coef_dec * nll / count + s.coef_dyn * sq / (pairs * z)
-          + s.coef_unif * _unit_uniformity(used, cfg.model.mem_tokens))
+  return (
+    s.coef_dec * nll / count
+    + s.coef_dyn * sq / (pairs * z)
+    + s.coef_unif * _unit_uniformity(used, cfg.model.mem_tokens)
+  )
 
 
 def loop_bptt_loss(params, batch, cfg):
@@ -100,7 +103,7 @@ def loop_dmt_loss(params, batch, cfg):
         logits = models.read(params, jax.lax.stop_gradient(m)[None])[0]
         nll, count = nll + _token_nll(logits, int(y[b, s + j])), count + 1
   supervised = d.Td // d.k
-  mse = sq / (x.shape[0] * supervised * cfg.model.mem_size)
+  mse = sq / (x.shape[0] * supervised * mem_size(cfg))
   return d.coef_dyn * mse + d.coef_readout * nll / count
 
 
@@ -110,8 +113,9 @@ def _assert_trees_close(a, b):
 
 def _check_against_loop(objective, reference, cfg, batch, rng=jax.random.key(3)):
   params = init_params(cfg, jax.random.key(0))
-  (loss, _), grads = jax.jit(jax.value_and_grad(
-      functools.partial(objective, cfg=cfg), has_aux=True))(params, batch, rng)
+  (loss, _), grads = jax.jit(
+    jax.value_and_grad(functools.partial(objective, cfg=cfg), has_aux=True)
+  )(params, batch, rng)
   ref_loss, ref_grads = jax.value_and_grad(reference)(params)
   np.testing.assert_allclose(loss, ref_loss, atol=ATOL, rtol=RTOL)
   _assert_trees_close(grads, ref_grads)
@@ -119,9 +123,16 @@ def _check_against_loop(objective, reference, cfg, batch, rng=jax.random.key(3))
 
 @pytest.mark.parametrize("detach_labels, remat_encoder", [(False, False), (True, True)])
 def test_smt_every_timestep_matches_python_loop(detach_labels, remat_encoder):
-  cfg = make_tiny_config(**{"smt.detach_labels": detach_labels, "smt.coef_dyn": 0.5,
-                            "smt.remat_encoder": remat_encoder,
-                            "smt.coef_unif": 0.1, "data.T": 6, "model.teacher.Tc": 3})
+  cfg = make_tiny_config(
+    **{
+      "smt.detach_labels": detach_labels,
+      "smt.coef_dyn": 0.5,
+      "smt.remat_encoder": remat_encoder,
+      "smt.coef_unif": 0.1,
+      "data.T": 6,
+      "model.teacher.Tc": 3,
+    }
+  )
   batch = random_batch(jax.random.key(1), 1, cfg.data.T, cfg.data.vocab_size)
   times = [range(cfg.data.T)]
   _check_against_loop(smt.smt_loss, lambda p: loop_smt_loss(p, batch, cfg, times), cfg, batch)
@@ -133,8 +144,9 @@ def test_smt_sampled_timesteps_match_python_loop():
   rng = jax.random.key(3)
   t = np.asarray(smt.sample_timesteps(jax.random.split(rng)[0], 2, cfg.data.T - 1, 3))
   assert all(len(set(row)) == 3 and row.min() >= 0 and row.max() <= cfg.data.T - 2 for row in t)
-  _check_against_loop(smt.smt_loss, lambda p: loop_smt_loss(p, batch, cfg, t.tolist()), cfg,
-                      batch, rng)
+  _check_against_loop(
+    smt.smt_loss, lambda p: loop_smt_loss(p, batch, cfg, t.tolist()), cfg, batch, rng
+  )
 
 
 @pytest.mark.parametrize("updater", ["transformer", "gru"])
@@ -146,8 +158,14 @@ def test_bptt_matches_python_loop(updater):
 
 @pytest.mark.parametrize("backprop", [False, True])
 def test_dmt_matches_python_loop(backprop):
-  cfg = make_tiny_config(**{"method": "dmt", "dmt.start": 1,
-                            "dmt.backprop_through_rollout": backprop, "dmt.coef_dyn": 2.0})
+  cfg = make_tiny_config(
+    **{
+      "method": "dmt",
+      "dmt.start": 1,
+      "dmt.backprop_through_rollout": backprop,
+      "dmt.coef_dyn": 2.0,
+    }
+  )
   batch = random_batch(jax.random.key(5), 2, cfg.data.T, cfg.data.vocab_size, label_every=1)
   _check_against_loop(dmt.dmt_loss, lambda p: loop_dmt_loss(p, batch, cfg), cfg, batch)
 
@@ -159,8 +177,9 @@ def test_dmt_random_starts_stay_in_range():
 
 
 def test_bptt_gradient_matches_central_finite_differences():
-  cfg = make_tiny_config(**{"method": "bptt", "model.rnn.updater": "elman",
-                            "model.dtype": "float64", "data.T": 6})
+  cfg = make_tiny_config(
+    **{"method": "bptt", "model.rnn.updater": "elman", "model.dtype": "float64", "data.T": 6}
+  )
   batch = random_batch(jax.random.key(6), 2, 6, cfg.data.vocab_size, label_every=1)
   with jax.enable_x64(True):
     params = jax.tree.map(lambda p: p.astype(jnp.float64), init_params(cfg, jax.random.key(0)))
@@ -172,7 +191,8 @@ def test_bptt_gradient_matches_central_finite_differences():
     for i in range(4):
       direction = jax.random.normal(jax.random.key(10 + i), flat.shape, jnp.float64)
       numeric = (loss(unravel(flat + eps * direction)) - loss(unravel(flat - eps * direction))) / (
-          2 * eps)
+        2 * eps
+      )
       np.testing.assert_allclose(flat_grad @ direction, numeric, rtol=1e-6, atol=1e-9)
     # The recurrent matrix: the only path to its gradient runs back through the time steps.
     recurrent = grads["updater"]["core"]["recurrent"]["kernel"]
@@ -197,8 +217,9 @@ def test_smt_gradient_graph_has_no_loop_over_time():
   cfg = make_tiny_config()
   params = init_params(cfg, jax.random.key(0))
   batch = random_batch(jax.random.key(1), 2, cfg.data.T, cfg.data.vocab_size)
-  jaxpr_of = lambda fn: jax.make_jaxpr(jax.grad(lambda p: fn(p, batch, jax.random.key(0), cfg)[0]))(
-      params).jaxpr
+  jaxpr_of = lambda fn: (
+    jax.make_jaxpr(jax.grad(lambda p: fn(p, batch, jax.random.key(0), cfg)[0]))(params).jaxpr
+  )
   assert not _primitive_names(jaxpr_of(smt.smt_loss)) & {"scan", "while"}
   assert "scan" in _primitive_names(jaxpr_of(bptt.bptt_loss))  # The detector does see loops.
 
@@ -213,7 +234,7 @@ def test_smt_dynamics_loss_couples_only_adjacent_memories(monkeypatch):
   cfg = make_tiny_config(**{"smt.coef_dec": 0.0, "smt.coef_unif": 0.0, "smt.coef_dyn": 1.0})
   params = init_params(cfg, jax.random.key(0))
   batch = random_batch(jax.random.key(1), 1, cfg.data.T, cfg.data.vocab_size)
-  z = cfg.model.mem_size
+  z = mem_size(cfg)
 
   def loss_of(eps):
     _with_perturbed(monkeypatch, smt, "encoder_memories", lambda f, *a: f(*a) + eps)
@@ -225,24 +246,35 @@ def test_smt_dynamics_loss_couples_only_adjacent_memories(monkeypatch):
     direction = eps0.at[0, s].set(jax.random.normal(jax.random.key(s), (z,)))
     coupling = np.abs(np.asarray(hvp(direction))).max(axis=1)  # (T,)
     for u in range(cfg.data.T):
-      assert (coupling[u] > 1e-6) if abs(s - u) == 1 else (abs(s - u) >= 2 and coupling[u] == 0
-                                                           or abs(s - u) == 0), (s, u, coupling)
+      assert (
+        (coupling[u] > 1e-6)
+        if abs(s - u) == 1
+        else (abs(s - u) >= 2 and coupling[u] == 0 or abs(s - u) == 0)
+      ), (s, u, coupling)
 
 
 @pytest.mark.parametrize("backprop", [False, True])
 def test_dmt_stop_gradient_cuts_the_rollout(monkeypatch, backprop):
-  cfg = make_tiny_config(**{"dmt.Td": 5, "dmt.k": 5, "dmt.start": 0, "dmt.coef_readout": 0.0,
-                            "dmt.backprop_through_rollout": backprop})
+  cfg = make_tiny_config(
+    **{
+      "dmt.Td": 5,
+      "dmt.k": 5,
+      "dmt.start": 0,
+      "dmt.coef_readout": 0.0,
+      "dmt.backprop_through_rollout": backprop,
+    }
+  )
   params = init_params(cfg, jax.random.key(0))
   batch = random_batch(jax.random.key(1), 2, cfg.data.T, cfg.data.vocab_size)
 
   def loss_of(eps):  # eps[j] is added to the rolled memory after update j.
     def perturbed(original, step_fn, m0, xs, **kw):
       return original(lambda m, inp: step_fn(m, inp[0]) + inp[1], m0, (xs, eps), **kw)
+
     _with_perturbed(monkeypatch, dmt, "rollout", perturbed)
     return dmt.dmt_loss(params, batch, jax.random.key(0), cfg)[0]
 
-  grads = jax.grad(loss_of)(jnp.zeros((5, 2, cfg.model.mem_size)))
+  grads = jax.grad(loss_of)(jnp.zeros((5, 2, mem_size(cfg))))
   assert np.abs(grads[4]).max() > 1e-6  # The supervised memory itself.
   two_back = np.abs(grads[2]).max()
   assert (two_back > 1e-6) if backprop else (two_back == 0.0)
@@ -256,5 +288,6 @@ def test_rollout_is_the_python_recurrence():
     m = step(m, x)
     expected.append(m)
   for remat in (False, True):
-    np.testing.assert_allclose(rollout(step, jnp.ones((3, 4)), xs, remat=remat),
-                               jnp.stack(expected), rtol=1e-6)
+    np.testing.assert_allclose(
+      rollout(step, jnp.ones((3, 4)), xs, remat=remat), jnp.stack(expected), rtol=1e-6
+    )

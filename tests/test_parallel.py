@@ -8,34 +8,43 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from smt_jax import parallel
-from smt_jax.config import ConfigError, validate
+from smt_jax.errors import ConfigError
+from smt_jax.train.validate import validate
 from tests.conftest import make_tiny_config
 
 
-@pytest.mark.parametrize("shape,fsdp,spec", [
+@pytest.mark.parametrize(
+  "shape,fsdp,spec",
+  [
     ((64, 256), 1, P()),  # No FSDP axis: replicated.
     ((256,), 4, P()),  # Vectors (biases, norm scales) stay whole.
     ((64, 256), 4, P(None, "fsdp")),  # The largest axis.
     ((64, 6), 4, P("fsdp", None)),  # The largest axis that divides.
     ((6, 10), 4, P()),  # None divides.
     ((2, 8, 8), 2, P(None, "fsdp", None)),  # Ties: the first.
-])
+  ],
+)
 def test_param_spec_splits_the_largest_divisible_axis_of_matrices(shape, fsdp, spec):
   assert parallel.param_spec(shape, fsdp) == spec
 
 
-@pytest.mark.parametrize("data,fsdp,devices,shape", [
-    (-1, 1, 8, (8, 1)), (-1, 2, 8, (4, 2)), (2, 2, 8, (2, 2)), (1, 1, 8, (1, 1))])
+@pytest.mark.parametrize(
+  "data,fsdp,devices,shape",
+  [(-1, 1, 8, (8, 1)), (-1, 2, 8, (4, 2)), (2, 2, 8, (2, 2)), (1, 1, 8, (1, 1))],
+)
 def test_mesh_shape_resolves_all_devices(data, fsdp, devices, shape):
   assert parallel.mesh_shape(data, fsdp, devices) == shape
 
 
-@pytest.mark.parametrize("data,fsdp,devices,message", [
+@pytest.mark.parametrize(
+  "data,fsdp,devices,message",
+  [
     (-1, 3, 8, "mesh.fsdp dividing the 8 devices"),
     (0, 1, 8, "must be >= 1"),
     (3, 1, 8, "mesh.data \\* mesh.fsdp = 3 \\* 1 must divide the 8"),
     (4, 4, 8, "mesh.data \\* mesh.fsdp = 4 \\* 4 must divide the 8"),
-])
+  ],
+)
 def test_mesh_shape_names_the_fields_when_the_devices_do_not_fit(data, fsdp, devices, message):
   with pytest.raises(ValueError, match=message):
     parallel.mesh_shape(data, fsdp, devices)

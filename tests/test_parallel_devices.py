@@ -24,20 +24,30 @@ TIMEOUT_S = 240  # Per child process; a hung collective fails the test instead o
 
 
 def child_env(devices: int, cache_dir: pathlib.Path | None = None) -> dict:
-  env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-         "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
+  env = {
+    **os.environ,
+    "PYTHONPATH": str(ROOT),
+    "JAX_PLATFORMS": "cpu",
+    "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
+  }
   if cache_dir is not None:
-    env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    env.update(
+      JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0"
+    )
   return env
 
 
 def run_child(devices: int, *args, cache_dir=None) -> dict:
   """Runs this file's `main(*args)` on `devices` fake CPU devices; its JSON result."""
-  result = subprocess.run([sys.executable, __file__, *map(str, args)], cwd=ROOT,
-                          env=child_env(devices, cache_dir), capture_output=True, text=True,
-                          timeout=TIMEOUT_S)
+  result = subprocess.run(
+    [sys.executable, __file__, *map(str, args)],
+    cwd=ROOT,
+    env=child_env(devices, cache_dir),
+    capture_output=True,
+    text=True,
+    timeout=TIMEOUT_S,
+  )
   assert result.returncode == 0, result.stderr[-4000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -45,11 +55,22 @@ def run_child(devices: int, *args, cache_dir=None) -> dict:
 def tiny_run_config(method: str, **overrides):
   """The tests' tiny model (tests/conftest.py) on retrieval data, 4 updates, no final eval."""
   from tests.conftest import make_tiny_config
-  fields = {"method": method, "data.name": "retrieval", "train.num_steps": 4,
-            "train.batch_size": 8, "train.eval_every": 2, "train.eval_batch_size": 8,
-            "train.eval_batches": 1, "train.final_eval": False, "log.every": 2,
-            "ckpt.every": 2, "log.plot": False, "log.progress": False,
-            "optim.warmup_steps": 1}
+
+  fields = {
+    "method": method,
+    "data.name": "retrieval",
+    "train.num_steps": 4,
+    "train.batch_size": 8,
+    "train.eval_every": 2,
+    "train.eval_batch_size": 8,
+    "train.eval_batches": 1,
+    "train.final_eval": False,
+    "log.every": 2,
+    "ckpt.every": 2,
+    "log.plot": False,
+    "log.progress": False,
+    "optim.warmup_steps": 1,
+  }
   return make_tiny_config(**{**fields, **overrides})
 
 
@@ -67,8 +88,14 @@ def one_step_on(cfg, mesh) -> tuple:
 
   tx, keys = make_optimizer(cfg), Keys.from_seed(cfg.seed)
   state = loop.initial_state(cfg, tx, keys, mesh, None, 0)
-  step_fn = make_step_fn(cfg, make_dataset(cfg.data, "train"), make_train_step(cfg, tx), keys,
-                         mesh, parallel.state_shardings(mesh, state))
+  step_fn = make_step_fn(
+    cfg,
+    make_dataset(cfg.data, "train"),
+    make_train_step(cfg, tx),
+    keys,
+    mesh,
+    parallel.state_shardings(mesh, state),
+  )
   initial = jax.device_get(state.params)
   return (initial, *step_fn(state, 0))
 
@@ -80,35 +107,52 @@ def sharded_step(method: str, data: str, fsdp: str, grad_accum: str) -> dict:
   The first update uses the full learning rate with Adam's eps = 1e-3: AdamW's first step is
   ~lr * sign(g), which float noise would flip where g is ~0; eps keeps it well conditioned.
   """
-  cfg = tiny_run_config(method, **{"mesh.data": int(data), "mesh.fsdp": int(fsdp),
-                                   "train.grad_accum": int(grad_accum),
-                                   "optim.schedule": "warmup_constant",
-                                   "optim.warmup_steps": 0, "optim.eps": 1e-3})
+  cfg = tiny_run_config(
+    method,
+    **{
+      "mesh.data": int(data),
+      "mesh.fsdp": int(fsdp),
+      "train.grad_accum": int(grad_accum),
+      "optim.schedule": "warmup_constant",
+      "optim.warmup_steps": 0,
+      "optim.eps": 1e-3,
+    },
+  )
   from smt_jax import parallel
+
   initial, sharded_state, sharded_metrics = one_step_on(cfg, parallel.make_mesh(cfg.mesh))
   single = parallel.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1}))
   _, single_state, single_metrics = one_step_on(cfg, single)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               (sharded_state, sharded_metrics), (single_state, single_metrics))
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+    (sharded_state, sharded_metrics),
+    (single_state, single_metrics),
+  )
   moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), initial, single_state.params)
   split = [not a.sharding.is_fully_replicated for a in jax.tree.leaves(sharded_state.params)]
-  return {"devices": len(jax.tree.leaves(sharded_state.params)[0].sharding.device_set),
-          "split_leaves": sum(split), "moved_leaves": sum(jax.tree.leaves(moved)),
-          "loss": float(single_metrics["loss"])}
+  return {
+    "devices": len(jax.tree.leaves(sharded_state.params)[0].sharding.device_set),
+    "split_leaves": sum(split),
+    "moved_leaves": sum(jax.tree.leaves(moved)),
+    "loss": float(single_metrics["loss"]),
+  }
 
 
 def train(data: str, fsdp: str, *workdirs: str) -> list[dict]:
   """train_and_evaluate of the tiny SMT run into each workdir (resuming it) on a (data, fsdp)
   mesh; with the sum of the parameters of each workdir's step-2 checkpoint (load_params)."""
   from smt_jax.train import train_and_evaluate
+
   cfg = tiny_run_config("smt", **{"mesh.data": int(data), "mesh.fsdp": int(fsdp)})
-  return [{"final": train_and_evaluate(cfg, w), "step2_param_sum": param_sum(w, 2)}
-          for w in workdirs]
+  return [
+    {"final": train_and_evaluate(cfg, w), "step2_param_sum": param_sum(w, 2)} for w in workdirs
+  ]
 
 
 def param_sum(workdir, step=None) -> float:
   """The sum of all parameters of a workdir's latest (or given) checkpoint, via load_params."""
   from smt_jax.train import load_params
+
   params, _ = load_params(workdir, step)
   return float(sum(np.sum(np.asarray(a, np.float64)) for a in jax.tree.leaves(params)))
 
@@ -121,12 +165,15 @@ def main(mode: str, *args: str) -> None:
 # Tests.
 
 
-@pytest.mark.parametrize("method,data,fsdp,grad_accum", [
+@pytest.mark.parametrize(
+  "method,data,fsdp,grad_accum",
+  [
     # Batch over 8 devices, matrices split in two, gradient accumulation over sharded rows.
     ("smt", 4, 2, 2),
     pytest.param("dmt", 8, 1, 1, marks=pytest.mark.slow),  # Plain data parallelism.
     pytest.param("bptt", 2, 4, 1, marks=pytest.mark.slow),  # Matrices split in four.
-])
+  ],
+)
 def test_sharded_step_equals_single_device_step(method, data, fsdp, grad_accum):
   out = run_child(8, "sharded_step", method, data, fsdp, grad_accum)  # Asserts allclose.
   assert out["devices"] == 8
@@ -137,7 +184,9 @@ def test_sharded_step_equals_single_device_step(method, data, fsdp, grad_accum):
 def test_checkpoints_move_between_device_counts(tmp_path):
   """Saved on 2 devices (FSDP: matrices split) -> resumed on 1, and saved on 1 -> resumed on 2;
   both end where a run on 1 device does."""
-  from smt_jax.train import checkpointing, train_and_evaluate
+  from smt_jax import checkpointing
+  from smt_jax.train import train_and_evaluate
+
   cache = tmp_path / "jax_cache"
   jax.config.update("jax_compilation_cache_dir", str(cache))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -147,7 +196,8 @@ def test_checkpoints_move_between_device_counts(tmp_path):
     shutil.copytree(tmp_path / "reference" / checkpointing.SUBDIR / "2", one_then_two / "2")
 
     resumed_on_two, started_on_two = run_child(
-        2, "train", 1, 2, one_then_two.parent, tmp_path / "two_then_one", cache_dir=cache)
+      2, "train", 1, 2, one_then_two.parent, tmp_path / "two_then_one", cache_dir=cache
+    )
     # Drop the last checkpoint of the 2-device run: resume from its step 2 on 1 device.
     shutil.rmtree(tmp_path / "two_then_one" / checkpointing.SUBDIR / "4")
     resumed_on_one = train_and_evaluate(tiny_run_config("smt"), tmp_path / "two_then_one")
@@ -155,13 +205,13 @@ def test_checkpoints_move_between_device_counts(tmp_path):
     jax.config.update("jax_compilation_cache_dir", None)
 
   assert resumed_on_two["step2_param_sum"] == pytest.approx(param_sum(tmp_path / "reference", 2))
-  assert param_sum(tmp_path / "two_then_one", 2) == pytest.approx(
-      started_on_two["step2_param_sum"])
+  assert param_sum(tmp_path / "two_then_one", 2) == pytest.approx(started_on_two["step2_param_sum"])
   for final in (resumed_on_two["final"], started_on_two["final"], resumed_on_one):
     for name in ("loss", "rnn_loss", "teacher_loss"):
       assert final[name] == pytest.approx(reference[name], rel=1e-4), name
-  np.testing.assert_allclose(param_sum(tmp_path / "two_then_one"),
-                             param_sum(tmp_path / "reference"), rtol=1e-5)
+  np.testing.assert_allclose(
+    param_sum(tmp_path / "two_then_one"), param_sum(tmp_path / "reference"), rtol=1e-5
+  )
 
 
 def free_port() -> int:
@@ -172,13 +222,28 @@ def free_port() -> int:
 
 def test_two_processes_train_together_and_report_the_same_loss(tmp_path):
   address = f"127.0.0.1:{free_port()}"
-  command = [sys.executable, "experiments/run.py", "--config=experiments/configs/smoke.py",
-             f"--workdir={tmp_path}", "--config.train.num_steps=2", "--config.train.eval_every=2",
-             "--config.train.final_eval=False", f"--coordinator_address={address}",
-             "--num_processes=2"]
-  children = [subprocess.Popen([*command, f"--process_id={i}"], cwd=ROOT, env=child_env(1),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for i in range(2)]
+  command = [
+    sys.executable,
+    "experiments/run.py",
+    "--config=experiments/configs/smoke.py",
+    f"--workdir={tmp_path}",
+    "--config.train.num_steps=2",
+    "--config.train.eval_every=2",
+    "--config.train.final_eval=False",
+    f"--coordinator_address={address}",
+    "--num_processes=2",
+  ]
+  children = [
+    subprocess.Popen(
+      [*command, f"--process_id={i}"],
+      cwd=ROOT,
+      env=child_env(1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   try:
     outputs = [child.communicate(timeout=TIMEOUT_S) for child in children]
   finally:
@@ -188,11 +253,13 @@ def test_two_processes_train_together_and_report_the_same_loss(tmp_path):
         child.communicate()
   for child, (_, stderr) in zip(children, outputs):
     assert child.returncode == 0, stderr[-4000:]
-  finals = [dict(kv.split("=") for kv in out.strip().splitlines()[-1].split())
-            for out, _ in outputs]
+  finals = [
+    dict(kv.split("=") for kv in out.strip().splitlines()[-1].split()) for out, _ in outputs
+  ]
   assert finals[0]["step"] == finals[1]["step"] == "2"
   assert finals[0]["loss"] == finals[1]["loss"] and finals[0]["rnn_acc"] == finals[1]["rnn_acc"]
   from smt_jax.train.metrics import read_metrics
+
   rows = read_metrics(tmp_path / "metrics.jsonl")  # Written by process 0 only.
   assert [(r["step"], r["split"]) for r in rows] == [(2, "train"), (2, "eval")]
   assert (tmp_path / "checkpoints" / "2").is_dir()

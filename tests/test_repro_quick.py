@@ -10,10 +10,9 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from experiments.repro import run_all
 
-from experiments.repro import run_all  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def finite(x) -> bool:
@@ -23,9 +22,22 @@ def finite(x) -> bool:
 @pytest.mark.slow
 def test_every_study_quick_end_to_end(tmp_path):
   doc, out = tmp_path / "results.md", tmp_path / "out"
-  subprocess.run([sys.executable, str(ROOT / "experiments" / "repro" / "run_all.py"), "--quick",
-                  "--jobs", "2", "--out", str(out), "--doc", str(doc)], check=True, cwd=ROOT,
-                 timeout=3600)
+  subprocess.run(
+    [
+      sys.executable,
+      str(ROOT / "experiments" / "repro" / "run_all.py"),
+      "--quick",
+      "--jobs",
+      "2",
+      "--out",
+      str(out),
+      "--doc",
+      str(doc),
+    ],
+    check=True,
+    cwd=ROOT,
+    timeout=3600,
+  )
   text = doc.read_text()
   for name, study in run_all.STUDIES.items():
     folder = out / study.folder(True)
@@ -44,5 +56,6 @@ def test_every_study_quick_end_to_end(tmp_path):
   for plot in ("credit_quick_credit.png", "length_quick_length.png"):
     assert (tmp_path / "results" / plot).is_file(), plot
   trained = {p.parent.name for p in (out / "retrieval_quick" / "runs").glob("*/result.json")}
-  assert trained == {r.name for s in ("credit", "updaters", "ablations")
-                     for r in run_all.STUDIES[s].runs(True, 0)}, "shared runs: one folder each"
+  assert trained == {
+    r.name for s in ("credit", "updaters", "ablations") for r in run_all.STUDIES[s].runs(True, 0)
+  }, "shared runs: one folder each"

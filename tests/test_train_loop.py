@@ -22,10 +22,20 @@ def compilation_cache(tmp_path_factory):
 
 def run_config(tiny_config, method="smt", **overrides):
   """A 4-step run: log, eval and checkpoint every 2 steps; retrieval data at T = 8."""
-  fields = {"method": method, "data.name": "retrieval", "train.num_steps": 4,
-            "train.batch_size": 4, "train.eval_every": 2, "train.eval_batch_size": 4,
-            "train.eval_batches": 1, "log.every": 2, "ckpt.every": 2, "log.plot": False,
-            "train.final_eval": False, "optim.warmup_steps": 1}
+  fields = {
+    "method": method,
+    "data.name": "retrieval",
+    "train.num_steps": 4,
+    "train.batch_size": 4,
+    "train.eval_every": 2,
+    "train.eval_batch_size": 4,
+    "train.eval_batches": 1,
+    "log.every": 2,
+    "ckpt.every": 2,
+    "log.plot": False,
+    "train.final_eval": False,
+    "optim.warmup_steps": 1,
+  }
   fields.update(overrides)
   return tiny_config(**fields)
 
@@ -37,6 +47,7 @@ def without_timing(rows):
 @pytest.fixture(scope="module")
 def smt_workdir(tmp_path_factory):
   from tests.conftest import make_tiny_config
+
   workdir = tmp_path_factory.mktemp("smt")
   train_and_evaluate(run_config(make_tiny_config, **{"log.plot": True}), workdir)
   return workdir
@@ -44,8 +55,12 @@ def smt_workdir(tmp_path_factory):
 
 def test_smt_run_writes_config_metrics_checkpoints_and_plot(smt_workdir):
   rows = read_metrics(smt_workdir / "metrics.jsonl")
-  assert [(r["step"], r["split"]) for r in rows] == [(2, "train"), (2, "eval"), (4, "train"),
-                                                    (4, "eval")]
+  assert [(r["step"], r["split"]) for r in rows] == [
+    (2, "train"),
+    (2, "eval"),
+    (4, "train"),
+    (4, "eval"),
+  ]
   assert {"loss", "loss_dec", "loss_dyn", "grad_norm", "lr"} <= rows[0].keys()
   assert {"rnn_acc", "rnn_loss", "teacher_acc", "teacher_loss"} <= rows[1].keys()
   assert json.loads((smt_workdir / "config.json").read_text())["method"] == "smt"
@@ -53,8 +68,9 @@ def test_smt_run_writes_config_metrics_checkpoints_and_plot(smt_workdir):
   assert load_params(smt_workdir)[1] == 4
 
 
-def test_dmt_init_from_restores_smt_params_and_keeps_frozen_groups(smt_workdir, tmp_path,
-                                                                   tiny_config):
+def test_dmt_init_from_restores_smt_params_and_keeps_frozen_groups(
+  smt_workdir, tmp_path, tiny_config
+):
   smt_params, _ = load_params(smt_workdir)
   cfg = run_config(tiny_config, "dmt", **{"ckpt.init_from": str(smt_workdir)})
   init = loop.initial_params(cfg, jax.random.key(123))
@@ -68,8 +84,9 @@ def test_dmt_init_from_restores_smt_params_and_keeps_frozen_groups(smt_workdir, 
   assert step == 4
   for group in ("encoder", "decoder"):  # Frozen by default: bit-identical.
     jax.tree.map(np.testing.assert_array_equal, dmt_params[group], smt_params[group])
-  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), dmt_params["updater"],
-                         smt_params["updater"])
+  changed = jax.tree.map(
+    lambda a, b: not np.array_equal(a, b), dmt_params["updater"], smt_params["updater"]
+  )
   assert any(jax.tree.leaves(changed))
 
 
@@ -81,8 +98,11 @@ def test_bptt_smoke_with_gradient_accumulation(tmp_path, tiny_config):
 def wrap_step_fn(monkeypatch, wrapper):
   """Makes the loop's step_fn(state, i) go through wrapper(step_fn, state, i)."""
   make_step_fn = loop.make_step_fn
-  monkeypatch.setattr(loop, "make_step_fn", lambda *args: (
-      lambda state, i, step_fn=make_step_fn(*args): wrapper(step_fn, state, i)))
+  monkeypatch.setattr(
+    loop,
+    "make_step_fn",
+    lambda *args: lambda state, i, step_fn=make_step_fn(*args): wrapper(step_fn, state, i),
+  )
 
 
 def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path, tiny_config, monkeypatch):
@@ -93,6 +113,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path, tiny_confi
     if i == 3:  # After the checkpoint of update 2 and one more update.
       raise KeyboardInterrupt
     return step_fn(state, i)
+
   with monkeypatch.context() as m:
     wrap_step_fn(m, crash_at_3)
     with pytest.raises(KeyboardInterrupt):
@@ -102,16 +123,21 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path, tiny_confi
   straight = without_timing(read_metrics(tmp_path / "straight" / "metrics.jsonl"))
   resumed = without_timing(read_metrics(tmp_path / "resumed" / "metrics.jsonl"))
   assert resumed == straight
-  jax.tree.map(np.testing.assert_array_equal, load_params(tmp_path / "resumed")[0],
-               load_params(tmp_path / "straight")[0])
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    load_params(tmp_path / "resumed")[0],
+    load_params(tmp_path / "straight")[0],
+  )
 
 
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
-    tmp_path, tiny_config, monkeypatch):
+  tmp_path, tiny_config, monkeypatch
+):
   def poison_update_3(step_fn, state, i):
     if i == 2:
       state = state.replace(params=jax.tree.map(lambda a: a * np.nan, state.params))
     return step_fn(state, i)
+
   wrap_step_fn(monkeypatch, poison_update_3)
   with pytest.raises(NonFiniteLossError, match=r"step 3: the loss or gradient norm is NaN/Inf"):
     train_and_evaluate(run_config(tiny_config, "bptt"), tmp_path)

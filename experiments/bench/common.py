@@ -9,9 +9,9 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,17 +19,17 @@ import ml_collections
 import numpy as np
 import optax
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
+from smt_jax.config import base_config
+from smt_jax.models import init_params
+from smt_jax.objectives import METHODS
+from smt_jax.train.validate import validate_model
 
-from smt_jax.config import base_config, validate_model  # noqa: E402
-from smt_jax.models import init_params  # noqa: E402
-from smt_jax.objectives import OBJECTIVES  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ----------------------------------------------------------------------------------------------
 # Configs.
+
 
 def reference_config(T: int = 64) -> ml_collections.ConfigDict:
   """The issue's reference config (the PyTorch original's comparison point), float32."""
@@ -39,7 +39,6 @@ def reference_config(T: int = 64) -> ml_collections.ConfigDict:
   c.model.d_model = 128
   c.model.num_heads = 4
   c.model.mem_tokens = 4
-  c.model.mem_size = 512
   c.model.dtype = "float32"
   c.model.teacher.encoder_depth = 4
   c.model.teacher.decoder_depth = 2
@@ -60,7 +59,6 @@ def paper_config(T: int = 1024) -> ml_collections.ConfigDict:
   c.model.d_model = 256
   c.model.num_heads = 8
   c.model.mem_tokens = 16
-  c.model.mem_size = 4096
   c.model.dtype = "bfloat16"
   c.model.teacher.encoder_depth = 8
   c.model.teacher.decoder_depth = 4
@@ -77,7 +75,6 @@ def small_config(T: int = 64) -> ml_collections.ConfigDict:
   c.model.d_model = 64
   c.model.num_heads = 4
   c.model.mem_tokens = 2
-  c.model.mem_size = 128
   c.model.teacher.encoder_depth = 2
   c.model.teacher.decoder_depth = 1
   c.model.teacher.Tc = 32
@@ -90,13 +87,14 @@ def small_config(T: int = 64) -> ml_collections.ConfigDict:
 
 # A benchmark "variant": method plus the knobs that distinguish the rows of the tables.
 VARIANTS = {
-    "smt_all": dict(method="smt", n_t=0),
-    "smt_n1": dict(method="smt", n_t=1),
-    "smt_n8": dict(method="smt", n_t=8),
-    "dmt": dict(method="dmt", Td_eq_T=True),
-    "dmt_32": dict(method="dmt"),
-    "bptt": dict(method="bptt", remat=False),
-    "bptt_remat": dict(method="bptt", remat=True),
+  "smt_all": dict(method="smt", n_t=0),
+  "smt_n1": dict(method="smt", n_t=1),
+  "smt_n8": dict(method="smt", n_t=8),
+  "dmt": dict(method="dmt", Td_eq_T=True),
+  "dmt_32": dict(method="dmt"),
+  "dmt_32_remat": dict(method="dmt", remat=True),
+  "bptt": dict(method="bptt", remat=False),
+  "bptt_remat": dict(method="bptt", remat=True),
 }
 
 
@@ -115,6 +113,8 @@ def variant_config(base: ml_collections.ConfigDict, variant: str) -> ml_collecti
   c.dmt.k = min(c.dmt.k, c.dmt.Td)
   if v["method"] == "bptt":
     c.bptt.remat = v["remat"]
+  if v["method"] == "dmt":
+    c.dmt.remat = v.get("remat", False)
   # The teacher windows must fit in T (validation); shrink them for short sequences.
   t = c.model.teacher
   if t.Tc + t.Tf > T:
@@ -133,13 +133,14 @@ def random_batch(rng: jax.Array, batch_size: int, T: int, vocab: int) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Train steps (a tiny AdamW step: the real trainer lives in smt_jax.train).
 
+
 def make_train_step(cfg: ml_collections.ConfigDict, loss_fn: Callable | None = None):
   """(init_state, step) with step(state, batch, rng) -> (state, loss); AdamW on every group.
 
   Every parameter group is trained (also the teacher under DMT, whose loss gives it no
   gradient with the default detach_targets) so that all methods pay the same updater cost.
   """
-  loss_fn = loss_fn or OBJECTIVES[cfg.method]
+  loss_fn = loss_fn or METHODS[cfg.method].loss
   tx = optax.adamw(1e-4, weight_decay=0.01)
 
   def init_state(rng):
@@ -168,12 +169,21 @@ def xla_stats(compiled) -> dict:
   try:
     mem = compiled.memory_analysis()
     if mem is not None:
-      for name in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
-                   "alias_size_in_bytes", "generated_code_size_in_bytes"):
+      for name in (
+        "argument_size_in_bytes",
+        "output_size_in_bytes",
+        "temp_size_in_bytes",
+        "alias_size_in_bytes",
+        "generated_code_size_in_bytes",
+      ):
         out[name] = int(getattr(mem, name, 0) or 0)
       # Peak live bytes of one call: arguments + outputs + temporaries, minus donated aliases.
-      out["peak_bytes"] = (out["argument_size_in_bytes"] + out["output_size_in_bytes"]
-                           + out["temp_size_in_bytes"] - out["alias_size_in_bytes"])
+      out["peak_bytes"] = (
+        out["argument_size_in_bytes"]
+        + out["output_size_in_bytes"]
+        + out["temp_size_in_bytes"]
+        - out["alias_size_in_bytes"]
+      )
   except Exception as e:  # pragma: no cover - backend-specific
     out["memory_error"] = repr(e)
   try:
@@ -181,14 +191,17 @@ def xla_stats(compiled) -> dict:
     if isinstance(cost, (list, tuple)):
       cost = cost[0] if cost else {}
     out["flops"] = float(cost.get("flops", float("nan"))) if cost else float("nan")
-    out["bytes_accessed"] = float(cost.get("bytes accessed", float("nan"))) if cost else float("nan")
+    out["bytes_accessed"] = (
+      float(cost.get("bytes accessed", float("nan"))) if cost else float("nan")
+    )
   except Exception as e:  # pragma: no cover
     out["cost_error"] = repr(e)
   return out
 
 
-def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1,
-               max_seconds: float | None = None) -> list[float]:
+def time_calls(
+  fn: Callable[[], Any], repeats: int, warmup: int = 1, max_seconds: float | None = None
+) -> list[float]:
   """Wall-clock seconds of `repeats` calls of fn (each blocked until ready) after `warmup`."""
   for _ in range(warmup):
     jax.block_until_ready(fn())
@@ -203,10 +216,17 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1,
   return times
 
 
-def bench_step(cfg: ml_collections.ConfigDict, batch_size: int, repeats: int = 5,
-               max_seconds: float | None = None, loss_fn: Callable | None = None,
-               fns: tuple | None = None, T: int | None = None, vocab: int | None = None,
-               max_peak_bytes: float | None = None) -> dict:
+def bench_step(
+  cfg: ml_collections.ConfigDict,
+  batch_size: int,
+  repeats: int = 5,
+  max_seconds: float | None = None,
+  loss_fn: Callable | None = None,
+  fns: tuple | None = None,
+  T: int | None = None,
+  vocab: int | None = None,
+  max_peak_bytes: float | None = None,
+) -> dict:
   """Compiles and times one train step; returns timings and XLA statistics.
 
   fns = (init_state, step) overrides the step built from cfg (e.g. the plain Transformer).
@@ -221,8 +241,13 @@ def bench_step(cfg: ml_collections.ConfigDict, batch_size: int, repeats: int = 5
   compiled, compile_s = compile_step(step, state, batch, rng)
   stats = xla_stats(compiled)
   if max_peak_bytes is not None and stats.get("peak_bytes", 0) > max_peak_bytes:
-    return dict(step_s=float("nan"), step_times_s=[], compile_s=compile_s, skipped=
-                f"peak {stats['peak_bytes'] / 2**30:.1f} GiB > limit", **stats)
+    return dict(
+      step_s=float("nan"),
+      step_times_s=[],
+      compile_s=compile_s,
+      skipped=f"peak {stats['peak_bytes'] / 2**30:.1f} GiB > limit",
+      **stats,
+    )
   holder = {"state": state, "i": 0}
 
   def call():
@@ -238,22 +263,25 @@ def bench_step(cfg: ml_collections.ConfigDict, batch_size: int, repeats: int = 5
 # ----------------------------------------------------------------------------------------------
 # Device facts measured in the same run.
 
+
 def matmul_gflops(n: int = 1024, dtype=jnp.float32, repeats: int = 10) -> float:
   """Achieved GFLOP/s of a jitted n x n matmul (median of repeats), the roofline reference."""
   a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
   b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
   f = jax.jit(lambda a, b: a @ b)
   times = time_calls(lambda: f(a, b), repeats, warmup=2)
-  return 2 * n ** 3 / statistics.median(times) / 1e9
+  return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def environment() -> dict:
   """Device, versions and machine facts for the report."""
   import flax
+
   dev = jax.devices()[0]
   try:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                            capture_output=True, text=True, timeout=10).stdout.strip()
+    commit = subprocess.run(
+      ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+    ).stdout.strip()
   except Exception:  # pragma: no cover
     commit = "?"
   cpu = platform.processor() or platform.machine()
@@ -266,18 +294,18 @@ def environment() -> dict:
   except OSError:
     pass
   return {
-      "backend": jax.default_backend(),
-      "device": f"{dev.platform}:{getattr(dev, 'device_kind', '?')}",
-      "num_devices": jax.device_count(),
-      "cpu": cpu,
-      "cpu_count": os.cpu_count(),
-      "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-      "python": platform.python_version(),
-      "jax": jax.__version__,
-      "jaxlib": getattr(__import__("jaxlib"), "__version__", "?"),
-      "flax": flax.__version__,
-      "optax": optax.__version__,
-      "numpy": np.__version__,
-      "commit": commit,
-      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "backend": jax.default_backend(),
+    "device": f"{dev.platform}:{getattr(dev, 'device_kind', '?')}",
+    "num_devices": jax.device_count(),
+    "cpu": cpu,
+    "cpu_count": os.cpu_count(),
+    "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    "python": platform.python_version(),
+    "jax": jax.__version__,
+    "jaxlib": getattr(__import__("jaxlib"), "__version__", "?"),
+    "flax": flax.__version__,
+    "optax": optax.__version__,
+    "numpy": np.__version__,
+    "commit": commit,
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
   }

@@ -23,33 +23,40 @@ import jax.numpy as jnp
 import optax
 
 from smt_jax.models import build_models
-from smt_jax.models.teacher import Encoder
 from smt_jax.models import updaters as updater_modules
+from smt_jax.models.teacher import Encoder
+from smt_jax.objectives.windows import context_windows
 
 # The modules whose nn.Embed is the RNN updater's token embedding.
-UPDATER_CORES = tuple(getattr(updater_modules, n) for n in (
-    "TransformerTokenCore", "MLPCore", "GRUCore", "LSTMCore", "ElmanCore")
-    if hasattr(updater_modules, n))
-from smt_jax.objectives.windows import context_windows
+UPDATER_CORES = (
+  updater_modules.TransformerTokenCore,
+  updater_modules.MLPCore,
+  updater_modules.CellCore,
+)
 
 
 def _add_to_embedding(owner_types, delta_fn):
   """Interceptor: adds delta_fn() to the output of nn.Embed modules whose parent is one of
   owner_types (matching the embedding's output shape)."""
+
   def interceptor(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     module = context.module
-    if (isinstance(module, nn.Embed) and context.method_name == "__call__"
-        and isinstance(module.parent, owner_types)):
+    if (
+      isinstance(module, nn.Embed)
+      and context.method_name == "__call__"
+      and isinstance(module.parent, owner_types)
+    ):
       out = out + delta_fn().reshape(out.shape).astype(out.dtype)
     return out
+
   return interceptor
 
 
 def bptt_credit(cfg, params, batch, t: int) -> jax.Array:
   """(t + 1,) mean per-example ||d loss_t / d e_{t-k}|| for k = 0..t, through the RNN."""
   models = build_models(cfg)
-  x, y = batch["x"][:, :t + 1], batch["y"]
+  x, y = batch["x"][:, : t + 1], batch["y"]
   B = x.shape[0]
   d = cfg.model.d_model if cfg.model.rnn.updater == "transformer" else cfg.model.rnn.hidden
 
@@ -59,6 +66,7 @@ def bptt_credit(cfg, params, batch, t: int) -> jax.Array:
       with nn.intercept_methods(_add_to_embedding(UPDATER_CORES, lambda: dt)):
         m = models.step(params, m, xt)
       return m, None
+
     m, _ = jax.lax.scan(body, models.initial_memory(params, B), (x.T, delta))
     logits = models.read(params, m)
     return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, y[:, t]))
@@ -90,5 +98,5 @@ def smt_encoder_credit(cfg, params, batch, t: int) -> jax.Array:
 def delayed_copy_batch(rng, batch_size: int, T: int, vocab: int, lag: int) -> dict:
   """y_t = x_{t - lag} (no label for t < lag): solving it needs credit across `lag` steps."""
   x = jax.random.randint(rng, (batch_size, T), 0, vocab, dtype=jnp.int32)
-  y = jnp.concatenate([jnp.full((batch_size, lag), -1, jnp.int32), x[:, :T - lag]], axis=1)
+  y = jnp.concatenate([jnp.full((batch_size, lag), -1, jnp.int32), x[:, : T - lag]], axis=1)
   return {"x": x, "y": y}

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.extend.core as jex_core
@@ -38,8 +39,10 @@ NEG = -np.inf
 
 def marked(fn: Callable, name: str = MARK) -> Callable:
   """fn wrapped in a jit whose jaxpr equation is named `name` (inlined by XLA: no cost)."""
+
   def wrapper(*args):
     return fn(*args)
+
   wrapper.__name__ = name
   wrapper.__qualname__ = name
   return jax.jit(wrapper)
@@ -49,6 +52,7 @@ def marked(fn: Callable, name: str = MARK) -> Callable:
 def mark_updater(name: str = MARK):
   """Within the block, Models.step (the RNN updater f(m, x)) appears in jaxprs as jit[name]."""
   from smt_jax.models import Models
+
   original = Models.step
 
   def step(self, params, m, x_t):
@@ -73,8 +77,11 @@ def _sub_jaxpr(eqn):
     if j is None:
       continue
     inner = _closed(j)
-    if hasattr(inner, "invars") and len(inner.invars) == len(eqn.invars) and \
-        len(inner.outvars) == len(eqn.outvars):
+    if (
+      hasattr(inner, "invars")
+      and len(inner.invars) == len(eqn.invars)
+      and len(inner.outvars) == len(eqn.outvars)
+    ):
       return inner
   return None
 
@@ -126,8 +133,8 @@ class _Analysis:
       body = _closed(eqn.params["body_jaxpr"])
       nc = eqn.params["body_nconsts"]
       cn = eqn.params["cond_nconsts"]
-      carry = ins[cn + nc:]
-      return self.run(body, ins[cn:cn + nc] + carry, len(const))
+      carry = ins[cn + nc :]
+      return self.run(body, ins[cn : cn + nc] + carry, len(const))
     sub = _sub_jaxpr(eqn)
     if sub is not None:
       return self.run(sub, ins, len(const))
@@ -152,10 +159,11 @@ class _Analysis:
     body = _closed(p["jaxpr"])
     length, nc, ncar = p["length"], p["num_consts"], p["num_carry"]
     W = self.transfer(body)  # (1 + n_in, n_out)
-    consts, carry, xs = ins[:nc], ins[nc:nc + ncar], ins[nc + ncar:]
+    consts, carry, xs = ins[:nc], ins[nc : nc + ncar], ins[nc + ncar :]
     fixed = np.stack([const] + consts + xs) if (consts or xs) else np.stack([const])
-    fixed_rows = np.concatenate([[0], 1 + np.arange(nc),
-                                 1 + nc + ncar + np.arange(len(xs))]).astype(int)
+    fixed_rows = np.concatenate(
+      [[0], 1 + np.arange(nc), 1 + nc + ncar + np.arange(len(xs))]
+    ).astype(int)
     carry_rows = 1 + nc + np.arange(ncar)
     # Contribution of the loop-invariant inputs to every output: (n_out, S).
     base = np.max(fixed[:, None, :] + W[fixed_rows][:, :, None], axis=0)
@@ -172,8 +180,9 @@ class _Analysis:
     return [cur[i] for i in range(ncar)] + [ys_best[i] for i in range(ys_best.shape[0])]
 
 
-def sequential_depth(fn: Callable, *args, mark: str = MARK, cut_stop_gradient: bool = False,
-                     return_notes: bool = False):
+def sequential_depth(
+  fn: Callable, *args, mark: str = MARK, cut_stop_gradient: bool = False, return_notes: bool = False
+):
   """Longest chain of dependent `mark` calls in fn(*args) (an int; 0 if none)."""
   # A fresh wrapper: make_jaxpr caches traces per function, and a trace made before (or after)
   # mark_updater() must not be reused.
@@ -189,6 +198,7 @@ def sequential_depth(fn: Callable, *args, mark: str = MARK, cut_stop_gradient: b
 
 # ----------------------------------------------------------------------------------------------
 # Matmul FLOPs (XLA's cost analysis counts a while-loop body once; this multiplies by trip count).
+
 
 def _dot_flops(eqn) -> float:
   (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]

@@ -9,9 +9,13 @@ import numpy as np
 
 QUIET_PLAIN_S = 0.370  # Flax plain-Transformer step on a quiet machine of this kind (issue 6)
 VARIANT_LABEL = {
-    "smt_all": "SMT, all timesteps", "smt_n8": "SMT, n_t = 8", "smt_n1": "SMT, n_t = 1",
-    "dmt": "DMT, Td = T - 1", "dmt_32": "DMT, Td 32, k 4", "bptt": "BPTT",
-    "bptt_remat": "BPTT + remat",
+  "smt_all": "SMT, all timesteps",
+  "smt_n8": "SMT, n_t = 8",
+  "smt_n1": "SMT, n_t = 1",
+  "dmt": "DMT, Td = T - 1",
+  "dmt_32": "DMT, Td 32, k 4",
+  "bptt": "BPTT",
+  "bptt_remat": "BPTT + remat",
 }
 
 
@@ -66,44 +70,70 @@ def targets(res) -> list[dict]:
   plain_s = res.get("plain", {}).get("step_s", float("nan"))
 
   def add(name, value, threshold, met, ratio, note):
-    out.append(dict(name=name, value=value, threshold=threshold, met=bool(met), ratio=ratio,
-                    note=note))
+    out.append(
+      dict(name=name, value=value, threshold=threshold, met=bool(met), ratio=ratio, note=note)
+    )
 
   if "smt_n1" in ref:
     s = ref["smt_n1"]["step_s"]
     L = row_load(res, ref["smt_n1"])
     plain_s = L * QUIET_PLAIN_S
     q = s / L
-    add("SMT, one memory per sequence, <= 370 ms (quiet-equivalent)", q, 0.370, q <= 0.370,
-        s / plain_s,
-        f"measured {fmt_s(s)}; {s / plain_s:.2f}x the plain-Transformer step of this run "
-        f"(PyTorch original: {orig['smt_n1'][0] / orig['plain_torch'][0]:.2f}x its own); "
-        f"quiet-equivalent {fmt_s(q)} = measured / (plain step / 370 ms)")
+    add(
+      "SMT, one memory per sequence, <= 370 ms (quiet-equivalent)",
+      q,
+      0.370,
+      q <= 0.370,
+      s / plain_s,
+      f"measured {fmt_s(s)}; {s / plain_s:.2f}x the plain-Transformer step of this run "
+      f"(PyTorch original: {orig['smt_n1'][0] / orig['plain_torch'][0]:.2f}x its own); "
+      f"quiet-equivalent {fmt_s(q)} = measured / (plain step / 370 ms)",
+    )
   if "smt_all" in ref and not _nan(ref["smt_all"].get("labels_per_s")):
     r = ref["smt_all"]
     lps = r["labels_per_s"] * row_load(res, r)
     base = 32 / orig["smt_n1"][0]
-    add("SMT all timesteps: >= 10x the original's memory labels/s", lps, 10 * base,
-        lps >= 10 * base, lps / base,
-        f"{r['memory_labels']} labels per step (B {r['batch']}, T {r['T']}) in "
-        f"{fmt_s(r['step_s'])}: {r['labels_per_s']:.0f} labels/s measured, {lps:.0f}/s "
-        f"quiet-equivalent vs the original's {base:.0f}/s")
-  for key, name in (("dmt_32", "DMT (Td 32, k 4)"), ("bptt_T64", "BPTT (T 64)"),
-                    ("bptt_remat_T64", "BPTT + remat (T 64)")):
+    add(
+      "SMT all timesteps: >= 10x the original's memory labels/s",
+      lps,
+      10 * base,
+      lps >= 10 * base,
+      lps / base,
+      f"{r['memory_labels']} labels per step (B {r['batch']}, T {r['T']}) in "
+      f"{fmt_s(r['step_s'])}: {r['labels_per_s']:.0f} labels/s measured, {lps:.0f}/s "
+      f"quiet-equivalent vs the original's {base:.0f}/s",
+    )
+  for key, name in (
+    ("dmt_32", "DMT (Td 32, k 4)"),
+    ("bptt_T64", "BPTT (T 64)"),
+    ("bptt_remat_T64", "BPTT + remat (T 64)"),
+  ):
     okey = key.replace("_remat", "")
     if key in ref:
       s = ref[key]["step_s"]
       q = s / row_load(res, ref[key])
       sp = orig[okey][0] / q
-      add(f"{name} step >= 4x faster than the original", sp, 4.0, sp >= 4.0, sp,
-          f"measured {fmt_s(s)}, quiet-equivalent {fmt_s(q)}; original {orig[okey][0]:.2f}–"
-          f"{orig[okey][1]:.2f} s (speed-up against its faster run)")
+      add(
+        f"{name} step >= 4x faster than the original",
+        sp,
+        4.0,
+        sp >= 4.0,
+        sp,
+        f"measured {fmt_s(s)}, quiet-equivalent {fmt_s(q)}; original {orig[okey][0]:.2f}–"
+        f"{orig[okey][1]:.2f} s (speed-up against its faster run)",
+      )
   mm = _matmul(res)
   for key in ("smt_n1", "smt_all"):
     if key in ref and not _nan(ref[key].get("achieved_gflops_xla")):
       a = ref[key]["achieved_gflops_xla"]
-      add(f"{VARIANT_LABEL[key]}: achieved FLOP/s >= 40% of matmul", a / mm, 0.4, a / mm >= 0.4,
-          a / mm, f"{a:.1f} GFLOP/s (XLA cost analysis / median step) vs {mm:.1f} GFLOP/s matmul")
+      add(
+        f"{VARIANT_LABEL[key]}: achieved FLOP/s >= 40% of matmul",
+        a / mm,
+        0.4,
+        a / mm >= 0.4,
+        a / mm,
+        f"{a:.1f} GFLOP/s (XLA cost analysis / median step) vs {mm:.1f} GFLOP/s matmul",
+      )
   sweep = res.get("sweep", [])
   dep = res.get("depth", [])
   smt = [(r["T"], r["step_s"]) for r in sweep if r["name"] == "smt_all" and not _nan(r["step_s"])]
@@ -114,25 +144,38 @@ def targets(res) -> list[dict]:
     smt_d = sorted({d["forward_depth"] for d in dep if d["variant"].startswith("smt")})
     bptt_ok = all(d["forward_depth"] == d["T"] for d in dep if d["variant"] == "bptt")
     met = abs(slope - 1) <= 0.25 and smt_d == [1] and bptt_ok
-    add("SMT time linear in T, depth 1; BPTT depth = T", slope, 1.0, met, slope,
-        f"log-log slope of the SMT all-timesteps step over T = {', '.join(str(int(t)) for t in Ts[hi])}"
-        f": {slope:.2f}; SMT depths {smt_d}; BPTT depth == T at every T: {bptt_ok}")
+    add(
+      "SMT time linear in T, depth 1; BPTT depth = T",
+      slope,
+      1.0,
+      met,
+      slope,
+      "log-log slope of the SMT all-timesteps step over T = "
+      f"{', '.join(str(int(t)) for t in Ts[hi])}"
+      f": {slope:.2f}; SMT depths {smt_d}; BPTT depth == T at every T: {bptt_ok}",
+    )
   return out
 
 
 def print_tables(res):
   ref = res.get("reference", {})
   L = load_factor(res)
-  print(f"\nmatmul {_matmul(res):.1f} GFLOP/s; plain Transformer step "
-        f"{fmt_s(res.get('plain', {}).get('step_s'))} (load factor {L:.2f} vs a quiet machine)")
+  print(
+    f"\nmatmul {_matmul(res):.1f} GFLOP/s; plain Transformer step "
+    f"{fmt_s(res.get('plain', {}).get('step_s'))} (load factor {L:.2f} vs a quiet machine)"
+  )
   if ref:
-    print(f"{'step':<26}{'T':>6}{'B':>5}{'median':>10}{'quiet-eq.':>11}{'peak mem':>11}"
-          f"{'GFLOP/s':>9}{'labels/s':>10}")
+    print(
+      f"{'step':<26}{'T':>6}{'B':>5}{'median':>10}{'quiet-eq.':>11}{'peak mem':>11}"
+      f"{'GFLOP/s':>9}{'labels/s':>10}"
+    )
     for k, r in ref.items():
-      print(f"{k:<26}{r['T']:>6}{r['batch']:>5}{fmt_s(r['step_s']):>10}"
-            f"{fmt_s(r['step_s'] / row_load(res, r)):>11}{fmt_b(r.get('peak_bytes')):>11}"
-            f"{r.get('achieved_gflops_matmul', float('nan')):>9.1f}"
-            f"{r.get('labels_per_s', float('nan')):>10.0f}")
+      print(
+        f"{k:<26}{r['T']:>6}{r['batch']:>5}{fmt_s(r['step_s']):>10}"
+        f"{fmt_s(r['step_s'] / row_load(res, r)):>11}{fmt_b(r.get('peak_bytes')):>11}"
+        f"{r.get('achieved_gflops_matmul', float('nan')):>9.1f}"
+        f"{r.get('labels_per_s', float('nan')):>10.0f}"
+      )
   for t in res.get("targets", []):
     print(f"[{'MET' if t['met'] else 'MISSED'}] {t['name']}: {t['note']}")
 
@@ -140,6 +183,7 @@ def print_tables(res):
 def plots(res, out_dir, name) -> list[str]:
   try:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
   except ImportError:  # pragma: no cover
@@ -152,8 +196,9 @@ def plots(res, out_dir, name) -> list[str]:
       rows = [r for r in sweep if r["name"] == v]
       Ts = [r["T"] for r in rows]
       axes[0].plot(Ts, [r["step_s"] for r in rows], "o-", label=VARIANT_LABEL.get(v, v))
-      axes[1].plot(Ts, [r.get("peak_bytes", np.nan) / 2**20 for r in rows], "o-",
-                   label=VARIANT_LABEL.get(v, v))
+      axes[1].plot(
+        Ts, [r.get("peak_bytes", np.nan) / 2**20 for r in rows], "o-", label=VARIANT_LABEL.get(v, v)
+      )
     for ax, yl in zip(axes, ("train step (s, median)", "XLA peak memory (MiB)")):
       ax.set_xscale("log", base=2)
       ax.set_yscale("log")
@@ -168,10 +213,18 @@ def plots(res, out_dir, name) -> list[str]:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for v in dict.fromkeys(d["variant"] for d in dep):
       rows = [d for d in dep if d["variant"] == v]
-      ax.plot([d["T"] for d in rows], [max(d["forward_depth"], 0.8) for d in rows], "o-",
-              label=f"{VARIANT_LABEL.get(v, v)}")
-      ax.plot([d["T"] for d in rows], [max(d["gradient_path_depth"], 0.8) for d in rows], "x:",
-              color=ax.lines[-1].get_color())
+      ax.plot(
+        [d["T"] for d in rows],
+        [max(d["forward_depth"], 0.8) for d in rows],
+        "o-",
+        label=f"{VARIANT_LABEL.get(v, v)}",
+      )
+      ax.plot(
+        [d["T"] for d in rows],
+        [max(d["gradient_path_depth"], 0.8) for d in rows],
+        "x:",
+        color=ax.lines[-1].get_color(),
+      )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.set_xlabel("sequence length T")
@@ -183,8 +236,12 @@ def plots(res, out_dir, name) -> list[str]:
   cr = res.get("credit")
   if cr:
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, style in (("bptt_init", "C0--"), ("bptt_trained", "C0-"), ("smt_init", "C1--"),
-                       ("smt_trained", "C1-")):
+    for key, style in (
+      ("bptt_init", "C0--"),
+      ("bptt_trained", "C0-"),
+      ("smt_init", "C1--"),
+      ("smt_trained", "C1-"),
+    ):
       if key in cr:
         v = np.asarray(cr[key])
         ax.plot(np.arange(len(v)), np.maximum(v, 1e-12), style, label=key.replace("_", ", "))
@@ -199,77 +256,114 @@ def plots(res, out_dir, name) -> list[str]:
   return paths
 
 
+SMALL_SWEEP = (
+  "d 64, K 2, encoder 2 / decoder 1 / updater 2 / readout 1, Tc 32, Tf 8, vocab 256, float32"
+)
+NOTES_MARKER = "<!-- notes: hand-written below; kept when this report is regenerated -->"
+
+
+def hand_written_notes(path: str) -> str:
+  """The text after NOTES_MARKER in the report at `path` ("" when there is none)."""
+  if not os.path.exists(path):
+    return ""
+  return open(path).read().partition(NOTES_MARKER)[2].strip("\n")
+
+
 def write_markdown(res, path, pngs):
   """The docs/benchmarks.md report of one run."""
   env = res["env"]
   L = load_factor(res)
   rel = lambda p: os.path.relpath(p, os.path.dirname(os.path.abspath(path)))
   lines = [
-      "# Benchmarks: SMT vs BPTT gradient-path cost",
-      "",
-      "_Generated by `experiments/bench/run_all.py`; edit the script, not this file. "
-      "Prose below the generated part is in `experiments/bench/NOTES.md`._",
-      "",
-      f"- command: `{res['command']}` (`make bench`)" + (" — QUICK smoke run" if res["quick"] else ""),
-      f"- started {res['started']}, took {res['elapsed_s'] / 60:.1f} min",
-      f"- device: {env['device']} ({env['cpu']}, {env['cpu_count']} cores, affinity "
-      f"{env['affinity']}); backend {env['backend']}",
-      f"- versions: python {env['python']}, jax {env['jax']}, jaxlib {env['jaxlib']}, flax "
-      f"{env['flax']}, optax {env['optax']}, numpy {env['numpy']}; commit {env['commit']}; "
-      f"XLA_FLAGS='{env['xla_flags']}'",
-      f"- matmul ({res['matmul']['n']}^3, {res['matmul']['dtype']}), same run: "
-      f"{res['matmul_gflops']:.1f} GFLOP/s at the start, {res['matmul_gflops_end']:.1f} at the end",
+    "# Benchmarks: SMT vs BPTT gradient-path cost",
+    "",
+    "_Generated by `experiments/bench/run_all.py`; edit the script, not this file. "
+    "Prose after the notes marker is hand-written and kept when the report is regenerated._",
+    "",
+    f"- command: `{res['command']}` (`make bench`)"
+    + (" — QUICK smoke run" if res["quick"] else ""),
+    f"- started {res['started']}, took {res['elapsed_s'] / 60:.1f} min",
+    f"- device: {env['device']} ({env['cpu']}, {env['cpu_count']} cores, affinity "
+    f"{env['affinity']}); backend {env['backend']}",
+    f"- versions: python {env['python']}, jax {env['jax']}, jaxlib {env['jaxlib']}, flax "
+    f"{env['flax']}, optax {env['optax']}, numpy {env['numpy']}; commit {env['commit']}; "
+    f"XLA_FLAGS='{env['xla_flags']}'",
+    f"- matmul ({res['matmul']['n']}^3, {res['matmul']['dtype']}), same run: "
+    f"{res['matmul_gflops']:.1f} GFLOP/s at the start, {res['matmul_gflops_end']:.1f} at the end",
   ]
   if "plain" in res:
     p = res["plain"]
     lines.append(
-        f"- plain causal Transformer step (d {p['d_model']}, depth {p['depth']}, B {p['batch']}, "
-        f"T {p['T']}), same run: {fmt_s(p['step_s'])}; on a quiet machine Flax ran it in "
-        f"370 ms, so this run's **load factor is {L:.2f}** (the machine is shared). "
-        "'Quiet-equivalent' = measured / load factor.")
+      f"- plain causal Transformer step (d {p['d_model']}, depth {p['depth']}, B {p['batch']}, "
+      f"T {p['T']}), same run: {fmt_s(p['step_s'])}; on a quiet machine Flax ran it in "
+      f"370 ms, so this run's **load factor is {L:.2f}** (the machine is shared). "
+      "'Quiet-equivalent' = measured / load factor."
+    )
   lines.append("")
   if res.get("targets"):
-    lines += ["## Targets (issue 6)", "", "| target | result | ratio | detail |", "|---|---|---|---|"]
+    lines += [
+      "## Targets (issue 6)",
+      "",
+      "| target | result | ratio | detail |",
+      "|---|---|---|---|",
+    ]
     for t in res["targets"]:
-      lines.append(f"| {t['name']} | **{'met' if t['met'] else 'missed'}** | {t['ratio']:.2f} | "
-                   f"{t['note']} |")
+      lines.append(
+        f"| {t['name']} | **{'met' if t['met'] else 'missed'}** | {t['ratio']:.2f} | {t['note']} |"
+      )
     lines.append("")
   ref = res.get("reference")
   if ref:
-    lines += ["## Reference configuration", "",
-              "d_model 128, 4 heads, K 4 (Z 512), encoder 4 / decoder 2 / updater 4 / readout 2, "
-              "vocab 256, Tc 64, Tf 32, float32, AdamW on every parameter group."
-              if res["device_mode"] == "cpu" else
-              "Paper scale: d_model 256, 8 heads, K 16 (Z 4096), encoder 8 / decoder 4 / updater 8 / "
-              "readout 4, Tc 256, Tf 64, bf16.", "",
-              "Quiet-eq. = median x 370 ms / (the plain-Transformer step timed right before "
-              "this row).", "",
-              "| step | T | B | median | plain step before it | quiet-eq. | original (PyTorch) | peak memory | XLA GFLOP | "
-              "jaxpr matmul GFLOP | achieved GFLOP/s | tokens/s | memory labels/s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+      "## Reference configuration",
+      "",
+      "d_model 128, 4 heads, K 4 (Z 512), encoder 4 / decoder 2 / updater 4 / readout 2, "
+      "vocab 256, Tc 64, Tf 32, float32, AdamW on every parameter group."
+      if res["device_mode"] == "cpu"
+      else "Paper scale: d_model 256, 8 heads, K 16 (Z 4096), encoder 8 / decoder 4 / updater 8 / "
+      "readout 4, Tc 256, Tf 64, bf16.",
+      "",
+      "Quiet-eq. = median x 370 ms / (the plain-Transformer step timed right before this row).",
+      "",
+      "| step | T | B | median | plain step before it | quiet-eq. | original (PyTorch) "
+      "| peak memory | XLA GFLOP | "
+      "jaxpr matmul GFLOP | achieved GFLOP/s | tokens/s | memory labels/s |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for k, r in ref.items():
       o = res["original"].get(k)
       lines.append(
-          f"| {k} | {r['T']} | {r['batch']} | {fmt_s(r['step_s'])} | "
-          f"{fmt_s(r.get('plain_s_adjacent'))} | {fmt_s(r['step_s'] / row_load(res, r))} | "
-          f"{'—' if o is None else f'{o[0]:.2f}–{o[1]:.2f} s'} | {fmt_b(r.get('peak_bytes'))} | "
-          f"{r.get('flops', float('nan')) / 1e9:.1f} | {r.get('jaxpr_matmul_flops', float('nan')) / 1e9:.1f} | "
-          f"{r.get('achieved_gflops_xla', float('nan')):.1f} | {r.get('tokens_per_s', float('nan')):.0f} | "
-          f"{r.get('labels_per_s', float('nan')):.0f} |")
-    lines += ["", "XLA's cost analysis counts a `scan` body once, so its FLOPs undercount DMT and "
-              "BPTT; the jaxpr matmul column multiplies by the trip count. Achieved GFLOP/s uses "
-              "XLA's count (exact for SMT, which has no scan).", ""]
+        f"| {k} | {r['T']} | {r['batch']} | {fmt_s(r['step_s'])} | "
+        f"{fmt_s(r.get('plain_s_adjacent'))} | {fmt_s(r['step_s'] / row_load(res, r))} | "
+        f"{'—' if o is None else f'{o[0]:.2f}–{o[1]:.2f} s'} | {fmt_b(r.get('peak_bytes'))} | "
+        f"{r.get('flops', float('nan')) / 1e9:.1f} | "
+        f"{r.get('jaxpr_matmul_flops', float('nan')) / 1e9:.1f} | "
+        f"{r.get('achieved_gflops_xla', float('nan')):.1f} | "
+        f"{r.get('tokens_per_s', float('nan')):.0f} | "
+        f"{r.get('labels_per_s', float('nan')):.0f} |"
+      )
+    lines += [
+      "",
+      "XLA's cost analysis counts a `scan` body once, so its FLOPs undercount DMT and "
+      "BPTT; the jaxpr matmul column multiplies by the trip count. Achieved GFLOP/s uses "
+      "XLA's count (exact for SMT, which has no scan).",
+      "",
+    ]
   sweep = res.get("sweep")
   if sweep:
     Ts = sorted({r["T"] for r in sweep})
     names = list(dict.fromkeys(r["name"] for r in sweep))
     r0 = sweep[0]
-    lines += ["## Step time and peak memory vs T", "",
-              f"Sweep config: {'d 64, K 2, encoder 2 / decoder 1 / updater 2 / readout 1, Tc 32, Tf 8, vocab 256, float32' if res['device_mode'] == 'cpu' else 'the paper config above'}, "
-              f"batch {r0['batch']}. Cells: median step / XLA peak memory. '—' = compiled but not "
-              "run (peak above the CPU limit).", "",
-              "| variant | " + " | ".join(f"T {t}" for t in Ts) + " |",
-              "|---|" + "---|" * len(Ts)]
+    lines += [
+      "## Step time and peak memory vs T",
+      "",
+      f"Sweep config: {SMALL_SWEEP if res['device_mode'] == 'cpu' else 'the paper config above'}, "
+      f"batch {r0['batch']}. Cells: median step / XLA peak memory. '—' = compiled but not "
+      "run (peak above the CPU limit).",
+      "",
+      "| variant | " + " | ".join(f"T {t}" for t in Ts) + " |",
+      "|---|" + "---|" * len(Ts),
+    ]
     for n in names:
       cells = []
       for t in Ts:
@@ -280,42 +374,63 @@ def write_markdown(res, path, pngs):
   dep = res.get("depth")
   if dep:
     Ts = sorted({d["T"] for d in dep})
-    lines += ["## Sequential depth", "",
-              "Longest chain of dependent updater applications, found by a max-plus pass over the "
-              "jaxpr (`experiments/bench/depth.py`): sequential depth of the forward loss / "
-              "gradient path (stop_gradient cuts the chain) / the whole forward+backward "
-              "computation.", "",
-              "| variant | " + " | ".join(f"T {t}" for t in Ts) + " |", "|---|" + "---|" * len(Ts)]
+    lines += [
+      "## Sequential depth",
+      "",
+      "Longest chain of dependent updater applications, found by a max-plus pass over the "
+      "jaxpr (`experiments/bench/depth.py`): sequential depth of the forward loss / "
+      "gradient path (stop_gradient cuts the chain) / the whole forward+backward "
+      "computation.",
+      "",
+      "| variant | " + " | ".join(f"T {t}" for t in Ts) + " |",
+      "|---|" + "---|" * len(Ts),
+    ]
     for v in dict.fromkeys(d["variant"] for d in dep):
-      cells = [next((f"{d['forward_depth']} / {d['gradient_path_depth']} / {d['fwd_bwd_depth']}"
-                     for d in dep if d["variant"] == v and d["T"] == t), "") for t in Ts]
+      cells = [
+        next(
+          (
+            f"{d['forward_depth']} / {d['gradient_path_depth']} / {d['fwd_bwd_depth']}"
+            for d in dep
+            if d["variant"] == v and d["T"] == t
+          ),
+          "",
+        )
+        for t in Ts
+      ]
       lines.append(f"| {VARIANT_LABEL.get(v, v)} | " + " | ".join(cells) + " |")
     lines.append("")
   cr = res.get("credit")
   if cr:
     ks = [k for k in (0, 1, 2, 4, 8, 16, 24, 31, 48, 63, 127, 255) if k <= cr["t"]]
-    lines += ["## Credit assignment", "",
-              f"Mean per-example ||d loss_t / d e_(t-k)|| at t = {cr['t']} (a delayed-copy task, "
-              f"y_t = x_(t-{cr['lag']}), vocab {cr['vocab']}, T {cr['T']}, sweep config; "
-              f"{cr['steps']} AdamW steps of each method; SMT with n_t = 8). e is the embedding the model reads: the "
-              "updater's token embedding for BPTT, the encoder's for SMT (whose gradient path "
-              "crosses one encoder and one decoder; beyond Tc it is exactly 0).", "",
-              "| curve | " + " | ".join(f"k {k}" for k in ks) + " | final train loss / acc |",
-              "|---|" + "---|" * (len(ks) + 1)]
+    lines += [
+      "## Credit assignment",
+      "",
+      f"Mean per-example ||d loss_t / d e_(t-k)|| at t = {cr['t']} (a delayed-copy task, "
+      f"y_t = x_(t-{cr['lag']}), vocab {cr['vocab']}, T {cr['T']}, sweep config; "
+      f"{cr['steps']} AdamW steps of each method; SMT with n_t = 8). e is the embedding the "
+      "model reads: the "
+      "updater's token embedding for BPTT, the encoder's for SMT (whose gradient path "
+      "crosses one encoder and one decoder; beyond Tc it is exactly 0).",
+      "",
+      "| curve | " + " | ".join(f"k {k}" for k in ks) + " | final train loss / acc |",
+      "|---|" + "---|" * (len(ks) + 1),
+    ]
     for key in ("bptt_init", "bptt_trained", "smt_init", "smt_trained"):
       if key in cr:
         v = cr[key]
         curve = cr.get(key.split("_")[0] + "_train_curve")
-        last = (f"{curve[-1][0]:.3f} / {curve[-1][1]:.3f}" if key.endswith("trained") and curve
-                else "")
-        lines.append(f"| {key} | " + " | ".join(f"{v[k]:.3g}" if k < len(v) else "0 (outside Tc)"
-                                              for k in ks) + f" | {last} |")
+        last = (
+          f"{curve[-1][0]:.3f} / {curve[-1][1]:.3f}" if key.endswith("trained") and curve else ""
+        )
+        lines.append(
+          f"| {key} | "
+          + " | ".join(f"{v[k]:.3g}" if k < len(v) else "0 (outside Tc)" for k in ks)
+          + f" | {last} |"
+        )
     lines.append("")
   if pngs:
     lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({rel(p)})" for p in pngs] + [""]
-  notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
-  if os.path.exists(notes):
-    lines += [open(notes).read()]
+  lines += [NOTES_MARKER, hand_written_notes(path)]
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")

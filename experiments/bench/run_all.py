@@ -20,32 +20,36 @@ import statistics
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments.bench import common, credit, depth, plain, report
+from experiments.bench.common import (
+  bench_step,
+  environment,
+  init_params,
+  matmul_gflops,
+  paper_config,
+  random_batch,
+  reference_config,
+  small_config,
+  variant_config,
+)
+from smt_jax.objectives import METHODS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-import common  # noqa: E402
-from common import (OBJECTIVES, bench_step, environment, init_params, matmul_gflops,  # noqa: E402
-                    paper_config, random_batch, reference_config, small_config,
-                    variant_config)
-import credit  # noqa: E402
-import depth  # noqa: E402
-import plain  # noqa: E402
-import report  # noqa: E402
 
 # The PyTorch original measured on this machine kind (issue 6): seconds per step, (low, high).
 ORIGINAL = {
-    "smt_n1": (0.363, 0.375),
-    "dmt_32": (2.50, 2.51),
-    "bptt_T32": (0.90, 1.19),
-    "bptt_T64": (1.81, 2.24),
-    "bptt_T128": (3.66, 4.27),
-    "plain_torch": (0.316, 0.316),
-    "plain_flax_quiet": (0.370, 0.370),  # the Flax plain step on a quiet machine
+  "smt_n1": (0.363, 0.375),
+  "dmt_32": (2.50, 2.51),
+  "bptt_T32": (0.90, 1.19),
+  "bptt_T64": (1.81, 2.24),
+  "bptt_T128": (3.66, 4.27),
+  "plain_torch": (0.316, 0.316),
+  "plain_flax_quiet": (0.370, 0.370),  # the Flax plain step on a quiet machine
 }
 ORIGINAL_LABELS_PER_STEP = 32  # one memory label per sequence, batch 32
 
@@ -54,25 +58,60 @@ def grid(device: str, quick: bool) -> dict:
   """What each section measures on this device."""
   if device == "cpu":
     g = dict(
-        ref_cfg=reference_config, ref_batch=32, ref_T=128, smt_all_batch=4,
-        bptt_Ts=(32, 64), plain=dict(batch=32, T=128, d_model=128, depth=4, heads=4),
-        sweep_cfg=small_config, sweep_batch=4, sweep_Ts=(64, 256, 1024, 2048),
-        sweep_variants=("smt_all", "dmt", "bptt", "bptt_remat"),
-        repeats=5, sweep_repeats=3, max_seconds=15.0, max_peak_gib=4.0,
-        credit_steps=100, credit_T=64, credit_batch=16, matmul_n=1024,
-        matmul_dtype=jnp.float32)
+      ref_cfg=reference_config,
+      ref_batch=32,
+      ref_T=128,
+      smt_all_batch=4,
+      bptt_Ts=(32, 64),
+      plain=dict(batch=32, T=128, d_model=128, depth=4, heads=4),
+      sweep_cfg=small_config,
+      sweep_batch=4,
+      sweep_Ts=(64, 256, 1024, 2048),
+      sweep_variants=("smt_all", "dmt", "bptt", "bptt_remat"),
+      repeats=5,
+      sweep_repeats=3,
+      max_seconds=15.0,
+      max_peak_gib=4.0,
+      credit_steps=100,
+      credit_T=64,
+      credit_batch=16,
+      matmul_n=1024,
+      matmul_dtype=jnp.float32,
+    )
     if quick:
-      g.update(bptt_Ts=(32,), sweep_Ts=(64, 128), repeats=2, sweep_repeats=2, credit_steps=5,
-               smt_all_batch=2, ref_batch=4, plain=dict(batch=4, T=128, d_model=128, depth=4,
-                                                        heads=4), credit_T=48)
+      g.update(
+        bptt_Ts=(32,),
+        sweep_Ts=(64, 128),
+        repeats=2,
+        sweep_repeats=2,
+        credit_steps=5,
+        smt_all_batch=2,
+        ref_batch=4,
+        plain=dict(batch=4, T=128, d_model=128, depth=4, heads=4),
+        credit_T=48,
+      )
   else:  # gpu / tpu: the paper's scale
     g = dict(
-        ref_cfg=paper_config, ref_batch=128, ref_T=512, smt_all_batch=128,
-        bptt_Ts=(64, 256, 1024), plain=dict(batch=128, T=1024, d_model=256, depth=8, heads=8),
-        sweep_cfg=paper_config, sweep_batch=128, sweep_Ts=(64, 128, 256, 512, 1024, 2048),
-        sweep_variants=("smt_all", "smt_n8", "dmt", "bptt", "bptt_remat"),
-        repeats=10, sweep_repeats=5, max_seconds=60.0, max_peak_gib=None,
-        credit_steps=1000, credit_T=256, credit_batch=32, matmul_n=8192, matmul_dtype=jnp.bfloat16)
+      ref_cfg=paper_config,
+      ref_batch=128,
+      ref_T=512,
+      smt_all_batch=128,
+      bptt_Ts=(64, 256, 1024),
+      plain=dict(batch=128, T=1024, d_model=256, depth=8, heads=8),
+      sweep_cfg=paper_config,
+      sweep_batch=128,
+      sweep_Ts=(64, 128, 256, 512, 1024, 2048),
+      sweep_variants=("smt_all", "smt_n8", "dmt", "bptt", "bptt_remat"),
+      repeats=10,
+      sweep_repeats=5,
+      max_seconds=60.0,
+      max_peak_gib=None,
+      credit_steps=1000,
+      credit_T=256,
+      credit_batch=32,
+      matmul_n=8192,
+      matmul_dtype=jnp.bfloat16,
+    )
     if quick:
       g.update(sweep_Ts=(512,), bptt_Ts=(64,), repeats=3, sweep_repeats=2, credit_steps=20)
   return g
@@ -83,21 +122,38 @@ def log(*a):
 
 
 def fmt_s(s):
-  return "skipped" if s is None or (isinstance(s, float) and math.isnan(s)) else (
-      f"{s * 1e3:.0f} ms" if s < 1 else f"{s:.2f} s")
+  return (
+    "skipped"
+    if s is None or (isinstance(s, float) and math.isnan(s))
+    else (f"{s * 1e3:.0f} ms" if s < 1 else f"{s:.2f} s")
+  )
 
 
 def step_row(name, cfg, batch, g, loss_fn=None, **kw):
   """Times one configuration and adds the derived throughput figures."""
   t0 = time.time()
-  r = bench_step(cfg, batch, repeats=kw.pop("repeats", g["repeats"]),
-                 max_seconds=g["max_seconds"],
-                 max_peak_bytes=None if g["max_peak_gib"] is None else g["max_peak_gib"] * 2**30,
-                 loss_fn=loss_fn, **kw)
+  r = bench_step(
+    cfg,
+    batch,
+    repeats=kw.pop("repeats", g["repeats"]),
+    max_seconds=g["max_seconds"],
+    max_peak_bytes=None if g["max_peak_gib"] is None else g["max_peak_gib"] * 2**30,
+    loss_fn=loss_fn,
+    **kw,
+  )
   T = cfg.data.T
-  r.update(name=name, method=cfg.method, T=T, batch=batch, n_t=cfg.smt.n_t,
-           Td=cfg.dmt.Td, k=cfg.dmt.k, remat=cfg.bptt.remat,
-           Tc=cfg.model.teacher.Tc, Tf=cfg.model.teacher.Tf)
+  r.update(
+    name=name,
+    method=cfg.method,
+    T=T,
+    batch=batch,
+    n_t=cfg.smt.n_t,
+    Td=cfg.dmt.Td,
+    k=cfg.dmt.k,
+    remat=cfg.bptt.remat,
+    Tc=cfg.model.teacher.Tc,
+    Tf=cfg.model.teacher.Tf,
+  )
   if cfg.method == "smt":
     r["memory_labels"] = batch * ((T - 1) if cfg.smt.n_t == 0 else cfg.smt.n_t)
   elif cfg.method == "dmt":
@@ -108,7 +164,7 @@ def step_row(name, cfg, batch, g, loss_fn=None, **kw):
   try:
     params = init_params(cfg, jax.random.PRNGKey(0))
     b = random_batch(jax.random.PRNGKey(1), batch, T, cfg.data.vocab_size)
-    fn = loss_fn or OBJECTIVES[cfg.method]
+    fn = loss_fn or METHODS[cfg.method].loss
     loss = lambda p, b, r_: fn(p, b, r_, cfg)[0]
     r["jaxpr_matmul_flops"] = depth.matmul_flops(jax.grad(loss), params, b, jax.random.PRNGKey(0))
   except Exception as e:  # pragma: no cover
@@ -120,23 +176,13 @@ def step_row(name, cfg, batch, g, loss_fn=None, **kw):
     r["labels_per_s"] = r["memory_labels"] / s
     r["achieved_gflops_xla"] = r.get("flops", float("nan")) / s / 1e9
     r["achieved_gflops_matmul"] = r["jaxpr_matmul_flops"] / s / 1e9
-  log(f"  {name:<22} T={T:<5} B={batch:<4} step {fmt_s(s):>10}  peak "
-      f"{r.get('peak_bytes', 0) / 2**20:8.0f} MiB  matmul {r['jaxpr_matmul_flops'] / 1e9:8.1f} "
-      f"GFLOP  (compile {r['compile_s']:.0f} s, wall {time.time() - t0:.0f} s)"
-      + (f"  [{r['skipped']}]" if r.get("skipped") else ""))
+  log(
+    f"  {name:<22} T={T:<5} B={batch:<4} step {fmt_s(s):>10}  peak "
+    f"{r.get('peak_bytes', 0) / 2**20:8.0f} MiB  matmul {r['jaxpr_matmul_flops'] / 1e9:8.1f} "
+    f"GFLOP  (compile {r['compile_s']:.0f} s, wall {time.time() - t0:.0f} s)"
+    + (f"  [{r['skipped']}]" if r.get("skipped") else "")
+  )
   return r
-
-
-def dmt_remat_loss(params, batch, rng, cfg):
-  """Prototype: DMT with its rollout rematerialised (the library's dmt_loss does not expose it)."""
-  import functools
-  from smt_jax.objectives import dmt as dmt_module
-  original = dmt_module.rollout
-  dmt_module.rollout = functools.partial(original, remat=True)
-  try:
-    return dmt_module.dmt_loss(params, batch, rng, cfg)
-  finally:
-    dmt_module.rollout = original
 
 
 def reference_section(g, plain_retime=None) -> dict:
@@ -146,15 +192,19 @@ def reference_section(g, plain_retime=None) -> dict:
   T = g["ref_T"]
   base = g["ref_cfg"](T)
   bt = g["bptt_Ts"][min(1, len(g["bptt_Ts"]) - 1)]
-  jobs = [("smt_n1", variant_config(base, "smt_n1"), g["ref_batch"], None),
-          ("smt_all", variant_config(base, "smt_all"), g["smt_all_batch"], None),
-          ("dmt_32", variant_config(base, "dmt_32"), g["ref_batch"], None),
-          ("dmt_32_remat (prototype)", variant_config(base, "dmt_32"), g["ref_batch"],
-           dmt_remat_loss)]
-  jobs += [(f"bptt_T{t}", variant_config(g["ref_cfg"](t), "bptt"), g["ref_batch"], None)
-           for t in g["bptt_Ts"]]
-  jobs += [(f"bptt_remat_T{bt}", variant_config(g["ref_cfg"](bt), "bptt_remat"), g["ref_batch"],
-            None)]
+  jobs = [
+    ("smt_n1", variant_config(base, "smt_n1"), g["ref_batch"], None),
+    ("smt_all", variant_config(base, "smt_all"), g["smt_all_batch"], None),
+    ("dmt_32", variant_config(base, "dmt_32"), g["ref_batch"], None),
+    ("dmt_32_remat", variant_config(base, "dmt_32_remat"), g["ref_batch"], None),
+  ]
+  jobs += [
+    (f"bptt_T{t}", variant_config(g["ref_cfg"](t), "bptt"), g["ref_batch"], None)
+    for t in g["bptt_Ts"]
+  ]
+  jobs += [
+    (f"bptt_remat_T{bt}", variant_config(g["ref_cfg"](bt), "bptt_remat"), g["ref_batch"], None)
+  ]
   for key, cfg, batch, loss_fn in jobs:
     plain_s = plain_retime() if plain_retime else None
     rows[key] = step_row(key, cfg, batch, g, loss_fn=loss_fn)
@@ -176,13 +226,21 @@ def plain_section(g):
     def call():
       holder["state"], loss = compiled(holder["state"], batch, rng)
       return loss
+
     return statistics.median(common.time_calls(call, repeats, warmup=1))
 
   times = [retime(g["repeats"])]
-  r = dict(step_s=times[0], compile_s=compile_s, name="plain_transformer", **p,
-           **common.xla_stats(compiled))
-  log(f"  plain Transformer      T={p['T']:<5} B={p['batch']:<4} step {fmt_s(r['step_s']):>10}"
-      f"  XLA {r.get('flops', 0) / 1e9:.1f} GFLOP")
+  r = dict(
+    step_s=times[0],
+    compile_s=compile_s,
+    name="plain_transformer",
+    **p,
+    **common.xla_stats(compiled),
+  )
+  log(
+    f"  plain Transformer      T={p['T']:<5} B={p['batch']:<4} step {fmt_s(r['step_s']):>10}"
+    f"  XLA {r.get('flops', 0) / 1e9:.1f} GFLOP"
+  )
   return r, retime
 
 
@@ -207,15 +265,18 @@ def depth_section(g) -> list:
       params = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
       b = jax.eval_shape(lambda: random_batch(jax.random.PRNGKey(1), 2, T, cfg.data.vocab_size))
       rng = jax.random.PRNGKey(0)
-      loss = lambda p, b, r_: OBJECTIVES[cfg.method](p, b, r_, cfg)[0]
+      loss = lambda p, b, r_: METHODS[cfg.method].loss(p, b, r_, cfg)[0]
       with depth.mark_updater():
         fwd = depth.sequential_depth(loss, params, b, rng)
         grad_path = depth.sequential_depth(loss, params, b, rng, cut_stop_gradient=True)
         train = depth.sequential_depth(jax.grad(loss), params, b, rng)
-      rows.append(dict(variant=v, T=T, forward_depth=fwd, gradient_path_depth=grad_path,
-                       fwd_bwd_depth=train))
-      log(f"  {v:<12} T={T:<5} sequential depth {fwd:>5}  gradient path {grad_path:>5}  "
-          f"forward+backward {train:>5}")
+      rows.append(
+        dict(variant=v, T=T, forward_depth=fwd, gradient_path_depth=grad_path, fwd_bwd_depth=train)
+      )
+      log(
+        f"  {v:<12} T={T:<5} sequential depth {fwd:>5}  gradient path {grad_path:>5}  "
+        f"forward+backward {train:>5}"
+      )
   return rows
 
 
@@ -232,16 +293,21 @@ def credit_section(g) -> dict:
     tx = optax.adamw(1e-3, weight_decay=0.01)
     params = init_params(cfg, jax.random.PRNGKey(0))
     opt = tx.init(params)
-    measure = (jax.jit(lambda p: credit.bptt_credit(cfg, p, probe, T - 1)) if method == "bptt"
-               else jax.jit(lambda p: credit.smt_encoder_credit(cfg, p, probe, T - 1)))
+    measure = (
+      jax.jit(lambda p: credit.bptt_credit(cfg, p, probe, T - 1))
+      if method == "bptt"
+      else jax.jit(lambda p: credit.smt_encoder_credit(cfg, p, probe, T - 1))
+    )
     out[f"{method}_init"] = np.asarray(measure(params)).tolist()
 
     @jax.jit
     def train(params, opt, i):
-      batch = credit.delayed_copy_batch(jax.random.fold_in(jax.random.PRNGKey(7), i), B, T,
-                                        vocab, lag)
-      (loss, m), grads = jax.value_and_grad(OBJECTIVES[cfg.method], has_aux=True)(
-          params, batch, jax.random.fold_in(jax.random.PRNGKey(8), i), cfg)
+      batch = credit.delayed_copy_batch(
+        jax.random.fold_in(jax.random.PRNGKey(7), i), B, T, vocab, lag
+      )
+      (loss, m), grads = jax.value_and_grad(METHODS[cfg.method].loss, has_aux=True)(
+        params, batch, jax.random.fold_in(jax.random.PRNGKey(8), i), cfg
+      )
       updates, opt = tx.update(grads, opt, params)
       acc = m.get("acc", m.get("acc_dec_first"))
       return optax.apply_updates(params, updates), opt, loss, acc
@@ -253,8 +319,10 @@ def credit_section(g) -> dict:
       losses.append((float(loss), float(acc)))
     out[f"{method}_trained"] = np.asarray(measure(params)).tolist()
     out[f"{method}_train_curve"] = losses
-    log(f"  {method}: {g['credit_steps']} steps in {time.time() - t0:.0f} s, loss "
-        f"{losses[0][0]:.3f} -> {losses[-1][0]:.3f}, acc {losses[-1][1]:.3f}")
+    log(
+      f"  {method}: {g['credit_steps']} steps in {time.time() - t0:.0f} s, loss "
+      f"{losses[0][0]:.3f} -> {losses[-1][0]:.3f}, acc {losses[-1][1]:.3f}"
+    )
     for key in ("init", "trained"):
       v = out[f"{method}_{key}"]
       ks = [k for k in (0, 1, 2, 4, 8, 16, 31, 63) if k < len(v)]
@@ -264,12 +332,19 @@ def credit_section(g) -> dict:
 
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  ap.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
-                  help="cpu: CPU-sized grid; gpu: paper scale on the accelerator; auto: by backend")
+  ap.add_argument(
+    "--device",
+    default="auto",
+    choices=("auto", "cpu", "gpu"),
+    help="cpu: CPU-sized grid; gpu: paper scale on the accelerator; auto: by backend",
+  )
   ap.add_argument("--quick", action="store_true", help="a tiny smoke run of every section")
   ap.add_argument("--out", default=os.path.join(HERE, "results"), help="JSON / PNG folder")
-  ap.add_argument("--docs", default=os.path.join(common.REPO, "docs", "benchmarks.md"),
-                  help="markdown report path ('' = none)")
+  ap.add_argument(
+    "--docs",
+    default=os.path.join(common.REPO, "docs", "benchmarks.md"),
+    help="markdown report path ('' = none)",
+  )
   ap.add_argument("--sections", default="env,plain,reference,sweep,depth,credit")
   args = ap.parse_args(argv)
   device = args.device
@@ -279,10 +354,17 @@ def main(argv=None):
   sections = set(args.sections.split(","))
   os.makedirs(args.out, exist_ok=True)
   t_start = time.time()
-  res = dict(command="python " + " ".join([os.path.relpath(__file__, common.REPO)] +
-                                             (argv if argv is not None else sys.argv[1:])),
-             device_mode=device, quick=args.quick, env=environment(),
-             started=time.strftime("%Y-%m-%d %H:%M:%S %Z"), original=ORIGINAL)
+  res = dict(
+    command="python "
+    + " ".join(
+      [os.path.relpath(__file__, common.REPO)] + (argv if argv is not None else sys.argv[1:])
+    ),
+    device_mode=device,
+    quick=args.quick,
+    env=environment(),
+    started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    original=ORIGINAL,
+  )
   log(f"[env] {res['env']['device']} ({res['env']['cpu']}), jax {res['env']['jax']}")
   res["matmul_gflops"] = matmul_gflops(g["matmul_n"], g["matmul_dtype"])
   res["matmul"] = dict(n=g["matmul_n"], dtype=jnp.dtype(g["matmul_dtype"]).name)

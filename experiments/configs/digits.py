@@ -25,59 +25,35 @@ blocks, Tc 256, Tf 64, train.batch_size 128, model.dtype "bfloat16"; for pixels 
 image (64 here, 784 for MNIST), so there Tc + Tf <= T bounds the window instead.
 """
 
-from smt_jax.config import base_config, smt_dmt_bptt_stages
+from experiments.configs import smt_dmt_bptt_stages
+from smt_jax.config import base_config
 
 
 def get_config():
   c = base_config()
-  c.seed = 0  # Parameters and data.
   c.data.name = "digits"  # Prepared by `python -m smt_jax.data.prepare digits`.
   c.data.vocab_size = 256  # Pixel tokens 0..255 (the digits use 17 of them).
-  c.data.T = 64  # One whole 8x8 image per sequence (paper: a whole image; 784 for MNIST).
-  c.data.path = ""  # "" = workdirs/data/digits.
-
-  c.model.d_model = 64  # d (paper: 256).
-  c.model.num_heads = 4  # Heads, head width 16 (paper: 8).
-  c.model.mlp_ratio = 4  # MLP width 256 (paper: 4).
-  c.model.mem_tokens = 4  # K memory tokens (paper: 16).
-  c.model.mem_size = 256  # Z = K * d (paper: 4096).
-  c.model.dtype = "float32"  # CPU computes float32 fastest (paper: bfloat16 on accelerators).
-  c.model.teacher.encoder_depth = 2  # Encoder blocks (paper: 8).
-  c.model.teacher.decoder_depth = 1  # Decoder blocks (paper: 4).
-  c.model.teacher.Tc = 32  # Encoder window: the last 4 pixel rows (paper: 256; Tc + Tf <= T).
-  c.model.teacher.Tf = 8  # Future pixels predicted by the decoder: one row (paper: 64).
-  c.model.rnn.updater = "transformer"  # Transformer-token updater (the paper's).
-  c.model.rnn.depth = 2  # Updater blocks (paper: 8).
-  c.model.rnn.readout_depth = 1  # Readout blocks = decoder_depth, so DMT copies the decoder
-  #                                into the readout (paper: 4).
-  c.model.rnn.readout_from_decoder = True  # DMT/BPTT-from-SMT start the readout as the decoder.
 
   c.smt.n_t = 16  # Random timesteps per image in the SMT loss (each encodes 2 windows); 0 = all
   #                 63, 2x the cost (paper: all positions).
-  c.smt.coef_dec = 1.0  # c_dec (paper: 1).
-  c.smt.coef_dyn = 0.1  # c_dyn (paper: 0.1).
-  c.smt.coef_unif = 0.001  # c_unif (paper: 0.001).
 
   c.dmt.Td = 63  # DMT rolls out over the whole image ...
   c.dmt.start = 0  # ... from the encoder memory of the first pixel (where the RNN read starts).
   c.dmt.k = 7  # Regress every 7th rolled memory onto the encoder's (9 targets per rollout).
-  c.dmt.coef_dyn = 1.0  # Weight of the rollout MSE.
-  c.dmt.coef_readout = 1.0  # Weight of the readout cross-entropy on rolled memories.
 
   c.optim.lr = 2e-3  # Peak AdamW learning rate (paper-scale models want ~3e-4).
-  c.optim.schedule = "warmup_cosine"  # Warmup, then cosine decay to lr * final_lr_frac.
   c.optim.warmup_steps = 50  # Linear warmup steps.
-  c.optim.final_lr_frac = 0.1  # End of the cosine at lr / 10.
   c.train.batch_size = 16  # Images per update (paper: 128).
   c.train.eval_every = 100  # Held-out evaluation every 100 steps.
   c.train.eval_batch_size = 32  # Held-out images per batch.
-  c.train.eval_batches = 2  # Held-out batches per evaluation.
   c.log.every = 25  # Training metrics every 25 steps.
   c.ckpt.every = 100  # Checkpoint every 100 steps.
-  c.eval.batch_size = 16  # Final evaluation: test images per batch ...
   c.eval.num_batches = 2  # ... and batches.
-  c.eval.num_samples = 8  # Images drawn per start (encoder prompt, scratch) in samples.png.
 
-  c.pipeline.order = "smt,dmt,bptt"  # Stages, run into WORKDIR/smt, WORKDIR/dmt, WORKDIR/bptt.
+  c.pipeline.order = (
+    "smt",
+    "dmt",
+    "bptt",
+  )  # Stages, run into WORKDIR/smt, WORKDIR/dmt, WORKDIR/bptt.
   c.pipeline.stages = smt_dmt_bptt_stages(300, 150, 400)  # Updates of each stage.
   return c

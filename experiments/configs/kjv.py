@@ -22,59 +22,38 @@ model.num_heads 8, model.mem_tokens K = 16, model.mem_size Z = 4096, encoder 8 /
 updater 8 / readout 4 blocks, Tc 256, Tf 64, train.batch_size 128, model.dtype "bfloat16".
 """
 
-from smt_jax.config import base_config, smt_dmt_bptt_stages
+from experiments.configs import smt_dmt_bptt_stages
+from smt_jax.config import base_config
 
 
 def get_config():
   c = base_config()
-  c.seed = 0  # Parameters and data.
   c.data.name = "kjv"  # Prepared by `python -m smt_jax.data.prepare kjv`.
   c.data.vocab_size = 256  # Byte tokens (the text uses 63 of them).
   c.data.T = 128  # Bytes per training sequence (paper: 256 and more, e.g. 1024).
-  c.data.path = ""  # "" = workdirs/data/kjv.
 
-  c.model.d_model = 64  # d (paper: 256).
-  c.model.num_heads = 4  # Heads, head width 16 (paper: 8).
-  c.model.mlp_ratio = 4  # MLP width 256 (paper: 4).
-  c.model.mem_tokens = 4  # K memory tokens (paper: 16).
-  c.model.mem_size = 256  # Z = K * d (paper: 4096).
-  c.model.dtype = "float32"  # CPU computes float32 fastest (paper: bfloat16 on accelerators).
-  c.model.teacher.encoder_depth = 2  # Encoder blocks (paper: 8).
-  c.model.teacher.decoder_depth = 1  # Decoder blocks (paper: 4).
-  c.model.teacher.Tc = 32  # Encoder window: a few words (paper: 256).
   c.model.teacher.Tf = 16  # Future bytes predicted by the decoder (paper: 64).
-  c.model.rnn.updater = "transformer"  # Transformer-token updater (the paper's).
-  c.model.rnn.depth = 2  # Updater blocks (paper: 8).
-  c.model.rnn.readout_depth = 1  # Readout blocks = decoder_depth, so DMT copies the decoder
-  #                                into the readout (paper: 4).
-  c.model.rnn.readout_from_decoder = True  # DMT starts the readout as a copy of the decoder.
 
   c.smt.n_t = 32  # Random timesteps per sequence in the SMT loss (each encodes 2 windows);
   #                 0 = all 127, 2x the cost (paper: all positions).
-  c.smt.coef_dec = 1.0  # c_dec (paper: 1).
-  c.smt.coef_dyn = 0.1  # c_dyn (paper: 0.1).
-  c.smt.coef_unif = 0.001  # c_unif (paper: 0.001).
 
   c.dmt.Td = 127  # DMT rolls out over the whole sequence ...
   c.dmt.start = 0  # ... from the encoder memory of the first byte (where the RNN read starts).
   c.dmt.k = 8  # Regress every 8th rolled memory onto the encoder's (15 targets per rollout).
-  c.dmt.coef_dyn = 1.0  # Weight of the rollout MSE.
-  c.dmt.coef_readout = 1.0  # Weight of the readout cross-entropy on rolled memories.
 
   c.optim.lr = 2e-3  # Peak AdamW learning rate (paper-scale models want ~3e-4).
-  c.optim.schedule = "warmup_cosine"  # Warmup, then cosine decay to lr * final_lr_frac.
   c.optim.warmup_steps = 50  # Linear warmup steps.
-  c.optim.final_lr_frac = 0.1  # End of the cosine at lr / 10.
   c.train.batch_size = 16  # Sequences per update (paper: 128).
   c.train.eval_every = 100  # Held-out evaluation every 100 steps.
   c.train.eval_batch_size = 32  # Held-out sequences per batch.
-  c.train.eval_batches = 2  # Held-out batches per evaluation.
   c.log.every = 25  # Training metrics every 25 steps.
   c.ckpt.every = 100  # Checkpoint every 100 steps.
-  c.eval.batch_size = 16  # Final evaluation: test sequences per batch ...
   c.eval.num_batches = 2  # ... and batches.
-  c.eval.num_samples = 8  # Sequences written per start (encoder prompt, scratch) in samples.txt.
 
-  c.pipeline.order = "smt,dmt,bptt"  # Stages, run into WORKDIR/smt, WORKDIR/dmt, WORKDIR/bptt.
+  c.pipeline.order = (
+    "smt",
+    "dmt",
+    "bptt",
+  )  # Stages, run into WORKDIR/smt, WORKDIR/dmt, WORKDIR/bptt.
   c.pipeline.stages = smt_dmt_bptt_stages(400, 200, 400)  # Updates of each stage.
   return c

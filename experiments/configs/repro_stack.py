@@ -9,7 +9,8 @@ must emit the symbol on top), SMT -> DMT beside BPTT of the same RNN.
 
 import ml_collections
 
-from smt_jax.config import base_config, parse_int_args, smt_dmt_bptt_stages
+from experiments.configs import parse_int_args, smt_dmt_bptt_stages
+from smt_jax.config import base_config
 
 
 def get_config(arg: str = ""):
@@ -23,31 +24,21 @@ def get_config(arg: str = ""):
   c.model.d_model = 32  # d.
   c.model.num_heads = 2  # Heads.
   c.model.mlp_ratio = 2  # MLP width 2d.
-  c.model.mem_tokens = 4  # K.
-  c.model.mem_size = 128  # Z = K * d.
-  c.model.teacher.encoder_depth = 2  # Encoder blocks.
-  c.model.teacher.decoder_depth = 1  # Decoder blocks.
   c.model.teacher.Tc = T // 2  # Encoder window (the stack's contents are usually recent).
-  c.model.teacher.Tf = 8  # Decoder future.
-  c.model.rnn.updater = "transformer"  # Overridden by the studies.
   c.model.rnn.depth = 1  # Updater blocks.
   c.model.rnn.hidden = 128  # Width of the MLP / GRU updaters.
-  c.model.rnn.readout_depth = 1  # = decoder_depth: DMT copies the decoder into the readout.
   c.dmt.Td = T - 1  # DMT rolls out over the whole sequence ...
   c.dmt.start = 0  # ... from the encoder memory of x[0], as the RNN is read.
   c.dmt.k = 1  # Regress every rolled memory onto the encoder's.
   c.optim.lr = 3e-3  # Peak learning rate.
   c.optim.warmup_steps = 20 if quick else 50  # Warmup.
-  c.train.batch_size = 32  # Sequences per update (every method).
   c.train.eval_every = 100  # Held-out evaluation every 100 updates.
-  c.train.eval_batch_size = 64  # Held-out sequences per batch.
-  c.train.eval_batches = 2  # Held-out batches.
   c.log.every = 25  # Training metrics every 25 updates.
   c.log.plot = False  # No per-run curves (the study plots).
   c.ckpt.every = 100  # Checkpoints every 100 updates.
   c.ckpt.keep = 1  # Keep only the last.
-  c.eval.sections = "read,drift"  # Final evaluation when a study turns train.final_eval on.
+  c.eval.sections = ("read", "drift")  # Final evaluation when a study turns train.final_eval on.
   smt, dmt = (100, 50) if quick else (400, 200)  # Updates of each stage.
-  c.pipeline.order = "smt,dmt"  # The studies choose smt,dmt / smt / bptt.
+  c.pipeline.order = ("smt", "dmt")  # The studies choose smt,dmt / smt / bptt.
   c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, smt + dmt)  # BPTT: same updates in total.
   return c

@@ -9,20 +9,15 @@ from smt_jax.config import base_config
 
 def get_config():
   c = base_config()
-  c.method = "smt"  # smt | dmt | bptt.
-  c.data.name = "retrieval"  # Needle retrieval (smt_jax.data.synthetic.Retrieval).
   c.data.vocab_size = 8  # V: 7 symbols and the marker.
   c.data.T = 16  # Sequence length.
   c.model.d_model = 16  # d.
   c.model.num_heads = 2  # Heads (head width 8).
   c.model.mem_tokens = 2  # K.
-  c.model.mem_size = 32  # Z = K * d.
   c.model.teacher.encoder_depth = 1  # Encoder blocks.
-  c.model.teacher.decoder_depth = 1  # Decoder blocks.
   c.model.teacher.Tc = 8  # Encoder window.
   c.model.teacher.Tf = 4  # Decoder future.
   c.model.rnn.depth = 1  # Updater blocks.
-  c.model.rnn.readout_depth = 1  # Readout blocks (= decoder_depth, so it can copy the decoder).
   c.smt.n_t = 4  # Timesteps per sequence in the SMT loss.
   c.dmt.Td = 8  # DMT rollout length.
   c.dmt.k = 2  # DMT supervision stride.

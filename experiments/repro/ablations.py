@@ -4,59 +4,75 @@ default (memory collapse), Tf = 1 vs the default Tf = 3T/8, and detached vs join
   python experiments/repro/ablations.py [--quick] [--out DIR] [--jobs 2]
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-
-from experiments.repro import common  # noqa: E402
-from experiments.repro.credit import retrieval_run  # noqa: E402
-from experiments.repro.updaters import SPREAD_NOTE, collapsed, spread_table  # noqa: E402
+from experiments.repro import reporting, runner
+from experiments.repro.credit import retrieval_run
+from experiments.repro.updaters import SPREAD_NOTE, collapsed, spread_table
 
 DEFAULT = "default (c_unif 0.001, Tf 3T/8, joint labels)"
 VARIANTS = {  # label: (run-name suffix, overrides); the default is study 5's transformer run.
-    DEFAULT: ("", {}),
-    "c_unif = 0": ("nounif", {"smt.coef_unif": 0.0}),
-    "Tf = 1": ("tf1", {"model.teacher.Tf": 1}),
-    "detached labels": ("detached", {"smt.detach_labels": True}),
+  DEFAULT: ("", {}),
+  "c_unif = 0": ("nounif", {"smt.coef_unif": 0.0}),
+  "Tf = 1": ("tf1", {"model.teacher.Tf": 1}),
+  "detached labels": ("detached", {"smt.detach_labels": True}),
 }
 
 
 def runs(quick: bool, seeds: int) -> list:
   seeds = seeds or (1 if quick else 3)
-  return [retrieval_run(32, "transformer", "smt,dmt", seed, quick, {"variant": label}, suffix,
-                        overrides)
-          for label, (suffix, overrides) in VARIANTS.items() for seed in range(seeds)]
+  return [
+    retrieval_run(32, "transformer", "smt,dmt", seed, quick, {"variant": label}, suffix, overrides)
+    for label, (suffix, overrides) in VARIANTS.items()
+    for seed in range(seeds)
+  ]
 
 
-def report(results: list, rep: common.Report) -> str:
+def report(results: list, rep: reporting.Report) -> str:
   table, means = spread_table(results, "variant")
   parts = []
   if DEFAULT in means:
     ref = means[DEFAULT]
     acc = {v: m["acc after SMT→DMT"] for v, m in means.items()}
     if "c_unif = 0" in means:
-      parts.append("c_unif = 0 " + ("collapses the memory (claim holds)"
-                                    if collapsed(means["c_unif = 0"], ref) else
-                                    "does not collapse the memory here (claim does not hold)"))
-    for variant, name in (("Tf = 1", "a longer future (Tf = 3T/8)"),
-                          ("detached labels", "joint labels")):
+      parts.append(
+        "c_unif = 0 "
+        + (
+          "collapses the memory (claim holds)"
+          if collapsed(means["c_unif = 0"], ref)
+          else "does not collapse the memory here (claim does not hold)"
+        )
+      )
+    for variant, name in (
+      ("Tf = 1", "a longer future (Tf = 3T/8)"),
+      ("detached labels", "joint labels"),
+    ):
       if variant in means:
         gap = acc[DEFAULT] - acc[variant]
-        parts.append(f"{name} vs {variant}: acc {acc[DEFAULT]:.3f} vs {acc[variant]:.3f} — "
-                     + ("the default is better (claim holds)" if gap > 0.02 else
-                        "the default is worse (claim does not hold)" if gap < -0.02 else
-                        "no difference beyond 0.02 (claim not shown)"))
-  return (f"{table}\n\nColumns as in study 5. {SPREAD_NOTE} Memory collapse: encoder effective "
-          "dimensions below 3/4 of the default's, or a cross-sequence cosine 0.1 above it.\n\n"
-          f"**Verdict:** {'; '.join(parts)}.\n")
+        parts.append(
+          f"{name} vs {variant}: acc {acc[DEFAULT]:.3f} vs {acc[variant]:.3f} — "
+          + (
+            "the default is better (claim holds)"
+            if gap > 0.02
+            else "the default is worse (claim does not hold)"
+            if gap < -0.02
+            else "no difference beyond 0.02 (claim not shown)"
+          )
+        )
+  return (
+    f"{table}\n\nColumns as in study 5. {SPREAD_NOTE} Memory collapse: encoder effective "
+    "dimensions below 3/4 of the default's, or a cross-sequence cosine 0.1 above it.\n\n"
+    f"**Verdict:** {'; '.join(parts)}.\n"
+  )
 
 
-STUDY = common.Study(
-    name="ablations", title="Study 6: ablations (c_unif, Tf, detached labels)",
-    claim="Without the uniformity loss the memory collapses; a longer future (Tf > 1) and joint "
-          "(not detached) labels train better memories.",
-    runs=runs, report=report, pool="retrieval")
+STUDY = runner.Study(
+  name="ablations",
+  title="Study 6: ablations (c_unif, Tf, detached labels)",
+  claim="Without the uniformity loss the memory collapses; a longer future (Tf > 1) and joint "
+  "(not detached) labels train better memories.",
+  runs=runs,
+  report=report,
+  pool="retrieval",
+)
 
 if __name__ == "__main__":
-  common.main(STUDY)
+  runner.main(STUDY)

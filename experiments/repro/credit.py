@@ -7,12 +7,7 @@ costs several minutes on 2 CPU cores).
   python experiments/repro/credit.py [--quick] [--out DIR] [--jobs 2]
 """
 
-import sys
-import pathlib
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-
-from experiments.repro import common  # noqa: E402
+from experiments.repro import reporting, runner
 
 T_FULL, T_QUICK = (32, 64, 128, 256), (16, 32)
 FULL_SEEDS = {32: 3}  # Default seeds per T in the full study; 1 where a run costs several minutes.
@@ -26,74 +21,133 @@ EQUAL_WALL_FACTOR = 5
 EQUAL_WALL = f"BPTT, {EQUAL_WALL_FACTOR}× updates"
 
 
-def retrieval_run(T: int, updater: str, order: str, seed: int, quick: bool, tags: dict,
-                  variant: str = "", overrides: dict = None) -> common.Run:
+def retrieval_run(
+  T: int,
+  updater: str,
+  order: str,
+  seed: int,
+  quick: bool,
+  tags: dict,
+  variant: str = "",
+  overrides: dict = None,
+) -> runner.Run:
   """A run of the retrieval pool (credit, updaters and ablations share it): repro_retrieval at T
   with `updater`, the stages of `order` ("smt,dmt" or "bptt"), and a named `variant` of extra
   overrides. SMT -> DMT runs also measure the read from x[0] and the memory spread, so that every
   study sharing the run finds what it reports."""
-  return common.Run(
-      name=f"T{T}_{updater}_{order.replace(',', '-')}{'_' + variant if variant else ''}_s{seed}",
-      config=f"repro_retrieval.py:T={T},quick={int(quick)}",
-      overrides={"pipeline.order": order, "model.rnn.updater": updater,
-                 "train.final_eval": False, **(overrides or {})},
-      seed=seed, tags=tags,
-      measure={"start": "dmt", "spread": "smt"} if order == "smt,dmt" else {})
+  return runner.Run(
+    name=f"T{T}_{updater}_{order.replace(',', '-')}{'_' + variant if variant else ''}_s{seed}",
+    config=f"repro_retrieval.py:T={T},quick={int(quick)}",
+    overrides={
+      "pipeline.order": order.split(","),
+      "model.rnn.updater": updater,
+      "train.final_eval": False,
+      **(overrides or {}),
+    },
+    seed=seed,
+    tags=tags,
+    measure={"start": "dmt", "spread": "smt"} if order == "smt,dmt" else {},
+  )
 
 
 def runs(quick: bool, seeds: int) -> list:
   out = []
-  for T in (T_QUICK if quick else T_FULL):
+  for T in T_QUICK if quick else T_FULL:
     n = seeds or (1 if quick else FULL_SEEDS.get(T, 1))
     for updater in UPDATERS:
       for method, order in METHODS.items():
-        out += [retrieval_run(T, updater, order, seed, quick,
-                              {"T": T, "updater": updater, "method": method})
-                for seed in range(n)]
-    out += [retrieval_run(T, REFERENCE, "bptt", seed, quick,
-                          {"T": T, "updater": REFERENCE, "method": "BPTT"}) for seed in range(n)]
+        out += [
+          retrieval_run(
+            T, updater, order, seed, quick, {"T": T, "updater": updater, "method": method}
+          )
+          for seed in range(n)
+        ]
+    out += [
+      retrieval_run(
+        T, REFERENCE, "bptt", seed, quick, {"T": T, "updater": REFERENCE, "method": "BPTT"}
+      )
+      for seed in range(n)
+    ]
   T = (T_QUICK if quick else T_FULL)[0]
-  steps = common.run_config(out[0]).pipeline.stages.bptt.train.num_steps * EQUAL_WALL_FACTOR
+  steps = runner.run_config(out[0]).pipeline.stages.bptt.train.num_steps * EQUAL_WALL_FACTOR
   for updater in UPDATERS:
-    out += [retrieval_run(T, updater, "bptt", seed, quick,
-                          {"T": T, "updater": updater, "method": EQUAL_WALL},
-                          f"x{EQUAL_WALL_FACTOR}", {"pipeline.stages.bptt.train.num_steps": steps})
-            for seed in range(seeds or (1 if quick else FULL_SEEDS.get(T, 1)))]
+    out += [
+      retrieval_run(
+        T,
+        updater,
+        "bptt",
+        seed,
+        quick,
+        {"T": T, "updater": updater, "method": EQUAL_WALL},
+        f"x{EQUAL_WALL_FACTOR}",
+        {"pipeline.stages.bptt.train.num_steps": steps},
+      )
+      for seed in range(seeds or (1 if quick else FULL_SEEDS.get(T, 1)))
+    ]
   return out
 
 
-def report(results: list, rep: common.Report) -> str:
+def report(results: list, rep: reporting.Report) -> str:
   Ts = sorted({r["run"]["tags"]["T"] for r in results})
-  cells = common.group(results, "updater", "method", "T")
+  cells = reporting.group(results, "updater", "method", "T")
   rows, series = [], {}
   for (updater, method, T), rs in cells.items():
-    acc = [common.final(r) for r in rs]
+    acc = [reporting.final(r) for r in rs]
     start = [r["stages"].get("dmt", {}).get("start", {}).get("acc") for r in rs]
-    rows.append([updater, method, T, common.mean_std(acc), common.mean_std(start),
-                 common.mean_std([common.final(r, "rnn_loss") for r in rs]),
-                 common.mean_std([common.stage_metric(r, "smt", "teacher_acc") for r in rs]),
-                 common.run_steps(rs[0]),
-                 f"{common.mean_of([common.run_wall(r) for r in rs]):.0f}", len(rs)])
+    rows.append(
+      [
+        updater,
+        method,
+        T,
+        reporting.mean_std(acc),
+        reporting.mean_std(start),
+        reporting.mean_std([reporting.final(r, "rnn_loss") for r in rs]),
+        reporting.mean_std([reporting.stage_metric(r, "smt", "teacher_acc") for r in rs]),
+        reporting.run_steps(rs[0]),
+        f"{reporting.mean_of([reporting.run_wall(r) for r in rs]):.0f}",
+        len(rs),
+      ]
+    )
     series.setdefault(f"{method} ({updater})", []).append((T, acc))
-  table = common.md_table(
-      ["updater", "method", "T", "RNN acc at the query", "SMT→DMT RNN from x[0]", "RNN loss",
-       "teacher acc",
-       "updates", "wall s / run", "seeds"], rows)
-  plot = rep.line_plot("credit.png", Ts, series, "T (sequence length)",
-                       "RNN accuracy at the query", logx=True, chance=1 / 7)
+  table = reporting.md_table(
+    [
+      "updater",
+      "method",
+      "T",
+      "RNN acc at the query",
+      "SMT→DMT RNN from x[0]",
+      "RNN loss",
+      "teacher acc",
+      "updates",
+      "wall s / run",
+      "seeds",
+    ],
+    rows,
+  )
+  plot = rep.line_plot(
+    "credit.png",
+    Ts,
+    series,
+    "T (sequence length)",
+    "RNN accuracy at the query",
+    logx=True,
+    chance=1 / 7,
+  )
   verdict = verdict_text(cells, Ts)
-  return (f"{table}\n\n{plot}\n\nChance is 1/7. RNN acc at the query: SMT→DMT's RNN starts from "
-          "the encoder memory of the first half (which holds the needle) and must carry the "
-          "needle alone across the second half (T/2 tokens); BPTT's RNN reads the whole sequence "
-          "from its initial memory, so it must also store the needle — a harder job. The column "
-          "'SMT→DMT RNN from x[0]' gives the SMT→DMT RNN that same harder job (read from the "
-          "encoder memory of x[0]). Updates: SMT + DMT for SMT→DMT, the same number for BPTT, "
-          "same batch size; wall-clock per run beside it. At the shortest T, BPTT also gets "
-          f"{EQUAL_WALL_FACTOR}× the updates ({EQUAL_WALL!r}), approaching SMT→DMT's wall-clock "
-          "(compare the wall column). BPTT of "
-          "a GRU updater is a reference: whether BPTT can learn the task at all with a gated "
-          "cell.\n\n"
-          f"**Verdict:** {verdict}\n")
+  return (
+    f"{table}\n\n{plot}\n\nChance is 1/7. RNN acc at the query: SMT→DMT's RNN starts from "
+    "the encoder memory of the first half (which holds the needle) and must carry the "
+    "needle alone across the second half (T/2 tokens); BPTT's RNN reads the whole sequence "
+    "from its initial memory, so it must also store the needle — a harder job. The column "
+    "'SMT→DMT RNN from x[0]' gives the SMT→DMT RNN that same harder job (read from the "
+    "encoder memory of x[0]). Updates: SMT + DMT for SMT→DMT, the same number for BPTT, "
+    "same batch size; wall-clock per run beside it. At the shortest T, BPTT also gets "
+    f"{EQUAL_WALL_FACTOR}× the updates ({EQUAL_WALL!r}), approaching SMT→DMT's wall-clock "
+    "(compare the wall column). BPTT of "
+    "a GRU updater is a reference: whether BPTT can learn the task at all with a gated "
+    "cell.\n\n"
+    f"**Verdict:** {verdict}\n"
+  )
 
 
 def verdict_text(cells: dict, Ts: list) -> str:
@@ -105,8 +159,12 @@ def verdict_text(cells: dict, Ts: list) -> str:
     return ", ".join("—" if x != x else f"{x:.2f}" for x in xs)
 
   for updater in UPDATERS:
-    acc = {m: [common.mean_of([common.final(r) for r in cells.get((updater, m, T), [])])
-               for T in Ts] for m in METHODS}
+    acc = {
+      m: [
+        reporting.mean_of([reporting.final(r) for r in cells.get((updater, m, T), [])]) for T in Ts
+      ]
+      for m in METHODS
+    }
     s, b = acc["SMT→DMT"], acc["BPTT"]
     both = [(sa, ba) for sa, ba in zip(s, b) if sa == sa and ba == ba]  # Ts with both methods.
     head = f"{updater} updater: SMT→DMT [{fmt(s)}], BPTT [{fmt(b)}] over T = {Ts} → "
@@ -117,30 +175,44 @@ def verdict_text(cells: dict, Ts: list) -> str:
     bptt_falls = b1 < b0 - 0.05
     smt_holds = s1 >= s0 - 0.05 and s1 > chance + 0.1
     bptt_learns = max(ba for _, ba in both) > chance + 0.1
-    claim = ("holds" if bptt_falls and smt_holds else
-             "is not testable here: BPTT is at chance at every T, and SMT→DMT holds"
-             if not bptt_learns and smt_holds else
-             "does not hold: BPTT is at chance at every T and SMT→DMT falls as T grows"
-             if not bptt_learns else
-             "does not hold: SMT→DMT falls as T grows" if not smt_holds else
-             "does not hold: BPTT does not fall as T grows")
+    claim = (
+      "holds"
+      if bptt_falls and smt_holds
+      else "is not testable here: BPTT is at chance at every T, and SMT→DMT holds"
+      if not bptt_learns and smt_holds
+      else "does not hold: BPTT is at chance at every T and SMT→DMT falls as T grows"
+      if not bptt_learns
+      else "does not hold: SMT→DMT falls as T grows"
+      if not smt_holds
+      else "does not hold: BPTT does not fall as T grows"
+    )
     parts.append(head + f"the claim {claim}")
-  gru = [common.mean_of([common.final(r) for r in cells.get((REFERENCE, "BPTT", T), [])])
-         for T in Ts]
+  gru = [
+    reporting.mean_of([reporting.final(r) for r in cells.get((REFERENCE, "BPTT", T), [])])
+    for T in Ts
+  ]
   parts.append(f"reference, BPTT of a GRU: [{fmt(gru)}]")
   for updater in UPDATERS:
     rs = cells.get((updater, EQUAL_WALL, Ts[0]), [])
     if rs:
-      parts.append(f"at equal wall-clock (T = {Ts[0]}, {EQUAL_WALL}), BPTT ({updater}): "
-                   f"{common.mean_of([common.final(r) for r in rs]):.2f}")
-  return ("; ".join(parts) + ". (SMT→DMT's RNN starts from the encoder's memory of the first "
-          "half; see the 'from x[0]' column for the same job as BPTT's.)")
+      parts.append(
+        f"at equal wall-clock (T = {Ts[0]}, {EQUAL_WALL}), BPTT ({updater}): "
+        f"{reporting.mean_of([reporting.final(r) for r in rs]):.2f}"
+      )
+  return (
+    "; ".join(parts) + ". (SMT→DMT's RNN starts from the encoder's memory of the first "
+    "half; see the 'from x[0]' column for the same job as BPTT's.)"
+  )
 
 
-STUDY = common.Study(
-    name="credit", title="Study 1: long-range credit (retrieval, T = 32 … 256)",
-    claim="BPTT degrades as the needle moves further back (T grows); SMT → DMT does not.",
-    runs=runs, report=report, pool="retrieval")
+STUDY = runner.Study(
+  name="credit",
+  title="Study 1: long-range credit (retrieval, T = 32 … 256)",
+  claim="BPTT degrades as the needle moves further back (T grows); SMT → DMT does not.",
+  runs=runs,
+  report=report,
+  pool="retrieval",
+)
 
 if __name__ == "__main__":
-  common.main(STUDY)
+  runner.main(STUDY)

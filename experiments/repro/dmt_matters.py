@@ -6,12 +6,8 @@ pipeline's SMT stage (fewer updates) and after an SMT-only run given the whole b
 """
 
 import math
-import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-
-from experiments.repro import common  # noqa: E402
+from experiments.repro import reporting, runner
 
 
 def runs(quick: bool, seeds: int) -> list:
@@ -20,46 +16,73 @@ def runs(quick: bool, seeds: int) -> list:
   smt, dmt = (100, 50) if quick else (400, 200)
   out = []
   for seed in range(seeds):
-    out.append(common.Run(f"smt-dmt_s{seed}", cfg, {"pipeline.order": "smt,dmt"}, seed,
-                          {"pipeline": "SMT→DMT"}))
-    out.append(common.Run(f"smt-long_s{seed}", cfg, {
-        "pipeline.order": "smt", "pipeline.stages.smt.train.num_steps": smt + dmt}, seed,
-        {"pipeline": "SMT only (whole budget)"}))
+    out.append(
+      runner.Run(
+        f"smt-dmt_s{seed}", cfg, {"pipeline.order": ["smt", "dmt"]}, seed, {"pipeline": "SMT→DMT"}
+      )
+    )
+    out.append(
+      runner.Run(
+        f"smt-long_s{seed}",
+        cfg,
+        {"pipeline.order": ["smt"], "pipeline.stages.smt.train.num_steps": smt + dmt},
+        seed,
+        {"pipeline": "SMT only (whole budget)"},
+      )
+    )
   return out
 
 
-ROWS = (("SMT stage of SMT→DMT", "SMT→DMT", "smt"),
-        ("SMT only, whole budget", "SMT only (whole budget)", "smt"),
-        ("SMT→DMT", "SMT→DMT", "dmt"))  # (row label, pipeline tag, stage read)
-COLUMNS = {"acc (RNN from T/2)": "rnn_acc", "loss": "rnn_loss",
-           "drift (settled MSE)": "drift_settled", "one-step MSE": "one_step"}
+ROWS = (
+  ("SMT stage of SMT→DMT", "SMT→DMT", "smt"),
+  ("SMT only, whole budget", "SMT only (whole budget)", "smt"),
+  ("SMT→DMT", "SMT→DMT", "dmt"),
+)  # (row label, pipeline tag, stage read)
+COLUMNS = {
+  "acc (RNN from T/2)": "rnn_acc",
+  "loss": "rnn_loss",
+  "drift (settled MSE)": "drift_settled",
+  "one-step MSE": "one_step",
+}
 
 
-def report(results: list, rep: common.Report) -> str:
-  cells = common.group(results, "pipeline")
+def report(results: list, rep: reporting.Report) -> str:
+  cells = reporting.group(results, "pipeline")
   rows, means = [], {}
   for label, tag, stage in ROWS:
     rs = cells.get((tag,))
     if not rs:
       continue
-    values = {col: [common.stage_metric(r, stage, m) for r in rs] for col, m in COLUMNS.items()}
-    means[label] = {col: common.mean_of(v) for col, v in values.items()}
-    rows.append([label] + [common.mean_std(v) for v in values.values()]
-                + [rs[0]["stages"][stage]["steps"], len(rs)])
-  table = common.md_table(["RNN after"] + list(COLUMNS) + ["updates of this stage", "seeds"], rows)
+    values = {col: [reporting.stage_metric(r, stage, m) for r in rs] for col, m in COLUMNS.items()}
+    means[label] = {col: reporting.mean_of(v) for col, v in values.items()}
+    rows.append(
+      [label]
+      + [reporting.mean_std(v) for v in values.values()]
+      + [rs[0]["stages"][stage]["steps"], len(rs)]
+    )
+  table = reporting.md_table(
+    ["RNN after"] + list(COLUMNS) + ["updates of this stage", "seeds"], rows
+  )
   plot = drift_plot(cells, rep)
-  pairs = [tuple((r["stages"][st]["rnn_acc"], r["stages"][st].get("drift_settled", math.nan))
-                 for st in ("smt", "dmt")) for r in cells.get(("SMT→DMT",), [])]
-  return (f"{table}\n\n{plot}\n\n"
-          "Drift: mean squared distance between the RNN's memory, rolled out from the encoder "
-          "memory at Tc - 1, and the encoder's own memory at the same position, over the last "
-          "quarter of the rollout (smt_jax.eval drift section); one-step: the same after a single "
-          "update. Accuracy: the RNN carries the needle over the second half from the encoder "
-          "memory of the first half (train.eval_prefix = T/2).\n\n"
-          f"**Verdict:** {verdict_text(means, pairs)}\n")
+  pairs = [
+    tuple(
+      (r["stages"][st]["rnn_acc"], r["stages"][st].get("drift_settled", math.nan))
+      for st in ("smt", "dmt")
+    )
+    for r in cells.get(("SMT→DMT",), [])
+  ]
+  return (
+    f"{table}\n\n{plot}\n\n"
+    "Drift: mean squared distance between the RNN's memory, rolled out from the encoder "
+    "memory at Tc - 1, and the encoder's own memory at the same position, over the last "
+    "quarter of the rollout (smt_jax.eval drift section); one-step: the same after a single "
+    "update. Accuracy: the RNN carries the needle over the second half from the encoder "
+    "memory of the first half (eval.prefix = T/2).\n\n"
+    f"**Verdict:** {verdict_text(means, pairs)}\n"
+  )
 
 
-def drift_plot(cells: dict, rep: common.Report) -> str:
+def drift_plot(cells: dict, rep: reporting.Report) -> str:
   """Drift (MSE to the encoder's memory) against rollout updates, one line per row of ROWS."""
   series = {}
   for label, tag, stage in ROWS:
@@ -70,8 +93,13 @@ def drift_plot(cells: dict, rep: common.Report) -> str:
   if not series:
     return ""
   steps = [x for x, _ in next(iter(series.values()))]
-  return rep.line_plot("drift.png", steps, series, "RNN updates from the encoder's memory",
-                       "drift (MSE to the encoder's memory)")
+  return rep.line_plot(
+    "drift.png",
+    steps,
+    series,
+    "RNN updates from the encoder's memory",
+    "drift (MSE to the encoder's memory)",
+  )
 
 
 def verdict_text(means: dict, pairs: list) -> str:
@@ -84,26 +112,36 @@ def verdict_text(means: dict, pairs: list) -> str:
   dmt, smt = means["SMT→DMT"], [means[label] for label, _, _ in ROWS[:2]]
   acc_better = all(dmt[acc] > m[acc] + 0.02 for m in smt)
   drift_lower = all(dmt[drift] < m[drift] for m in smt)
-  summary = "; ".join(f"{label}: acc {m[acc]:.3f}, drift {m[drift]:.3f}"
-                      for label, m in means.items())
+  summary = "; ".join(
+    f"{label}: acc {m[acc]:.3f}, drift {m[drift]:.3f}" for label, m in means.items()
+  )
   acc_up = sum(after[0] > before[0] for before, after in pairs)
   drift_down = sum(after[1] < before[1] for before, after in pairs)
-  claim = ("holds: DMT is more accurate and drifts less than SMT alone, even with the whole "
-           "budget" if acc_better and drift_lower else
-           "holds for accuracy only (mean drift not below both SMT rows)" if acc_better else
-           "holds for drift only (no mean accuracy gain beyond 0.02)" if drift_lower else
-           "does not hold here")
-  return (f"{summary}. Per seed, DMT against its own SMT stage: accuracy up in {acc_up}/"
-          f"{len(pairs)}, drift down in {drift_down}/{len(pairs)}. The claim {claim}.")
+  claim = (
+    "holds: DMT is more accurate and drifts less than SMT alone, even with the whole budget"
+    if acc_better and drift_lower
+    else "holds for accuracy only (mean drift not below both SMT rows)"
+    if acc_better
+    else "holds for drift only (no mean accuracy gain beyond 0.02)"
+    if drift_lower
+    else "does not hold here"
+  )
+  return (
+    f"{summary}. Per seed, DMT against its own SMT stage: accuracy up in {acc_up}/"
+    f"{len(pairs)}, drift down in {drift_down}/{len(pairs)}. The claim {claim}."
+  )
 
 
-STUDY = common.Study(
-    name="dmt_matters", title="Study 3: DMT matters (SMT only vs SMT → DMT)",
-    claim="Training the RNN on its own rollouts (DMT) is needed: SMT alone drifts.",
-    runs=lambda quick, seeds: [common.Run(r.name, r.config,
-                                          {**r.overrides, "train.final_eval": True}, r.seed,
-                                          r.tags) for r in runs(quick, seeds)],
-    report=report)
+STUDY = runner.Study(
+  name="dmt_matters",
+  title="Study 3: DMT matters (SMT only vs SMT → DMT)",
+  claim="Training the RNN on its own rollouts (DMT) is needed: SMT alone drifts.",
+  runs=lambda quick, seeds: [
+    runner.Run(r.name, r.config, {**r.overrides, "train.final_eval": True}, r.seed, r.tags)
+    for r in runs(quick, seeds)
+  ],
+  report=report,
+)
 
 if __name__ == "__main__":
-  common.main(STUDY)
+  runner.main(STUDY)

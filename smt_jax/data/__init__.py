@@ -1,7 +1,7 @@
 """Datasets: synthetic probe tasks (pure JAX) and real token streams (memory-mapped ``.npy``).
 
     ds = make_dataset(data_cfg, split="train")   # split in {"train", "test"}
-    batch = ds.sample(key, batch_size, T)        # {"x": int32[B, T], "y": int32[B, T]}, y = -1: no loss
+    batch = ds.sample(key, batch_size, T)  # {"x": int32[B, T], "y": int32[B, T]}, y = -1: no loss
     ds.vocab_size, ds.jittable, ds.decode(tokens)
 
 The memory after reading x[:, t] predicts y[:, t]. Synthetic task knobs are documented on the

@@ -31,7 +31,8 @@ def prepare(name: str, src: str | None = None, out: str | None = None, force: bo
   src_dir = Path(src) if src else source.default_dir()
   if src_dir is None or not src_dir.is_dir():
     raise MissingSource(
-      f"{name}: source directory {src_dir or '(none given: pass --src DIR)'} not found. {source.how_to_get}"
+      f"{name}: source directory {src_dir or '(none given: pass --src DIR)'} not found. "
+      f"{source.how_to_get}"
     )
   out_dir = stream_dir(name, out or "")
   existing = [f for f in OUTPUT_FILES if (out_dir / f).exists()]
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1
   meta = json.loads((out / "meta.json").read_text())
   print(
-    f"wrote {out}: {meta['tokens']['train']:,} train + {meta['tokens']['test']:,} test tokens ({meta['kind']})"
+    f"wrote {out}: {meta['tokens']['train']:,} train + {meta['tokens']['test']:,} test tokens "
+    f"({meta['kind']})"
   )
   return 0
 

@@ -57,11 +57,13 @@ def make_dataset(data_cfg, split: str = "train") -> SyntheticTask | TokenStream:
   if name in STREAM_NAMES:
     if data_cfg.vocab_size != VOCAB_SIZE:
       raise ValueError(
-        f"data.vocab_size={data_cfg.vocab_size!r}: the {name!r} stream has byte tokens; set it to {VOCAB_SIZE}"
+        f"data.vocab_size={data_cfg.vocab_size!r}: the {name!r} stream has byte tokens; "
+        f"set it to {VOCAB_SIZE}"
       )
     if kwargs:
       raise ValueError(
-        f"data.kwargs.{next(iter(kwargs))}: the {name!r} stream takes no knobs; leave data.kwargs empty"
+        f"data.kwargs.{next(iter(kwargs))}: the {name!r} stream takes no knobs; "
+        "leave data.kwargs empty"
       )
     return open_stream(name, data_cfg.get("path", ""), split)
   cls = _task_class(name)

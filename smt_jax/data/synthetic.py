@@ -91,7 +91,7 @@ class SyntheticTask:
     return _sample(self, key, batch_size, T)
 
   def decode(self, tokens) -> str | list[str]:
-    """Space-separated symbols, specials named, -1 (no label) as ``_``; 2-D gives one str per row."""
+    """Space-separated symbols, specials named, -1 (no label) as ``_``; 2-D: one str per row."""
     tokens = np.asarray(tokens)
     if tokens.ndim == 2:
       return [self.decode(row) for row in tokens]
@@ -182,7 +182,8 @@ class Copy(SyntheticTask):
 
 @dataclasses.dataclass(frozen=True)
 class Stack(SyntheticTask):
-  """Stack state tracking: each token pushes a symbol or is ``<pop>``; a pop emits the popped symbol.
+  """Stack state tracking: each token pushes a symbol or is ``<pop>``; a pop emits the popped
+  symbol.
 
   The stack never exceeds ``depth`` (full -> pop) and is never popped empty (empty -> push);
   otherwise a push happens with probability ``p_push``. y[t] = popped symbol where x[t] is

@@ -6,7 +6,7 @@ one-step error at j is the same MSE for a single update from the encoder memory 
 SMT trains the one-step error; DMT exists to flatten the drift curve.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +25,9 @@ def rnn_step_fn(models: Models, params: dict) -> StepFn:
   return lambda m, x_t, t: models.step(params, m, x_t)
 
 
-def drift_stats(step_fn: StepFn, models: Models, params: dict, x: jax.Array, start: int,
-                steps: int) -> dict:
+def drift_stats(
+  step_fn: StepFn, models: Models, params: dict, x: jax.Array, start: int, steps: int
+) -> dict:
   """Rollout drift and one-step error against the encoder's memories, per step.
 
   Args:

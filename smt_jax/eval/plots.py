@@ -29,10 +29,17 @@ def plot_read(curves: dict, path: str) -> None:
     positions = np.arange(len(curve["loss_per_position"]))
     _curve(ax_loss, positions, curve["loss_per_position"], name)
     _curve(ax_acc, positions, curve["acc_per_position"], name)
-  ax_loss.set(xlabel="position t (memory after reading x[t])", ylabel="cross-entropy (nats)",
-              title="Teacher-forced read: cross-entropy per position")
-  ax_acc.set(xlabel="position t (memory after reading x[t])", ylabel="accuracy",
-             title="Teacher-forced read: accuracy per position", ylim=(-0.02, 1.02))
+  ax_loss.set(
+    xlabel="position t (memory after reading x[t])",
+    ylabel="cross-entropy (nats)",
+    title="Teacher-forced read: cross-entropy per position",
+  )
+  ax_acc.set(
+    xlabel="position t (memory after reading x[t])",
+    ylabel="accuracy",
+    title="Teacher-forced read: accuracy per position",
+    ylim=(-0.02, 1.02),
+  )
   for ax in (ax_loss, ax_acc):
     ax.set_xlim(-0.5, len(positions) - 0.5)
     ax.grid(alpha=0.3)
@@ -47,9 +54,11 @@ def plot_drift(drift: np.ndarray, one_step: np.ndarray, start: int, path: str) -
   ax.plot(steps, np.maximum(drift, 1e-12), label="rollout drift (RNN on its own memories)")
   ax.plot(steps, np.maximum(one_step, 1e-12), "--", label="one-step error (from encoder memory)")
   ax.set_yscale("log")
-  ax.set(xlabel=f"rollout step j (memory at position {start} + j)",
-         ylabel="MSE to the encoder memory",
-         title="Memory drift of the RNN rollout")
+  ax.set(
+    xlabel=f"rollout step j (memory at position {start} + j)",
+    ylabel="MSE to the encoder memory",
+    title="Memory drift of the RNN rollout",
+  )
   ax.grid(alpha=0.3, which="both")
   ax.legend()
   _save(fig, path)
@@ -63,8 +72,12 @@ def plot_length(lengths, accuracies: dict, train_length: int, path: str) -> None
   ax.axvline(train_length, color="grey", linestyle=":", label=f"training length {train_length}")
   ax.set_xscale("log", base=2)
   ax.set_xticks(lengths, [str(n) for n in lengths])
-  ax.set(xlabel="evaluation sequence length T", ylabel="task accuracy", ylim=(-0.02, 1.02),
-         title="Length generalisation")
+  ax.set(
+    xlabel="evaluation sequence length T",
+    ylabel="task accuracy",
+    ylim=(-0.02, 1.02),
+    title="Length generalisation",
+  )
   ax.grid(alpha=0.3)
   ax.legend()
   _save(fig, path)
@@ -75,8 +88,12 @@ def plot_image_grid(rows: dict, path: str, title: str) -> None:
   images of a sample side by side."""
   names = list(rows)
   num = next(iter(rows.values())).shape[0]
-  fig, axes = plt.subplots(len(names), num, figsize=(1.4 * num * rows[names[0]].shape[1] + 1,
-                                                     1.5 * len(names) + 0.6), squeeze=False)
+  fig, axes = plt.subplots(
+    len(names),
+    num,
+    figsize=(1.4 * num * rows[names[0]].shape[1] + 1, 1.5 * len(names) + 0.6),
+    squeeze=False,
+  )
   for r, name in enumerate(names):
     for c in range(num):
       ax = axes[r, c]

@@ -48,9 +48,11 @@ def position_stats(logits: jax.Array, labels: jax.Array) -> dict:
   safe = jnp.maximum(labels, 0)[..., None]
   nll = -jnp.take_along_axis(jax.nn.log_softmax(logits.astype(jnp.float32)), safe, -1)[..., 0]
   hits = jnp.argmax(logits, axis=-1) == labels
-  return {"loss_sum": jnp.sum(jnp.where(valid, nll, 0.0), 0),
-          "hits": jnp.sum(valid & hits, 0).astype(jnp.float32),
-          "count": jnp.sum(valid, 0).astype(jnp.float32)}
+  return {
+    "loss_sum": jnp.sum(jnp.where(valid, nll, 0.0), 0),
+    "hits": jnp.sum(valid & hits, 0).astype(jnp.float32),
+    "count": jnp.sum(valid, 0).astype(jnp.float32),
+  }
 
 
 def rnn_read_stats(models: Models, params: dict, batch: dict, prefix: int) -> dict:
@@ -84,8 +86,9 @@ def teacher_read_stats(models: Models, params: dict, batch: dict, chunk: int = 0
   if 0 < chunk < length:
     blocks = -(-length // chunk)
     t = jnp.minimum(jnp.arange(blocks * chunk), length - 1).reshape(blocks, chunk)
-    logits = jnp.moveaxis(jax.lax.map(logits_at, t), 0, 1).reshape(batch_size, -1,
-                                                                    models.decoder.vocab_size)
+    logits = jnp.moveaxis(jax.lax.map(logits_at, t), 0, 1).reshape(
+      batch_size, -1, models.decoder.vocab_size
+    )
     logits = logits[:, :length]
   else:
     logits = logits_at(jnp.arange(length))
@@ -105,6 +108,10 @@ def summarize(stats: dict) -> dict:
   with np.errstate(invalid="ignore", divide="ignore"):
     per_loss = np.where(count > 0, loss_sum / count, np.nan)
     per_acc = np.where(count > 0, hits / count, np.nan)
-  return {"loss": float(loss_sum.sum() / total), "acc": float(hits.sum() / total),
-          "loss_per_position": per_loss, "acc_per_position": per_acc,
-          "num_labels": int(count.sum())}
+  return {
+    "loss": float(loss_sum.sum() / total),
+    "acc": float(hits.sum() / total),
+    "loss_per_position": per_loss,
+    "acc_per_position": per_acc,
+    "num_labels": int(count.sum()),
+  }

@@ -11,41 +11,46 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from smt_jax.checkpointing import load_params
+from smt_jax.config import base_config, strict
 from smt_jax.data import make_dataset
+from smt_jax.errors import ConfigError
 from smt_jax.eval import plots
-from smt_jax.eval.config import SECTIONS, default_eval_config, resolve_eval
+from smt_jax.eval.config import SECTIONS, image_pixels, resolve_eval
 from smt_jax.eval.drift import drift_stats, rnn_step_fn
 from smt_jax.eval.read import add_stats, rnn_read_stats, summarize, teacher_read_stats
 from smt_jax.eval.write import samples_text, write_samples
-from smt_jax.models import Models, build_models
+from smt_jax.models import Models, build_models, readout_from_decoder
+from smt_jax.objectives import method_of, reads_through_decoder
 
 
 class _Evaluator:
   """Jitted evaluation functions of one model, and the test batches they read.
 
-  The RNN reads through `rnn_params`: after SMT the readout is untrained, so with
-  model.rnn.readout_from_decoder it is a copy of the decoder (what DMT starts from), as in the
-  trainer's evaluation. BPTT trains no teacher, so its runs report the RNN alone.
+  The RNN reads through `rnn_params`, a copy of the decoder where the method table says so
+  (`reads_through_decoder`), as in the trainer's evaluation. A method without a teacher (BPTT)
+  reports the RNN alone.
   """
 
-  def __init__(self, cfg: ml_collections.ConfigDict, params: dict, ec: ml_collections.ConfigDict,
-               ds):
-    # Local import: smt_jax.train imports smt_jax.eval.
-    from smt_jax.train.step import readout_from_decoder
-
+  def __init__(
+    self, cfg: ml_collections.ConfigDict, params: dict, ec: ml_collections.ConfigDict, ds
+  ):
     models: Models = build_models(cfg)
     self.params, self.ec, self.ds = params, ec, ds
-    copy_decoder = cfg.method == "smt" and cfg.model.rnn.readout_from_decoder
-    self.rnn_params = readout_from_decoder(params) if copy_decoder else params
-    self.has_teacher = cfg.method != "bptt"
+    self.rnn_params = readout_from_decoder(params) if reads_through_decoder(cfg) else params
+    self.has_teacher = method_of(cfg).has_teacher
     self.key = jax.random.key(ec.seed)
-    self.rnn = jax.jit(lambda p, b, prefix: rnn_read_stats(models, p, b, prefix),
-                       static_argnums=2)
+    self.rnn = jax.jit(lambda p, b, prefix: rnn_read_stats(models, p, b, prefix), static_argnums=2)
     self.teacher = jax.jit(lambda p, b: teacher_read_stats(models, p, b, ec.chunk))
-    self.drift = jax.jit(lambda p, x, start, steps: drift_stats(
-        rnn_step_fn(models, p), models, p, x, start, steps), static_argnums=(2, 3))
-    self.write = jax.jit(lambda p, x, key: write_samples(
-        models, p, x, key, ec.prefix, ec.write_length, ec.temperature, ec.top_k))
+    self.drift = jax.jit(
+      lambda p, x, start, steps: drift_stats(rnn_step_fn(models, p), models, p, x, start, steps),
+      static_argnums=(2, 3),
+    )
+    self.write = jax.jit(
+      lambda p, x, key: write_samples(
+        models, p, x, key, ec.prompt, ec.write_length, ec.temperature, ec.top_k
+      )
+    )
 
   def batches(self, section: str, length: int, num: int, batch_size: int):
     """`num` test batches of (batch_size, length), a pure function of (eval.seed, section, i):
@@ -68,7 +73,9 @@ class _Evaluator:
 
 def _read(ev: _Evaluator, workdir: str) -> dict:
   ec = ev.ec
-  starts = {f"rnn from encoder prefix {ec.prefix}": ec.prefix} if ev.has_teacher else {}
+  starts = (
+    {f"rnn from encoder prefix {ec.prefix}": ec.prefix} if ev.has_teacher and ec.prefix else {}
+  )
   curves = ev.read_summaries("read", ec.T, {**starts, "rnn from initial memory": 0})
   plots.plot_read(curves, os.path.join(workdir, "read.png"))
   return {"T": ec.T, "prefix": ec.prefix, "curves": curves, "file": "read.png"}
@@ -76,57 +83,81 @@ def _read(ev: _Evaluator, workdir: str) -> dict:
 
 def _drift(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   start, steps = cfg.model.teacher.Tc - 1, ev.ec.drift_steps
-  runs = [ev.drift(ev.rnn_params, batch["x"], start, steps)
-          for batch in ev.batches("drift", start + steps + 1, ev.ec.num_batches, ev.ec.batch_size)]
-  drift, one_step = (np.mean([np.asarray(r[k]) for r in runs], axis=0)
-                     for k in ("drift", "one_step"))
+  runs = [
+    ev.drift(ev.rnn_params, batch["x"], start, steps)
+    for batch in ev.batches("drift", start + steps + 1, ev.ec.num_batches, ev.ec.batch_size)
+  ]
+  drift, one_step = (
+    np.mean([np.asarray(r[k]) for r in runs], axis=0) for k in ("drift", "one_step")
+  )
   plots.plot_drift(drift, one_step, start, os.path.join(workdir, "drift.png"))
   tail = max(steps // 4, 1)
-  return {"start": start, "steps": steps, "drift": drift, "one_step": one_step,
-          "one_step_mean": float(one_step.mean()), "drift_settled": float(drift[-tail:].mean()),
-          "settled_over_last_steps": tail, "file": "drift.png"}
+  return {
+    "start": start,
+    "steps": steps,
+    "drift": drift,
+    "one_step": one_step,
+    "one_step_mean": float(one_step.mean()),
+    "drift_settled": float(drift[-tail:].mean()),
+    "settled_over_last_steps": tail,
+    "file": "drift.png",
+  }
 
 
 def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  """The RNN reads each length from its start as in training's evaluation (SMT/DMT: from the
-  encoder memory of x[0], BPTT: from its initial memory); the teacher re-encodes its window."""
-  start = {"rnn": 0 if cfg.method == "bptt" else 1}
+  """The RNN reads each length from where the run's read starts (eval.prefix, as in training's
+  evaluation); the teacher re-encodes its window."""
+  start = {"rnn": ev.ec.prefix}
   rows = [ev.read_summaries("length", n, start) for n in ev.ec.lengths]
   out = {"lengths": list(ev.ec.lengths), "train_T": cfg.data.T, "file": "length.png"}
   legends = {"rnn": "RNN (reads from the start)", "teacher": "teacher (re-encodes its window)"}
   for name in rows[0]:
     out[f"{name}_acc"] = [r[name]["acc"] for r in rows]
     out[f"{name}_loss"] = [r[name]["loss"] for r in rows]
-  plots.plot_length(out["lengths"], {legends[name]: out[f"{name}_acc"] for name in rows[0]},
-                    cfg.data.T, os.path.join(workdir, "length.png"))
+  plots.plot_length(
+    out["lengths"],
+    {legends[name]: out[f"{name}_acc"] for name in rows[0]},
+    cfg.data.T,
+    os.path.join(workdir, "length.png"),
+  )
   return out
-
-
-def _pixels(ds) -> int:
-  """H * W when the dataset decodes to images, else 0."""
-  return getattr(getattr(ds, "tokenizer", None), "pixels", 0)
 
 
 def _write(ev: _Evaluator, workdir: str) -> dict:
   ec = ev.ec
-  batch = next(ev.batches("write", ec.prefix + ec.write_length, 1, ec.num_samples))
+  batch = next(ev.batches("write", ec.prompt + ec.write_length, 1, ec.num_samples))
   key = jax.random.fold_in(ev.key, len(SECTIONS))
-  samples = {k: np.asarray(v) for k, v in ev.write(ev.rnn_params, batch["x"], key).items()
-             if ev.has_teacher or k != "encoder"}
-  if _pixels(ev.ds):
+  samples = {
+    k: np.asarray(v)
+    for k, v in ev.write(ev.rnn_params, batch["x"], key).items()
+    if ev.has_teacher or k != "encoder"
+  }
+  if image_pixels(ev.ds):
     path = os.path.join(workdir, "samples.png")
-    labels = {"data": "data", "encoder": f"RNN after an\nencoded {ec.prefix}-pixel\nprompt",
-              "scratch": "RNN from\nscratch\n(1-pixel prompt)"}
-    plots.plot_image_grid({labels[k]: ev.ds.decode(tokens) for k, tokens in samples.items()}, path,
-                          f"Samples of the RNN (temperature {ec.temperature}, top_k {ec.top_k}); "
-                          "the prompt is the first pixels in raster order")
+    labels = {
+      "data": "data",
+      "encoder": f"RNN after an\nencoded {ec.prompt}-pixel\nprompt",
+      "scratch": "RNN from\nscratch\n(1-pixel prompt)",
+    }
+    plots.plot_image_grid(
+      {labels[k]: ev.ds.decode(tokens) for k, tokens in samples.items()},
+      path,
+      f"Samples of the RNN (temperature {ec.temperature}, top_k {ec.top_k}); "
+      "the prompt is the first pixels in raster order",
+    )
   else:
     path = os.path.join(workdir, "samples.txt")
     with open(path, "w") as f:
-      f.write(samples_text(ev.ds.decode, samples, {"data": ec.prefix, "encoder": ec.prefix,
-                                                   "scratch": 1}))
-  return {"file": os.path.basename(path), "prefix": ec.prefix, "length": ec.write_length,
-          "temperature": ec.temperature, "top_k": ec.top_k}
+      f.write(
+        samples_text(ev.ds.decode, samples, {"data": ec.prompt, "encoder": ec.prompt, "scratch": 1})
+      )
+  return {
+    "file": os.path.basename(path),
+    "prompt": ec.prompt,
+    "length": ec.write_length,
+    "temperature": ec.temperature,
+    "top_k": ec.top_k,
+  }
 
 
 def _jsonable(tree):
@@ -142,8 +173,9 @@ def _jsonable(tree):
   return tree
 
 
-def evaluate(cfg: ml_collections.ConfigDict, params: dict, workdir: str,
-             step: int | None = None) -> dict:
+def evaluate(
+  cfg: ml_collections.ConfigDict, params: dict, workdir: str, step: int | None = None
+) -> dict:
   """Evaluates `params` on the test split of cfg.data with the knobs of cfg.eval.
 
   Writes into workdir, for each section in eval.sections: read.png, drift.png, length.png, and
@@ -151,14 +183,18 @@ def evaluate(cfg: ml_collections.ConfigDict, params: dict, workdir: str,
     {"step", "eval" (resolved knobs), one entry per section, "files"}.
   """
   ds = make_dataset(cfg.data, "test")
-  ec = resolve_eval(cfg, _pixels(ds))
+  ec = resolve_eval(cfg, image_pixels(ds))
   os.makedirs(workdir, exist_ok=True)
   ev = _Evaluator(cfg, jax.tree.map(jnp.asarray, params), ec, ds)
-  run = {"read": lambda: _read(ev, workdir), "drift": lambda: _drift(ev, cfg, workdir),
-         "length": lambda: _length(ev, cfg, workdir), "write": lambda: _write(ev, workdir)}
+  run = {
+    "read": lambda: _read(ev, workdir),
+    "drift": lambda: _drift(ev, cfg, workdir),
+    "length": lambda: _length(ev, cfg, workdir),
+    "write": lambda: _write(ev, workdir),
+  }
   summary = {"step": step, "eval": ec.to_dict()}
-  summary.update({name: run[name]() for name in ec.sections.split(",")})
-  summary["files"] = ["eval.json"] + [summary[name]["file"] for name in ec.sections.split(",")]
+  summary.update({name: run[name]() for name in ec.sections})
+  summary["files"] = ["eval.json"] + [summary[name]["file"] for name in ec.sections]
   summary = _jsonable(summary)
   with open(os.path.join(workdir, "eval.json"), "w") as f:
     json.dump(summary, f, indent=1)
@@ -166,28 +202,22 @@ def evaluate(cfg: ml_collections.ConfigDict, params: dict, workdir: str,
 
 
 def load_run_config(workdir: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
-  """workdir/config.json (written by the trainer) with an eval group and dotted `overrides`
-  ({"eval.temperature": 0.0, ...}) applied."""
+  """workdir/config.json (written by the trainer) over the base config, with dotted `overrides`
+  ({"eval.temperature": 0.0, ...}) applied; fields unknown to the base config are an error."""
   path = pathlib.Path(workdir) / "config.json"
   if not path.is_file():
     raise FileNotFoundError(f"{path} not found: --workdir must be the folder of a training run.")
-  cfg = ml_collections.ConfigDict(json.loads(path.read_text()))
-  if "eval" not in cfg:
-    cfg.eval = default_eval_config()
-  for dotted, value in (overrides or {}).items():
-    *groups, leaf = dotted.split(".")
-    node = cfg
-    for group in groups:
-      node = node[group]
-    node[leaf] = value
+  cfg = strict(base_config())
+  try:
+    cfg.update(json.loads(path.read_text()))
+    cfg.update_from_flattened_dict(overrides or {})
+  except (KeyError, TypeError) as e:
+    raise ConfigError(f"{path}: {e}") from e
   return cfg
 
 
 def evaluate_workdir(workdir: str, overrides: dict | None = None) -> dict:
   """`evaluate` of a run's latest checkpoint with its config (see `load_run_config`)."""
-  # Local import: the trainer calls `evaluate`, so smt_jax.train may import this module.
-  from smt_jax.train.checkpointing import load_params
-
   cfg = load_run_config(workdir, overrides)
   params, step = load_params(workdir)
   return evaluate(cfg, params, workdir, step)
@@ -203,9 +233,11 @@ def format_table(summary: dict) -> str:
       lines.append(f"  {name:32s} {fmt(curve['loss'])} {fmt(curve['acc'])}")
   if "drift" in summary:
     d = summary["drift"]
-    lines.append(f"drift from position {d['start']}: one-step MSE {d['one_step_mean']:.3g}, "
-                 f"rollout MSE settles at {d['drift_settled']:.3g} (last "
-                 f"{d['settled_over_last_steps']} of {d['steps']} steps)")
+    lines.append(
+      f"drift from position {d['start']}: one-step MSE {d['one_step_mean']:.3g}, "
+      f"rollout MSE settles at {d['drift_settled']:.3g} (last "
+      f"{d['settled_over_last_steps']} of {d['steps']} steps)"
+    )
   if "length" in summary:
     g = summary["length"]
     lines.append(f"length generalisation (trained at T={g['train_T']})")

@@ -35,10 +35,10 @@ class Models:
     m = jnp.zeros((1, self.updater.mem_size), jnp.float32)
     x = jnp.zeros((1,), jnp.int32)
     variables = {
-        "encoder": self.encoder.init(keys["encoder"], jnp.zeros((1, self.encoder_window), jnp.int32)),
-        "decoder": self.decoder.init(keys["decoder"], m, jnp.zeros((1, future), jnp.int32)),
-        "updater": self.updater.init(keys["updater"], m, x, method=Updater.init_all),
-        "readout": self.readout.init(keys["readout"], m),
+      "encoder": self.encoder.init(keys["encoder"], jnp.zeros((1, self.encoder_window), jnp.int32)),
+      "decoder": self.decoder.init(keys["decoder"], m, jnp.zeros((1, future), jnp.int32)),
+      "updater": self.updater.init(keys["updater"], m, x, method=Updater.init_all),
+      "readout": self.readout.init(keys["readout"], m),
     }
     return {group: v["params"] for group, v in variables.items()}
 
@@ -56,12 +56,24 @@ class Models:
 
   def initial_memory(self, params: dict, batch_size: int) -> jax.Array:
     """The RNN's memory before any token: (B, Z)."""
-    return self.updater.apply({"params": params["updater"]}, batch_size,
-                              method=Updater.initial_memory)
+    return self.updater.apply(
+      {"params": params["updater"]}, batch_size, method=Updater.initial_memory
+    )
 
   def read(self, params: dict, m: jax.Array) -> jax.Array:
     """Readout logits of memories (B, Z) -> (B, V), float32."""
     return self.readout.apply({"params": params["readout"]}, m)
+
+
+def mem_size(cfg: ml_collections.ConfigDict) -> int:
+  """Z = K * d, the size of a flattened memory state."""
+  return cfg.model.mem_tokens * cfg.model.d_model
+
+
+def readout_from_decoder(params: dict) -> dict:
+  """params with the readout replaced by a copy of the teacher decoder (Readout = {"decoder"});
+  a copy, not an alias, so the two groups can be donated and trained separately."""
+  return {**params, "readout": {"decoder": jax.tree.map(jnp.copy, params["decoder"])}}
 
 
 def build_models(cfg: ml_collections.ConfigDict) -> Models:
@@ -71,13 +83,21 @@ def build_models(cfg: ml_collections.ConfigDict) -> Models:
   shared = dict(vocab_size=cfg.data.vocab_size, mem_tokens=m.mem_tokens, dtype=dtype)
   transformer = dict(d_model=m.d_model, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, **shared)
   return Models(
-      encoder=Encoder(depth=t.encoder_depth, fsq_levels=m.fsq_levels, **transformer),
-      decoder=Decoder(depth=t.decoder_depth, **transformer),
-      updater=Updater(kind=r.updater, mem_size=m.mem_size, depth=r.depth, num_heads=m.num_heads,
-                      hidden=r.hidden, mlp_ratio=m.mlp_ratio, fsq_levels=m.fsq_levels,
-                      learned_init=r.learned_init, **shared),
-      readout=Readout(depth=r.readout_depth, **transformer),
-      encoder_window=t.Tc,
+    encoder=Encoder(depth=t.encoder_depth, fsq_levels=m.fsq_levels, **transformer),
+    decoder=Decoder(depth=t.decoder_depth, **transformer),
+    updater=Updater(
+      kind=r.updater,
+      mem_size=mem_size(cfg),
+      depth=r.depth,
+      num_heads=m.num_heads,
+      hidden=r.hidden,
+      mlp_ratio=m.mlp_ratio,
+      fsq_levels=m.fsq_levels,
+      learned_init=r.learned_init,
+      **shared,
+    ),
+    readout=Readout(depth=r.readout_depth, **transformer),
+    encoder_window=t.Tc,
   )
 
 
@@ -86,5 +106,18 @@ def init_params(cfg: ml_collections.ConfigDict, rng: jax.Array) -> dict:
   return build_models(cfg).init(rng, cfg.model.teacher.Tf - 1)
 
 
-__all__ = ["Models", "build_models", "init_params", "GROUPS", "TEACHER_GROUPS", "RNN_GROUPS",
-           "UPDATER_NAMES", "Encoder", "Decoder", "Readout", "Updater"]
+__all__ = [
+  "Models",
+  "build_models",
+  "init_params",
+  "mem_size",
+  "readout_from_decoder",
+  "GROUPS",
+  "TEACHER_GROUPS",
+  "RNN_GROUPS",
+  "UPDATER_NAMES",
+  "Encoder",
+  "Decoder",
+  "Readout",
+  "Updater",
+]

@@ -46,16 +46,22 @@ class Encoder(TransformerFields):
       mask = x_window >= 0
     batch, window = x_window.shape
     embed = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype, name="embed")
-    registers = self.param("registers", nn.initializers.normal(0.02),
-                           (self.mem_tokens, self.d_model), jnp.float32)
-    h = jnp.concatenate([
+    registers = self.param(
+      "registers", nn.initializers.normal(0.02), (self.mem_tokens, self.d_model), jnp.float32
+    )
+    h = jnp.concatenate(
+      [
         embed_tokens(embed, x_window),
-        jnp.broadcast_to(registers.astype(self.dtype), (batch,) + registers.shape)], axis=1)
+        jnp.broadcast_to(registers.astype(self.dtype), (batch,) + registers.shape),
+      ],
+      axis=1,
+    )
     key_valid = jnp.concatenate([mask, jnp.ones((batch, self.mem_tokens), bool)], axis=1)
     attn_mask = jnp.broadcast_to(key_valid[:, None, :], (batch,) + key_valid.shape[1:] * 2)
     positions = jnp.arange(window + self.mem_tokens)
     h = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dtype, name="transformer")(
-        h, attn_mask, positions)
+      h, attn_mask, positions
+    )
     return memory.finalize(h[:, window:], self.fsq_levels)
 
 
@@ -71,14 +77,16 @@ class Decoder(TransformerFields):
   @nn.compact
   def __call__(self, m: jax.Array, x_future: jax.Array) -> jax.Array:
     embed = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype, name="embed")
-    h = jnp.concatenate([
-        memory.unflatten(m, self.mem_tokens).astype(self.dtype),
-        embed_tokens(embed, x_future)], axis=1)
+    h = jnp.concatenate(
+      [memory.unflatten(m, self.mem_tokens).astype(self.dtype), embed_tokens(embed, x_future)],
+      axis=1,
+    )
     length = h.shape[1]
     h = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dtype, name="transformer")(
-        h, causal_mask(length), jnp.arange(length))
+      h, causal_mask(length), jnp.arange(length)
+    )
     head = nn.Dense(self.vocab_size, dtype=self.dtype, name="head")
-    logits = head(h[:, self.mem_tokens - 1:])
+    logits = head(h[:, self.mem_tokens - 1 :])
     return logits.astype(accumulation_dtype(logits.dtype))
 
 
@@ -91,6 +99,14 @@ class Readout(TransformerFields):
 
   @nn.compact
   def __call__(self, m: jax.Array) -> jax.Array:
-    decoder = Decoder(self.vocab_size, self.d_model, self.depth, self.num_heads, self.mem_tokens,
-                      self.mlp_ratio, self.dtype, name="decoder")
+    decoder = Decoder(
+      self.vocab_size,
+      self.d_model,
+      self.depth,
+      self.num_heads,
+      self.mem_tokens,
+      self.mlp_ratio,
+      self.dtype,
+      name="decoder",
+    )
     return decoder(m, jnp.zeros((m.shape[0], 0), jnp.int32))[:, 0]

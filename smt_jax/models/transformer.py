@@ -68,7 +68,8 @@ class Attention(nn.Module):
       raise ValueError(f"d_model={d} is not divisible by num_heads={self.num_heads}.")
     head_dim = d // self.num_heads
     dense = lambda name: nn.DenseGeneral(
-        (self.num_heads, head_dim), use_bias=False, dtype=self.dtype, name=name)
+      (self.num_heads, head_dim), use_bias=False, dtype=self.dtype, name=name
+    )
     q = apply_rope(dense("query")(x), positions)
     k = apply_rope(dense("key")(x), positions)
     v = dense("value")(x)
@@ -104,7 +105,8 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
     x = x + Attention(self.num_heads, self.dtype, name="attn")(
-        RMSNorm(self.dtype, name="norm_attn")(x), mask, positions)
+      RMSNorm(self.dtype, name="norm_attn")(x), mask, positions
+    )
     return x + MLP(self.mlp_ratio, self.dtype, name="mlp")(RMSNorm(self.dtype, name="norm_mlp")(x))
 
 

@@ -36,8 +36,9 @@ class TransformerTokenCore(nn.Module):
     h = jnp.concatenate([tokens, x_emb], axis=1)
     length = self.mem_tokens + 1
     h = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dtype, name="transformer")(
-        h, jnp.ones((length, length), bool), jnp.arange(length))
-    return h[:, :self.mem_tokens]
+      h, jnp.ones((length, length), bool), jnp.arange(length)
+    )
+    return h[:, : self.mem_tokens]
 
 
 class MLPCore(nn.Module):
@@ -85,8 +86,10 @@ class CellCore(nn.Module):
       (c, h), _ = nn.OptimizedLSTMCell(size // 2, dtype=self.dtype, name="cell")((c, h), e)
       m_next = jnp.concatenate([h, c], axis=-1)
     else:
-      m_next = jnp.tanh(nn.Dense(size, use_bias=False, dtype=self.dtype, name="recurrent")(m)
-                        + nn.Dense(size, dtype=self.dtype, name="input")(e))
+      m_next = jnp.tanh(
+        nn.Dense(size, use_bias=False, dtype=self.dtype, name="recurrent")(m)
+        + nn.Dense(size, dtype=self.dtype, name="input")(e)
+      )
     return memory.unflatten(m_next, self.mem_tokens)
 
 
@@ -116,18 +119,21 @@ class Updater(nn.Module):
   def setup(self):
     common = dict(vocab_size=self.vocab_size, mem_tokens=self.mem_tokens, dtype=self.dtype)
     if self.kind == "transformer":
-      self.core = TransformerTokenCore(depth=self.depth, num_heads=self.num_heads,
-                                       mlp_ratio=self.mlp_ratio, **common)
+      self.core = TransformerTokenCore(
+        depth=self.depth, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, **common
+      )
     elif self.kind == "mlp":
       self.core = MLPCore(depth=self.depth, hidden=self.hidden, **common)
     elif self.kind in ("gru", "lstm", "elman"):
       self.core = CellCore(kind=self.kind, hidden=self.hidden, **common)
     else:
-      raise ValueError(f"Unknown updater {self.kind!r}; model.rnn.updater must be one of "
-                       f"{UPDATER_NAMES}.")
+      raise ValueError(
+        f"Unknown updater {self.kind!r}; model.rnn.updater must be one of {UPDATER_NAMES}."
+      )
     if self.learned_init:
-      self.init_memory = self.param("init_memory", nn.initializers.normal(1.0),
-                                    (self.mem_size,), jnp.float32)
+      self.init_memory = self.param(
+        "init_memory", nn.initializers.normal(1.0), (self.mem_size,), jnp.float32
+      )
 
   def __call__(self, m: jax.Array, x_t: jax.Array) -> jax.Array:
     return memory.finalize(self.core(m, x_t), self.fsq_levels).astype(m.dtype)

@@ -23,5 +23,4 @@ def bptt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Con
   mems = rollout(lambda m, xt: models.step(params, m, xt), m0, x.T, remat=cfg.bptt.remat)
   logits = jax.vmap(lambda m: models.read(params, m))(mems)  # (T, B, V)
   loss, num_labels = losses.masked_cross_entropy(logits, y.T)
-  return loss, {"loss": loss, "acc": losses.masked_accuracy(logits, y.T),
-                "num_labels": num_labels}
+  return loss, {"loss": loss, "acc": losses.masked_accuracy(logits, y.T), "num_labels": num_labels}

@@ -37,24 +37,30 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
 
   positions = jnp.concatenate([starts[:, None], starts[:, None] + supervised], axis=1)
   mems = encoder_memories(models, params, x, positions)
-  if d.detach_targets:
-    mems = jax.lax.stop_gradient(mems)
+  mems = jax.lax.stop_gradient(mems)  # Fixed DAgger labels: no gradient reaches the encoder.
   m_start, targets = mems[:, 0], mems[:, 1:]
 
   inputs = jnp.take_along_axis(x, steps, axis=1)
-  rolled = rollout(lambda m, xt: models.step(params, m, xt), m_start, inputs.T,
-                   backprop_through_rollout=d.backprop_through_rollout)
+  rolled = rollout(
+    lambda m, xt: models.step(params, m, xt),
+    m_start,
+    inputs.T,
+    backprop_through_rollout=d.backprop_through_rollout,
+    remat=d.remat,
+  )
   rolled = jnp.swapaxes(rolled, 0, 1)  # (B, Td, Z)
   errors = jnp.mean(jnp.square(rolled[:, supervised - 1] - targets), axis=(0, 2))
   loss_dyn = jnp.mean(errors)
 
-  readout_input = rolled if d.readout_grad_to_updater else jax.lax.stop_gradient(rolled)
-  logits = over_time(lambda m: models.read(params, m))(readout_input)
+  logits = over_time(lambda m: models.read(params, m))(jax.lax.stop_gradient(rolled))
   labels = jnp.take_along_axis(y, steps, axis=1)
   loss_readout, num_labels = losses.masked_cross_entropy(logits, labels)
   loss = d.coef_dyn * loss_dyn + d.coef_readout * loss_readout
   return loss, {
-      "loss": loss, "loss_dyn": loss_dyn, "loss_readout": loss_readout,
-      "acc": losses.masked_accuracy(logits, labels), "drift_last": errors[-1],
-      "num_labels": num_labels,
+    "loss": loss,
+    "loss_dyn": loss_dyn,
+    "loss_readout": loss_readout,
+    "acc": losses.masked_accuracy(logits, labels),
+    "drift_last": errors[-1],
+    "num_labels": num_labels,
   }

@@ -16,7 +16,8 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Arra
   """
   valid = labels >= 0
   per_token = optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), jnp.maximum(labels, 0))
+    logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), jnp.maximum(labels, 0)
+  )
   count = jnp.sum(valid)
   return jnp.sum(jnp.where(valid, per_token, 0.0)) / jnp.maximum(count, 1), count
 
@@ -43,5 +44,6 @@ def uniformity(units: jax.Array) -> jax.Array:
   n = units.shape[0]
   sq_dist = jnp.maximum(2.0 - 2.0 * units @ units.T, 0.0)
   off_diagonal = ~jnp.eye(n, dtype=bool)
-  return (jax.nn.logsumexp(jnp.where(off_diagonal, -2.0 * sq_dist, -jnp.inf))
-          - jnp.log(n * (n - 1.0)))
+  return jax.nn.logsumexp(jnp.where(off_diagonal, -2.0 * sq_dist, -jnp.inf)) - jnp.log(
+    n * (n - 1.0)
+  )

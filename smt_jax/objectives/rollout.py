@@ -1,12 +1,19 @@
 """Scanning an updater over a sequence: the one recurrence that DMT, BPTT and evaluation share."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
 
-def rollout(step_fn: Callable[[jax.Array, Any], jax.Array], m0: jax.Array, xs: Any, *,
-            backprop_through_rollout: bool = True, remat: bool = False) -> jax.Array:
+def rollout(
+  step_fn: Callable[[jax.Array, Any], jax.Array],
+  m0: jax.Array,
+  xs: Any,
+  *,
+  backprop_through_rollout: bool = True,
+  remat: bool = False,
+) -> jax.Array:
   """Runs m_t = step_fn(m_{t-1}, xs[t]) with `lax.scan` over the leading axis of xs.
 
   Args:
@@ -19,6 +26,7 @@ def rollout(step_fn: Callable[[jax.Array, Any], jax.Array], m0: jax.Array, xs: A
   Returns:
     (L, B, Z) memories m_0 .. m_{L-1} after each input.
   """
+
   def body(m, x):
     if not backprop_through_rollout:
       m = jax.lax.stop_gradient(m)

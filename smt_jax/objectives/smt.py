@@ -50,9 +50,8 @@ def smt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
     m_dec, t_dec = mems, t
   else:
     t = sample_timesteps(rng_t, batch_size, length - 1, s.n_t)
-    mems = encoder_memories(models, params, x, jnp.concatenate([t, t + 1], axis=1),
-                            s.remat_encoder)
-    m_now, m_next = mems[:, :s.n_t], mems[:, s.n_t:]
+    mems = encoder_memories(models, params, x, jnp.concatenate([t, t + 1], axis=1), s.remat_encoder)
+    m_now, m_next = mems[:, : s.n_t], mems[:, s.n_t :]
     x_next = jnp.take_along_axis(x, t + 1, axis=1)
     m_dec, t_dec = m_now, t
 
@@ -69,8 +68,11 @@ def smt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   loss_unif = uniformity_of(rng_unif, mems, cfg.model.mem_tokens, s.unif_tokens)
   loss = s.coef_dec * loss_dec + s.coef_dyn * loss_dyn + s.coef_unif * loss_unif
   return loss, {
-      "loss": loss, "loss_dec": loss_dec, "loss_dyn": loss_dyn, "loss_unif": loss_unif,
-      "loss_dec_first": loss_dec_first,
-      "acc_dec_first": losses.masked_accuracy(logits[:, :, 0], fut_targets[:, :, 0]),
-      "num_labels": num_labels,
+    "loss": loss,
+    "loss_dec": loss_dec,
+    "loss_dyn": loss_dyn,
+    "loss_unif": loss_unif,
+    "loss_dec_first": loss_dec_first,
+    "acc_dec_first": losses.masked_accuracy(logits[:, :, 0], fut_targets[:, :, 0]),
+    "num_labels": num_labels,
   }

@@ -46,8 +46,9 @@ def over_time(fn):
   return jax.vmap(fn, in_axes=1, out_axes=1)
 
 
-def encoder_memories(models, params: dict, x: jax.Array, t: jax.Array,
-                     remat: bool = False) -> jax.Array:
+def encoder_memories(
+  models, params: dict, x: jax.Array, t: jax.Array, remat: bool = False
+) -> jax.Array:
   """Encoder memories m_t of the Tc-windows ending at t: x (B, T), t (B, n) -> (B, n, Z).
 
   remat: recompute the encoder's activations in the backward pass instead of storing them.

@@ -13,17 +13,23 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from smt_jax import parallel
-from smt_jax.config import ConfigError, validate
+from smt_jax import checkpointing, parallel
 from smt_jax.data import make_dataset
+from smt_jax.errors import ConfigError
 from smt_jax.eval import suite as eval_suite
 from smt_jax.eval.read import add_stats, summarize
-from smt_jax.models import init_params
-from smt_jax.train import checkpointing
+from smt_jax.models import init_params, readout_from_decoder
 from smt_jax.train.metrics import MetricWriter, first_nonfinite, mean_metrics, plot_curves
 from smt_jax.train.optimizer import make_optimizer
-from smt_jax.train.step import (Keys, TrainState, batch_for_step, make_eval_fn, make_step_fn,
-                                make_train_step, readout_from_decoder)
+from smt_jax.train.step import (
+  Keys,
+  TrainState,
+  batch_for_step,
+  make_eval_fn,
+  make_step_fn,
+  make_train_step,
+)
+from smt_jax.train.validate import validate
 
 
 class NonFiniteLossError(RuntimeError):
@@ -43,8 +49,9 @@ def initial_params(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
   for group in params:
     if group not in loaded or shapes(loaded[group]) != shapes(params[group]):
       raise ConfigError(
-          f"ckpt.init_from={cfg.ckpt.init_from!r}: its {group!r} parameters do not match this "
-          "config's model; use the same model.* fields as the run that wrote it.")
+        f"ckpt.init_from={cfg.ckpt.init_from!r}: its {group!r} parameters do not match this "
+        "config's model; use the same model.* fields as the run that wrote it."
+      )
   loaded = {g: loaded[g] for g in params}
   return readout_from_decoder(loaded) if cfg.model.rnn.readout_from_decoder else loaded
 
@@ -57,7 +64,8 @@ def initial_state(cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh, ckpt, st
   shardings = parallel.state_shardings(mesh, (abstract, abstract_opt))
   if start:
     params, opt_state = ckpt.restore(
-        start, *parallel.abstract_with_shardings((abstract, abstract_opt), shardings))
+      start, *parallel.abstract_with_shardings((abstract, abstract_opt), shardings)
+    )
   else:
     params = parallel.put_global(initial_params(cfg, keys.params), shardings[0])
     opt_state = jax.jit(tx.init, out_shardings=shardings[1])(params)
@@ -106,13 +114,20 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
   writer = MetricWriter(workdir / "metrics.jsonl")
   if main:
     writer.truncate_after(start)
-  step_fn = make_step_fn(cfg, train_data, make_train_step(cfg, tx), keys, mesh,
-                         parallel.state_shardings(mesh, state))
+  step_fn = make_step_fn(
+    cfg, train_data, make_train_step(cfg, tx), keys, mesh, parallel.state_shardings(mesh, state)
+  )
   eval_fn = make_eval_fn(cfg, mesh)
   total = cfg.train.num_steps
-  bar = tqdm.tqdm(total=total, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True,
-                  desc=f"{cfg.method} {workdir.name}",
-                  disable=not (main and cfg.log.progress and sys.stderr.isatty()))
+  bar = tqdm.tqdm(
+    total=total,
+    initial=start,
+    unit="step",
+    file=sys.stderr,
+    dynamic_ncols=True,
+    desc=f"{cfg.method} {workdir.name}",
+    disable=not (main and cfg.log.progress and sys.stderr.isatty()),
+  )
   history, last_log, last_time = [], start, time.time()
   try:
     for step in range(start, total):
@@ -126,9 +141,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
         if bad is not None:
           saved = ckpt.latest_step()
           raise NonFiniteLossError(
-              f"step {bad}: the loss or gradient norm is NaN/Inf; stopping. The last good "
-              f"checkpoint ({'none' if saved is None else f'step {saved}'} in {ckpt.manager.directory}) "
-              "is intact: lower optim.lr or optim.clip_norm, then re-run to resume from it.")
+            f"step {bad}: the loss or gradient norm is NaN/Inf; stopping. The last good "
+            f"checkpoint ({'none' if saved is None else f'step {saved}'} in "
+            f"{ckpt.manager.directory}) "
+            "is intact: lower optim.lr or optim.clip_norm, then re-run to resume from it."
+          )
         train = mean_metrics(history)
         train["steps_per_sec"] = (done - last_log) / (time.time() - last_time)
         if main:

@@ -53,6 +53,7 @@ def first_nonfinite(history: list[dict], steps_before: int, keys=("loss", "grad_
 def plot_curves(metrics_path: str | pathlib.Path, out_path: str | pathlib.Path) -> None:
   """One panel per metric in PLOTTED, train and eval curves against the step."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 

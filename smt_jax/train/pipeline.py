@@ -1,6 +1,6 @@
 """Pipelines: several runs ("stages") of one config, e.g. SMT, then DMT from it, beside BPTT.
 
-A config with `pipeline.order = "smt,dmt,bptt"` runs each stage into workdir/STAGE with the
+A config with `pipeline.order = ("smt", "dmt", "bptt")` runs each stage into workdir/STAGE with the
 shared fields overridden by `pipeline.stages.STAGE`; a stage's `ckpt.init_from` may name an
 earlier stage. Every stage is resolved and validated before the first one compiles.
 """
@@ -11,52 +11,56 @@ import pathlib
 import jax
 import ml_collections
 
-from smt_jax.config import ConfigError, validate
+from smt_jax.config import strict
+from smt_jax.errors import ConfigError
+from smt_jax.objectives import read_prefix
 from smt_jax.train.loop import train_and_evaluate
-from smt_jax.train.step import eval_prefix
+from smt_jax.train.validate import validate
 
-TABLE_COLUMNS = ("stage", "method", "rnn_read_from", "rnn_acc", "rnn_loss", "teacher_acc",
-                 "wall_s", "workdir")
+TABLE_COLUMNS = (
+  "stage",
+  "method",
+  "rnn_read_from",
+  "rnn_acc",
+  "rnn_loss",
+  "teacher_acc",
+  "wall_s",
+  "workdir",
+)
 
 
-def stage_names(cfg: ml_collections.ConfigDict) -> list[str]:
-  """The stages of pipeline.order, [] for a single run."""
-  return [s.strip() for s in cfg.pipeline.order.split(",") if s.strip()]
-
-
-def _overrides(tree: ml_collections.ConfigDict, prefix: str = "") -> dict:
-  """Flattens nested overrides into {"dotted.field": value}."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      flat.update(_overrides(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
+def stage_names(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The stages of pipeline.order, () for a single run."""
+  return tuple(cfg.pipeline.order)
 
 
 def stage_config(cfg: ml_collections.ConfigDict, stage: str, workdir: str | pathlib.Path):
   """The run config of `stage`: cfg without its pipeline, overridden by pipeline.stages.STAGE,
   with ckpt.init_from naming an earlier stage resolved to its workdir."""
   names = stage_names(cfg)
-  _check(stage in cfg.pipeline.stages,
-         f"pipeline.order names stage {stage!r} but pipeline.stages.{stage} is not defined.")
-  run = ml_collections.ConfigDict(cfg.to_dict())
-  run.pipeline.order, run.pipeline.stages = "", ml_collections.ConfigDict()
-  for field, value in _overrides(cfg.pipeline.stages[stage]).items():
-    parent, _, leaf = field.rpartition(".")
-    group = run
-    for part in filter(None, parent.split(".")):
-      _check(part in group, f"pipeline.stages.{stage}.{field}: no field {field!r} in the config.")
-      group = group[part]
-    _check(leaf in group or parent.endswith("kwargs"),  # Task knobs may be new keys.
-           f"pipeline.stages.{stage}.{field}: no field {field!r} in the config.")
-    group[leaf] = value
+  _check(
+    stage in cfg.pipeline.stages,
+    f"pipeline.order names stage {stage!r} but pipeline.stages.{stage} is not defined"
+    + (
+      "; pipeline.order is a tuple: on the command line write "
+      "--config.pipeline.order=\"('smt','dmt')\"."
+      if "," in stage
+      else "."
+    ),
+  )
+  run = strict(cfg)
+  run.pipeline.order, run.pipeline.stages = (), ml_collections.ConfigDict()
+  try:
+    run.update(cfg.pipeline.stages[stage])
+  except (KeyError, TypeError) as e:
+    raise ConfigError(f"pipeline.stages.{stage}: {e}") from e
   init_from = run.ckpt.init_from
   if init_from in names:
-    _check(names.index(init_from) < names.index(stage),
-           f"pipeline.stages.{stage}.ckpt.init_from={init_from!r} must name an earlier stage "
-           f"of pipeline.order={cfg.pipeline.order!r}.")
+    _check(
+      names.index(init_from) < names.index(stage),
+      f"pipeline.stages.{stage}.ckpt.init_from={init_from!r} must name an earlier stage "
+      f"of pipeline.order={names}.",
+    )
     run.ckpt.init_from = str(pathlib.Path(workdir) / init_from)
   return run
 
@@ -77,10 +81,18 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
   rows = []
   for s, run in configs.items():
     final = train_and_evaluate(run, workdir / s)
-    rows.append({"stage": s, "method": run.method, "rnn_read_from": _read_start(run),
-                 "rnn_acc": final["rnn_acc"],
-                 "rnn_loss": final["rnn_loss"], "teacher_acc": final.get("teacher_acc"),
-                 "wall_s": final["wall_s"], "workdir": str(workdir / s)})
+    rows.append(
+      {
+        "stage": s,
+        "method": run.method,
+        "rnn_read_from": _read_start(run),
+        "rnn_acc": final["rnn_acc"],
+        "rnn_loss": final["rnn_loss"],
+        "teacher_acc": final.get("teacher_acc"),
+        "wall_s": final["wall_s"],
+        "workdir": str(workdir / s),
+      }
+    )
   if main:
     (workdir / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
   return rows
@@ -97,7 +109,7 @@ def format_table(rows: list[dict]) -> str:
 def _read_start(cfg: ml_collections.ConfigDict) -> str:
   """Where the table's RNN read starts: "init" (initial memory) or "enc[:p]" (the encoder's
   memory of the first p tokens)."""
-  prefix = eval_prefix(cfg)
+  prefix = read_prefix(cfg)
   return "init" if prefix == 0 else f"enc[:{prefix}]"
 
 

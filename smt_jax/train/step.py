@@ -7,7 +7,8 @@ dataset.
 """
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.struct
 import jax
@@ -18,9 +19,9 @@ from jax.sharding import Mesh
 
 from smt_jax import parallel
 from smt_jax.eval.read import rnn_read_stats, teacher_read_stats
-from smt_jax.models import build_models
-from smt_jax.objectives import objective_for
-from smt_jax.train.optimizer import learning_rate, trainable_groups
+from smt_jax.models import build_models, readout_from_decoder
+from smt_jax.objectives import method_of, read_prefix, reads_through_decoder, trainable_groups
+from smt_jax.train.optimizer import learning_rate
 
 
 @flax.struct.dataclass
@@ -33,6 +34,7 @@ class TrainState:
 @flax.struct.dataclass
 class Keys:
   """The run's independent PRNG streams, all derived from cfg.seed."""
+
   params: jax.Array
   data: jax.Array
   loss: jax.Array
@@ -44,20 +46,15 @@ class Keys:
     return cls(*jax.random.split(jax.random.key(seed), 5))
 
 
-def batch_for_step(dataset, key: jax.Array, step, batch_size: int, length: int,
-                   process_index: int = 0) -> dict:
+def batch_for_step(
+  dataset, key: jax.Array, step, batch_size: int, length: int, process_index: int = 0
+) -> dict:
   """The batch of `step` for this process: a pure function of (key, step, process_index).
 
   Returns {"x": int32 (batch_size, length), "y": int32 (batch_size, length)}.
   """
   key = jax.random.fold_in(jax.random.fold_in(key, step), process_index)
   return dataset.sample(key, batch_size, length)
-
-
-def readout_from_decoder(params: dict) -> dict:
-  """params with the readout replaced by a copy of the teacher decoder (Readout = {"decoder"});
-  a copy, not an alias, so the two groups can be donated and trained separately."""
-  return {**params, "readout": {"decoder": jax.tree.map(jnp.copy, params["decoder"])}}
 
 
 def make_train_step(cfg: ml_collections.ConfigDict, tx: optax.GradientTransformation) -> Callable:
@@ -67,7 +64,7 @@ def make_train_step(cfg: ml_collections.ConfigDict, tx: optax.GradientTransforma
   are averaged before one optimizer update; micro-batch i holds rows i, i + grad_accum, ..., so
   that rows split over devices stay where they are. Frozen groups are returned unchanged.
   """
-  objective, trainable = objective_for(cfg.method), trainable_groups(cfg)
+  objective, trainable = method_of(cfg).loss, trainable_groups(cfg)
   accum, schedule = cfg.train.grad_accum, learning_rate(cfg)
   grad_fn = jax.value_and_grad(lambda p, b, r: objective(p, b, r, cfg), has_aux=True)
 
@@ -80,24 +77,41 @@ def make_train_step(cfg: ml_collections.ConfigDict, tx: optax.GradientTransforma
       grads, metrics = micro_step(state.params, batch, rng)
     else:
       micro = jax.tree.map(lambda a: a.reshape(-1, accum, *a.shape[1:]).swapaxes(0, 1), batch)
-      summed = lambda acc, i: (jax.tree.map(jnp.add, acc, micro_step(
-          state.params, jax.tree.map(lambda a: a[i], micro), jax.random.fold_in(rng, i))), None)
+      summed = lambda acc, i: (
+        jax.tree.map(
+          jnp.add,
+          acc,
+          micro_step(state.params, jax.tree.map(lambda a: a[i], micro), jax.random.fold_in(rng, i)),
+        ),
+        None,
+      )
       zeros = jax.eval_shape(micro_step, state.params, jax.tree.map(lambda a: a[0], micro), rng)
       zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
       total, _ = jax.lax.scan(summed, zeros, jnp.arange(accum))
       grads, metrics = jax.tree.map(lambda a: a / accum, total)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = {g: optax.apply_updates(p, updates[g]) if g in trainable else p
-              for g, p in state.params.items()}
-    metrics = {**metrics, "grad_norm": optax.global_norm({g: grads[g] for g in trainable}),
-               "lr": schedule(state.step)}
+    params = {
+      g: optax.apply_updates(p, updates[g]) if g in trainable else p
+      for g, p in state.params.items()
+    }
+    metrics = {
+      **metrics,
+      "grad_norm": optax.global_norm({g: grads[g] for g in trainable}),
+      "lr": schedule(state.step),
+    }
     return TrainState(state.step + 1, params, opt_state), metrics
 
   return train_step
 
 
-def make_step_fn(cfg: ml_collections.ConfigDict, dataset, train_step: Callable, keys: Keys,
-                 mesh: Mesh, state_sharding):
+def make_step_fn(
+  cfg: ml_collections.ConfigDict,
+  dataset,
+  train_step: Callable,
+  keys: Keys,
+  mesh: Mesh,
+  state_sharding,
+):
   """`step_fn(state, step) -> (state, metrics)`: the batch and loss rng of `step`, one update.
 
   Each process samples its cfg.train.batch_size / process_count rows from (seed, step, process
@@ -105,28 +119,24 @@ def make_step_fn(cfg: ml_collections.ConfigDict, dataset, train_step: Callable, 
   `state_sharding` and the metrics are replicated.
   """
   size, length = cfg.train.batch_size // jax.process_count(), cfg.data.T
-  batch_of = lambda step: batch_for_step(dataset, keys.data, step, size, length,
-                                         jax.process_index())
+  batch_of = lambda step: batch_for_step(
+    dataset, keys.data, step, size, length, jax.process_index()
+  )
   rows = parallel.batch_sharding(mesh)
 
   def update(state, batch, step):
     batch = jax.lax.with_sharding_constraint(batch, rows)
     return train_step(state, batch, jax.random.fold_in(keys.loss, step))
 
-  jit = functools.partial(jax.jit, donate_argnums=0,
-                          out_shardings=(state_sharding, parallel.replicated(mesh)))
+  jit = functools.partial(
+    jax.jit, donate_argnums=0, out_shardings=(state_sharding, parallel.replicated(mesh))
+  )
   if dataset.jittable and jax.process_count() == 1:
     return jit(lambda state, step: update(state, batch_of(step), step))
   jitted, sample = jit(update), jax.jit(batch_of) if dataset.jittable else batch_of
   return lambda state, step: jitted(
-      state, parallel.global_batch(sample(step), mesh, cfg.train.batch_size), step)
-
-
-def eval_prefix(cfg: ml_collections.ConfigDict) -> int:
-  """The RNN read's start: cfg.train.eval_prefix, or by method (bptt: 0, smt and dmt: 1)."""
-  if cfg.train.eval_prefix >= 0:
-    return cfg.train.eval_prefix
-  return 0 if cfg.method == "bptt" else 1
+    state, parallel.global_batch(sample(step), mesh, cfg.train.batch_size), step
+  )
 
 
 def make_eval_fn(cfg: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Callable:
@@ -134,19 +144,18 @@ def make_eval_fn(cfg: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Ca
 
   The objective metrics are the method's scalar metrics on the batch; the read stats are
   {"rnn": ..., "teacher": ...} per-position sums (`smt_jax.eval.read`) of the RNN's
-  teacher-forced read and, unless bptt (which has no teacher), the teacher's. During SMT the
-  readout is untrained, so the RNN reads through a copy of the decoder when
-  cfg.model.rnn.readout_from_decoder (what DMT then starts from). Given a `mesh`, the results
-  are replicated over it (readable on every process).
+  teacher-forced read from `read_prefix(cfg)` and, for methods with a teacher, the teacher's.
+  The RNN reads through a copy of the decoder where `reads_through_decoder(cfg)`. Given a
+  `mesh`, the results are replicated over it (readable on every process).
   """
-  models, objective, prefix = build_models(cfg), objective_for(cfg.method), eval_prefix(cfg)
-  copy_decoder = cfg.method == "smt" and cfg.model.rnn.readout_from_decoder
+  method, models, prefix = method_of(cfg), build_models(cfg), read_prefix(cfg)
+  objective, copy_decoder = method.loss, reads_through_decoder(cfg)
 
   def eval_fn(params, batch, rng):
     _, metrics = objective(params, batch, rng, cfg)
     rnn_params = readout_from_decoder(params) if copy_decoder else params
     stats = {"rnn": rnn_read_stats(models, rnn_params, batch, prefix)}
-    if cfg.method != "bptt":
+    if method.has_teacher:
       stats["teacher"] = teacher_read_stats(models, params, batch)
     return metrics, stats
 

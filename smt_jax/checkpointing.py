@@ -11,7 +11,7 @@ import pathlib
 import jax
 import orbax.checkpoint as ocp
 
-from smt_jax.config import ConfigError
+from smt_jax.errors import ConfigError
 
 SUBDIR = "checkpoints"
 
@@ -39,14 +39,22 @@ class Checkpointer:
     """Saves (asynchronously, atomically) unless `step` is already saved."""
     if step in self.manager.all_steps():
       return
-    self.manager.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
-                                                    opt_state=ocp.args.StandardSave(opt_state)))
+    self.manager.save(
+      step,
+      args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state)
+      ),
+    )
 
   def restore(self, step: int, params, opt_state):
     """(params, opt_state) of `step`, structured like the given abstract trees
     (jax.ShapeDtypeStruct leaves, e.g. from jax.eval_shape) and placed on their shardings."""
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(params), opt_state=ocp.args.StandardRestore(opt_state)))
+    restored = self.manager.restore(
+      step,
+      args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(params), opt_state=ocp.args.StandardRestore(opt_state)
+      ),
+    )
     return restored["params"], restored["opt_state"]
 
   def close(self) -> None:
@@ -62,20 +70,29 @@ def load_params(path: str | pathlib.Path, step: int | None = None):
   """
   directory = checkpoint_dir(path)
   if directory is None:
-    raise ConfigError(f"{path}: no checkpoint found (expected {pathlib.Path(path) / SUBDIR}/STEP); "
-                      "point ckpt.init_from at the workdir of a finished run.")
-  manager = ocp.CheckpointManager(directory, item_handlers={
-      item: ocp.StandardCheckpointHandler() for item in ("params", "opt_state")})
+    raise ConfigError(
+      f"{path}: no checkpoint found (expected {pathlib.Path(path) / SUBDIR}/STEP); "
+      "point ckpt.init_from at the workdir of a finished run."
+    )
+  manager = ocp.CheckpointManager(
+    directory,
+    item_handlers={item: ocp.StandardCheckpointHandler() for item in ("params", "opt_state")},
+  )
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   try:
     step = manager.latest_step() if step is None else step
-    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-                          manager.item_metadata(step)["params"].tree)
-    restored = manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(target)))
+    target = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+      manager.item_metadata(step)["params"].tree,
+    )
+    restored = manager.restore(
+      step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))
+    )
   except Exception as e:  # Orbax raises many types for missing or truncated files.
-    raise ConfigError(f"{directory}: checkpoint {step} cannot be read ({type(e).__name__}: "
-                      f"{e}); point ckpt.init_from at a complete checkpoint.") from e
+    raise ConfigError(
+      f"{directory}: checkpoint {step} cannot be read ({type(e).__name__}: "
+      f"{e}); point ckpt.init_from at a complete checkpoint."
+    ) from e
   finally:
     manager.close()
   return restored["params"], step

@@ -1,0 +1,35 @@
+"""Experiment configs, one `get_config()` per file, and the helpers they share."""
+
+import ml_collections
+
+from smt_jax.errors import ConfigError
+
+
+def parse_int_args(arg: str, defaults: dict) -> dict:
+  """The integer arguments of a config file's get_config(arg) (`--config=FILE:ARG`):
+  parse_int_args("T=64,quick=1", {"T": 32, "quick": 0}) -> {"T": 64, "quick": 1}. A key not in
+  defaults, or a value that is not an integer, raises ConfigError naming it."""
+  out = dict(defaults)
+  for part in filter(None, (arg or "").split(",")):
+    key, _, value = (x.strip() for x in part.partition("="))
+    if key not in defaults:
+      raise ConfigError(f"config argument {key!r} is unknown; use {sorted(defaults)}.")
+    try:
+      out[key] = int(value)
+    except ValueError:
+      raise ConfigError(f"config argument {key}={value!r} is not an integer.") from None
+  return out
+
+
+def smt_dmt_bptt_stages(
+  smt_steps: int, dmt_steps: int, bptt_steps: int
+) -> ml_collections.ConfigDict:
+  """`pipeline.stages` of the standard comparison: SMT; DMT from the SMT stage's parameters;
+  BPTT of the same RNN from scratch, each with its number of updates."""
+  return ml_collections.ConfigDict(
+    {
+      "smt": {"method": "smt", "train": {"num_steps": smt_steps}},
+      "dmt": {"method": "dmt", "train": {"num_steps": dmt_steps}, "ckpt": {"init_from": "smt"}},
+      "bptt": {"method": "bptt", "train": {"num_steps": bptt_steps}},
+    }
+  )

@@ -1,0 +1,184 @@
+"""Reporting the reproduction studies: table and plot helpers, and the report writer.
+
+The report of a study goes to OUT/STUDY/report.md with its plots beside it, and, unless --doc
+'', replaces this study's section of docs/results.md (plots copied to docs/results/).
+"""
+
+import argparse
+import json
+import math
+import pathlib
+import re
+import shutil
+import subprocess
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DEFAULT_DOC = REPO / "docs" / "results.md"
+
+
+def mean_std(values: list) -> str:
+  """'0.812 ± 0.030 (n=3)' of the finite values; '—' when there are none."""
+  vals = [v for v in values if v is not None and math.isfinite(v)]
+  if not vals:
+    return "—"
+  mean = sum(vals) / len(vals)
+  if len(vals) == 1:
+    return f"{mean:.3f}"
+  std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+  return f"{mean:.3f} ± {std:.3f}"
+
+
+def mean_of(values: list):
+  vals = [v for v in values if v is not None and math.isfinite(v)]
+  return sum(vals) / len(vals) if vals else float("nan")
+
+
+def md_table(headers: list, rows: list) -> str:
+  lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
+  lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def group(results: list, *keys) -> dict:
+  """{tuple of tag values: [results]} in first-seen order."""
+  out = {}
+  for r in results:
+    out.setdefault(tuple(r["run"]["tags"].get(k) for k in keys), []).append(r)
+  return out
+
+
+def final(result: dict, metric: str = "rnn_acc"):
+  """A metric of the last stage of a run (the RNN the pipeline ends with)."""
+  return list(result["stages"].values())[-1].get(metric)
+
+
+def stage_metric(result: dict, stage: str, metric: str):
+  return result["stages"].get(stage, {}).get(metric)
+
+
+def run_wall(result: dict) -> float:
+  """Training + evaluation wall-clock of all stages of a run."""
+  return sum(s["wall_s"] for s in result["stages"].values())
+
+
+def run_steps(result: dict) -> int:
+  return sum(s["steps"] for s in result["stages"].values())
+
+
+class Report:
+  """Helpers handed to a study's report function: where plots go, and plotting."""
+
+  def __init__(self, study, out: pathlib.Path, quick: bool):
+    self.study, self.out, self.quick = study, out, quick
+    self.plots = []
+
+  def line_plot(
+    self,
+    filename: str,
+    xs: list,
+    series: dict,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = False,
+    chance: float = None,
+  ) -> str:
+    """series {label: [(x, [values over seeds]), ...]}: mean with min-max band; `chance` draws a
+    dashed line at that value. Returns a Markdown image link (relative to the report)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, points in series.items():
+      px = [x for x, v in points if v]
+      mean = [mean_of(v) for _, v in points if v]
+      lo = [min(v) for _, v in points if v]
+      hi = [max(v) for _, v in points if v]
+      (line,) = ax.plot(px, mean, marker="o", label=label)
+      ax.fill_between(px, lo, hi, color=line.get_color(), alpha=0.15)
+    if chance is not None:
+      ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="chance")
+    if logx:
+      ax.set_xscale("log", base=2)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(x) for x in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or self.study.title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(self.out / filename, dpi=110)
+    plt.close(fig)
+    self.plots.append(filename)
+    return f"![{ylabel}]({filename})"
+
+
+def commit_hash() -> str:
+  try:
+    return subprocess.run(
+      ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+
+
+def write_section(doc: pathlib.Path, name: str, text: str) -> None:
+  """Replaces (or appends) the section between <!-- repro:NAME --> markers in doc."""
+  begin, end = f"<!-- repro:{name} begin -->", f"<!-- repro:{name} end -->"
+  block = f"{begin}\n{text.rstrip()}\n{end}"
+  current = doc.read_text() if doc.is_file() else "# Results\n"
+  pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+  if pattern.search(current):
+    current = pattern.sub(lambda _: block, current)
+  else:
+    current = current.rstrip() + "\n\n" + block + "\n"
+  doc.parent.mkdir(parents=True, exist_ok=True)
+  doc.write_text(current if current.endswith("\n") else current + "\n")
+
+
+def write_report(
+  study, args: argparse.Namespace, command: str, results: list, num_runs: int, elapsed: float
+) -> pathlib.Path:
+  """Writes OUT/STUDY/report.md and results.json, and the study's section of --doc."""
+  out = pathlib.Path(args.out) / study.folder(args.quick)
+  out.mkdir(parents=True, exist_ok=True)
+  rep = Report(study, out, args.quick)
+  body = study.report(results, rep) if results else "No finished runs.\n"
+  seeds = sorted({r["run"]["seed"] for r in results})
+  total_wall = sum(r["wall_s"] for r in results)
+  mode = "QUICK-MODE (reduced sizes; not the full study)" if args.quick else "full size"
+  runs_dir = pathlib.Path(args.out) / study.runs_folder(args.quick) / "runs"
+  invocation = (
+    "report re-written with --report_only"
+    if args.report_only
+    else f"this invocation: {elapsed / 60:.1f} min, --jobs {args.jobs}"
+  )
+  header = (
+    f"## {study.title}\n\n"
+    f"**Claim (paper):** {study.claim}\n\n"
+    f"- mode: **{mode}**\n"
+    f"- command: `{command}`\n"
+    f"- runs: {len(results)}/{num_runs} finished; seeds {seeds}; summed run wall-clock "
+    f"{total_wall / 60:.1f} min ({invocation}); commit {commit_hash()}; "
+    f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+    f"- per-run folders: `{runs_dir}/NAME` (config.json, metrics.jsonl, eval.json per "
+    "stage)\n\n"
+  )
+  text = header + body
+  (out / "report.md").write_text(text + "\n")
+  (out / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+  if args.doc:
+    doc = pathlib.Path(args.doc)
+    plot_dir = doc.parent / "results"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f"{study.folder(args.quick)}_"
+    for f in rep.plots:
+      shutil.copy(out / f, plot_dir / (prefix + f))
+      text = text.replace(f"]({f})", f"](results/{prefix}{f})")
+    write_section(doc, study.folder(args.quick), text)
+  print(text)
+  return out / "report.md"

@@ -1,0 +1,297 @@
+"""Running the reproduction studies (experiments/repro/STUDY.py): runs, studies, the queue.
+
+A study is a list of `Run`s (a config file, dotted overrides, a seed, tags for the tables) and a
+`report` function that turns their results into a Markdown section (helpers in `reporting`).
+`main(study)` gives every study the same command line:
+
+  python experiments/repro/STUDY.py [--quick] [--out DIR] [--jobs N] [--doc PATH] [--seeds N]
+                                    [--report_only]
+
+Each run trains through `smt_jax.train.pipeline.run_pipeline` (or `train_and_evaluate` for a
+single stage) in its own subprocess, into OUT/POOL/runs/NAME, and leaves result.json there; a
+re-run skips runs whose result.json exists with the same config (delete it to redo one). Studies
+that share a pool share the runs they have in common (same name, config, seed and measures), so
+e.g. the length study reads the state study's SMT -> DMT runs instead of training them again.
+"""
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from absl import logging
+
+from experiments.repro import reporting
+from smt_jax.config import strict
+from smt_jax.eval.measures import memory_spread, read_from_start
+from smt_jax.train import train_and_evaluate
+from smt_jax.train.pipeline import run_pipeline, stage_config, stage_names
+from smt_jax.train.validate import validate
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "experiments" / "configs"
+MEASURES = {"spread": memory_spread, "start": read_from_start}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One training pipeline of a study.
+
+  name: unique within the study (also the folder name). config: file in experiments/configs.
+  overrides: {"dotted.field": value} applied on top of the config (pipeline stages included,
+  e.g. "pipeline.stages.smt.train.num_steps"). seed: config.seed. tags: the run's coordinates in
+  the study's tables ({"T": 64, "method": "bptt"}). measure: extra measurements after training,
+  names of functions in MEASURES run on the named stage ({"spread": "smt"}).
+  """
+
+  name: str
+  config: str
+  overrides: dict
+  seed: int
+  tags: dict
+  measure: dict = dataclasses.field(default_factory=dict)
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  """A study: its claim, its runs (full or quick) and its report."""
+
+  name: str  # File stem and docs/results.md section id.
+  title: str
+  claim: str  # The paper's claim being tested, in one sentence.
+  runs: Callable[[bool, int], list]  # (quick, seeds) -> [Run]
+  report: Callable[[list, "reporting.Report"], str]  # (results, report helper) -> Markdown body
+  pool: str = ""  # Folder of its runs, shared with the studies naming the same pool; "" = name.
+
+  def folder(self, quick: bool) -> str:
+    """Folder of this study's report (under OUT)."""
+    return self.name + ("_quick" if quick else "")
+
+  def runs_folder(self, quick: bool) -> str:
+    """Folder of this study's runs (under OUT): its pool's."""
+    return (self.pool or self.name) + ("_quick" if quick else "")
+
+
+def load_config(name: str):
+  """get_config() of experiments/configs/NAME[.py][:ARG] (ARG passed to get_config, as
+  --config=FILE:ARG does for experiments/run.py)."""
+  name, _, arg = name.partition(":")
+  path = CONFIGS / (name if name.endswith(".py") else f"{name}.py")
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def run_config(run: Run):
+  """The full (pipeline) config of a run: its config file with the run's overrides applied
+  (KeyError for a field the schema does not have), seed set and the progress bar off."""
+  cfg = strict(load_config(run.config))
+  cfg.update_from_flattened_dict(run.overrides)
+  cfg.seed = run.seed
+  cfg.log.progress = False
+  return cfg
+
+
+def validate_run(run: Run) -> None:
+  """Validates every stage of a run's config (raises smt_jax.errors.ConfigError)."""
+  cfg = run_config(run)
+  names = stage_names(cfg)
+  if not names:
+    validate(cfg)
+  for s in names:
+    stage = stage_config(cfg, s, "/nonexistent")
+    validate(stage, init_from_pending=stage.ckpt.init_from.startswith("/nonexistent"))
+
+
+def _final_eval_extract(path: pathlib.Path) -> dict:
+  """The scalar parts of a stage's eval.json worth tabulating."""
+  if not path.is_file():
+    return {}
+  ev = json.loads(path.read_text())
+  out = {}
+  if "drift" in ev:
+    out["drift_settled"] = ev["drift"]["drift_settled"]
+    out["one_step"] = ev["drift"]["one_step_mean"]
+    out["drift_curve"] = ev["drift"]["drift"]  # MSE after 1, 2, ... updates of the rollout.
+  if "length" in ev:
+    out["length"] = {k: ev["length"].get(k) for k in ("lengths", "rnn_acc", "teacher_acc")}
+  if "read" in ev:
+    out["read"] = {
+      name: {"acc": c["acc"], "loss": c["loss"]} for name, c in ev["read"]["curves"].items()
+    }
+  return out
+
+
+def run_worker(spec_path: str) -> None:
+  """Subprocess body: trains one Run into its folder and writes result.json."""
+  logging.set_verbosity(logging.WARNING)
+  spec = json.loads(pathlib.Path(spec_path).read_text())
+  run, workdir = Run(**spec["run"]), pathlib.Path(spec["workdir"])
+  cfg = run_config(run)
+  start = time.time()
+  names = stage_names(cfg)
+  if names:
+    rows = run_pipeline(cfg, workdir)
+    configs = {s: stage_config(cfg, s, workdir) for s in names}
+  else:
+    final = train_and_evaluate(cfg, workdir / cfg.method)
+    names, configs = [cfg.method], {cfg.method: cfg}
+    rows = [
+      {
+        "stage": cfg.method,
+        "method": cfg.method,
+        "rnn_acc": final["rnn_acc"],
+        "rnn_loss": final["rnn_loss"],
+        "teacher_acc": final.get("teacher_acc"),
+        "wall_s": final["wall_s"],
+        "workdir": str(workdir / cfg.method),
+      }
+    ]
+  stages = {}
+  for row in rows:
+    s = row["stage"]
+    stages[s] = {k: row[k] for k in ("method", "rnn_acc", "rnn_loss", "teacher_acc", "wall_s")}
+    stages[s]["steps"] = int(configs[s].train.num_steps)
+    stages[s]["batch_size"] = int(configs[s].train.batch_size)
+    stages[s].update(_final_eval_extract(pathlib.Path(row["workdir"]) / "eval.json"))
+  for measure, stage in run.measure.items():
+    stages[stage][measure] = MEASURES[measure](configs[stage], str(workdir / stage))
+  result = {
+    "run": run.to_json(),
+    "stages": stages,
+    "wall_s": time.time() - start,
+    "workdir": str(workdir),
+  }
+  (workdir / "result.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+
+
+def is_finished(run: Run, workdir: pathlib.Path, log) -> bool:
+  """Whether workdir holds this run's result (a stale result of another config is removed)."""
+  if not (workdir / "result.json").is_file():
+    return False
+  done = json.loads((workdir / "result.json").read_text())["run"]
+  if all(done.get(k) == v for k, v in run.to_json().items() if k != "tags"):
+    return True  # Tags are only labels: a run shared by studies may carry either study's.
+  log(f"[redo] {run.name}: its config changed since result.json was written")
+  shutil.rmtree(workdir)
+  return False
+
+
+def execute(todo: list, jobs: int = 1, log=print) -> list:
+  """Runs every (Run, workdir) pair of `todo` (skipping finished ones and repeats of a workdir)
+  with at most `jobs` at once; returns the results in the order of `todo`. A failed run is
+  reported and left out of the results."""
+  pending, running, failed, seen = [], {}, [], set()
+  for run, workdir in todo:
+    if workdir not in seen and not is_finished(run, workdir, log):
+      pending.append((run, workdir))
+    seen.add(workdir)
+  while pending or running:
+    while pending and len(running) < jobs:
+      run, workdir = pending.pop(0)
+      workdir.mkdir(parents=True, exist_ok=True)
+      spec = workdir / "run.json"
+      spec.write_text(json.dumps({"run": run.to_json(), "workdir": str(workdir)}, indent=1))
+      logf = open(workdir / "log.txt", "w")
+      cmd = [sys.executable, "-m", "experiments.repro.runner", "--worker", str(spec)]
+      running[workdir] = (
+        run.name,
+        subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT),
+        logf,
+        time.time(),
+      )
+      log(f"[start] {run.name} ({len(pending)} queued)")
+    for workdir, (name, proc, logf, t0) in list(running.items()):
+      if proc.poll() is not None:
+        logf.close()
+        del running[workdir]
+        ok = proc.returncode == 0
+        log(f"[{'done' if ok else 'FAILED'}] {name} ({time.time() - t0:.0f} s)")
+        if not ok:
+          failed.append(str(workdir))
+    time.sleep(0.5)
+  if failed:
+    log(f"failed runs (see their log.txt): {', '.join(failed)}")
+  return collect(todo)
+
+
+def collect(todo: list) -> list:
+  """The results of the finished (Run, workdir) pairs of `todo`, labelled with each Run's tags."""
+  return [
+    {**json.loads((workdir / "result.json").read_text()), "run": run.to_json()}
+    for run, workdir in todo
+    if (workdir / "result.json").is_file()
+  ]
+
+
+def parse_args(description: str, argv=None) -> argparse.Namespace:
+  """The flags shared by every study driver and run_all."""
+  p = argparse.ArgumentParser(description=description)
+  p.add_argument(
+    "--quick",
+    action="store_true",
+    help="reduced sizes (about 10 minutes for all studies on 2 CPU cores)",
+  )
+  p.add_argument("--out", default=str(REPO / "workdirs" / "repro"), help="results folder")
+  p.add_argument("--jobs", type=int, default=1, help="training processes at once")
+  p.add_argument("--seeds", type=int, default=0, help="seeds per cell; 0 = the study's default")
+  p.add_argument(
+    "--doc",
+    default=str(reporting.DEFAULT_DOC),
+    help="Markdown file whose section of each "
+    "study is replaced; '' = write only OUT/STUDY/report.md",
+  )
+  p.add_argument(
+    "--report_only",
+    action="store_true",
+    help="train nothing: write the reports "
+    "from the runs already finished (e.g. after editing a study's report)",
+  )
+  return p.parse_args(argv)
+
+
+def run_studies(studies: list, argv: list, script: str) -> list:
+  """Validates every run of `studies`, trains them all in one queue (--jobs at once; runs shared
+  by studies once), then writes each study's report. Returns the reports' paths."""
+  args = parse_args("; ".join(f"{s.title}. {s.claim}" for s in studies), argv)
+  plans = {}
+  for study in studies:
+    runs = study.runs(args.quick, args.seeds)
+    for run in runs:
+      validate_run(run)
+    runs_dir = pathlib.Path(args.out) / study.runs_folder(args.quick) / "runs"
+    plans[study.name] = [(run, runs_dir / run.name) for run in runs]
+  start = time.time()
+  if not args.report_only:
+    execute([item for plan in plans.values() for item in plan], args.jobs)
+  elapsed = time.time() - start
+  command = " ".join(["python", script] + [a for a in argv if a != "--report_only"])
+  return [
+    reporting.write_report(
+      study, args, command, collect(plans[study.name]), len(plans[study.name]), elapsed
+    )
+    for study in studies
+  ]
+
+
+def main(study: Study, argv=None) -> pathlib.Path:
+  """The command line of one study's driver; returns the report's path."""
+  argv = sys.argv[1:] if argv is None else argv
+  return run_studies([study], argv, f"experiments/repro/{study.name}.py")[0]
+
+
+if __name__ == "__main__":
+  if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+    run_worker(sys.argv[2])
+  else:
+    sys.exit("runner.py runs studies; run one, e.g. python experiments/repro/credit.py")

@@ -1,0 +1,160 @@
+"""Up-front validation of a whole run config: every check names the field and the fix.
+
+`validate(cfg)` runs before anything compiles (the trainer and the pipeline call it);
+`validate_model(cfg)` checks only what the models and objectives read.
+"""
+
+import jax
+import ml_collections
+
+from smt_jax.checkpointing import checkpoint_dir
+from smt_jax.data import TASK_NAMES, make_dataset
+from smt_jax.errors import ConfigError
+from smt_jax.eval.config import resolve_eval
+from smt_jax.models import GROUPS, UPDATER_NAMES
+from smt_jax.objectives import METHODS
+from smt_jax.parallel import mesh_shape
+from smt_jax.train.optimizer import SCHEDULES
+
+DTYPES = ("float32", "bfloat16", "float64")
+
+
+def _require(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)
+
+
+def validate_model(cfg: ml_collections.ConfigDict) -> None:
+  """Checks the fields the models and objectives read; raises ConfigError naming the field."""
+  m, t, r = cfg.model, cfg.model.teacher, cfg.model.rnn
+  _require(cfg.method in METHODS, f"method={cfg.method!r} is unknown; use one of {tuple(METHODS)}.")
+  _require(m.dtype in DTYPES, f"model.dtype={m.dtype!r} is unknown; use one of {DTYPES}.")
+  _require(
+    m.d_model % m.num_heads == 0,
+    f"model.d_model={m.d_model} must be divisible by model.num_heads={m.num_heads}.",
+  )
+  _require(
+    (m.d_model // m.num_heads) % 2 == 0,
+    f"model.d_model / model.num_heads = {m.d_model // m.num_heads} must be even (rotary "
+    "positions rotate feature pairs).",
+  )
+  _require(
+    r.updater in UPDATER_NAMES,
+    f"model.rnn.updater={r.updater!r} is unknown; use one of {UPDATER_NAMES}.",
+  )
+  _require(cfg.data.vocab_size >= 2, f"data.vocab_size={cfg.data.vocab_size} must be >= 2.")
+  _require(t.Tc >= 1, f"model.teacher.Tc={t.Tc} must be >= 1.")
+  _require(t.Tf >= 1, f"model.teacher.Tf={t.Tf} must be >= 1.")
+  _require(
+    t.Tc + t.Tf <= cfg.data.T,
+    f"model.teacher.Tc + model.teacher.Tf = {t.Tc} + {t.Tf} is longer than data.T = "
+    f"{cfg.data.T}; shorten Tc or Tf, or lengthen data.T.",
+  )
+  _require(
+    0 <= cfg.smt.n_t <= cfg.data.T - 1,
+    f"smt.n_t={cfg.smt.n_t} must be in [0, data.T - 1] (0 trains every timestep).",
+  )
+  d = cfg.dmt
+  _require(
+    1 <= d.Td <= cfg.data.T - 1, f"dmt.Td={d.Td} must be in [1, data.T - 1 = {cfg.data.T - 1}]."
+  )
+  _require(1 <= d.k <= d.Td, f"dmt.k={d.k} must be in [1, dmt.Td = {d.Td}].")
+  _require(
+    d.start == -1 or 0 <= d.start <= cfg.data.T - 1 - d.Td,
+    f"dmt.start={d.start} must be -1 (random) or in [0, data.T - 1 - dmt.Td = "
+    f"{cfg.data.T - 1 - d.Td}].",
+  )
+  _require(
+    not r.readout_from_decoder or r.readout_depth == t.decoder_depth,
+    f"model.rnn.readout_from_decoder copies the decoder into the readout, so "
+    f"model.rnn.readout_depth={r.readout_depth} must equal model.teacher.decoder_depth="
+    f"{t.decoder_depth}; or set model.rnn.readout_from_decoder=False.",
+  )
+
+
+def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False) -> None:
+  """Checks a whole run config before anything compiles; raises ConfigError naming the field.
+
+  `init_from_pending`: ckpt.init_from is produced by an earlier pipeline stage, so it need not
+  exist yet.
+  """
+  _require(
+    cfg.data.name in TASK_NAMES, f"data.name={cfg.data.name!r} is unknown; use one of {TASK_NAMES}."
+  )
+  validate_model(cfg)
+  try:
+    dataset = make_dataset(cfg.data, split="train")
+  except (ValueError, FileNotFoundError) as e:
+    raise ConfigError(str(e)) from e
+  _require(
+    dataset.vocab_size == cfg.data.vocab_size,
+    f"data.vocab_size={cfg.data.vocab_size} differs from the {cfg.data.name!r} dataset's "
+    f"vocabulary ({dataset.vocab_size}); set data.vocab_size={dataset.vocab_size}.",
+  )
+
+  o, tr, ck, lg = cfg.optim, cfg.train, cfg.ckpt, cfg.log
+  _require(
+    o.schedule in SCHEDULES, f"optim.schedule={o.schedule!r} is unknown; use one of {SCHEDULES}."
+  )
+  _require(o.lr > 0, f"optim.lr={o.lr} must be > 0.")
+  _require(o.warmup_steps >= 0, f"optim.warmup_steps={o.warmup_steps} must be >= 0.")
+  _require(0 <= o.final_lr_frac <= 1, f"optim.final_lr_frac={o.final_lr_frac} must be in [0, 1].")
+  _require(o.clip_norm >= 0, f"optim.clip_norm={o.clip_norm} must be >= 0 (0 = no clipping).")
+  unknown = [g for g in tr.trainable if g not in GROUPS]
+  _require(
+    not unknown,
+    f"train.trainable={tuple(tr.trainable)} names unknown groups {unknown}; "
+    f"use a subset of {GROUPS} (or () for the method's default).",
+  )
+  _require(tr.num_steps >= 1, f"train.num_steps={tr.num_steps} must be >= 1.")
+  _require(
+    tr.grad_accum >= 1 and tr.batch_size % tr.grad_accum == 0,
+    f"train.batch_size={tr.batch_size} must be divisible by train.grad_accum="
+    f"{tr.grad_accum} (>= 1).",
+  )
+
+  devices = jax.device_count()
+  try:
+    data, fsdp = mesh_shape(cfg.mesh.data, cfg.mesh.fsdp, devices)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  _require(
+    jax.process_count() == 1 or data * fsdp == devices,
+    f"mesh.data * mesh.fsdp = {data} * {fsdp} must use all {devices} devices of a "
+    f"{jax.process_count()}-process run (mesh.data=-1 does).",
+  )
+  micro, split = tr.batch_size // tr.grad_accum, data * fsdp
+  axes = "mesh.data" + (" * mesh.fsdp" if fsdp > 1 else "")
+  for field, size in (
+    (
+      f"train.batch_size={tr.batch_size}"
+      + (f" / train.grad_accum={tr.grad_accum} = {micro}" if tr.grad_accum > 1 else ""),
+      micro,
+    ),
+    (f"train.eval_batch_size={tr.eval_batch_size}", tr.eval_batch_size),
+  ):
+    _require(
+      size % split == 0,
+      f"{field} is not divisible by the {split} devices of {axes}; use a multiple of {split}.",
+    )
+  _require(
+    min(tr.eval_every, tr.eval_batches, tr.eval_batch_size) >= 1,
+    "train.eval_every, train.eval_batches and train.eval_batch_size must be >= 1.",
+  )
+  _require(
+    -1 <= cfg.eval.prefix <= cfg.data.T - 1,
+    f"eval.prefix={cfg.eval.prefix} must be -1 (by method), 0 or in [1, data.T - 1].",
+  )
+  resolve_eval(cfg, getattr(getattr(dataset, "tokenizer", None), "pixels", 0))
+  _require(lg.every >= 1, f"log.every={lg.every} must be >= 1.")
+  _require(ck.keep >= 1, f"ckpt.keep={ck.keep} must be >= 1.")
+  _require(
+    ck.every >= 1 and ck.every % lg.every == 0,
+    f"ckpt.every={ck.every} must be a positive multiple of log.every={lg.every} (a resumed "
+    "run then logs the same training averages).",
+  )
+  _require(
+    not ck.init_from or init_from_pending or checkpoint_dir(ck.init_from) is not None,
+    f"ckpt.init_from={ck.init_from!r} holds no checkpoint; point it at the workdir of a "
+    'finished run (e.g. an SMT run), or set it to "" to start from scratch.',
+  )
