@@ -4,7 +4,7 @@ The ground floor of the package: it imports nothing of smt_jax. Experiment confi
 (experiments/configs/*.py) start from `base_config()` and set only what differs. Field names
 follow the paper's symbols: T (sequence length), Tc (encoder context), Tf (decoder future), Td
 (DMT rollout length), k (DMT supervision stride), K = mem_tokens; the memory size Z = K * d is
-derived (`mem_size`). Values are checked before anything compiles by
+derived (`smt_jax.models.mem_size`). Values are checked before anything compiles by
 `smt_jax.train.validate.validate`.
 """
 

@@ -18,7 +18,7 @@ nats/byte (bits): SMT-teacher 2.27 (3.3), RNN after SMT 2.38, after DMT 2.07 (3.
 samples mostly real words. The SMT teacher is the bottleneck at this budget.
 
 Paper scale (Kumar & Isola, 2026), for a GPU: data.T 1024 (256+), model.d_model 256,
-model.num_heads 8, model.mem_tokens K = 16, model.mem_size Z = 4096, encoder 8 / decoder 4 /
+model.num_heads 8, model.mem_tokens K = 16 (Z = K·d = 4096), encoder 8 / decoder 4 /
 updater 8 / readout 4 blocks, Tc 256, Tf 64, train.batch_size 128, model.dtype "bfloat16".
 """
 
