@@ -35,20 +35,26 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.teacher = ml_collections.ConfigDict()
   c.model.teacher.encoder_depth = 2  # Encoder blocks (paper: 8).
   c.model.teacher.decoder_depth = 1  # Decoder blocks (paper: 4).
-  c.model.teacher.Tc = 32  # Encoder context window (paper: 256).
-  c.model.teacher.Tf = 8  # Future targets predicted by the decoder (paper: 64).
+  c.model.teacher.Tc = 32  # Encoder context window, 1..T (paper: 256; Tc = T: the full past,
+  #                           m_t = E(x_0..x_t)). Windows are left-padded before x[0].
+  c.model.teacher.Tf = 8  # Future targets predicted by the decoder, 1..T (paper: 64); targets
+  #                         past the end of the sequence are masked.
 
   c.model.rnn = ml_collections.ConfigDict()
   c.model.rnn.updater = "transformer"  # transformer | mlp | gru | lstm | elman.
   c.model.rnn.depth = 2  # Blocks of the transformer-token / MLP updater (paper: 8).
   c.model.rnn.hidden = 256  # Input-embedding and MLP width of the non-transformer updaters.
-  c.model.rnn.learned_init = False  # Learn the initial memory instead of zeros.
+  c.model.rnn.learned_init = False  # Learn the updater's initial memory instead of zeros: where
+  #                                   BPTT starts. SMT and DMT RNNs start from m_empty, the
+  #                                   encoder's memory of the empty past.
   c.model.rnn.readout_depth = 1  # Readout blocks (paper: 4).
   c.model.rnn.readout_from_decoder = True  # DMT/BPTT from an SMT checkpoint copy the decoder
   #                    into the readout (needs readout_depth == decoder_depth).
 
   c.smt = ml_collections.ConfigDict()
-  c.smt.n_t = 0  # Timesteps per sequence trained at once; 0 = all T (each window encoded once).
+  c.smt.n_t = 0  # Memory positions per sequence trained at once, sampled from -1..T-2 (-1 =
+  #                m_empty: its transition f(m_empty, x_0) ~ m_0 is trained like every other);
+  #                0 = every position -1..T-1 (each window encoded once).
   c.smt.coef_dec = 1.0  # c_dec, weight of the decoder cross-entropy.
   c.smt.coef_dyn = 0.1  # c_dyn, weight of the one-step dynamics MSE.
   c.smt.coef_unif = 0.001  # c_unif, weight of the uniformity loss on memory tokens.
@@ -58,14 +64,21 @@ def base_config() -> ml_collections.ConfigDict:
   #                              no longer grows as B * T * Tc * depth, at ~1/3 more compute.
 
   c.dmt = ml_collections.ConfigDict()
-  c.dmt.Td = 32  # Rollout length of the updater on its own memories.
+  c.dmt.Td = 0  # Rollout length of the updater on its own memories; 0 = to the end of the
+  #               sequence (T - 1 - dmt.start; from m_empty: all T tokens).
   c.dmt.k = 4  # Regress every k-th rolled memory onto the encoder's memory.
-  c.dmt.start = -1  # Rollout start position; -1 = uniform per sequence in [0, T - 1 - Td].
-  #                   Rollouts must reach what the task needs: if they never hold it (e.g. start
-  #                   before a needle), the readout term learns to ignore the memory.
+  c.dmt.start = -1  # The memory the rollout starts from: -1 = m_empty, so the rollout reads every
+  #                   token from x[0] as the RNN is read (the standard); s >= 0 = the encoder's
+  #                   memory of x[..s]. Rollouts that start before the information a label needs
+  #                   teach a trainable readout to ignore the memory, so from m_empty (and with
+  #                   random starts) DMT trains only the updater by default (train.trainable).
+  c.dmt.random_start = False  # True: a start per sequence, uniform in [-1, T - 1 - Td] (dmt.start
+  #                             is then ignored; needs Td >= 1).
   c.dmt.coef_dyn = 1.0  # Weight of the rollout MSE.
   c.dmt.coef_readout = 1.0  # Weight of the readout cross-entropy on rolled memories.
-  c.dmt.backprop_through_rollout = False  # False: stop-gradient on the memory before each update.
+  c.dmt.backprop_through_rollout = True  # True: gradients flow through the whole rollout;
+  #                     False: a stop-gradient on the memory before each update. From m_empty only
+  #                     True learns to store (docs/results.md).
   c.dmt.remat = False  # jax.checkpoint each rollout step: recompute instead of storing.
 
   c.bptt = ml_collections.ConfigDict()
@@ -88,7 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 32  # Global batch size B (sequences per update, over all devices).
   c.train.grad_accum = 1  # Micro-batches per update (B / grad_accum sequences at a time).
   c.train.trainable = ()  # Groups trained (of encoder, decoder, updater, readout); () = by
-  #                         method (smt_jax.objectives.methods.METHODS).
+  #                         method (smt_jax.objectives.methods.trainable_groups).
   c.train.eval_every = 200  # Evaluate on held-out data every this many steps (and at the end).
   c.train.eval_batch_size = 64  # Held-out sequences per evaluation batch.
   c.train.eval_batches = 2  # Held-out batches per evaluation (the same batches every time).
@@ -113,10 +126,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()  # The final evaluation (smt_jax.eval.evaluate); 0, -1
   #                                       and () mean "derive from the run's config".
-  c.eval.prefix = -1  # Where the RNN read starts, in training's evaluation and the final one:
-  #                     0 = the RNN's initial memory, p >= 1 = the encoder's memory of x[0..p-1],
-  #                     then the RNN reads x[p..]; -1 = by method (objectives.methods.METHODS).
-  #                     Methods without a teacher (bptt) always start from the initial memory.
+  c.eval.prefix = -1  # P of the extra read beside the main one (which always starts at x[0]):
+  #                     the encoder reads x[0..P-1], then the RNN reads x[P..] (methods with a
+  #                     teacher); also the prompt of the encoder-prompted samples. -1 = Tc (T // 2
+  #                     when Tc >= T).
   c.eval.sections = ()  # Parts of the final evaluation (read, drift, length, write); () = all,
   #                       but drift only for methods with a teacher.
   c.eval.seed = 0  # Seeds the test batches and the samples.
@@ -125,10 +138,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.T = 0  # Length of the read sequences; 0 = data.T.
   c.eval.chunk = 256  # Positions the teacher re-encodes at once (bounds memory on long
   #                     sequences); 0 = all.
-  c.eval.drift_steps = 0  # RNN updates after the encoder memory at Tc - 1; 0 = data.T - Tc.
+  c.eval.drift_steps = 0  # RNN updates from m_empty (the memory before x[0]); 0 = data.T.
   c.eval.lengths = ()  # Sequence lengths of length generalisation; () = (T, 2T, 4T), T = data.T.
   c.eval.num_samples = 8  # Sequences written by the RNN per start (encoder prefix, scratch).
-  c.eval.write_length = 0  # Tokens the RNN writes after its prompt; 0 = T - prompt (pixel data:
+  c.eval.write_length = 0  # Tokens the RNN writes after the prompt; 0 = T - P (pixel data:
   #                          rounded up so that prompt + samples are whole images).
   c.eval.temperature = 1.0  # Sampling temperature; 0 = greedy.
   c.eval.top_k = 0  # Sample among the k most likely tokens; 0 = all.

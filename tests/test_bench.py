@@ -89,7 +89,14 @@ def tiny_config(method, T=8):
 
 @pytest.mark.parametrize(
   "variant,forward,gradient",
-  [("smt_all", 1, 1), ("smt_n1", 1, 1), ("bptt", 8, 8), ("bptt_remat", 8, 8), ("dmt", 7, 1)],
+  [
+    ("smt_all", 1, 1),
+    ("smt_n1", 1, 1),
+    ("bptt", 8, 8),
+    ("bptt_remat", 8, 8),
+    ("dmt", 7, 1),
+    ("dmt_bp", 7, 7),
+  ],
 )
 def test_depth_of_the_objectives(variant, forward, gradient):
   cfg = common.variant_config(tiny_config("smt"), variant)

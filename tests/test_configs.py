@@ -42,7 +42,11 @@ def test_every_config_builds_and_validates(path, tmp_path):
 
 
 BAD = {  # override -> words the message must contain (smoke config: T 16, Tc 8, Tf 4, d 16).
-  "model.teacher.Tc=13": "model.teacher.Tc + model.teacher.Tf = 13 + 4 is longer than data.T",
+  "model.teacher.Tc=17": "model.teacher.Tc=17 must be in [1, data.T = 16]",
+  "model.teacher.Tf=0": "model.teacher.Tf=0 must be in [1, data.T = 16]",
+  "dmt.start=-2": "dmt.start=-2 must be -1 (m_empty, before x[0])",
+  "dmt.Td=17": "dmt.Td=17 must be <= data.T - 1 - dmt.start = 16",
+  "smt.n_t=17": "smt.n_t=17 must be in [0, data.T = 16]",
   "model.num_heads=3": "model.d_model=16 must be divisible by model.num_heads=3",
   "data.name=sudoku": "data.name='sudoku' is unknown",
   "model.rnn.updater=rwkv": "model.rnn.updater='rwkv' is unknown",
@@ -109,3 +113,14 @@ def test_config_file_arguments_are_parsed_and_checked():
     parse_int_args("L=64", {"T": 32})
   with pytest.raises(ConfigError, match="not an integer"):
     parse_int_args("T=long", {"T": 32})
+
+
+def test_full_past_teacher_and_rollouts_from_the_empty_memory_validate():
+  """Tc = Tf = T (the paper's m_t = E(x_0..x_t)) and a DMT rollout from m_empty over all T
+  tokens are valid; only values past T are not."""
+  cfg = smoke_with("model.teacher.Tc=16")
+  cfg.model.teacher.Tf, cfg.method, cfg.dmt.start, cfg.dmt.Td, cfg.dmt.k = 16, "dmt", -1, 16, 1
+  validate(cfg)
+  cfg.dmt.Td, cfg.dmt.random_start = 0, True
+  with pytest.raises(ConfigError, match="dmt.Td=0 must be >= 1"):
+    validate(cfg)

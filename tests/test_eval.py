@@ -67,21 +67,26 @@ def as_array(stats):
   return np.stack([np.asarray(stats[k]) for k in ("loss_sum", "hits", "count")])
 
 
-@pytest.mark.parametrize("prefix", [0, 1, 3])
+@pytest.mark.parametrize("prefix", [None, 0, 1, 3])
 def test_rnn_read_matches_python_loop(setup, prefix):
+  """prefix None: from the updater's initial memory; 0: from m_empty, the encoder's memory of an
+  all-padding window; p: from the encoder's memory of x[0..p-1]."""
   cfg, models, params, ref = setup
   batch = random_batch(jax.random.key(1), 3, cfg.data.T, cfg.data.vocab_size)
   x, y = batch["x"], batch["y"]
   tc = models.encoder_window
   mems = {}
-  if prefix == 0:
+  if prefix is None:
     m = ref.initial_memory(params, x.shape[0])
-    first = 0
+    first, prefix_tokens = 0, 0
+  elif prefix == 0:
+    m = ref.encode(params, jnp.full((x.shape[0], tc), -1, x.dtype))
+    first, prefix_tokens = 0, 0
   else:
-    first = prefix - 1
+    first, prefix_tokens = prefix - 1, prefix
     m = ref.encode(params, window_at(x, first, tc))
     mems[first] = m
-  for t in range(prefix, cfg.data.T):
+  for t in range(prefix_tokens, cfg.data.T):
     m = ref.step(params, m, x[:, t])
     mems[t] = m
   expected = reference_stats(lambda t: ref.read(params, mems[t]), y, first)
@@ -142,18 +147,28 @@ def test_top_k_samples_only_the_k_most_likely_tokens():
   assert np.mean(tokens == 1) == pytest.approx(float(probs[0]), abs=0.03)
 
 
-def test_write_samples_keep_prompts_and_continue_from_their_memories(setup):
+@pytest.mark.parametrize("scratch_start", [None, 0])
+def test_write_samples_keep_prompts_and_continue_from_their_memories(setup, scratch_start):
+  """scratch_start None: the RNN writes from the updater's initial memory; 0: from m_empty."""
   cfg, models, params, ref = setup
   x = random_batch(jax.random.key(5), 2, cfg.data.T, cfg.data.vocab_size)["x"]
   out = jax.jit(
-    lambda p, x, k: write_samples(models, p, x, k, prefix=3, length=4, temperature=0.0, top_k=0)
+    lambda p, x, k: write_samples(
+      models, p, x, k, prefix=3, length=4, temperature=0.0, top_k=0, scratch_start=scratch_start
+    )
   )(params, x, jax.random.key(6))
   assert {k: v.shape for k, v in out.items()} == {k: (2, 7) for k in ("data", "encoder", "scratch")}
   np.testing.assert_array_equal(out["data"], x[:, :7])
   np.testing.assert_array_equal(out["encoder"][:, :3], x[:, :3])
   m_enc = ref.encode(params, window_at(x, 2, models.encoder_window))
   np.testing.assert_array_equal(out["encoder"][:, 3:], greedy_reference(ref, params, m_enc, 4))
-  m_scratch = ref.step(params, ref.initial_memory(params, 2), x[:, 0])
+  tc = models.encoder_window
+  before = (
+    ref.initial_memory(params, 2)
+    if scratch_start is None
+    else ref.encode(params, jnp.full((2, tc), -1, x.dtype))  # The all-padding window.
+  )
+  m_scratch = ref.step(params, before, x[:, 0])
   np.testing.assert_array_equal(out["scratch"][:, 0], x[:, 0])
   np.testing.assert_array_equal(out["scratch"][:, 1:], greedy_reference(ref, params, m_scratch, 6))
 
@@ -177,10 +192,12 @@ def test_drift_is_exactly_zero_for_an_updater_that_reproduces_the_encoder(setup)
   np.testing.assert_array_equal(out["one_step"], np.zeros(steps))
 
 
-def test_drift_of_the_rnn_matches_python_loop(setup):
+@pytest.mark.parametrize("start, steps", [(1, 6), (-1, 8)])
+def test_drift_of_the_rnn_matches_python_loop(setup, start, steps):
+  """start -1: from m_empty (the all-padding window) over the whole sequence."""
   cfg, models, params, ref = setup
   x = random_batch(jax.random.key(8), 3, cfg.data.T, cfg.data.vocab_size)["x"]
-  start, steps, tc = 1, 6, models.encoder_window
+  tc = models.encoder_window
   target = lambda t: ref.encode(params, window_at(x, t, tc))
   m, drift, one_step = target(start), [], []
   for t in range(start + 1, start + steps + 1):
@@ -196,20 +213,12 @@ def test_drift_of_the_rnn_matches_python_loop(setup):
 
 
 def test_resolve_eval_derives_defaults_and_names_bad_fields(tiny_config):
-  cfg = tiny_config()  # SMT: the read starts from the encoder memory of x[0] (prefix 1).
+  cfg = tiny_config()  # T 8, Tc 4: the encoder prefix defaults to Tc; drift runs from m_empty.
   ec = resolve_eval(cfg)
-  assert (ec.T, ec.prefix, ec.prompt, ec.drift_steps, ec.lengths, ec.write_length) == (
-    8,
-    1,
-    1,
-    4,
-    (8, 16, 32),
-    7,
-  )
-  assert resolve_eval(cfg, pixels=5).write_length == 9  # prompt 1 + 9 = two 5-pixel images
-  cfg.eval.prefix = 4
-  assert (resolve_eval(cfg).prefix, resolve_eval(cfg).write_length) == (4, 4)
-  assert resolve_eval(tiny_config(**{"method": "bptt", "eval.prefix": 4})).prefix == 0
+  assert (ec.T, ec.prefix, ec.drift_steps, ec.lengths, ec.write_length) == (8, 4, 8, (8, 16, 32), 4)
+  full_past = resolve_eval(tiny_config(**{"model.teacher.Tc": 8}))  # Tc = T: prefix T // 2.
+  assert (full_past.prefix, full_past.drift_steps, full_past.write_length) == (4, 8, 4)
+  assert resolve_eval(cfg, pixels=5).write_length == 6  # prompt 4 + 6 = two 5-pixel images
   cfg.eval.prefix = 8
   with pytest.raises(ConfigError, match=r"eval\.prefix=8"):
     resolve_eval(cfg)

@@ -59,11 +59,11 @@ def test_evaluate_workdir_on_a_smoke_checkpoint(tmp_path):
   assert s["eval"]["prefix"] == 8 and s["eval"]["batch_size"] == 2
   assert set(s["read"]["curves"]) == {
     "rnn from encoder prefix 8",
-    "rnn from initial memory",
+    "rnn from x[0] (m_empty)",
     "teacher",
   }
   assert all(c["num_labels"] == 2 for c in s["read"]["curves"].values())  # retrieval: 1 per row
-  assert len(s["drift"]["drift"]) == len(s["drift"]["one_step"]) == cfg.data.T - 8
+  assert len(s["drift"]["drift"]) == len(s["drift"]["one_step"]) == cfg.data.T  # from m_empty
   assert s["length"]["lengths"] == [16] and len(s["length"]["teacher_acc"]) == 1
   assert (tmp_path / "samples.txt").read_text().count("=== sample") == 2
 
@@ -120,6 +120,6 @@ def test_evaluate_reports_the_rnn_alone_for_bptt(tmp_path):
     evaluate(cfg, params, str(tmp_path)),
     ["eval.json", "read.png", "length.png", "samples.txt"],
   )  # no teacher to drift from
-  assert list(s["read"]["curves"]) == ["rnn from initial memory"]
+  assert list(s["read"]["curves"]) == ["rnn from x[0] (initial memory)"]
   assert "teacher_acc" not in s["length"]
   assert "[encoder]" not in (tmp_path / "samples.txt").read_text()

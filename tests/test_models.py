@@ -150,7 +150,8 @@ def test_masked_cross_entropy_and_accuracy_by_hand():
   [
     ("model.d_model", 10, "model.d_model / model.num_heads = 5 must be even"),
     ("model.rnn.updater", "rwkv", "model.rnn.updater='rwkv' is unknown"),
-    ("model.teacher.Tc", 7, "model.teacher.Tc + model.teacher.Tf = 7 + 3 is longer than data.T"),
+    ("model.teacher.Tc", 9, "model.teacher.Tc=9 must be in [1, data.T = 8]"),
+    ("model.teacher.Tf", 9, "model.teacher.Tf=9 must be in [1, data.T = 8]"),
     ("dmt.k", 9, "dmt.k=9 must be in [1, dmt.Td"),
     ("model.rnn.readout_depth", 2, "model.rnn.readout_depth=2 must equal"),
   ],

@@ -36,8 +36,9 @@ def _unit_uniformity(mems, mem_tokens):
 def loop_smt_loss(params, batch, cfg, times):
   """SMT, one window, one decoder call and one update at a time.
 
-  times: for each sequence b, the list of memory timesteps t trained (dynamics pairs t -> t+1).
-  With every timestep, `times[b]` is range(T) and the last one has no dynamics pair.
+  times: for each sequence b, the list of memory timesteps t trained (dynamics pairs t -> t+1),
+  t = -1 being the empty past (an all-padding window). With every timestep, `times[b]` is
+  range(-1, T) and the last one has no dynamics pair.
   """
   models = build_models(cfg)
   x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
@@ -52,7 +53,7 @@ def loop_smt_loss(params, batch, cfg, times):
       future = jnp.array([[int(x[b, t + j]) if t + j < length else -1 for j in range(1, tf)]])
       logits = models.decode(params, m_t[None], future)[0]
       for j in range(tf):
-        if t + j < length and y[b, t + j] >= 0:
+        if 0 <= t + j < length and y[b, t + j] >= 0:
           nll, count = nll + _token_nll(logits[j], int(y[b, t + j])), count + 1
       if t + 1 < length:
         target = enc(b, t + 1)
@@ -89,11 +90,12 @@ def loop_dmt_loss(params, batch, cfg):
   x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
   d, tc = cfg.dmt, cfg.model.teacher.Tc
   s = d.start
+  td = d.Td or x.shape[1] - 1 - s  # Td = 0: to the end of the sequence.
   enc = lambda b, t: jax.lax.stop_gradient(models.encode(params, _window(x, b, t, tc))[0])
   sq, nll, count = 0.0, 0.0, 0
   for b in range(x.shape[0]):
-    m = enc(b, s)
-    for j in range(1, d.Td + 1):
+    m = enc(b, s)  # s = -1: the all-padding window, m_empty.
+    for j in range(1, td + 1):
       if not d.backprop_through_rollout:
         m = jax.lax.stop_gradient(m)
       m = models.step(params, m[None], jnp.array([int(x[b, s + j])]))[0]
@@ -102,7 +104,7 @@ def loop_dmt_loss(params, batch, cfg):
       if y[b, s + j] >= 0:
         logits = models.read(params, jax.lax.stop_gradient(m)[None])[0]
         nll, count = nll + _token_nll(logits, int(y[b, s + j])), count + 1
-  supervised = d.Td // d.k
+  supervised = td // d.k
   mse = sq / (x.shape[0] * supervised * mem_size(cfg))
   return d.coef_dyn * mse + d.coef_readout * nll / count
 
@@ -134,7 +136,7 @@ def test_smt_every_timestep_matches_python_loop(detach_labels, remat_encoder):
     }
   )
   batch = random_batch(jax.random.key(1), 1, cfg.data.T, cfg.data.vocab_size)
-  times = [range(cfg.data.T)]
+  times = [range(-1, cfg.data.T)]
   _check_against_loop(smt.smt_loss, lambda p: loop_smt_loss(p, batch, cfg, times), cfg, batch)
 
 
@@ -142,11 +144,62 @@ def test_smt_sampled_timesteps_match_python_loop():
   cfg = make_tiny_config(**{"smt.n_t": 3, "smt.coef_unif": 0.1})
   batch = random_batch(jax.random.key(2), 2, cfg.data.T, cfg.data.vocab_size)
   rng = jax.random.key(3)
-  t = np.asarray(smt.sample_timesteps(jax.random.split(rng)[0], 2, cfg.data.T - 1, 3))
-  assert all(len(set(row)) == 3 and row.min() >= 0 and row.max() <= cfg.data.T - 2 for row in t)
+  t = np.asarray(smt.sample_timesteps(jax.random.split(rng)[0], 2, cfg.data.T, 3)) - 1
+  assert all(len(set(row)) == 3 and row.min() >= -1 and row.max() <= cfg.data.T - 2 for row in t)
   _check_against_loop(
     smt.smt_loss, lambda p: loop_smt_loss(p, batch, cfg, t.tolist()), cfg, batch, rng
   )
+
+
+def test_smt_sampled_timesteps_include_the_empty_past():
+  """Sampled positions cover -1 (m_empty) .. T - 2 uniformly."""
+  cfg = make_tiny_config(**{"smt.n_t": 1})
+  t = np.asarray(smt.sample_timesteps(jax.random.key(0), 4096, cfg.data.T, 1)) - 1
+  assert set(np.unique(t).tolist()) == set(range(-1, cfg.data.T - 1))
+
+
+@pytest.mark.parametrize("n_t", [0, 4])
+def test_smt_full_past_teacher_matches_python_loop(n_t):
+  """Tc = Tf = T (no Tc + Tf <= T rule): every memory encodes x[0..t] (left-padded to T), its
+  decoder predicts every later target, and m_empty -> m_0 is a dynamics pair."""
+  T = 6
+  cfg = make_tiny_config(
+    **{
+      "data.T": T,
+      "model.teacher.Tc": T,
+      "model.teacher.Tf": T,
+      "smt.n_t": n_t,
+      "smt.coef_dyn": 0.5,
+      "smt.coef_unif": 0.1,
+    }
+  )
+  batch = random_batch(jax.random.key(11), 2, T, cfg.data.vocab_size, label_every=1)
+  rng = jax.random.key(12)
+  if n_t:
+    times = (np.asarray(smt.sample_timesteps(jax.random.split(rng)[0], 2, T, n_t)) - 1).tolist()
+  else:
+    times = [range(-1, T)] * 2
+  _check_against_loop(smt.smt_loss, lambda p: loop_smt_loss(p, batch, cfg, times), cfg, batch, rng)
+
+
+def test_smt_trains_the_first_transition_from_the_empty_memory():
+  """loss_dyn is the mean over T pairs (-1 -> 0), (0 -> 1), .., (T-2 -> T-1), the first being
+  f(E(all padding), x_0) ~ E(x[0]), written out here one pair at a time."""
+  cfg = make_tiny_config(**{"smt.coef_dyn": 1.0})
+  params = init_params(cfg, jax.random.key(0))
+  models = build_models(cfg)
+  batch = random_batch(jax.random.key(13), 1, cfg.data.T, cfg.data.vocab_size)
+  x, tc, T = np.asarray(batch["x"]), cfg.model.teacher.Tc, cfg.data.T
+  enc = lambda t: models.encode(params, _window(x, 0, t, tc))
+  pair = lambda t: float(
+    jnp.mean(jnp.square(models.step(params, enc(t), jnp.array([int(x[0, t + 1])])) - enc(t + 1)))
+  )
+  first = pair(-1)
+  np.testing.assert_allclose(models.empty_memory(params, 1), enc(-1), atol=1e-6)
+  _, metrics = smt.smt_loss(params, batch, jax.random.key(0), cfg)
+  expected = (first + sum(pair(t) for t in range(T - 1))) / T
+  np.testing.assert_allclose(metrics["loss_dyn"], expected, rtol=1e-5)
+  assert first > 1e-3 and abs(float(metrics["loss_dyn"]) - (expected * T - first) / (T - 1)) > 1e-5
 
 
 @pytest.mark.parametrize("updater", ["transformer", "gru"])
@@ -156,14 +209,20 @@ def test_bptt_matches_python_loop(updater):
   _check_against_loop(bptt.bptt_loss, lambda p: loop_bptt_loss(p, batch, cfg), cfg, batch)
 
 
-@pytest.mark.parametrize("backprop", [False, True])
-def test_dmt_matches_python_loop(backprop):
+@pytest.mark.parametrize(
+  "backprop, start, td", [(False, 1, 5), (True, 1, 5), (False, -1, 0), (True, -1, 0)]
+)
+def test_dmt_matches_python_loop(backprop, start, td):
+  """start -1, Td 0: the rollout starts at m_empty and reads the whole sequence x[0..T-1]."""
   cfg = make_tiny_config(
     **{
       "method": "dmt",
-      "dmt.start": 1,
+      "dmt.start": start,
+      "dmt.Td": td,
       "dmt.backprop_through_rollout": backprop,
       "dmt.coef_dyn": 2.0,
+      "model.teacher.Tc": 8,
+      "model.teacher.Tf": 8,
     }
   )
   batch = random_batch(jax.random.key(5), 2, cfg.data.T, cfg.data.vocab_size, label_every=1)
@@ -171,9 +230,9 @@ def test_dmt_matches_python_loop(backprop):
 
 
 def test_dmt_random_starts_stay_in_range():
-  cfg = make_tiny_config(**{"dmt.Td": 5})
+  cfg = make_tiny_config(**{"dmt.Td": 5, "dmt.random_start": True})
   starts = dmt.rollout_starts(jax.random.key(0), 4096, cfg.data.T, cfg)
-  assert set(np.unique(starts).tolist()) == set(range(cfg.data.T - cfg.dmt.Td))
+  assert set(np.unique(starts).tolist()) == set(range(-1, cfg.data.T - cfg.dmt.Td))
 
 
 def test_bptt_gradient_matches_central_finite_differences():
@@ -230,7 +289,8 @@ def _with_perturbed(monkeypatch, module, name, perturb):
 
 
 def test_smt_dynamics_loss_couples_only_adjacent_memories(monkeypatch):
-  """d^2 L_dyn / (dm_s dm_u) vanishes for |s - u| >= 2: no term reaches through two updates."""
+  """d^2 L_dyn / (dm_s dm_u) vanishes for |s - u| >= 2: no term reaches through two updates.
+  Memories are indexed by position + 1 (index 0 is m_empty, position -1)."""
   cfg = make_tiny_config(**{"smt.coef_dec": 0.0, "smt.coef_unif": 0.0, "smt.coef_dyn": 1.0})
   params = init_params(cfg, jax.random.key(0))
   batch = random_batch(jax.random.key(1), 1, cfg.data.T, cfg.data.vocab_size)
@@ -240,12 +300,12 @@ def test_smt_dynamics_loss_couples_only_adjacent_memories(monkeypatch):
     _with_perturbed(monkeypatch, smt, "encoder_memories", lambda f, *a: f(*a) + eps)
     return smt.smt_loss(params, batch, jax.random.key(0), cfg)[0]
 
-  eps0 = jnp.zeros((1, cfg.data.T, z))
+  eps0 = jnp.zeros((1, cfg.data.T + 1, z))
   hvp = jax.jit(lambda v: jax.jvp(jax.grad(loss_of), (eps0,), (v,))[1][0])
-  for s in range(cfg.data.T):  # A random direction in memory s; its Hessian image per memory u.
+  for s in range(cfg.data.T + 1):  # A random direction in memory s; its Hessian image per u.
     direction = eps0.at[0, s].set(jax.random.normal(jax.random.key(s), (z,)))
-    coupling = np.abs(np.asarray(hvp(direction))).max(axis=1)  # (T,)
-    for u in range(cfg.data.T):
+    coupling = np.abs(np.asarray(hvp(direction))).max(axis=1)  # (T + 1,)
+    for u in range(cfg.data.T + 1):
       assert (
         (coupling[u] > 1e-6)
         if abs(s - u) == 1

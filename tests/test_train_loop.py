@@ -144,3 +144,58 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
   params, step = load_params(tmp_path)
   assert step == 2
   assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
+
+
+def test_per_stage_optim_fields_reach_the_optimizer(tiny_config, tmp_path):
+  """pipeline.stages.dmt.optim.* overrides the shared optim group for that stage only: Adam's
+  first update moves every parameter with a gradient by exactly lr (m_hat / sqrt(v_hat) =
+  sign(g)), with no warmup and no weight decay. From m_empty DMT trains the updater alone."""
+  import ml_collections
+
+  from smt_jax.models import init_params
+  from smt_jax.train.optimizer import make_optimizer
+  from smt_jax.train.pipeline import stage_config
+  from smt_jax.train.step import TrainState, make_train_step
+  from tests.conftest import random_batch
+
+  cfg = run_config(
+    tiny_config,
+    **{
+      "optim.lr": 1e-3,
+      "optim.schedule": "warmup_constant",
+      "optim.warmup_steps": 0,
+      "optim.weight_decay": 0.0,
+      "optim.eps": 1e-12,
+      "pipeline.order": ("smt", "dmt"),
+    },
+  )
+  cfg.pipeline.stages = ml_collections.ConfigDict(
+    {
+      "smt": {"method": "smt"},
+      "dmt": {"method": "dmt", "optim": {"lr": 0.05}, "dmt": {"start": -1, "Td": 0}},
+    }
+  )
+  for stage, lr, trained in (
+    ("smt", 1e-3, {"encoder", "decoder", "updater"}),
+    ("dmt", 0.05, {"updater"}),
+  ):
+    run = stage_config(cfg, stage, tmp_path)
+    assert run.optim.lr == lr
+    tx = make_optimizer(run)
+    params = init_params(run, jax.random.key(0))
+    state = TrainState(jax.numpy.zeros((), jax.numpy.int32), params, tx.init(params))
+    batch = random_batch(jax.random.key(1), 4, run.data.T, run.data.vocab_size, label_every=1)
+    new, metrics = jax.jit(make_train_step(run, tx))(state, batch, jax.random.key(2))
+    assert float(metrics["lr"]) == pytest.approx(lr)
+    for group in params:
+      moved = np.concatenate(
+        [
+          np.abs(np.ravel(a - b))
+          for a, b in zip(jax.tree.leaves(new.params[group]), jax.tree.leaves(params[group]))
+        ]
+      )
+      if group in trained:
+        assert moved.max() == pytest.approx(lr, rel=1e-3), (stage, group)
+        assert moved.max() <= lr * (1 + 1e-3)
+      else:
+        assert moved.max() == 0.0, (stage, group)

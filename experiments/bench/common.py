@@ -91,6 +91,7 @@ VARIANTS = {
   "smt_n1": dict(method="smt", n_t=1),
   "smt_n8": dict(method="smt", n_t=8),
   "dmt": dict(method="dmt", Td_eq_T=True),
+  "dmt_bp": dict(method="dmt", Td_eq_T=True, backprop=True),
   "dmt_32": dict(method="dmt"),
   "dmt_32_remat": dict(method="dmt", remat=True),
   "bptt": dict(method="bptt", remat=False),
@@ -113,8 +114,9 @@ def variant_config(base: ml_collections.ConfigDict, variant: str) -> ml_collecti
   c.dmt.k = min(c.dmt.k, c.dmt.Td)
   if v["method"] == "bptt":
     c.bptt.remat = v["remat"]
-  if v["method"] == "dmt":
+  if v["method"] == "dmt":  # Per-step stop-gradient unless the variant backpropagates through.
     c.dmt.remat = v.get("remat", False)
+    c.dmt.backprop_through_rollout = v.get("backprop", False)
   # The teacher windows must fit in T (validation); shrink them for short sequences.
   t = c.model.teacher
   if t.Tc + t.Tf > T:

@@ -21,15 +21,32 @@ def parse_int_args(arg: str, defaults: dict) -> dict:
   return out
 
 
+DMT_STAGE = {  # The DMT stage's own fields in smt_dmt_bptt_stages (measured, docs/results.md).
+  "optim": {"lr": 3e-3, "warmup_steps": 50, "schedule": "warmup_cosine", "final_lr_frac": 0.1},
+  "dmt": {"backprop_through_rollout": True, "coef_dyn": 1.0},
+}
+
+
 def smt_dmt_bptt_stages(
-  smt_steps: int, dmt_steps: int, bptt_steps: int
+  smt_steps: int, dmt_steps: int, bptt_steps: int, dmt_stage: dict | None = None
 ) -> ml_collections.ConfigDict:
   """`pipeline.stages` of the standard comparison: SMT; DMT from the SMT stage's parameters;
-  BPTT of the same RNN from scratch, each with its number of updates."""
+  BPTT of the same RNN from scratch, each with its number of updates. The DMT stage sets its own
+  optim and dmt fields: DMT_STAGE (gradients through the rollout, cosine decay), updated by
+  `dmt_stage` ({"optim": {"lr": ...}}); where rollouts start (dmt.start, dmt.Td: from m_empty
+  over the whole sequence by default) stays the config's."""
+  dmt = {group: dict(fields) for group, fields in DMT_STAGE.items()}
+  for group, fields in (dmt_stage or {}).items():
+    dmt.setdefault(group, {}).update(fields)
   return ml_collections.ConfigDict(
     {
       "smt": {"method": "smt", "train": {"num_steps": smt_steps}},
-      "dmt": {"method": "dmt", "train": {"num_steps": dmt_steps}, "ckpt": {"init_from": "smt"}},
+      "dmt": {
+        "method": "dmt",
+        "train": {"num_steps": dmt_steps},
+        "ckpt": {"init_from": "smt"},
+        **dmt,
+      },
       "bptt": {"method": "bptt", "train": {"num_steps": bptt_steps}},
     }
   )

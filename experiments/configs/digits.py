@@ -22,7 +22,7 @@ SMT/DMT RNN never learns to start from its initial memory).
 Paper scale (Kumar & Isola, 2026), for a GPU: model.d_model 256, model.num_heads 8,
 model.mem_tokens K = 16 (Z = K·d = 4096), encoder 8 / decoder 4 / updater 8 / readout 4
 blocks, Tc 256, Tf 64, train.batch_size 128, model.dtype "bfloat16"; for pixels T is a whole
-image (64 here, 784 for MNIST), so there Tc + Tf <= T bounds the window instead.
+image (64 here, 784 for MNIST).
 """
 
 from experiments.configs import smt_dmt_bptt_stages

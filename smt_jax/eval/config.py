@@ -3,7 +3,7 @@
 import ml_collections
 
 from smt_jax.errors import ConfigError
-from smt_jax.objectives import method_of, read_prefix
+from smt_jax.objectives import encoder_prefix, method_of
 
 SECTIONS = ("read", "drift", "length", "write")
 
@@ -25,22 +25,20 @@ def resolve_eval(cfg: ml_collections.ConfigDict, pixels: int = 0) -> ml_collecti
     cfg: a run's config.
     pixels: H * W for pixel data (rounds write_length up to whole images), else 0.
   Returns:
-    A copy of cfg.eval where prefix is the RNN read's start, `prompt` the length of the write
-    prompts (the prefix, at least 1 token), and T, drift_steps, lengths, write_length and
-    sections are resolved.
+    A copy of cfg.eval with prefix (`encoder_prefix`), T, drift_steps, lengths, write_length
+    and sections resolved.
   Raises:
     ConfigError naming the eval field when a value cannot work.
   """
   e = ml_collections.ConfigDict(cfg.eval.to_dict())
-  train_T, tc = cfg.data.T, cfg.model.teacher.Tc
+  train_T = cfg.data.T
   e.T = e.T or train_T
-  e.prefix = read_prefix(cfg)
-  e.prompt = max(e.prefix, 1)
-  e.drift_steps = e.drift_steps or train_T - tc
+  e.prefix = encoder_prefix(cfg)
+  e.drift_steps = e.drift_steps or train_T
   e.lengths = tuple(int(n) for n in e.lengths) or (train_T, 2 * train_T, 4 * train_T)
-  e.write_length = e.write_length or e.T - e.prompt
+  e.write_length = e.write_length or e.T - e.prefix
   if pixels:
-    e.write_length = -(-(e.prompt + e.write_length) // pixels) * pixels - e.prompt
+    e.write_length = -(-(e.prefix + e.write_length) // pixels) * pixels - e.prefix
   has_teacher = method_of(cfg).has_teacher
   sections = tuple(e.sections) or tuple(n for n in SECTIONS if n != "drift" or has_teacher)
   _require(
@@ -52,11 +50,13 @@ def resolve_eval(cfg: ml_collections.ConfigDict, pixels: int = 0) -> ml_collecti
   _require(e.batch_size >= 1, f"eval.batch_size={e.batch_size} must be >= 1.")
   _require(e.num_batches >= 1, f"eval.num_batches={e.num_batches} must be >= 1.")
   _require(e.num_samples >= 1, f"eval.num_samples={e.num_samples} must be >= 1.")
+  limit = min(e.T, train_T) - 1
   _require(
-    0 <= e.prefix < e.T,
-    f"eval.prefix={e.prefix} must be in [0, eval.T - 1 = {e.T - 1}] (-1 = by method).",
+    1 <= e.prefix <= limit,
+    f"eval.prefix={e.prefix} must be in [1, min(eval.T, data.T) - 1 = {limit}] (-1 = Tc, or "
+    "T // 2 when Tc >= T).",
   )
-  _require(e.drift_steps >= 1, f"eval.drift_steps={e.drift_steps} must be >= 1 (0 = data.T - Tc).")
+  _require(e.drift_steps >= 1, f"eval.drift_steps={e.drift_steps} must be >= 1 (0 = data.T).")
   _require(all(n >= 1 for n in e.lengths), f"eval.lengths={e.lengths} must all be >= 1.")
   _require(e.write_length >= 1, f"eval.write_length={e.write_length} must be >= 1.")
   _require(e.temperature >= 0, f"eval.temperature={e.temperature} must be >= 0 (0 = greedy).")

@@ -10,7 +10,7 @@ from smt_jax.checkpointing import load_params
 from smt_jax.data import make_dataset
 from smt_jax.eval.read import rnn_memories, rnn_read_stats, summarize
 from smt_jax.models import build_models, readout_from_decoder
-from smt_jax.objectives import METHODS, method_of, read_prefix, reads_through_decoder
+from smt_jax.objectives import method_of, reads_through_decoder
 from smt_jax.objectives.windows import encoder_memories
 
 
@@ -36,7 +36,7 @@ def spread_stats(m: np.ndarray) -> dict:
 
 def memory_spread(cfg: ml_collections.ConfigDict, workdir: str, num: int = 64) -> dict:
   """`spread_stats` of the encoder's memories (the Tc-windows at every position; methods with a
-  teacher) and of the RNN's (read from `read_prefix(cfg)`) on `num` test sequences."""
+  teacher) and of the RNN's (read from x[0]) on `num` test sequences."""
   params, _ = load_params(workdir)
   models = build_models(cfg)
   x = make_dataset(cfg.data, "test").sample(jax.random.key(1234), num, cfg.data.T)["x"]
@@ -44,19 +44,20 @@ def memory_spread(cfg: ml_collections.ConfigDict, workdir: str, num: int = 64) -
   if method_of(cfg).has_teacher:
     t = jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape)
     out["encoder"] = spread_stats(jax.jit(lambda p: encoder_memories(models, p, x, t))(params))
-  prefix = read_prefix(cfg)
-  out["rnn"] = spread_stats(jax.jit(lambda p: rnn_memories(models, p, x, prefix))(params))
+  start = method_of(cfg).read_start
+  out["rnn"] = spread_stats(jax.jit(lambda p: rnn_memories(models, p, x, start))(params))
   return out
 
 
 def read_from_start(cfg: ml_collections.ConfigDict, workdir: str, num: int = 128) -> dict:
   """The RNN's accuracy and loss on `num` test sequences when it reads the whole sequence
-  itself: from the method's own read start (`Method.read_prefix`), whatever eval.prefix says."""
+  itself, from x[0] (`Method.read_start`: m_empty, or the initial memory of a method without a
+  teacher)."""
   params, _ = load_params(workdir)
   if reads_through_decoder(cfg):
     params = readout_from_decoder(params)
   models = build_models(cfg)
-  prefix = METHODS[cfg.method].read_prefix
+  prefix = method_of(cfg).read_start
   batch = make_dataset(cfg.data, "test").sample(jax.random.key(999), num, cfg.data.T)
   s = summarize(jax.jit(lambda p, b: rnn_read_stats(models, p, b, prefix))(params, batch))
   return {"prefix": prefix, "acc": s["acc"], "loss": s["loss"]}

@@ -14,25 +14,28 @@ from smt_jax.objectives.rollout import rollout
 from smt_jax.objectives.windows import encoder_memories, over_time
 
 
-def rnn_memories(models: Models, params: dict, x: jax.Array, prefix: int) -> jax.Array:
+def rnn_memories(models: Models, params: dict, x: jax.Array, prefix: int | None) -> jax.Array:
   """Memories of the RNN reading x, teacher-forced.
 
   Args:
     x: (B, T) tokens.
-    prefix: 0 starts from the updater's initial memory and reads x[0 ..]; p >= 1 starts from
-      the encoder's memory of the window ending at p - 1 and reads x[p ..].
+    prefix: where the read starts. None: from the updater's initial memory (BPTT's start),
+      reading x[0 ..]. 0: from m_empty, the encoder's memory of the empty past (SMT / DMT's
+      start), reading x[0 ..]. p >= 1: from the encoder's memory of the window ending at p - 1,
+      reading x[p ..].
   Returns:
     (B, T - max(p - 1, 0), Z): the memories at positions max(p - 1, 0) .. T - 1.
   """
   step = lambda m, xt: models.step(params, m, xt)
-  if prefix == 0:
-    m0, inputs = models.initial_memory(params, x.shape[0]), x
+  if not prefix:
+    start = models.initial_memory if prefix is None else models.empty_memory
+    m0, inputs = start(params, x.shape[0]), x
   else:
     start = jnp.full((x.shape[0], 1), prefix - 1)
     m0 = encoder_memories(models, params, x, start)[:, 0]
     inputs = x[:, prefix:]
   mems = jnp.swapaxes(rollout(step, m0, inputs.T), 0, 1)
-  return mems if prefix == 0 else jnp.concatenate([m0[:, None], mems], axis=1)
+  return mems if not prefix else jnp.concatenate([m0[:, None], mems], axis=1)
 
 
 def position_stats(logits: jax.Array, labels: jax.Array) -> dict:
@@ -55,7 +58,7 @@ def position_stats(logits: jax.Array, labels: jax.Array) -> dict:
   }
 
 
-def rnn_read_stats(models: Models, params: dict, batch: dict, prefix: int) -> dict:
+def rnn_read_stats(models: Models, params: dict, batch: dict, prefix: int | None) -> dict:
   """`position_stats` of the RNN's readout over all T positions of batch {"x", "y"} (B, T).
 
   The RNN starts as in `rnn_memories(prefix)`; positions before max(prefix - 1, 0) count no

@@ -23,6 +23,8 @@ from smt_jax.eval.write import samples_text, write_samples
 from smt_jax.models import Models, build_models, readout_from_decoder
 from smt_jax.objectives import method_of, reads_through_decoder
 
+START_NAMES = {0: "m_empty", None: "initial memory"}  # Method.read_start -> its name.
+
 
 class _Evaluator:
   """Jitted evaluation functions of one model, and the test batches they read.
@@ -38,7 +40,8 @@ class _Evaluator:
     models: Models = build_models(cfg)
     self.params, self.ec, self.ds = params, ec, ds
     self.rnn_params = readout_from_decoder(params) if reads_through_decoder(cfg) else params
-    self.has_teacher = method_of(cfg).has_teacher
+    method = method_of(cfg)
+    self.has_teacher, self.read_start = method.has_teacher, method.read_start
     self.key = jax.random.key(ec.seed)
     self.rnn = jax.jit(lambda p, b, prefix: rnn_read_stats(models, p, b, prefix), static_argnums=2)
     self.teacher = jax.jit(lambda p, b: teacher_read_stats(models, p, b, ec.chunk))
@@ -48,7 +51,7 @@ class _Evaluator:
     )
     self.write = jax.jit(
       lambda p, x, key: write_samples(
-        models, p, x, key, ec.prompt, ec.write_length, ec.temperature, ec.top_k
+        models, p, x, key, ec.prefix, ec.write_length, ec.temperature, ec.top_k, self.read_start
       )
     )
 
@@ -73,16 +76,16 @@ class _Evaluator:
 
 def _read(ev: _Evaluator, workdir: str) -> dict:
   ec = ev.ec
-  starts = (
-    {f"rnn from encoder prefix {ec.prefix}": ec.prefix} if ev.has_teacher and ec.prefix else {}
-  )
-  curves = ev.read_summaries("read", ec.T, {**starts, "rnn from initial memory": 0})
+  starts = {f"rnn from x[0] ({START_NAMES[ev.read_start]})": ev.read_start}
+  if ev.has_teacher:
+    starts[f"rnn from encoder prefix {ec.prefix}"] = ec.prefix
+  curves = ev.read_summaries("read", ec.T, starts)
   plots.plot_read(curves, os.path.join(workdir, "read.png"))
   return {"T": ec.T, "prefix": ec.prefix, "curves": curves, "file": "read.png"}
 
 
 def _drift(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  start, steps = cfg.model.teacher.Tc - 1, ev.ec.drift_steps
+  start, steps = -1, ev.ec.drift_steps  # From m_empty, as the RNN is read.
   runs = [
     ev.drift(ev.rnn_params, batch["x"], start, steps)
     for batch in ev.batches("drift", start + steps + 1, ev.ec.num_batches, ev.ec.batch_size)
@@ -105,9 +108,9 @@ def _drift(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict
 
 
 def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  """The RNN reads each length from where the run's read starts (eval.prefix, as in training's
-  evaluation); the teacher re-encodes its window."""
-  start = {"rnn": ev.ec.prefix}
+  """The RNN reads each length from x[0] (SMT / DMT: from m_empty, BPTT: from its initial
+  memory); the teacher re-encodes its window."""
+  start = {"rnn": ev.read_start}
   rows = [ev.read_summaries("length", n, start) for n in ev.ec.lengths]
   out = {"lengths": list(ev.ec.lengths), "train_T": cfg.data.T, "file": "length.png"}
   legends = {"rnn": "RNN (reads from the start)", "teacher": "teacher (re-encodes its window)"}
@@ -125,7 +128,7 @@ def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dic
 
 def _write(ev: _Evaluator, workdir: str) -> dict:
   ec = ev.ec
-  batch = next(ev.batches("write", ec.prompt + ec.write_length, 1, ec.num_samples))
+  batch = next(ev.batches("write", ec.prefix + ec.write_length, 1, ec.num_samples))
   key = jax.random.fold_in(ev.key, len(SECTIONS))
   samples = {
     k: np.asarray(v)
@@ -136,7 +139,7 @@ def _write(ev: _Evaluator, workdir: str) -> dict:
     path = os.path.join(workdir, "samples.png")
     labels = {
       "data": "data",
-      "encoder": f"RNN after an\nencoded {ec.prompt}-pixel\nprompt",
+      "encoder": f"RNN after an\nencoded {ec.prefix}-pixel\nprompt",
       "scratch": "RNN from\nscratch\n(1-pixel prompt)",
     }
     plots.plot_image_grid(
@@ -149,11 +152,11 @@ def _write(ev: _Evaluator, workdir: str) -> dict:
     path = os.path.join(workdir, "samples.txt")
     with open(path, "w") as f:
       f.write(
-        samples_text(ev.ds.decode, samples, {"data": ec.prompt, "encoder": ec.prompt, "scratch": 1})
+        samples_text(ev.ds.decode, samples, {"data": ec.prefix, "encoder": ec.prefix, "scratch": 1})
       )
   return {
     "file": os.path.basename(path),
-    "prompt": ec.prompt,
+    "prompt": ec.prefix,
     "length": ec.write_length,
     "temperature": ec.temperature,
     "top_k": ec.top_k,

@@ -54,9 +54,12 @@ def encoder_prompt_memory(models: Models, params: dict, prompt: jax.Array) -> ja
   return encoder_memories(models, params, prompt, end)[:, 0]
 
 
-def scratch_prompt_memory(models: Models, params: dict, prompt: jax.Array) -> jax.Array:
-  """Memory (B, Z) of the RNN after reading prompt (B, P) from its initial memory."""
-  return rnn_memories(models, params, prompt, 0)[:, -1]
+def scratch_prompt_memory(
+  models: Models, params: dict, prompt: jax.Array, start: int | None
+) -> jax.Array:
+  """Memory (B, Z) of the RNN after reading prompt (B, P) from the memory before x[0]: m_empty
+  (start 0) or the updater's initial memory (start None), as in `rnn_memories`."""
+  return rnn_memories(models, params, prompt, start)[:, -1]
 
 
 def write_samples(
@@ -68,6 +71,7 @@ def write_samples(
   length: int,
   temperature: float,
   top_k: int,
+  scratch_start: int | None,
 ) -> dict:
   """Samples of total length prefix + length, each starting with the prompt it was given.
 
@@ -76,13 +80,14 @@ def write_samples(
   Returns:
     {"data": x[:, :prefix + length],
      "encoder": prompt x[:, :prefix] (encoded by the teacher) + `length` RNN tokens,
-     "scratch": x[:, :1] (read by the RNN from its initial memory) + prefix + length - 1 RNN
-     tokens}, each int32 (B, prefix + length). From scratch the RNN still reads one data token:
-    its readout is never trained on the initial memory itself.
+     "scratch": x[:, :1] (read by the RNN from the memory before x[0], `scratch_start` as in
+     `rnn_memories`) + prefix + length - 1 RNN tokens}, each int32 (B, prefix + length). From
+    scratch the RNN still reads one data token: its readout is never trained on the memory
+    before x[0] itself.
   """
   k_enc, k_scratch = jax.random.split(key)
   m_enc = encoder_prompt_memory(models, params, x[:, :prefix])
-  m_scratch = scratch_prompt_memory(models, params, x[:, :1])
+  m_scratch = scratch_prompt_memory(models, params, x[:, :1], scratch_start)
   encoder = sample_rnn(models, params, m_enc, k_enc, length, temperature, top_k)
   scratch = sample_rnn(
     models, params, m_scratch, k_scratch, prefix + length - 1, temperature, top_k

@@ -54,8 +54,15 @@ class Models:
     """One RNN update: (B, Z), (B,) -> (B, Z)."""
     return self.updater.apply({"params": params["updater"]}, m, x_t)
 
+  def empty_memory(self, params: dict, batch_size: int) -> jax.Array:
+    """m_empty, the memory of the empty past: the encoder applied to an all-padding window,
+    (B, Z). SMT trains f(m_empty, x_0) ~ m_0, so an SMT / DMT RNN reads a sequence from here
+    with no encoder (the memory "at position -1"; a constant, computable once)."""
+    return self.encode(params, jnp.full((batch_size, self.encoder_window), -1, jnp.int32))
+
   def initial_memory(self, params: dict, batch_size: int) -> jax.Array:
-    """The RNN's memory before any token: (B, Z)."""
+    """The updater's own memory before any token (zeros, or learned with
+    model.rnn.learned_init): where BPTT starts. (B, Z)."""
     return self.updater.apply(
       {"params": params["updater"]}, batch_size, method=Updater.initial_memory
     )

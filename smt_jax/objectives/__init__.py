@@ -6,8 +6,8 @@ from smt_jax.objectives.dmt import dmt_loss
 from smt_jax.objectives.methods import (
   METHODS,
   Method,
+  encoder_prefix,
   method_of,
-  read_prefix,
   reads_through_decoder,
   trainable_groups,
 )
@@ -17,7 +17,7 @@ __all__ = [
   "METHODS",
   "Method",
   "method_of",
-  "read_prefix",
+  "encoder_prefix",
   "reads_through_decoder",
   "trainable_groups",
   "smt_loss",

@@ -11,19 +11,27 @@ from smt_jax.objectives.rollout import rollout
 from smt_jax.objectives.windows import encoder_memories, over_time
 
 
+def rollout_length(cfg: ml_collections.ConfigDict, length: int) -> int:
+  """Td: cfg.dmt.Td, or with Td = 0 the rest of the sequence after dmt.start (T - 1 - start;
+  from m_empty, all T tokens)."""
+  return cfg.dmt.Td or length - 1 - cfg.dmt.start
+
+
 def rollout_starts(rng: jax.Array, batch_size: int, length: int, cfg: ml_collections.ConfigDict):
-  """Start positions s (B,): cfg.dmt.start, or uniform in [0, T - 1 - Td] when it is -1."""
-  if cfg.dmt.start >= 0:
+  """Start positions s (B,), -1 = m_empty: cfg.dmt.start, or with dmt.random_start uniform per
+  sequence in [-1, T - 1 - Td]."""
+  if not cfg.dmt.random_start:
     return jnp.full((batch_size,), cfg.dmt.start, jnp.int32)
-  return jax.random.randint(rng, (batch_size,), 0, length - cfg.dmt.Td)
+  return jax.random.randint(rng, (batch_size,), -1, length - cfg.dmt.Td)
 
 
 def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.ConfigDict):
   """coef_dyn * MSE(rolled memories every k steps, encoder memories) + coef_readout * CE.
 
-  From the encoder memory m_s, the updater reads x[s+1 .. s+Td] (a `lax.scan`), producing
-  memories at s+1 .. s+Td. Steps j = k, 2k, .. <= Td are regressed onto the encoder memory at
-  s + j; the readout is trained on every rolled memory against y[s+j].
+  From the encoder memory m_s (s = -1: m_empty, the memory of the empty past), the updater reads
+  x[s+1 .. s+Td] (a `lax.scan`), producing memories at s+1 .. s+Td. Steps j = k, 2k, .. <= Td
+  are regressed onto the encoder memory at s + j; the readout is trained on every rolled memory
+  against y[s+j].
 
   Args and returns as `smt_loss`; metrics include the rollout MSE at its last supervised step.
   """
@@ -31,9 +39,10 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   d = cfg.dmt
   x, y = batch["x"], batch["y"]
   batch_size, length = x.shape
+  td = rollout_length(cfg, length)
   starts = rollout_starts(rng, batch_size, length, cfg)
-  steps = starts[:, None] + jnp.arange(1, d.Td + 1)  # (B, Td) positions of rolled memories
-  supervised = jnp.arange(d.k, d.Td + 1, d.k)  # rollout steps j with an encoder target
+  steps = starts[:, None] + jnp.arange(1, td + 1)  # (B, Td) positions of rolled memories
+  supervised = jnp.arange(d.k, td + 1, d.k)  # rollout steps j with an encoder target
 
   positions = jnp.concatenate([starts[:, None], starts[:, None] + supervised], axis=1)
   mems = encoder_memories(models, params, x, positions)

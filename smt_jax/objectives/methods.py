@@ -21,10 +21,12 @@ class Method:
 
   loss: `(params, batch, rng, cfg) -> (loss, metrics)`.
   trainable: parameter groups trained unless train.trainable says otherwise.
-  has_teacher: the run trains or keeps an encoder and decoder, so evaluation reports the teacher
-    and the rollout drift from its memories.
-  read_prefix: where the RNN read starts unless eval.prefix says otherwise: 0 = the RNN's
-    initial memory, p >= 1 = the encoder's memory of x[0..p-1].
+  has_teacher: the run trains or keeps an encoder and decoder, so evaluation reports the teacher,
+    the RNN read after an encoder prefix, and the rollout drift from the encoder's memories.
+  read_start: the memory before x[0] that the RNN read "from x[0]" starts from (the `prefix` of
+    smt_jax.eval.read.rnn_memories): 0 = m_empty, the encoder's memory of the empty past (SMT
+    trains the first transition from it); None = the updater's initial memory (zeros or
+    learned), for a method that trains no encoder.
   readout_untrained: the run never trains the readout, so with model.rnn.readout_from_decoder
     the RNN is read through a copy of the decoder (what DMT then starts from).
   """
@@ -32,7 +34,7 @@ class Method:
   loss: Callable
   trainable: tuple[str, ...]
   has_teacher: bool
-  read_prefix: int
+  read_start: int | None
   readout_untrained: bool
 
 
@@ -41,14 +43,14 @@ METHODS = {
     smt_loss,
     ("encoder", "decoder", "updater"),
     has_teacher=True,
-    read_prefix=1,
+    read_start=0,
     readout_untrained=True,
   ),
   "dmt": Method(
-    dmt_loss, ("updater", "readout"), has_teacher=True, read_prefix=1, readout_untrained=False
+    dmt_loss, ("updater", "readout"), has_teacher=True, read_start=0, readout_untrained=False
   ),
   "bptt": Method(
-    bptt_loss, ("updater", "readout"), has_teacher=False, read_prefix=0, readout_untrained=False
+    bptt_loss, ("updater", "readout"), has_teacher=False, read_start=None, readout_untrained=False
   ),
 }
 
@@ -61,17 +63,26 @@ def method_of(cfg: ml_collections.ConfigDict) -> Method:
 
 
 def trainable_groups(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """The parameter groups this run trains: cfg.train.trainable, or the method's default."""
-  return tuple(cfg.train.trainable) or method_of(cfg).trainable
+  """The parameter groups this run trains: cfg.train.trainable, or the method's default.
+
+  DMT rollouts that start at m_empty (dmt.start = -1) or at random positions begin before the
+  information a label needs, and a trainable readout then learns to ignore the memory: there
+  DMT trains the updater alone unless train.trainable says otherwise.
+  """
+  if cfg.train.trainable:
+    return tuple(cfg.train.trainable)
+  if cfg.method == "dmt" and (cfg.dmt.random_start or cfg.dmt.start < 0):
+    return ("updater",)
+  return method_of(cfg).trainable
 
 
-def read_prefix(cfg: ml_collections.ConfigDict) -> int:
-  """Where the RNN read starts (see `Method.read_prefix`): cfg.eval.prefix, or the method's when
-  it is -1. A method without a teacher always reads from the RNN's initial memory (0)."""
-  method = method_of(cfg)
-  if not method.has_teacher:
-    return 0
-  return cfg.eval.prefix if cfg.eval.prefix >= 0 else method.read_prefix
+def encoder_prefix(cfg: ml_collections.ConfigDict) -> int:
+  """P of the extra read after an encoder prefix (methods with a teacher) and of the samples'
+  prompts: eval.prefix, or with -1 Tc (T // 2 when Tc >= T)."""
+  if cfg.eval.prefix != -1:
+    return cfg.eval.prefix
+  T, tc = cfg.data.T, cfg.model.teacher.Tc
+  return tc if tc < T else T // 2
 
 
 def reads_through_decoder(cfg: ml_collections.ConfigDict) -> bool:

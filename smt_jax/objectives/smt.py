@@ -28,6 +28,10 @@ def uniformity_of(rng: jax.Array, memories: jax.Array, mem_tokens: int, max_toke
 def smt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.ConfigDict):
   """c_dec * CE(D(m_t, x_fut), y_fut) + c_dyn * MSE(f(m_t, x_{t+1}), m_{t+1}) + c_unif * L_unif.
 
+  m_t = E(x[t - Tc + 1 .. t]) for t = -1 .. T - 1, left-padded before x[0]; m_{-1} = m_empty
+  (all padding). Its decoder predicts y[0 ..] from x[0 ..], and f(m_empty, x_0) ~ m_0 is a
+  dynamics pair like every other. Uniformity covers every memory encoded (m_empty included).
+
   Args:
     params: {"encoder", "decoder", "updater", ...} parameter groups.
     batch: {"x": int32 (B, T), "y": int32 (B, T), -1 = no label}.
@@ -43,13 +47,13 @@ def smt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   batch_size, length = x.shape
   rng_t, rng_unif = jax.random.split(rng)
 
-  if s.n_t == 0:  # Every timestep: window t is encoded once and serves as m_t and as m_{t+1}.
-    t = jnp.broadcast_to(jnp.arange(length), (batch_size, length))
+  if s.n_t == 0:  # Every position: window t is encoded once and serves as m_t and as m_{t+1}.
+    t = jnp.broadcast_to(jnp.arange(-1, length), (batch_size, length + 1))
     mems = encoder_memories(models, params, x, t, s.remat_encoder)
-    m_now, m_next, x_next = mems[:, :-1], mems[:, 1:], x[:, 1:]
+    m_now, m_next, x_next = mems[:, :-1], mems[:, 1:], x
     m_dec, t_dec = mems, t
   else:
-    t = sample_timesteps(rng_t, batch_size, length - 1, s.n_t)
+    t = sample_timesteps(rng_t, batch_size, length, s.n_t) - 1  # In [-1, T - 2].
     mems = encoder_memories(models, params, x, jnp.concatenate([t, t + 1], axis=1), s.remat_encoder)
     m_now, m_next = mems[:, : s.n_t], mems[:, s.n_t :]
     x_next = jnp.take_along_axis(x, t + 1, axis=1)

@@ -13,7 +13,7 @@ import ml_collections
 
 from smt_jax.config import strict
 from smt_jax.errors import ConfigError
-from smt_jax.objectives import read_prefix
+from smt_jax.objectives import encoder_prefix, method_of
 from smt_jax.train.loop import train_and_evaluate
 from smt_jax.train.validate import validate
 
@@ -23,7 +23,10 @@ TABLE_COLUMNS = (
   "rnn_read_from",
   "rnn_acc",
   "rnn_loss",
+  "enc_prefix",
+  "rnn_acc_enc",
   "teacher_acc",
+  "updates",
   "wall_s",
   "workdir",
 )
@@ -88,7 +91,10 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
         "rnn_read_from": _read_start(run),
         "rnn_acc": final["rnn_acc"],
         "rnn_loss": final["rnn_loss"],
+        "enc_prefix": f"enc[:{encoder_prefix(run)}]" if "rnn_enc_acc" in final else None,
+        "rnn_acc_enc": final.get("rnn_enc_acc"),
         "teacher_acc": final.get("teacher_acc"),
+        "updates": run.train.num_steps,
         "wall_s": final["wall_s"],
         "workdir": str(workdir / s),
       }
@@ -99,18 +105,19 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
 
 
 def format_table(rows: list[dict]) -> str:
-  """A plain-text table of pipeline rows (accuracy and loss of the RNN's read)."""
+  """A plain-text table of pipeline rows: accuracy and loss of the RNN's read from x[0]
+  (rnn_read_from), its accuracy after an encoder prefix (enc_prefix, rnn_acc_enc), the
+  teacher's, and each stage's budget (updates, wall_s)."""
   fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-  cells = [list(TABLE_COLUMNS)] + [[fmt(r[c]) for c in TABLE_COLUMNS] for r in rows]
+  cells = [list(TABLE_COLUMNS)] + [[fmt(r.get(c)) for c in TABLE_COLUMNS] for r in rows]
   widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]
   return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 
 
 def _read_start(cfg: ml_collections.ConfigDict) -> str:
-  """Where the table's RNN read starts: "init" (initial memory) or "enc[:p]" (the encoder's
-  memory of the first p tokens)."""
-  prefix = read_prefix(cfg)
-  return "init" if prefix == 0 else f"enc[:{prefix}]"
+  """Where the table's main RNN read starts: x[0], from m_empty (a method with a teacher) or
+  from the updater's initial memory."""
+  return "x[0] (m_empty)" if method_of(cfg).read_start == 0 else "x[0] (init)"
 
 
 def _check(ok: bool, message: str) -> None:

@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 from smt_jax import parallel
 from smt_jax.eval.read import rnn_read_stats, teacher_read_stats
 from smt_jax.models import build_models, readout_from_decoder
-from smt_jax.objectives import method_of, read_prefix, reads_through_decoder, trainable_groups
+from smt_jax.objectives import encoder_prefix, method_of, reads_through_decoder, trainable_groups
 from smt_jax.train.optimizer import learning_rate
 
 
@@ -143,19 +143,21 @@ def make_eval_fn(cfg: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Ca
   """Jitted `eval_fn(params, batch, rng) -> (objective metrics, read stats)`.
 
   The objective metrics are the method's scalar metrics on the batch; the read stats are
-  {"rnn": ..., "teacher": ...} per-position sums (`smt_jax.eval.read`) of the RNN's
-  teacher-forced read from `read_prefix(cfg)` and, for methods with a teacher, the teacher's.
-  The RNN reads through a copy of the decoder where `reads_through_decoder(cfg)`. Given a
-  `mesh`, the results are replicated over it (readable on every process).
+  {"rnn": ..., "rnn_enc": ..., "teacher": ...} per-position sums (`smt_jax.eval.read`): the
+  RNN's teacher-forced read from x[0] (from `Method.read_start`) and, for methods with a teacher,
+  its read after an encoder prefix of `encoder_prefix(cfg)` tokens and the teacher's. The RNN
+  reads through a copy of the decoder where `reads_through_decoder(cfg)`. Given a `mesh`, the
+  results are replicated over it (readable on every process).
   """
-  method, models, prefix = method_of(cfg), build_models(cfg), read_prefix(cfg)
-  objective, copy_decoder = method.loss, reads_through_decoder(cfg)
+  method, models = method_of(cfg), build_models(cfg)
+  objective, copy_decoder, prefix = method.loss, reads_through_decoder(cfg), encoder_prefix(cfg)
 
   def eval_fn(params, batch, rng):
     _, metrics = objective(params, batch, rng, cfg)
     rnn_params = readout_from_decoder(params) if copy_decoder else params
-    stats = {"rnn": rnn_read_stats(models, rnn_params, batch, prefix)}
+    stats = {"rnn": rnn_read_stats(models, rnn_params, batch, method.read_start)}
     if method.has_teacher:
+      stats["rnn_enc"] = rnn_read_stats(models, rnn_params, batch, prefix)
       stats["teacher"] = teacher_read_stats(models, params, batch)
     return metrics, stats
 

@@ -10,7 +10,7 @@ import ml_collections
 from smt_jax.checkpointing import checkpoint_dir
 from smt_jax.data import TASK_NAMES, make_dataset
 from smt_jax.errors import ConfigError
-from smt_jax.eval.config import resolve_eval
+from smt_jax.eval.config import image_pixels, resolve_eval
 from smt_jax.models import GROUPS, UPDATER_NAMES
 from smt_jax.objectives import METHODS
 from smt_jax.parallel import mesh_shape
@@ -43,27 +43,36 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
     f"model.rnn.updater={r.updater!r} is unknown; use one of {UPDATER_NAMES}.",
   )
   _require(cfg.data.vocab_size >= 2, f"data.vocab_size={cfg.data.vocab_size} must be >= 2.")
-  _require(t.Tc >= 1, f"model.teacher.Tc={t.Tc} must be >= 1.")
-  _require(t.Tf >= 1, f"model.teacher.Tf={t.Tf} must be >= 1.")
+  T = cfg.data.T
   _require(
-    t.Tc + t.Tf <= cfg.data.T,
-    f"model.teacher.Tc + model.teacher.Tf = {t.Tc} + {t.Tf} is longer than data.T = "
-    f"{cfg.data.T}; shorten Tc or Tf, or lengthen data.T.",
+    1 <= t.Tc <= T,
+    f"model.teacher.Tc={t.Tc} must be in [1, data.T = {T}] (Tc = T: every memory sees the "
+    "whole past).",
   )
+  _require(1 <= t.Tf <= T, f"model.teacher.Tf={t.Tf} must be in [1, data.T = {T}].")
   _require(
-    0 <= cfg.smt.n_t <= cfg.data.T - 1,
-    f"smt.n_t={cfg.smt.n_t} must be in [0, data.T - 1] (0 trains every timestep).",
+    0 <= cfg.smt.n_t <= T,
+    f"smt.n_t={cfg.smt.n_t} must be in [0, data.T = {T}] (positions sampled from -1..T-2; 0 "
+    "trains every position -1..T-1).",
   )
   d = cfg.dmt
   _require(
-    1 <= d.Td <= cfg.data.T - 1, f"dmt.Td={d.Td} must be in [1, data.T - 1 = {cfg.data.T - 1}]."
+    -1 <= d.start <= T - 2,
+    f"dmt.start={d.start} must be -1 (m_empty, before x[0]) or a position in "
+    f"[0, data.T - 2 = {T - 2}].",
   )
-  _require(1 <= d.k <= d.Td, f"dmt.k={d.k} must be in [1, dmt.Td = {d.Td}].")
   _require(
-    d.start == -1 or 0 <= d.start <= cfg.data.T - 1 - d.Td,
-    f"dmt.start={d.start} must be -1 (random) or in [0, data.T - 1 - dmt.Td = "
-    f"{cfg.data.T - 1 - d.Td}].",
+    d.Td >= 1 or (d.Td == 0 and not d.random_start),
+    f"dmt.Td={d.Td} must be >= 1 (or 0 = to the end of the sequence, without dmt.random_start).",
   )
+  start = -1 if d.random_start else d.start
+  _require(
+    d.Td <= T - 1 - start,
+    f"dmt.Td={d.Td} must be <= data.T - 1 - dmt.start = {T - 1 - start}"
+    + (" (random starts begin at -1)." if d.random_start else "."),
+  )
+  td = d.Td or T - 1 - start
+  _require(1 <= d.k <= td, f"dmt.k={d.k} must be in [1, dmt.Td = {td}].")
   _require(
     not r.readout_from_decoder or r.readout_depth == t.decoder_depth,
     f"model.rnn.readout_from_decoder copies the decoder into the readout, so "
@@ -141,11 +150,7 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     min(tr.eval_every, tr.eval_batches, tr.eval_batch_size) >= 1,
     "train.eval_every, train.eval_batches and train.eval_batch_size must be >= 1.",
   )
-  _require(
-    -1 <= cfg.eval.prefix <= cfg.data.T - 1,
-    f"eval.prefix={cfg.eval.prefix} must be -1 (by method), 0 or in [1, data.T - 1].",
-  )
-  resolve_eval(cfg, getattr(getattr(dataset, "tokenizer", None), "pixels", 0))
+  resolve_eval(cfg, image_pixels(dataset))
   _require(lg.every >= 1, f"log.every={lg.every} must be >= 1.")
   _require(ck.keep >= 1, f"ckpt.keep={ck.keep} must be >= 1.")
   _require(
