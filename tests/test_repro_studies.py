@@ -20,19 +20,23 @@ def test_study_runs_validate(name, quick):
 
 @pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
 def test_credit_bptt_gets_the_pipeline_budget(quick):
-  """BPTT gets SMT + DMT's updates; the equal-wall-clock rows EQUAL_WALL_FACTOR times that."""
+  """BPTT gets BPTT_FACTOR times SMT + DMT's updates (at least their wall-clock); every RNN is
+  read from x[0] by the full-past teacher's pipeline."""
+  from experiments.configs import BPTT_FACTOR
   from experiments.repro import credit
 
   for run in credit.runs(quick, 0):
-    st = runner.run_config(run).pipeline.stages
-    factor = credit.EQUAL_WALL_FACTOR if run.tags["method"] == credit.EQUAL_WALL else 1
-    assert st.bptt.train.num_steps == factor * (st.smt.train.num_steps + st.dmt.train.num_steps)
+    cfg = runner.run_config(run)
+    st = cfg.pipeline.stages
+    total = st.smt.train.num_steps + st.dmt.train.num_steps
+    assert st.bptt.train.num_steps == BPTT_FACTOR * total
+    assert cfg.model.teacher.Tc == cfg.model.teacher.Tf == cfg.data.T and cfg.dmt.start == -1
 
 
 def test_overrides_reject_unknown_fields():
   run = runner.Run("r", "repro_retrieval.py:T=64", {"data.kwargs.pos_hi": 0.4}, 0, {})
   cfg = runner.run_config(run)
-  assert cfg.data.T == 64 and cfg.model.teacher.Tc + cfg.model.teacher.Tf <= 64
+  assert cfg.data.T == 64 and cfg.model.teacher.Tc == 64  # The config argument reaches T.
   assert cfg.data.kwargs.pos_hi == 0.4  # Task knobs are free-form.
   with pytest.raises(KeyError):
     runner.run_config(runner.Run("r", "repro_retrieval.py:T=64", {"model.no_such_field": 1}, 0, {}))
@@ -121,27 +125,29 @@ def test_memory_collapse_rule():
   assert not collapsed({"encoder eff. dims": 6.1, "encoder cross-seq cos": 0.59}, ref)
 
 
-def test_credit_verdict_needs_bptt_to_fall_and_smt_to_hold():
+def test_credit_verdict_checks_the_x0_targets_against_bptt():
   from experiments.repro import credit
 
-  def cells(smt, bptt):
+  def cells(smt, bptt, Ts=(32, 128, 256)):
     out = {}
-    for updater in credit.UPDATERS:
+    for updater in (*credit.UPDATERS, credit.REFERENCE):
       for method, accs in (("SMT→DMT", smt), ("BPTT", bptt)):
-        for T, acc in zip((32, 256), accs):
+        for T, acc in zip(Ts, accs):
           out[(updater, method, T)] = [{"stages": {"x": {"rnn_acc": acc}}}]
     return out
 
-  assert "the claim holds" in credit.verdict_text(cells((0.8, 0.8), (0.9, 0.3)), [32, 256])
-  assert "SMT→DMT falls as T grows" in credit.verdict_text(cells((0.8, 0.4), (0.9, 0.3)), [32, 256])
-  assert "not testable" in credit.verdict_text(cells((0.8, 0.8), (0.15, 0.14)), [32, 256])
-  assert "BPTT is at chance at every T and SMT→DMT falls" in credit.verdict_text(
-    cells((0.8, 0.2), (0.15, 0.14)), [32, 256]
+  text = credit.verdict_text(cells((0.95, 0.7, 0.5), (0.14, 0.3, 0.2)), [32, 128, 256])
+  assert "transformer, T = 32: SMT→DMT 0.95, BPTT 0.14 → target (≥ 0.9 vs ≤ 0.3) met" in text
+  assert "T = 128: SMT→DMT 0.70, BPTT 0.30 → target (≥ 0.7 vs ≤ 0.3) met" in text
+  assert "T = 256: SMT→DMT 0.50, BPTT 0.20 → no target set" in text
+  text = credit.verdict_text(cells((0.89, 0.9), (0.14, 0.31)), [32, 128])
+  assert "T = 32: SMT→DMT 0.89, BPTT 0.14 → target (≥ 0.9 vs ≤ 0.3) not met" in text
+  assert "T = 128: SMT→DMT 0.90, BPTT 0.31 → target (≥ 0.7 vs ≤ 0.3) not met" in text
+  missing = cells((0.95, 0.9), (0.14, 0.2))
+  del missing[("mlp", "SMT→DMT", 128)]
+  assert "mlp, T = 128: not both methods finished; no verdict" in credit.verdict_text(
+    missing, [32, 128]
   )
-  assert "BPTT does not fall" in credit.verdict_text(cells((0.8, 0.8), (0.9, 0.9)), [32, 256])
-  missing = cells((0.8, 0.8), (0.9, 0.3))
-  del missing[("mlp", "SMT→DMT", 256)]  # A length with one method only is left out.
-  assert "no verdict" in credit.verdict_text(missing, [32, 256])
 
 
 def test_gru_collapse_is_judged_against_every_other_updater(tmp_path):

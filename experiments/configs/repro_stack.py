@@ -4,12 +4,13 @@ must emit the symbol on top), SMT -> DMT beside BPTT of the same RNN.
   get_config("T=32,quick=0"): T = training length (default 32), quick = 1 for the reduced
   `--quick` budgets. Labels are dense (every pop), the stack holds at most `depth` symbols, so
   the memory must track a bounded but unbounded-in-time state: length generalisation reads the
-  RNN at 2T and 4T.
+  RNN at 2T and 4T. The teacher sees the full past (Tc = T); every RNN is read from x[0] (SMT /
+  DMT: m_empty; BPTT: its initial memory), and DMT rolls out from m_empty (DMT_STAGE).
 """
 
 import ml_collections
 
-from experiments.configs import parse_int_args, smt_dmt_bptt_stages
+from experiments.configs import BPTT_FACTOR, parse_int_args, smt_dmt_bptt_stages
 from smt_jax.config import base_config
 
 
@@ -24,13 +25,11 @@ def get_config(arg: str = ""):
   c.model.d_model = 32  # d.
   c.model.num_heads = 2  # Heads.
   c.model.mlp_ratio = 2  # MLP width 2d.
-  c.model.teacher.Tc = T // 2  # Encoder window (the stack's contents are usually recent).
+  c.model.teacher.Tc = T  # The full past (the teacher is no longer capped by Tc = T / 2).
   c.model.rnn.depth = 1  # Updater blocks.
   c.model.rnn.hidden = 128  # Width of the MLP / GRU updaters.
-  c.dmt.Td = T - 1  # DMT rolls out over the whole sequence ...
-  c.dmt.start = 0  # ... from the encoder memory of x[0], as the RNN is read.
-  c.dmt.k = 1  # Regress every rolled memory onto the encoder's.
-  c.optim.lr = 3e-3  # Peak learning rate.
+  c.dmt.k = 1  # DMT from m_empty over the whole sequence regresses every rolled memory.
+  c.optim.lr = 3e-3  # Peak learning rate of SMT and BPTT (DMT: DMT_STAGE).
   c.optim.warmup_steps = 20 if quick else 50  # Warmup.
   c.train.eval_every = 100  # Held-out evaluation every 100 updates.
   c.log.every = 25  # Training metrics every 25 updates.
@@ -40,5 +39,6 @@ def get_config(arg: str = ""):
   c.eval.sections = ("read", "drift")  # Final evaluation when a study turns train.final_eval on.
   smt, dmt = (100, 50) if quick else (400, 200)  # Updates of each stage.
   c.pipeline.order = ("smt", "dmt")  # The studies choose smt,dmt / smt / bptt.
-  c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, smt + dmt)  # BPTT: same updates in total.
+  # BPTT: BPTT_FACTOR times the updates of SMT and DMT together, at least their wall-clock.
+  c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, BPTT_FACTOR * (smt + dmt))
   return c

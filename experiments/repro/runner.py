@@ -29,14 +29,14 @@ from absl import logging
 
 from experiments.repro import reporting
 from smt_jax.config import strict
-from smt_jax.eval.measures import memory_spread, read_from_start
+from smt_jax.eval.measures import memory_spread
 from smt_jax.train import train_and_evaluate
 from smt_jax.train.pipeline import run_pipeline, stage_config, stage_names
 from smt_jax.train.validate import validate
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "experiments" / "configs"
-MEASURES = {"spread": memory_spread, "start": read_from_start}
+MEASURES = {"spread": memory_spread}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +160,10 @@ def run_worker(spec_path: str) -> None:
   stages = {}
   for row in rows:
     s = row["stage"]
-    stages[s] = {k: row[k] for k in ("method", "rnn_acc", "rnn_loss", "teacher_acc", "wall_s")}
+    stages[s] = {
+      k: row.get(k)
+      for k in ("method", "rnn_acc", "rnn_loss", "rnn_acc_enc", "teacher_acc", "wall_s")
+    }
     stages[s]["steps"] = int(configs[s].train.num_steps)
     stages[s]["batch_size"] = int(configs[s].train.batch_size)
     stages[s].update(_final_eval_extract(pathlib.Path(row["workdir"]) / "eval.json"))

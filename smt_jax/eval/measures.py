@@ -1,5 +1,5 @@
 """Measures of a finished run's workdir that the studies tabulate: how much of the memory space
-the memories use, and the RNN's accuracy when it reads the whole sequence itself."""
+the encoder's and the RNN's memories use."""
 
 import jax
 import jax.numpy as jnp
@@ -8,9 +8,9 @@ import numpy as np
 
 from smt_jax.checkpointing import load_params
 from smt_jax.data import make_dataset
-from smt_jax.eval.read import rnn_memories, rnn_read_stats, summarize
-from smt_jax.models import build_models, readout_from_decoder
-from smt_jax.objectives import method_of, reads_through_decoder
+from smt_jax.eval.read import rnn_memories
+from smt_jax.models import build_models
+from smt_jax.objectives import method_of
 from smt_jax.objectives.windows import encoder_memories
 
 
@@ -47,17 +47,3 @@ def memory_spread(cfg: ml_collections.ConfigDict, workdir: str, num: int = 64) -
   start = method_of(cfg).read_start
   out["rnn"] = spread_stats(jax.jit(lambda p: rnn_memories(models, p, x, start))(params))
   return out
-
-
-def read_from_start(cfg: ml_collections.ConfigDict, workdir: str, num: int = 128) -> dict:
-  """The RNN's accuracy and loss on `num` test sequences when it reads the whole sequence
-  itself, from x[0] (`Method.read_start`: m_empty, or the initial memory of a method without a
-  teacher)."""
-  params, _ = load_params(workdir)
-  if reads_through_decoder(cfg):
-    params = readout_from_decoder(params)
-  models = build_models(cfg)
-  prefix = method_of(cfg).read_start
-  batch = make_dataset(cfg.data, "test").sample(jax.random.key(999), num, cfg.data.T)
-  s = summarize(jax.jit(lambda p, b: rnn_read_stats(models, p, b, prefix))(params, batch))
-  return {"prefix": prefix, "acc": s["acc"], "loss": s["loss"]}
