@@ -255,27 +255,49 @@ def launch_process(script: str, *args):
     stdout=subprocess.PIPE,
     stderr=subprocess.PIPE,
     text=True,
-    env={**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"},
+    env={
+      **os.environ,
+      "PYTHONPATH": str(ROOT),
+      "JAX_PLATFORMS": "cpu",
+      # The module's compilation cache: the child compiles nothing the fixture compiled.
+      "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
+      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    },
   )
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+  "signum, times",
+  [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2)],
+  ids=["SIGINT", "SIGTERM", "SIGINT_twice"],
+)
 def test_signal_during_a_save_stops_cleanly_and_the_next_run_resumes(
-  signum, finished, tiny_file, tmp_path, capsys
+  signum, times, finished, tiny_file, tmp_path, capsys
 ):
   workdir = tmp_path / "run"
   process = launch_process(SLOW_SAVE, f"--config={tiny_file}", f"--workdir={workdir}")
   assert process.stdout.readline().strip() == "SAVING"
-  process.send_signal(signum)
+  start = time.time()
+  for _ in range(times):
+    process.send_signal(signum)
+    time.sleep(0.5)
   _, err = process.communicate(timeout=30)
+  assert time.time() - start < 15  # The 3 s of the save, then a prompt exit.
   assert process.returncode == 128 + signum, err
   assert "Traceback" not in err and "RuntimeError" not in err, err
-  assert f"{signal.Signals(signum).name}: stopped at step 2 of 4" in err
-  assert "the last complete checkpoint is step 2" in err
-  assert sorted(os.listdir(workdir / SUBDIR)) == ["2"]
+  name = signal.Signals(signum).name
+  if times == 1:  # The save of step 2 completes; the run stops before step 3.
+    assert f"{name}: stopped at step 2 of 4" in err
+    assert "the last complete checkpoint is step 2" in err
+    assert sorted(os.listdir(workdir / SUBDIR)) == ["2"]
+  else:  # Exits at once, inside the save: nothing saved, so no rows left behind.
+    assert f"{name} again: exiting now" in err
+    assert not (workdir / SUBDIR).exists() or not os.listdir(workdir / SUBDIR)
+    assert not (workdir / "metrics.jsonl").exists()
   assert not (workdir / ".lock").exists()
   code, err = launch(capsys, tiny_file, workdir)
-  assert code == 0 and "resuming from step 2 of 4" in err
+  assert code == 0
+  assert ("resuming from step 2 of 4" if times == 1 else "starting from scratch") in err
   assert steps(workdir) == FULL
   drop = lambda rows: [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in rows]
   assert drop(read_metrics(workdir / "metrics.jsonl")) == drop(

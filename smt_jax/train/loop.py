@@ -126,8 +126,23 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
   with contextlib.ExitStack() as stack:
     if jax.process_index() == 0:
       stack.enter_context(lock)
-    stop = stack.enter_context(workdir_lib.deferred_interrupts(lock.release))
+
+    def on_force_exit():  # A second signal: the process ends at once, without unwinding.
+      if jax.process_index() == 0:
+        _drop_orphan_metrics(workdir)
+      lock.release()
+
+    stop = stack.enter_context(workdir_lib.deferred_interrupts(on_force_exit))
     return _train(cfg, workdir, stop, start_time)
+
+
+def _drop_orphan_metrics(workdir: pathlib.Path) -> None:
+  """Removes metrics.jsonl when no checkpoint backs it: the rows of a run that saved nothing
+  (the workdir had no rows when it started), so that the next run starts over cleanly."""
+  path = workdir / "metrics.jsonl"
+  if not _has_checkpoints(workdir) and path.exists():
+    path.unlink()
+    say(f"no checkpoint was saved: removed {path.name}, so the next run starts over.")
 
 
 class Interrupted(Exception):
@@ -249,10 +264,8 @@ def _train(cfg, workdir: pathlib.Path, stop, start_time: float) -> dict:
   except BaseException:
     with contextlib.suppress(Exception):
       ckpt.close()
-    # A run that saved nothing leaves no rows behind: the next run starts over without refusal.
-    if main and not _has_checkpoints(workdir) and metrics_path.exists():
-      metrics_path.unlink()
-      say(f"no checkpoint was saved: removed {metrics_path.name}, so the next run starts over.")
+    if main:  # A run that saved nothing leaves no rows behind.
+      _drop_orphan_metrics(workdir)
     raise
   finally:
     if tb is not None:
