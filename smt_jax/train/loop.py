@@ -69,7 +69,9 @@ def initial_params(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
   return readout_from_decoder(loaded) if cfg.model.rnn.readout_from_decoder else loaded
 
 
-def initial_state(cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh, restored) -> TrainState:
+def initial_state(
+  cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh, restored=None
+) -> TrainState:
   """The TrainState placed on `mesh` (smt_jax.parallel.state_shardings): that of `restored` (a
   checkpointing.Restored) if given, else fresh or ckpt.init_from parameters at update 0."""
   if restored is not None:
@@ -204,7 +206,7 @@ def _nonfinite(step: int, what: str, ckpt) -> NonFiniteLossError:
 def _train(cfg, workdir: pathlib.Path, stop, start_time: float) -> dict:
   main = jax.process_index() == 0
   metrics_path, config_path = workdir / "metrics.jsonl", workdir / "config.json"
-  rows = read_metrics(metrics_path) if main else []
+  rows = read_metrics(metrics_path, warn=main)  # Every process: all refuse alike.
   if rows and not _has_checkpoints(workdir):
     raise ConfigError(
       f"{metrics_path} holds {len(rows)} row{'s' * (len(rows) != 1)} (up to step "
@@ -252,7 +254,7 @@ def _train(cfg, workdir: pathlib.Path, stop, start_time: float) -> dict:
     if main:
       dropped = writer.truncate_after(start)
       if dropped:
-        say(f"metrics.jsonl: dropped {dropped} rows after step {start}; they are logged again")
+        say(f"metrics.jsonl: dropped {dropped} row(s) after step {start}; they are logged again")
       if restored is None or not config_path.exists():
         workdir_lib.write_atomic(config_path, cfg.to_json_best_effort(indent=2) + "\n")
       else:
