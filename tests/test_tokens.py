@@ -130,13 +130,11 @@ def test_smoke_config_trains_on_tokens_of_vocab_1000_with_tensorboard(tmp_path):
   cfg = tokens_config(folder, 1000)
   cfg.log.tensorboard = True
   cfg.log.plot = True
-  cfg.eval.sections = ("write",)
+  cfg.train.final_eval = False  # Decoding ids is checked above; this keeps the test short.
   workdir = tmp_path / "run"
   final = train_and_evaluate(cfg, workdir)
   assert final["step"] == 6 and np.isfinite(final["loss"])
   assert 0 <= final["rnn_acc"] <= 1
-  samples = (workdir / "samples.txt").read_text()
-  assert all(int(t) < 1000 for t in samples.split("||")[1].split("\n")[0].split())
 
   events = read_events(workdir)
   scalars = {(v.tag, e.step): v.simple_value for e in events for v in e.summary.value}
