@@ -117,6 +117,37 @@ def _flag_value(argv: list[str], name: str) -> str | None:
   return value
 
 
+_QUIET = False  # Whether _quiet_hooks is installed (once per process).
+
+
+def _is_closed_loop_noise(exc_type, exc) -> bool:
+  """Orbax's reads of an unreadable checkpoint leave TensorStore callbacks that fire after its
+  event loop closed; each would print a traceback ("Event loop is closed") although the error was
+  handled (the checkpoint is skipped)."""
+  return exc_type is RuntimeError and "Event loop is closed" in str(exc)
+
+
+def _quiet_hooks():
+  """Wraps sys.excepthook, sys.unraisablehook and threading.excepthook to drop that noise."""
+  import threading
+
+  excepthook, unraisablehook, thread_hook = sys.excepthook, sys.unraisablehook, threading.excepthook
+
+  def on_exception(exc_type, exc, tb):
+    if not _is_closed_loop_noise(exc_type, exc):
+      excepthook(exc_type, exc, tb)
+
+  def on_unraisable(info):
+    if not _is_closed_loop_noise(info.exc_type, info.exc_value):
+      unraisablehook(info)
+
+  def on_thread(args):
+    if not _is_closed_loop_noise(args.exc_type, args.exc_value):
+      thread_hook(args)
+
+  sys.excepthook, sys.unraisablehook, threading.excepthook = on_exception, on_unraisable, on_thread
+
+
 def _on_sigterm(signum, frame):
   del signum, frame
   raise _Terminated
@@ -133,6 +164,10 @@ def main(argv: list[str], doc: str, define, body, base_config=None) -> int:
     "Library log level (absl): 0 = INFO, 1 = DEBUG, -1 = WARNING; default: warnings only.",
     flag_values=fv,
   )
+  global _QUIET
+  if not _QUIET:
+    _quiet_hooks()
+    _QUIET = True
   if any(arg in _HELP for arg in argv[1:]):
     define(fv, [argv[0]])
     print(doc.strip() + "\n\nFlags:\n" + fv.get_help())

@@ -135,11 +135,15 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(
   damage, finished, tiny_file, tmp_path, capsys
 ):
   workdir = copy(finished, tmp_path)
-  if damage == "truncated_array":
+  if damage == "truncated_array":  # As a process: orbax's failed reads must print nothing.
     damage_truncate(workdir / SUBDIR / "4")
+    process = launch_process(RUN, f"--config={tiny_file}", f"--workdir={workdir}")
+    _, err = process.communicate(timeout=300)
+    code = process.returncode
+    assert "Traceback" not in err and "Event loop is closed" not in err, err
   else:
     shutil.rmtree(workdir / SUBDIR / "4" / "params")
-  code, err = launch(capsys, tiny_file, workdir)
+    code, err = launch(capsys, tiny_file, workdir)
   assert code == 0, err
   assert "checkpoint 4 skipped: it cannot be read" in err
   assert "using checkpoint 2, the newest readable one" in err
@@ -231,6 +235,7 @@ def test_nan_before_the_first_checkpoint_leaves_no_orphan_metrics(tiny_file, tmp
   assert code == 0 and "starting from scratch" in err
 
 
+RUN = "import sys; from experiments import run; sys.exit(run.main(sys.argv))"
 SLOW_SAVE = """
 import sys, time
 from smt_jax import checkpointing
@@ -303,3 +308,17 @@ def test_signal_during_a_save_stops_cleanly_and_the_next_run_resumes(
   assert drop(read_metrics(workdir / "metrics.jsonl")) == drop(
     read_metrics(finished / "metrics.jsonl")
   )
+
+
+def test_load_params_for_evaluation_falls_back_too(finished, tmp_path):
+  from smt_jax.errors import ConfigError
+  from smt_jax.train import load_params
+
+  workdir = copy(finished, tmp_path)
+  damage_truncate(workdir / SUBDIR / "4")
+  skipped = []
+  _, step = load_params(workdir, on_skip=lambda s, reason: skipped.append(s))
+  assert step == 2 and skipped == [4]
+  shutil.rmtree(workdir / SUBDIR / "2" / "params")
+  with pytest.raises(ConfigError, match="no checkpoint can be read"):
+    load_params(workdir)

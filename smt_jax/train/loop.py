@@ -254,7 +254,8 @@ def _train(cfg, workdir: pathlib.Path, stop, start_time: float) -> dict:
     if main:
       dropped = writer.truncate_after(start)
       if dropped:
-        say(f"metrics.jsonl: dropped {dropped} row(s) after step {start}; they are logged again")
+        again = "; training logs them again" if start < total else ""
+        say(f"metrics.jsonl: dropped {dropped} row(s) after the restored step {start}{again}")
       if restored is None or not config_path.exists():
         workdir_lib.write_atomic(config_path, cfg.to_json_best_effort(indent=2) + "\n")
       else:
