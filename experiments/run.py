@@ -1,9 +1,12 @@
 """Launcher: python experiments/run.py --config=experiments/configs/NAME.py --workdir=DIR
-[--config.field=value ...]. Re-running the same command resumes from DIR's latest checkpoint.
+[--config.field=value ...]. Re-running the same command resumes from DIR's newest readable
+checkpoint.
 
 A config with pipeline.order runs its stages into DIR/STAGE and prints a table of the results;
-otherwise it is one run of config.method. Bad configs exit with status 1 and a message naming
-the field.
+otherwise it is one run of config.method. Bad input (a config value, an unknown field, a config
+file, the workdir) exits with status 1 and one line naming it; SIGINT / SIGTERM stop cleanly
+(status 130 / 143) and the next run resumes from the last complete checkpoint. A second run on a
+workdir in use exits 1 naming the process that holds it. --verbosity=0 shows library INFO logs.
 
 Every local device is used (the config's mesh group). For several hosts, start the same command
 on each with --coordinator_address=HOST0:PORT --num_processes=N --process_id=I (or the
@@ -13,57 +16,70 @@ JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID environment variables
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
+from experiments import cli
 from smt_jax import parallel
-from smt_jax.errors import ConfigError
-from smt_jax.train import NonFiniteLossError, train_and_evaluate
+from smt_jax.train import train_and_evaluate
 from smt_jax.train.pipeline import format_table, run_pipeline, stage_names
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", None, "Experiment config file.", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for config, metrics and checkpoints.")
-_COORDINATOR = flags.DEFINE_string(
-  "coordinator_address",
-  "",
-  'HOST:PORT of process 0 in a multi-host run; "" = '
-  "$JAX_COORDINATOR_ADDRESS, else a single-host run.",
-)
-_NUM_PROCESSES = flags.DEFINE_integer(
-  "num_processes", 0, "Processes in a multi-host run; 0 = $JAX_NUM_PROCESSES or detected."
-)
-_PROCESS_ID = flags.DEFINE_integer(
-  "process_id", -1, "This process's index in a multi-host run; -1 = $JAX_PROCESS_ID or detected."
-)
-_DISTRIBUTED = flags.DEFINE_bool(
-  "distributed",
-  False,
-  "Join a multi-host run whose coordinator, "
-  "size and index JAX detects (Slurm, Open MPI, TPU, Kubernetes).",
-)
-flags.mark_flags_as_required(["config", "workdir"])
+
+def define(fv: flags.FlagValues, argv: list[str]) -> None:
+  config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", flag_values=fv, lock_config=True, sys_argv=argv
+  )
+  flags.DEFINE_string(
+    "workdir", None, "Folder for config, metrics and checkpoints.", flag_values=fv
+  )
+  flags.DEFINE_string(
+    "coordinator_address",
+    "",
+    'HOST:PORT of process 0 in a multi-host run; "" = '
+    "$JAX_COORDINATOR_ADDRESS, else a single-host run.",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer(
+    "num_processes",
+    0,
+    "Processes in a multi-host run; 0 = $JAX_NUM_PROCESSES or detected.",
+    flag_values=fv,
+  )
+  flags.DEFINE_integer(
+    "process_id",
+    -1,
+    "This process's index in a multi-host run; -1 = $JAX_PROCESS_ID or detected.",
+    flag_values=fv,
+  )
+  flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Join a multi-host run whose coordinator, "
+    "size and index JAX detects (Slurm, Open MPI, TPU, Kubernetes).",
+    flag_values=fv,
+  )
 
 
-def main(argv):
-  del argv
-  if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO.
-    logging.set_verbosity(logging.WARNING)
-  cfg, workdir = _CONFIG.value, _WORKDIR.value
-  try:
-    parallel.initialize_distributed(
-      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value
-    )
-    if stage_names(cfg):
-      print(format_table(run_pipeline(cfg, workdir)))
-    else:
-      final = train_and_evaluate(cfg, workdir)
-      print(" ".join(f"{k}={v:.4g}" for k, v in final.items()))
-  except (ConfigError, NonFiniteLossError, parallel.DistributedError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+def body(fv: flags.FlagValues) -> int:
+  cfg, workdir = fv["config"].value, fv["workdir"].value
+  parallel.initialize_distributed(
+    fv["coordinator_address"].value,
+    fv["num_processes"].value,
+    fv["process_id"].value,
+    fv["distributed"].value,
+  )
+  if stage_names(cfg):
+    print(format_table(run_pipeline(cfg, workdir)))
+  else:
+    final = train_and_evaluate(cfg, workdir)
+    print(" ".join(f"{k}={v:.4g}" for k, v in final.items()))
+  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  """The launcher on `argv` (default sys.argv); returns the exit status."""
+  return cli.main(sys.argv if argv is None else argv, __doc__, define, body)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  sys.exit(main())

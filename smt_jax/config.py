@@ -118,6 +118,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.log.every = 50  # Append mean training metrics to workdir/metrics.jsonl every this many steps.
   c.log.progress = True  # tqdm progress bar on stderr (only when stderr is a terminal).
   c.log.plot = True  # Write workdir/curves.png from metrics.jsonl at the end.
+  c.log.tensorboard = False  # Also write TensorBoard event files into the workdir (the same
+  #                            scalars, and the PNGs as images); needs the tensorboardX package.
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # Devices on the data-parallel axis; -1 = all devices / mesh.fsdp.

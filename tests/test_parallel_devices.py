@@ -87,7 +87,7 @@ def one_step_on(cfg, mesh) -> tuple:
   from smt_jax.train.step import Keys, make_step_fn, make_train_step
 
   tx, keys = make_optimizer(cfg), Keys.from_seed(cfg.seed)
-  state = loop.initial_state(cfg, tx, keys, mesh, None, 0)
+  state = loop.initial_state(cfg, tx, keys, mesh, None)
   step_fn = make_step_fn(
     cfg,
     make_dataset(cfg.data, "train"),

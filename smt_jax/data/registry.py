@@ -1,7 +1,8 @@
 """``make_dataset(data_cfg, split)``: one entry point for synthetic tasks and token streams.
 
 ``data_cfg`` fields: ``name`` (one of TASK_NAMES), ``vocab_size`` (a knob for synthetic tasks;
-must be 256 for streams), ``path`` (prepared stream directory; '' = ``workdirs/data/NAME``;
+must be 256 for the shipped streams; for ``tokens``, a user's own ids, that of its meta.json or
+above its largest id), ``path`` (prepared stream directory; '' = ``workdirs/data/NAME``;
 unused by synthetic tasks) and ``kwargs`` (task knobs, documented on each task class in
 ``smt_jax.data.synthetic``; missing knobs take their defaults, streams take none).
 ``default_data_config(name)`` returns a complete config with every knob at its default.
@@ -13,19 +14,19 @@ import ml_collections
 import numpy as np
 
 from smt_jax.data.sources import SOURCES
-from smt_jax.data.streams import TokenStream, open_stream
+from smt_jax.data.streams import TOKENS, TokenStream, open_stream, open_tokens
 from smt_jax.data.synthetic import TASKS, SyntheticTask
 from smt_jax.data.tokenizers import VOCAB_SIZE
 
 SYNTHETIC_NAMES = tuple(TASKS)
 STREAM_NAMES = tuple(SOURCES)
-TASK_NAMES = SYNTHETIC_NAMES + STREAM_NAMES  # every valid data.name
+TASK_NAMES = SYNTHETIC_NAMES + STREAM_NAMES + (TOKENS,)  # every valid data.name
 SPLITS = ("train", "test")
 
 
 def knobs(name: str) -> dict:
   """Default ``data.kwargs`` of a synthetic task (empty for streams)."""
-  if name in STREAM_NAMES:
+  if name in STREAM_NAMES or name == TOKENS:
     return {}
   fields = dataclasses.fields(_task_class(name))
   return {f.name: f.default for f in fields if f.name not in ("vocab_size", "split_salt")}
@@ -33,7 +34,7 @@ def knobs(name: str) -> dict:
 
 def default_data_config(name: str) -> ml_collections.ConfigDict:
   """A complete ``data`` config for ``name`` with default vocabulary and knobs."""
-  vocab = VOCAB_SIZE if name in STREAM_NAMES else _task_class(name).default_vocab
+  vocab = VOCAB_SIZE if name in STREAM_NAMES or name == TOKENS else _task_class(name).default_vocab
   return ml_collections.ConfigDict(
     {
       "name": name,
@@ -54,6 +55,13 @@ def make_dataset(data_cfg, split: str = "train") -> SyntheticTask | TokenStream:
     raise ValueError(f"split={split!r}: must be one of {SPLITS}")
   name = data_cfg.name
   kwargs = dict(data_cfg.get("kwargs") or {})
+  if name == TOKENS:
+    if kwargs:
+      raise ValueError(
+        f"data.kwargs.{next(iter(kwargs))}: the 'tokens' dataset takes no knobs; put \"dtype\" "
+        'and "vocab_size" in data.path\'s meta.json'
+      )
+    return open_tokens(data_cfg.get("path", ""), split, data_cfg.vocab_size)
   if name in STREAM_NAMES:
     if data_cfg.vocab_size != VOCAB_SIZE:
       raise ValueError(

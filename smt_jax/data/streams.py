@@ -19,7 +19,13 @@ from typing import ClassVar
 import jax
 import numpy as np
 
-from smt_jax.data.tokenizers import VOCAB_SIZE, ByteTokenizer, PixelTokenizer, check_tokens
+from smt_jax.data.tokenizers import (
+  VOCAB_SIZE,
+  ByteTokenizer,
+  IdTokenizer,
+  PixelTokenizer,
+  check_tokens,
+)
 
 DEFAULT_ROOT = Path("workdirs") / "data"  # prepared streams live in DEFAULT_ROOT / NAME by default
 
@@ -40,10 +46,10 @@ class TokenStream:
 
   name: str
   tokens: np.ndarray
-  tokenizer: ByteTokenizer | PixelTokenizer
+  tokenizer: ByteTokenizer | PixelTokenizer | IdTokenizer
   align: int = 1
+  vocab_size: int = VOCAB_SIZE
 
-  vocab_size: ClassVar[int] = VOCAB_SIZE
   jittable: ClassVar[bool] = False
 
   def sample(self, key: jax.Array, batch_size: int, T: int) -> dict[str, np.ndarray]:
@@ -86,3 +92,64 @@ def open_stream(name: str, path: str, split: str) -> TokenStream:
     tokenizer = PixelTokenizer(*meta["image_shape"])
     return TokenStream(name, tokens, tokenizer, align=tokenizer.pixels)
   return TokenStream(name, tokens, ByteTokenizer())
+
+
+TOKENS = "tokens"  # data.name of a user's own token stream
+TOKEN_DTYPES = ("uint8", "uint16", "int32")
+TOKEN_FILES = {"train": ("train.npy", "train.bin"), "test": ("test.npy", "test.bin", "val.bin")}
+
+
+def open_tokens(path: str, split: str, vocab_size: int) -> TokenStream:
+  """A user's token stream (``data.name = "tokens"``) from ``data.path``.
+
+  The folder holds ``train.npy`` and ``test.npy`` (1-D arrays), or nanoGPT-style ``train.bin``
+  and ``val.bin`` (or ``test.bin``: raw ids of ``meta.json``'s "dtype", default uint16), of
+  uint8, uint16 or int32 ids. An optional ``meta.json`` may give "vocab_size" (then it must equal
+  ``vocab_size``, i.e. data.vocab_size), "dtype" and "tokenizer" ("byte": samples decode as
+  UTF-8 text; otherwise they show as ids). Every id must be in [0, vocab_size).
+  """
+  directory = stream_dir(TOKENS, path)
+  if not directory.is_dir():
+    raise FileNotFoundError(
+      f"data.path={path!r}: no folder {directory}; put train.npy and test.npy (or nanoGPT's "
+      f"train.bin and val.bin) there, or run `python -m smt_jax.data.prepare tokens --src "
+      f"FILE.txt --tokenizer byte --out {directory}`"
+    )
+  meta_path = directory / "meta.json"
+  try:
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+  except ValueError as e:
+    raise ValueError(f"{meta_path}: not JSON ({e})") from None
+  file = next((directory / f for f in TOKEN_FILES[split] if (directory / f).is_file()), None)
+  if file is None:
+    raise FileNotFoundError(
+      f"data.path={path!r}: {directory} has no {' or '.join(TOKEN_FILES[split])} for the "
+      f"{split} split"
+    )
+  if file.suffix == ".npy":
+    tokens = np.load(file, mmap_mode="r")
+  else:
+    dtype = meta.get("dtype", "uint16")
+    if dtype not in TOKEN_DTYPES:
+      raise ValueError(f"{meta_path}: dtype {dtype!r} must be one of {TOKEN_DTYPES}")
+    tokens = np.memmap(file, dtype=dtype, mode="r")
+  if tokens.ndim != 1 or tokens.dtype.name not in TOKEN_DTYPES:
+    raise ValueError(
+      f"{file}: expected a 1-D stream of {'/'.join(TOKEN_DTYPES)} ids, got {tokens.dtype.name} "
+      f"of shape {tokens.shape}"
+    )
+  if "vocab_size" in meta and int(meta["vocab_size"]) != vocab_size:
+    raise ValueError(
+      f"data.vocab_size={vocab_size} differs from the vocabulary in {meta_path} "
+      f"({meta['vocab_size']}); set data.vocab_size={meta['vocab_size']}"
+    )
+  if tokens.size:
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab_size:
+      raise ValueError(
+        f"{file}: ids span [{low}, {high}], outside data.vocab_size={vocab_size}; set "
+        f"data.vocab_size to at least {high + 1} (the tokenizer's vocabulary size)"
+      )
+  byte = meta.get("tokenizer") == "byte" and vocab_size == VOCAB_SIZE
+  tokenizer = ByteTokenizer() if byte else IdTokenizer(vocab_size)
+  return TokenStream(TOKENS, tokens, tokenizer, vocab_size=vocab_size)

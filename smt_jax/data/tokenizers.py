@@ -1,7 +1,8 @@
-"""Tokenizers for the real-data streams (vocabulary 256 for both).
+"""Tokenizers for the real-data streams (vocabulary 256 for bytes and pixels).
 
 - ``ByteTokenizer``: text <-> its UTF-8 bytes (ASCII text maps one byte per character).
 - ``PixelTokenizer``: uint8 images [N, H, W] <-> raster-scan pixel tokens [N * H * W].
+- ``IdTokenizer``: ids of an outside tokenizer (the ``tokens`` dataset), decoded as numbers.
 """
 
 import dataclasses
@@ -40,6 +41,20 @@ class ByteTokenizer:
       return [self.decode(row) for row in tokens]
     check_tokens(tokens, self.vocab_size, "ByteTokenizer.decode")
     return tokens.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
+
+
+@dataclasses.dataclass(frozen=True)
+class IdTokenizer:
+  """Token ids of an outside tokenizer (e.g. BPE), shown as space-separated numbers."""
+
+  vocab_size: int
+
+  def decode(self, tokens) -> str | list[str]:
+    """ "12 7 401" for int[n] tokens; int[B, n] gives a list."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim == 2:
+      return [self.decode(row) for row in tokens]
+    return " ".join(str(int(t)) for t in tokens)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,6 @@ final_metrics = train_and_evaluate(config, workdir)
 """
 
 from smt_jax.checkpointing import load_params
-from smt_jax.train.loop import NonFiniteLossError, train_and_evaluate
+from smt_jax.train.loop import Interrupted, NonFiniteLossError, train_and_evaluate
 
-__all__ = ["train_and_evaluate", "load_params", "NonFiniteLossError"]
+__all__ = ["train_and_evaluate", "load_params", "NonFiniteLossError", "Interrupted"]

@@ -1,9 +1,13 @@
 """`train_and_evaluate(cfg, workdir)`: one run of SMT, DMT or BPTT, resumable from its workdir.
 
-Workdir layout: config.json (the resolved config), metrics.jsonl (train and eval rows),
-checkpoints/STEP/ (orbax), curves.png (learning curves, written at the end).
+Workdir layout: config.json (the config of the run that wrote the newest checkpoint),
+metrics.jsonl (train and eval rows), checkpoints/STEP/ (orbax), curves.png (learning curves,
+written at the end), .lock (while a run holds it), events.out.tfevents.* (log.tensorboard).
 """
 
+import contextlib
+import json
+import math
 import pathlib
 import sys
 import time
@@ -19,7 +23,14 @@ from smt_jax.errors import ConfigError
 from smt_jax.eval import suite as eval_suite
 from smt_jax.eval.read import add_stats, summarize
 from smt_jax.models import init_params, readout_from_decoder
-from smt_jax.train.metrics import MetricWriter, first_nonfinite, mean_metrics, plot_curves
+from smt_jax.train import workdir as workdir_lib
+from smt_jax.train.metrics import (
+  MetricWriter,
+  first_nonfinite,
+  mean_metrics,
+  plot_curves,
+  read_metrics,
+)
 from smt_jax.train.optimizer import make_optimizer
 from smt_jax.train.step import (
   Keys,
@@ -29,7 +40,9 @@ from smt_jax.train.step import (
   make_step_fn,
   make_train_step,
 )
+from smt_jax.train.tensorboard import TensorBoardWriter
 from smt_jax.train.validate import validate
+from smt_jax.train.workdir import say
 
 
 class NonFiniteLossError(RuntimeError):
@@ -56,21 +69,28 @@ def initial_params(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
   return readout_from_decoder(loaded) if cfg.model.rnn.readout_from_decoder else loaded
 
 
-def initial_state(cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh, ckpt, start: int):
-  """The TrainState of update `start` placed on `mesh` (smt_jax.parallel.state_shardings):
-  restored from ckpt's step `start` if > 0, else fresh or ckpt.init_from parameters."""
+def initial_state(
+  cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh, restored=None
+) -> TrainState:
+  """The TrainState placed on `mesh` (smt_jax.parallel.state_shardings): that of `restored` (a
+  checkpointing.Restored) if given, else fresh or ckpt.init_from parameters at update 0."""
+  if restored is not None:
+    params, opt_state, start = restored.params, restored.opt_state, restored.step
+  else:
+    abstract, shardings = abstract_state(cfg, tx, keys, mesh)
+    params = parallel.put_global(initial_params(cfg, keys.params), shardings[0])
+    opt_state = jax.jit(tx.init, out_shardings=shardings[1])(params)
+    start = 0
+  step = parallel.put_global(np.asarray(start, np.int32), parallel.replicated(mesh))
+  return TrainState(step, params, opt_state)
+
+
+def abstract_state(cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh):
+  """((params, opt_state) as ShapeDtypeStructs with their shardings on `mesh`, the shardings)."""
   abstract = jax.eval_shape(lambda: init_params(cfg, keys.params))
   abstract_opt = jax.eval_shape(tx.init, abstract)
   shardings = parallel.state_shardings(mesh, (abstract, abstract_opt))
-  if start:
-    params, opt_state = ckpt.restore(
-      start, *parallel.abstract_with_shardings((abstract, abstract_opt), shardings)
-    )
-  else:
-    params = parallel.put_global(initial_params(cfg, keys.params), shardings[0])
-    opt_state = jax.jit(tx.init, out_shardings=shardings[1])(params)
-  step = parallel.put_global(np.asarray(start, np.int32), parallel.replicated(mesh))
-  return TrainState(step, params, opt_state)
+  return parallel.abstract_with_shardings((abstract, abstract_opt), shardings), shardings
 
 
 def evaluate(eval_fn, params, dataset, cfg: ml_collections.ConfigDict, keys: Keys, mesh) -> dict:
@@ -92,81 +112,262 @@ def evaluate(eval_fn, params, dataset, cfg: ml_collections.ConfigDict, keys: Key
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-  """Trains cfg.method for cfg.train.num_steps, resuming from workdir's latest checkpoint, else
-  from ckpt.init_from, else from scratch; returns the final eval metrics with "step" and
-  "wall_s" (this call's wall-clock seconds)."""
+  """Trains cfg.method for cfg.train.num_steps, resuming from workdir's newest readable checkpoint,
+  else from ckpt.init_from, else from scratch; returns the final eval metrics with "step" and
+  "wall_s" (this call's wall-clock seconds).
+
+  The workdir is locked for the call. Nothing in it changes until the checkpoint is restored and
+  matches the config; config.json is rewritten (atomically) only with the first checkpoint this
+  call saves. SIGINT/SIGTERM stop it between steps (a save in progress completes) with
+  Interrupted. Bad input raises ConfigError.
+  """
   start_time = time.time()
   validate(cfg)
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  workdir = workdir_lib.prepare_workdir(workdir)
+  lock = workdir_lib.WorkdirLock(workdir)
+  with contextlib.ExitStack() as stack:
+    if jax.process_index() == 0:
+      stack.enter_context(lock)
+
+    def on_force_exit():  # A second signal: the process ends at once, without unwinding.
+      if jax.process_index() == 0:
+        _drop_orphan_metrics(workdir)
+      lock.release()
+
+    stop = stack.enter_context(workdir_lib.deferred_interrupts(on_force_exit))
+    return _train(cfg, workdir, stop, start_time)
+
+
+def _drop_orphan_metrics(workdir: pathlib.Path) -> None:
+  """Removes metrics.jsonl when no checkpoint backs it: the rows of a run that saved nothing
+  (the workdir had no rows when it started), so that the next run starts over cleanly."""
+  path = workdir / "metrics.jsonl"
+  if not _has_checkpoints(workdir) and path.exists():
+    path.unlink()
+    say(f"no checkpoint was saved: removed {path.name}, so the next run starts over.")
+
+
+class Interrupted(Exception):
+  """SIGINT or SIGTERM stopped training between steps; the message says where to resume.
+  `signum` is the signal's number (a launcher exits with 128 + signum)."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.signum = signum
+
+
+def _has_checkpoints(workdir: pathlib.Path) -> bool:
+  directory = workdir / checkpointing.SUBDIR
+  return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _mismatch_message(cfg, workdir: pathlib.Path, error: checkpointing.ShapeMismatch) -> str:
+  """The shape-mismatch error of a resume: the config fields that differ from config.json (the
+  config of the run that wrote the checkpoint), else the parameters that differ, and the fix."""
+  fields = []
+  try:
+    stored = _flat(json.loads((workdir / "config.json").read_text()))
+    current = _flat(json.loads(cfg.to_json_best_effort()))
+    diffs = [k for k in current if k in stored and stored[k] != current[k]]
+    relevant = [
+      k for k in diffs if k.split(".")[0] in ("model", "data") or k in ("method", "train.trainable")
+    ]
+    fields = [f"{k}: checkpoint {stored[k]!r}, config {current[k]!r}" for k in relevant or diffs]
+  except (OSError, ValueError, AttributeError):
+    pass
+  return (
+    f"{workdir}: checkpoint {error.step} was written by a run of another model or optimizer, so "
+    f"this config cannot resume it ({'; '.join(fields or error.lines)}). Nothing in the workdir "
+    "was changed. To train this config, drop the changed overrides, or use a new --workdir "
+    f"(with --config.ckpt.init_from={workdir} to start from these parameters where the model "
+    "fields are the same)."
+  )
+
+
+def _nonfinite(step: int, what: str, ckpt) -> NonFiniteLossError:
+  saved = ckpt.latest_step()
+  return NonFiniteLossError(
+    f"step {step}: {what} is NaN/Inf; stopping. The last good checkpoint "
+    f"({'none' if saved is None else f'step {saved}'} in {ckpt.directory}) is intact: lower "
+    "optim.lr or optim.clip_norm, then re-run to resume from it."
+  )
+
+
+def _train(cfg, workdir: pathlib.Path, stop, start_time: float) -> dict:
   main = jax.process_index() == 0
-  if main:
-    (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+  metrics_path, config_path = workdir / "metrics.jsonl", workdir / "config.json"
+  rows = read_metrics(metrics_path, warn=main)  # Every process: all refuse alike.
+  if rows and not _has_checkpoints(workdir):
+    raise ConfigError(
+      f"{metrics_path} holds {len(rows)} row{'s' * (len(rows) != 1)} (up to step "
+      f"{max(r['step'] for r in rows)}) but "
+      f"{workdir / checkpointing.SUBDIR} holds no checkpoint, so there is nothing to resume and "
+      f"starting over would drop them. To start over, delete or move {metrics_path}; or use a "
+      "new --workdir."
+    )
 
   keys = Keys.from_seed(cfg.seed)
   train_data, test_data = make_dataset(cfg.data, "train"), make_dataset(cfg.data, "test")
   tx = make_optimizer(cfg)
-  ckpt = checkpointing.Checkpointer(workdir / checkpointing.SUBDIR, cfg.ckpt.keep)
-  start = ckpt.latest_step() or 0  # Precedence: this workdir -> ckpt.init_from -> scratch.
   mesh = parallel.make_mesh(cfg.mesh)
-  state = initial_state(cfg, tx, keys, mesh, ckpt, start)
-
-  writer = MetricWriter(workdir / "metrics.jsonl")
-  if main:
-    writer.truncate_after(start)
-  step_fn = make_step_fn(
-    cfg, train_data, make_train_step(cfg, tx), keys, mesh, parallel.state_shardings(mesh, state)
-  )
-  eval_fn = make_eval_fn(cfg, mesh)
   total = cfg.train.num_steps
-  bar = tqdm.tqdm(
-    total=total,
-    initial=start,
-    unit="step",
-    file=sys.stderr,
-    dynamic_ncols=True,
-    desc=f"{cfg.method} {workdir.name}",
-    disable=not (main and cfg.log.progress and sys.stderr.isatty()),
-  )
-  history, last_log, last_time = [], start, time.time()
+  ckpt = checkpointing.Checkpointer(workdir / checkpointing.SUBDIR, cfg.ckpt.keep)
+  tb = None
   try:
-    for step in range(start, total):
-      state, metrics = step_fn(state, step)
-      history.append(metrics)
-      bar.update(1)
-      done = step + 1
-      if done % cfg.log.every == 0 or done == total:
-        history = jax.device_get(history)
-        bad = first_nonfinite(history, last_log)
-        if bad is not None:
-          saved = ckpt.latest_step()
-          raise NonFiniteLossError(
-            f"step {bad}: the loss or gradient norm is NaN/Inf; stopping. The last good "
-            f"checkpoint ({'none' if saved is None else f'step {saved}'} in "
-            f"{ckpt.manager.directory}) "
-            "is intact: lower optim.lr or optim.clip_norm, then re-run to resume from it."
-          )
-        train = mean_metrics(history)
-        train["steps_per_sec"] = (done - last_log) / (time.time() - last_time)
-        if main:
-          writer.write(done, "train", train)
-        bar.set_postfix(loss=f"{train['loss']:.4f}")
-        history, last_log, last_time = [], done, time.time()
-      if done % cfg.train.eval_every == 0 or done == total:
-        results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
-        if main:
-          writer.write(done, "eval", results)
-      if done % cfg.ckpt.every == 0 or done == total:
-        ckpt.save(done, state.params, state.opt_state)
-  finally:
-    bar.close()
-    ckpt.close()
-  if start == total:  # Already finished: report without logging again.
-    results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
-  if main and cfg.log.plot:
-    plot_curves(workdir / "metrics.jsonl", workdir / "curves.png")
-  if cfg.train.final_eval:
-    params = parallel.to_host(state.params, mesh)  # Every process takes part in the gather.
+    (abstract, abstract_opt), _ = abstract_state(cfg, tx, keys, mesh)
+    try:  # Precedence: this workdir -> ckpt.init_from -> scratch.
+      restored = ckpt.restore_newest(abstract, abstract_opt)
+    except checkpointing.ShapeMismatch as e:
+      raise ConfigError(_mismatch_message(cfg, workdir, e)) from None
+    if restored is not None and restored.skipped:
+      for step, reason in restored.skipped:
+        say(f"checkpoint {step} skipped: it cannot be read ({reason})")
+      moved = ckpt.set_aside([step for step, _ in restored.skipped], workdir)
+      say(f"using checkpoint {restored.step}, the newest readable one; moved the others to {moved}")
+    start = 0 if restored is None else restored.step
+    if restored is not None:
+      say(
+        f"already at step {start}: evaluating only"
+        if start >= total
+        else f"resuming from step {start} of {total}"
+      )
+    elif cfg.ckpt.init_from:
+      say(f"starting from ckpt.init_from={cfg.ckpt.init_from} (step 0 of {total})")
+    else:
+      say(f"starting from scratch (step 0 of {total})")
+    state = initial_state(cfg, tx, keys, mesh, restored)
+
+    writer = MetricWriter(metrics_path)
+    # config.json describes the run that wrote the newest checkpoint: rewritten with the first
+    # checkpoint this call saves (at once when there is none yet to describe).
+    config_pending = False
     if main:
-      print(eval_suite.format_table(eval_suite.evaluate(cfg, params, str(workdir), total)))
-  return {"step": total, **results, "wall_s": time.time() - start_time}
+      dropped = writer.truncate_after(start)
+      if dropped:
+        again = "; training logs them again" if start < total else ""
+        say(f"metrics.jsonl: dropped {dropped} row(s) after the restored step {start}{again}")
+      if restored is None or not config_path.exists():
+        workdir_lib.write_atomic(config_path, cfg.to_json_best_effort(indent=2) + "\n")
+      else:
+        config_pending = True
+      if cfg.log.tensorboard:
+        tb = TensorBoardWriter(workdir, start)
+    run = _Run(cfg, workdir, stop, ckpt, writer, tb, keys, mesh, config_pending, start_time)
+    results = run.train(state, start, train_data, test_data, tx)
+  except BaseException:
+    with contextlib.suppress(Exception):
+      ckpt.close()
+    if main:  # A run that saved nothing leaves no rows behind.
+      _drop_orphan_metrics(workdir)
+    raise
+  finally:
+    if tb is not None:
+      tb.close()
+  return results
+
+
+class _Run:
+  """The training loop of `train_and_evaluate` and what it writes."""
+
+  def __init__(self, cfg, workdir, stop, ckpt, writer, tb, keys, mesh, config_pending, start_time):
+    self.start_time = start_time
+    self.cfg, self.workdir, self.stop, self.ckpt = cfg, workdir, stop, ckpt
+    self.writer, self.tb, self.keys, self.mesh = writer, tb, keys, mesh
+    self.config_pending = config_pending
+    self.main = jax.process_index() == 0
+
+  def log(self, step: int, split: str, metrics: dict) -> None:
+    if self.main:
+      self.writer.write(step, split, metrics)
+      if self.tb is not None:
+        self.tb.write(step, split, metrics)
+
+  def save(self, step: int, state: TrainState) -> None:
+    if self.config_pending:  # The config of the run that wrote the newest checkpoint.
+      workdir_lib.write_atomic(
+        self.workdir / "config.json", self.cfg.to_json_best_effort(indent=2) + "\n"
+      )
+      self.config_pending = False
+    self.ckpt.save(step, state.params, state.opt_state)
+
+  def train(self, state: TrainState, start: int, train_data, test_data, tx) -> dict:
+    cfg, keys, mesh, ckpt = self.cfg, self.keys, self.mesh, self.ckpt
+    step_fn = make_step_fn(
+      cfg, train_data, make_train_step(cfg, tx), keys, mesh, parallel.state_shardings(mesh, state)
+    )
+    eval_fn = make_eval_fn(cfg, mesh)
+    total = cfg.train.num_steps
+    bar = tqdm.tqdm(
+      total=total,
+      initial=min(start, total),
+      unit="step",
+      file=sys.stderr,
+      dynamic_ncols=True,
+      desc=f"{cfg.method} {self.workdir.name}",
+      disable=not (self.main and cfg.log.progress and sys.stderr.isatty()),
+    )
+    history, last_log, last_time, done = [], start, time.time(), start
+    results = None
+    try:
+      for step in range(start, total):
+        if self.stop:
+          break
+        state, metrics = step_fn(state, step)
+        history.append(metrics)
+        bar.update(1)
+        done = step + 1
+        if done % cfg.log.every == 0 or done == total:
+          history = jax.device_get(history)
+          bad = first_nonfinite(history, last_log)
+          if bad is not None:
+            raise _nonfinite(bad, "the loss or gradient norm", ckpt)
+          train = mean_metrics(history)
+          train["steps_per_sec"] = (done - last_log) / (time.time() - last_time)
+          self.log(done, "train", train)
+          bar.set_postfix(loss=f"{train['loss']:.4f}")
+          history, last_log, last_time = [], done, time.time()
+        if done % cfg.train.eval_every == 0 or done == total:
+          bad = first_nonfinite(jax.device_get(history), last_log)  # Steps not yet logged.
+          if bad is not None:
+            raise _nonfinite(bad, "the loss or gradient norm", ckpt)
+          results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
+          if any(not math.isfinite(v) for k, v in results.items() if k.endswith("loss")):
+            raise _nonfinite(done, "the evaluation loss", ckpt)
+          self.log(done, "eval", results)
+        if done % cfg.ckpt.every == 0 or done == total:
+          self.save(done, state)
+    finally:
+      bar.close()
+      ckpt.wait()
+      saved = ckpt.latest_step()
+      ckpt.close()
+    if self.stop:
+      raise Interrupted(
+        f"{self.stop.name}: stopped at step {done} of {total}; the last complete checkpoint is "
+        + ("none (nothing to resume)" if saved is None else f"step {saved}")
+        + ". Re-run the same command to "
+        + ("start over." if saved is None else "resume from it."),
+        self.stop.signum,
+      )
+    if results is None:  # Already finished: report without logging again.
+      results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
+    step = max(start, total)
+    if self.main and cfg.log.plot:
+      plot_curves(self.workdir / "metrics.jsonl", self.workdir / "curves.png")
+    if cfg.train.final_eval:
+      params = parallel.to_host(state.params, mesh)  # Every process takes part in the gather.
+      if self.main:
+        print(eval_suite.format_table(eval_suite.evaluate(cfg, params, str(self.workdir), step)))
+    if self.tb is not None:
+      self.tb.write_images(step)
+    return {"step": step, **results, "wall_s": time.time() - self.start_time}

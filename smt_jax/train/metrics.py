@@ -1,10 +1,19 @@
-"""Metrics of a run: one JSON object per line in workdir/metrics.jsonl, and a PNG of the curves."""
+"""Metrics of a run: one JSON object per line in workdir/metrics.jsonl, and a PNG of the curves.
+
+Each row is appended in one write; a process killed mid-write can leave a torn last line (no
+newline, not JSON), which `read_metrics` drops with a warning. Truncation rewrites the file
+atomically (temp file, then rename), so no row before the cut can be lost.
+"""
 
 import json
 import math
+import os
 import pathlib
+import sys
 
 import numpy as np
+
+from smt_jax.errors import ConfigError
 
 PLOTTED = ("loss", "rnn_loss", "rnn_acc", "teacher_loss", "teacher_acc")
 
@@ -20,18 +29,58 @@ class MetricWriter:
     with self.path.open("a") as f:
       f.write(json.dumps(row) + "\n")
 
-  def truncate_after(self, step: int) -> None:
-    """Drops rows logged after `step` (a resumed run re-logs them from its checkpoint)."""
-    kept = [r for r in read_metrics(self.path) if r["step"] <= step]
-    self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+  def truncate_after(self, step: int) -> int:
+    """Drops rows logged after `step` (a resumed run re-logs them from its checkpoint) and a torn
+    last line; returns the number of rows dropped. Leaves the file untouched if nothing is."""
+    if not self.path.exists():
+      return 0
+    text = self.path.read_text()
+    kept = [r for r in read_metrics(self.path, warn=False) if r["step"] <= step]
+    new = "".join(json.dumps(r) + "\n" for r in kept)
+    if new != text:
+      tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+      tmp.write_text(new)
+      os.replace(tmp, self.path)
+    return sum(1 for line in text.splitlines() if line.strip()) - len(kept)
 
 
-def read_metrics(path: str | pathlib.Path, split: str | None = None) -> list[dict]:
-  """The rows of a metrics.jsonl (of one split if given); [] when it does not exist."""
+class CorruptMetrics(ConfigError):
+  """A line of metrics.jsonl other than the last is not JSON; the message names it."""
+
+
+def read_metrics(
+  path: str | pathlib.Path, split: str | None = None, warn: bool = True
+) -> list[dict]:
+  """The rows of a metrics.jsonl (of one split if given); [] when it does not exist.
+
+  A torn last line (an interrupted write) is dropped, with a warning on stderr if `warn`; any
+  other line that is not a JSON row raises CorruptMetrics naming the file and line.
+  """
   path = pathlib.Path(path)
   if not path.exists():
     return []
-  rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  lines = path.read_text().splitlines()
+  rows = []
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+      if not isinstance(row, dict) or "step" not in row or "split" not in row:
+        raise ValueError("not a metrics row")
+    except ValueError:
+      if i == len(lines) - 1:
+        if warn:
+          print(
+            f"warning: {path}: dropped a torn last line ({len(line)} characters), left by an "
+            "interrupted write.",
+            file=sys.stderr,
+          )
+        break
+      raise CorruptMetrics(
+        f"{path}, line {i + 1}: not a metrics row ({line[:60]!r}); fix or remove that line."
+      ) from None
+    rows.append(row)
   return [r for r in rows if split is None or r["split"] == split]
 
 

@@ -14,6 +14,7 @@ from smt_jax.eval.config import image_pixels, resolve_eval
 from smt_jax.models import GROUPS, UPDATER_NAMES
 from smt_jax.objectives import METHODS
 from smt_jax.parallel import mesh_shape
+from smt_jax.train import tensorboard
 from smt_jax.train.optimizer import SCHEDULES
 
 DTYPES = ("float32", "bfloat16", "float64")
@@ -116,6 +117,7 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     f"use a subset of {GROUPS} (or () for the method's default).",
   )
   _require(tr.num_steps >= 1, f"train.num_steps={tr.num_steps} must be >= 1.")
+  _require(tr.batch_size >= 1, f"train.batch_size={tr.batch_size} must be >= 1.")
   _require(
     tr.grad_accum >= 1 and tr.batch_size % tr.grad_accum == 0,
     f"train.batch_size={tr.batch_size} must be divisible by train.grad_accum="
@@ -152,6 +154,11 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
   )
   resolve_eval(cfg, image_pixels(dataset))
   _require(lg.every >= 1, f"log.every={lg.every} must be >= 1.")
+  _require(
+    not lg.tensorboard or tensorboard.available(),
+    "log.tensorboard=True needs the tensorboardX package (pip install tensorboardX), or set "
+    "log.tensorboard=False.",
+  )
   _require(ck.keep >= 1, f"ckpt.keep={ck.keep} must be >= 1.")
   _require(
     ck.every >= 1 and ck.every % lg.every == 0,
