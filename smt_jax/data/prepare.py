@@ -27,6 +27,18 @@ OUTPUT_FILES = ("train.npy", "test.npy", "meta.json")
 TOKENIZERS = ("byte",)
 
 
+def output_dir(name: str, out: str | None, force: bool) -> Path:
+  """The folder `name` is prepared into; FileExistsError if it already holds output, unless
+  `force`."""
+  out_dir = stream_dir(name, out or "")
+  existing = [f for f in OUTPUT_FILES if (out_dir / f).exists()]
+  if existing and not force:
+    raise FileExistsError(
+      f"{out_dir} already holds {', '.join(existing)}; pass --force to overwrite"
+    )
+  return out_dir
+
+
 def prepare_tokens(
   src: str | None, out: str | None = None, force: bool = False, tokenizer: str = "byte"
 ) -> Path:
@@ -39,12 +51,7 @@ def prepare_tokens(
     raise MissingSource(
       f"tokens: --src must name a UTF-8 text file ({src_file or 'none given'} is not one)."
     )
-  out_dir = stream_dir(TOKENS, out or "")
-  existing = [f for f in OUTPUT_FILES if (out_dir / f).exists()]
-  if existing and not force:
-    raise FileExistsError(
-      f"{out_dir} already holds {', '.join(existing)}; pass --force to overwrite"
-    )
+  out_dir = output_dir(TOKENS, out, force)
   tokens = ByteTokenizer().encode(src_file.read_text(encoding="utf-8", errors="replace"))
   train, test = split_at_line(tokens, 0.1)
   if len(train) < 2 or len(test) < 2:
@@ -76,12 +83,7 @@ def prepare(name: str, src: str | None = None, out: str | None = None, force: bo
       f"{name}: source directory {src_dir or '(none given: pass --src DIR)'} not found. "
       f"{source.how_to_get}"
     )
-  out_dir = stream_dir(name, out or "")
-  existing = [f for f in OUTPUT_FILES if (out_dir / f).exists()]
-  if existing and not force:
-    raise FileExistsError(
-      f"{out_dir} already holds {', '.join(existing)}; pass --force to overwrite"
-    )
+  out_dir = output_dir(name, out, force)
   data = source.load(src_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   for split in ("train", "test"):
