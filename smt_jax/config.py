@@ -31,6 +31,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.mem_tokens = 4  # K memory tokens (paper: 16).
   c.model.fsq_levels = 0  # > 1: finite scalar quantisation of memory features; 0: off.
   c.model.dtype = "float32"  # Compute dtype (float32 | bfloat16 | float64); params stay float32.
+  # Options that reproduce the PyTorch original's architecture (smt_jax.interop); defaults = ours.
+  c.model.head_dim = 0  # Attention head width; 0 = d_model / num_heads (original: 64).
+  c.model.rotary_fraction = 1.0  # Leading fraction of each head that RoPE rotates (original: 0.5).
+  c.model.exact_gelu = False  # erf GELU in the MLPs; False = tanh approximation (original: True).
+  c.model.norm_eps = 1e-6  # RMSNorm epsilon in the blocks; 0 = x * sqrt(d) / max(|x|, 1e-12), as
+  #                         x-transformers (original: 0). Memories are normalised with 1e-6 always.
 
   c.model.teacher = ml_collections.ConfigDict()
   c.model.teacher.encoder_depth = 2  # Encoder blocks (paper: 8).
@@ -39,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
   #                           m_t = E(x_0..x_t)). Windows are left-padded before x[0].
   c.model.teacher.Tf = 8  # Future targets predicted by the decoder, 1..T (paper: 64); targets
   #                         past the end of the sequence are masked.
+  c.model.teacher.shared_embed = False  # The decoder uses the encoder's token embedding (params
+  #                                       encoder/embed) and owns none; the readout then has none.
+  c.model.teacher.register_std = 0.02  # Std of the encoder registers' init (original: 1.0).
 
   c.model.rnn = ml_collections.ConfigDict()
   c.model.rnn.updater = "transformer"  # transformer | mlp | gru | lstm | elman.
