@@ -69,6 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.smt.coef_unif = 0.001  # c_unif, weight of the uniformity loss on memory tokens.
   c.smt.detach_labels = False  # Stop the gradient through the dynamics targets m_{t+1}.
   c.smt.unif_tokens = 1024  # Max memory tokens in the uniformity loss (random subset above).
+  c.smt.timestep = -1  # >= 0: train only the memory at this position of each sequence, uniformity
+  #                      over it alone (the original's forward_smt: Tc - 1 with data.T = Tc + Tf);
+  #                      -1: off, n_t decides.
   c.smt.remat_encoder = False  # Recompute encoder activations in the backward pass: peak memory
   #                              no longer grows as B * T * Tc * depth, at ~1/3 more compute.
 
@@ -89,6 +92,10 @@ def base_config() -> ml_collections.ConfigDict:
   #                     False: a stop-gradient on the memory before each update. From m_empty only
   #                     True learns to store (docs/results.md).
   c.dmt.remat = False  # jax.checkpoint each rollout step: recompute instead of storing.
+  c.dmt.include_start = False  # Readout and MSE over rollout steps 0..Td-1 (step 0 = the start's
+  #                              encoder memory), as the original; False: steps 1..Td.
+  c.dmt.coef_dec = 0.0  # Weight of the decoder CE on the target memories (original: 1).
+  c.dmt.coef_unif = 0.0  # Weight of the target memories' whole-vector uniformity (original: 0.01).
 
   c.bptt = ml_collections.ConfigDict()
   c.bptt.remat = True  # jax.checkpoint each scanned step: recompute instead of storing. Less

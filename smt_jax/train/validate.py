@@ -65,6 +65,10 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
     f"smt.n_t={cfg.smt.n_t} must be in [0, data.T = {T}] (positions sampled from -1..T-2; 0 "
     "trains every position -1..T-1).",
   )
+  _require(
+    cfg.smt.timestep == -1 or 0 <= cfg.smt.timestep <= cfg.data.T - 2,
+    f"smt.timestep={cfg.smt.timestep} must be -1 (use smt.n_t) or in [0, data.T - 2].",
+  )
   d = cfg.dmt
   _require(
     -1 <= d.start <= T - 2,
