@@ -111,6 +111,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.eps = 1e-8  # Adam epsilon.
   c.optim.weight_decay = 0.01  # Decoupled weight decay, on matrices only (ndim >= 2).
   c.optim.clip_norm = 1.0  # Clip gradients to this global norm; 0 = no clipping.
+  c.optim.decay_all = False  # Decay every parameter (norm gains towards 1), as torch's AdamW in
+  #                            the original; False: matrices only.
+  c.optim.clip_per_model = False  # Clip the teacher's (encoder, decoder) and the RNN's (updater,
+  #                                 readout) gradients to clip_norm separately, as the original.
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 1000  # Optimizer updates.
