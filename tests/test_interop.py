@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from smt_jax.config import validate_model
 from smt_jax.interop import compare, import_original, mapping
 from smt_jax.models import init_params
+from smt_jax.train.validate import validate_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "original_tiny.npz"
@@ -33,24 +33,38 @@ def fixture_parts():
 
 def test_the_fixture_covers_every_quantity_of_the_issue(results):
   _, theirs = results
-  for name in ["teacher memory", "teacher decoder logits", "teacher readout logits",
-               "rnn update", "rnn readout logits", "bptt loss", "bptt logits",
-               "train_smt losses (0, 1, 2 updates)"] + [
-                   f"smt {t}" for t in ("loss", "loss_decoder", "loss_dyn", "loss_unif")] + [
-                   f"dmt(detach_rnn={f}) {t}" for f in (True, False)
-                   for t in ("loss", "loss_readout", "loss_dyn", "loss_decoder", "loss_unif")]:
+  for name in (
+    [
+      "teacher memory",
+      "teacher decoder logits",
+      "teacher readout logits",
+      "rnn update",
+      "rnn readout logits",
+      "bptt loss",
+      "bptt logits",
+      "train_smt losses (0, 1, 2 updates)",
+    ]
+    + [f"smt {t}" for t in ("loss", "loss_decoder", "loss_dyn", "loss_unif")]
+    + [
+      f"dmt(detach_rnn={f}) {t}"
+      for f in (True, False)
+      for t in ("loss", "loss_readout", "loss_dyn", "loss_decoder", "loss_unif")
+    ]
+  ):
     assert name in theirs, name
   for case in ("smt", "dmt(detach_rnn=True)", "dmt(detach_rnn=False)", "bptt"):
     assert sum(k.startswith(f"{case} grad ") for k in theirs) >= 20, case
   # The checks are not vacuous: the DMT flag changes the original's gradients, the two updates
   # change its loss, and its per-module clipping (0.5) is active.
-  flag = lambda f: np.array([v for k, v in sorted(theirs.items())
-                             if k.startswith(f"dmt(detach_rnn={f}) grad rnn/rnn.")])
+  flag = lambda f: np.array(
+    [v for k, v in sorted(theirs.items()) if k.startswith(f"dmt(detach_rnn={f}) grad rnn/rnn.")]
+  )
   assert np.abs(flag(True) - flag(False)).max() > 1e-3
   losses = theirs["train_smt losses (0, 1, 2 updates)"]
   assert abs(losses[2] - losses[0]) > 1e-3
-  teacher_norm = np.sqrt(sum(v[0] ** 2 for k, v in theirs.items()
-                             if k.startswith("smt grad teacher/")))
+  teacher_norm = np.sqrt(
+    sum(v[0] ** 2 for k, v in theirs.items() if k.startswith("smt grad teacher/"))
+  )
   assert teacher_norm > 0.5
 
 
@@ -63,8 +77,11 @@ def test_every_value_matches_the_original(results):
 
 def test_every_gradient_matches_the_original(results):
   ours, theirs = results
-  bad = {k: (ours[k], theirs[k]) for k in theirs if " grad " in k
-         and np.abs(ours[k] - theirs[k]).max() > GRAD_RTOL * theirs[k][0] + GRAD_ATOL}
+  bad = {
+    k: (ours[k], theirs[k])
+    for k in theirs
+    if " grad " in k and np.abs(ours[k] - theirs[k]).max() > GRAD_RTOL * theirs[k][0] + GRAD_ATOL
+  }
   assert not bad, bad
 
 
@@ -75,6 +92,7 @@ def test_our_default_architecture_does_not_match(fixture_parts):
   params = mapping.to_params(cfg, teacher, rnn)
   cfg.model.rotary_fraction = 1.0
   from smt_jax.models import build_models
+
   m = build_models(cfg).encode(params, ref["batch/enc_x"])
   assert np.abs(np.asarray(m) - ref["out/teacher/memory"]).max() > 1e-3
 
@@ -88,24 +106,30 @@ def test_a_tensor_without_a_place_and_a_place_without_a_tensor_are_named(fixture
     mapping.to_params(cfg, broken, rnn)
   message = str(e.value)
   assert "teacher tensor 'decoder.layers.0.1.to_qkv.weight' (128, 8) has no place" in message
-  assert ("smt_jax parameter decoder/transformer/block_0/attn/query/kernel (8, 2, 64) has no "
-          "tensor: teacher has no 'decoder.layers.0.1.to_q.weight'") in message
+  assert (
+    "smt_jax parameter decoder/transformer/block_0/attn/query/kernel (8, 2, 64) has no "
+    "tensor: teacher has no 'decoder.layers.0.1.to_q.weight'"
+  ) in message
 
 
 def test_a_tensor_of_the_wrong_shape_is_named_with_its_place(fixture_parts):
   sizes, teacher, rnn, _ = fixture_parts
   cfg = compare.config(sizes, teacher, rnn)
   broken = dict(rnn, **{"to_logits.bias": np.zeros(3, np.float32)})
-  with pytest.raises(mapping.MappingError, match=r"rnn tensor 'to_logits.bias' \(3,\) does not "
-                     r"fit smt_jax parameter readout/decoder/head/bias \(11,\)"):
+  with pytest.raises(
+    mapping.MappingError,
+    match=r"rnn tensor 'to_logits.bias' \(3,\) does not "
+    r"fit smt_jax parameter readout/decoder/head/bias \(11,\)",
+  ):
     mapping.to_params(cfg, teacher, broken)
 
 
 def test_rotary_frequencies_other_than_ours_are_refused(fixture_parts):
   sizes, teacher, rnn, _ = fixture_parts
   cfg = compare.config(sizes, teacher, rnn)
-  broken = dict(teacher, **{"encoder.rotary_pos_emb.inv_freq":
-                            teacher["encoder.rotary_pos_emb.inv_freq"] * 2})
+  broken = dict(
+    teacher, **{"encoder.rotary_pos_emb.inv_freq": teacher["encoder.rotary_pos_emb.inv_freq"] * 2}
+  )
   with pytest.raises(mapping.MappingError, match="rotary frequencies differ"):
     mapping.to_params(cfg, broken, rnn)
 
@@ -120,14 +144,20 @@ def test_every_parameter_is_filled(fixture_parts):
 
 
 def test_import_writes_a_workdir_that_evaluation_and_dmt_read(fixture_parts, tmp_path):
+  from smt_jax.checkpointing import load_params
   from smt_jax.eval.suite import load_run_config
   from smt_jax.objectives import smt_loss
-  from smt_jax.train.checkpointing import load_params
   from smt_jax.train.loop import initial_params
 
   sizes, teacher, rnn, ref = fixture_parts
-  read = {"teacher": teacher, "rnn": rnn, "cfg": None, "itr": 7, "norm_offset": None,
-          "source": "fixture"}
+  read = {
+    "teacher": teacher,
+    "rnn": rnn,
+    "cfg": None,
+    "itr": 7,
+    "norm_offset": None,
+    "source": "fixture",
+  }
   overrides = {"model.teacher.Tc": sizes["Tc"], "model.teacher.Tf": sizes["Tf"]}
   out = import_original.write_workdir(read, str(tmp_path / "imported"), overrides)
   assert out["step"] == 7
@@ -142,7 +172,8 @@ def test_import_writes_a_workdir_that_evaluation_and_dmt_read(fixture_parts, tmp
   np.testing.assert_allclose(loss, ref["out/smt/loss"], rtol=VALUE_RTOL)
 
   spec = importlib.util.spec_from_file_location(
-      "original_dmt", ROOT / "experiments" / "interop" / "original_dmt.py")
+    "original_dmt", ROOT / "experiments" / "interop" / "original_dmt.py"
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   dmt = module.get_config(str(tmp_path / "imported"))
@@ -155,6 +186,7 @@ def test_import_writes_a_workdir_that_evaluation_and_dmt_read(fixture_parts, tmp
 
 def test_reading_a_checkpoint_without_torch_names_the_extra(monkeypatch, tmp_path):
   import builtins
+
   real_import = builtins.__import__
 
   def no_torch(name, *args, **kwargs):
@@ -166,4 +198,3 @@ def test_reading_a_checkpoint_without_torch_names_the_extra(monkeypatch, tmp_pat
   (tmp_path / "checkpoint.pt").write_bytes(b"")
   with pytest.raises(ImportError, match=r"pip install 'smt_jax\[torch\]'"):
     import_original.read_checkpoint(str(tmp_path / "checkpoint.pt"))
-

@@ -28,11 +28,13 @@ import sys
 import numpy as np
 
 SIZES = {
-    # V odd and d != dim_head so that a transposed or mis-split tensor cannot go unnoticed.
-    "tiny": dict(V=11, d=8, H=2, K=2, enc=1, dec=1, rnn=1, readout=1, B=3, Tc=5, Tf=3, Td=4,
-                 k=2, T_bptt=6),
-    "reference": dict(V=256, d=128, H=4, K=4, enc=4, dec=2, rnn=4, readout=2, B=8, Tc=64, Tf=32,
-                      Td=32, k=4, T_bptt=32),
+  # V odd and d != dim_head so that a transposed or mis-split tensor cannot go unnoticed.
+  "tiny": dict(
+    V=11, d=8, H=2, K=2, enc=1, dec=1, rnn=1, readout=1, B=3, Tc=5, Tf=3, Td=4, k=2, T_bptt=6
+  ),
+  "reference": dict(
+    V=256, d=128, H=4, K=4, enc=4, dec=2, rnn=4, readout=2, B=8, Tc=64, Tf=32, Td=32, k=4, T_bptt=32
+  ),
 }
 
 
@@ -41,23 +43,55 @@ def main():
   ap.add_argument("--size", choices=tuple(SIZES), default="tiny")
   ap.add_argument("--out", required=True)
   ap.add_argument("--seed", type=int, default=0)
-  ap.add_argument("--original", default=os.path.join(
-      os.path.dirname(__file__), "..", "..", "..", "shared", "peer", "smt-original", "src"))
+  ap.add_argument(
+    "--original",
+    default=os.path.join(
+      os.path.dirname(__file__), "..", "..", "..", "shared", "peer", "smt-original", "src"
+    ),
+  )
   a = ap.parse_args()
   sys.path.insert(0, os.path.abspath(a.original))
   import torch
-  from model import (BPTTConfig, DMTConfig, RNN, RNNConfig, SMTConfig, Teacher, TeacherConfig,
-                     forward_bptt, forward_dmt, forward_smt)
+  from model import (
+    RNN,
+    BPTTConfig,
+    DMTConfig,
+    RNNConfig,
+    SMTConfig,
+    Teacher,
+    TeacherConfig,
+    forward_bptt,
+    forward_dmt,
+    forward_smt,
+  )
 
   torch.set_num_threads(1)
   s = SIZES[a.size]
   V, d, H, K, B = s["V"], s["d"], s["H"], s["K"], s["B"]
   Tc, Tf, Td, k = s["Tc"], s["Tf"], s["Td"], s["k"]
   torch.manual_seed(a.seed)
-  teacher = Teacher(TeacherConfig(vocab_size=V, mem_size=K * d, mem_tokens=K, d_model=d,
-                                  encoder_depth=s["enc"], decoder_depth=s["dec"], n_heads=H))
-  rnn = RNN(RNNConfig(vocab_size=V, mem_size=K * d, mem_tokens=K, d_model=d,
-                      rnn_depth=s["rnn"], decoder_depth=s["readout"], n_heads=H))
+  teacher = Teacher(
+    TeacherConfig(
+      vocab_size=V,
+      mem_size=K * d,
+      mem_tokens=K,
+      d_model=d,
+      encoder_depth=s["enc"],
+      decoder_depth=s["dec"],
+      n_heads=H,
+    )
+  )
+  rnn = RNN(
+    RNNConfig(
+      vocab_size=V,
+      mem_size=K * d,
+      mem_tokens=K,
+      d_model=d,
+      rnn_depth=s["rnn"],
+      decoder_depth=s["readout"],
+      n_heads=H,
+    )
+  )
   with torch.no_grad():  # Perturb: norm gains start at 0 (unit offset), biases near 0.
     for module in (teacher, rnn):
       for p in module.parameters():
@@ -67,6 +101,7 @@ def main():
 
   out, grads = {}, {}
   g = torch.Generator().manual_seed(a.seed + 1)
+
   def tokens(T):
     seq = torch.randint(0, V, (B, T + 1), generator=g)
     return seq[:, :-1].long(), seq[:, 1:].long()
@@ -85,7 +120,8 @@ def main():
       for pname, p in module.named_parameters():
         gr = p.grad if p.grad is not None else torch.zeros_like(p)
         grads[f"grad/{case}/{name}/{pname}"] = np.array(
-            [gr.double().norm().item(), gr.double().sum().item()])
+          [gr.double().norm().item(), gr.double().sum().item()]
+        )
 
   def keep(prefix, o):
     for key, v in o.items():
@@ -104,17 +140,26 @@ def main():
     out["batch/dec_x"] = x_fut.numpy()
 
   both = {"teacher": teacher, "rnn": rnn}
-  o = forward_smt(rnn, teacher, {"x": batches["smt"][0], "y": batches["smt"][1]},
-                  SMTConfig(T=Tc + Tf, Tc=Tc, Tf=Tf))
+  o = forward_smt(
+    rnn,
+    teacher,
+    {"x": batches["smt"][0], "y": batches["smt"][1]},
+    SMTConfig(T=Tc + Tf, Tc=Tc, Tf=Tf),
+  )
   keep("smt", o)
   record_grads("smt", o["loss"], both)
   for detach in (True, False):
-    o = forward_dmt(rnn, teacher, {"x": batches["dmt"][0], "y": batches["dmt"][1]},
-                    DMTConfig(T=Tc + Td + Tf, Td=Td, Tc=Tc, Tf=Tf, k=k, detach_rnn=detach))
+    o = forward_dmt(
+      rnn,
+      teacher,
+      {"x": batches["dmt"][0], "y": batches["dmt"][1]},
+      DMTConfig(T=Tc + Td + Tf, Td=Td, Tc=Tc, Tf=Tf, k=k, detach_rnn=detach),
+    )
     keep(f"dmt_detach_rnn_{detach}", o)
     record_grads(f"dmt_detach_rnn_{detach}", o["loss"], {"rnn": rnn})
-  o = forward_bptt(rnn, {"x": batches["bptt"][0], "y": batches["bptt"][1]},
-                   BPTTConfig(T=s["T_bptt"]))
+  o = forward_bptt(
+    rnn, {"x": batches["bptt"][0], "y": batches["bptt"][1]}, BPTTConfig(T=s["T_bptt"])
+  )
   keep("bptt", o)
   record_grads("bptt", o["loss"], {"rnn": rnn})
 
@@ -127,8 +172,12 @@ def main():
 
   # Two updates of train_smt.py's step (constant lr, clipping per module), same batch each time.
   opt_cfg = dict(lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95), clip=0.5)
-  opt = torch.optim.AdamW(list(rnn.parameters()) + list(teacher.parameters()), lr=opt_cfg["lr"],
-                          weight_decay=opt_cfg["weight_decay"], betas=opt_cfg["betas"])
+  opt = torch.optim.AdamW(
+    list(rnn.parameters()) + list(teacher.parameters()),
+    lr=opt_cfg["lr"],
+    weight_decay=opt_cfg["weight_decay"],
+    betas=opt_cfg["betas"],
+  )
   losses = []
   smt_batch = {"x": batches["smt"][0], "y": batches["smt"][1]}
   for _ in range(3):
@@ -145,10 +194,18 @@ def main():
   for name, (x, y) in batches.items():
     out[f"batch/{name}_x"], out[f"batch/{name}_y"] = x.numpy(), y.numpy()
   names = sorted(grads)  # One array, not one zip entry per tensor: keeps the file small.
-  np.savez_compressed(a.out, config=json.dumps(config), grad_names=json.dumps(names),
-                      grads=np.stack([grads[n] for n in names]), **weights, **out)
-  print(f"wrote {a.out}: {len(weights)} tensors, {len(out)} outputs, {len(grads)} gradients, "
-        f"{os.path.getsize(a.out) / 1024:.1f} KiB")
+  np.savez_compressed(
+    a.out,
+    config=json.dumps(config),
+    grad_names=json.dumps(names),
+    grads=np.stack([grads[n] for n in names]),
+    **weights,
+    **out,
+  )
+  print(
+    f"wrote {a.out}: {len(weights)} tensors, {len(out)} outputs, {len(grads)} gradients, "
+    f"{os.path.getsize(a.out) / 1024:.1f} KiB"
+  )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ zero_grad, forward_smt, backward, clip_grad_norm_ per module, AdamW.step, util.g
 
 import argparse
 import os
-import pickle
 import sys
 from dataclasses import dataclass, field
 
@@ -25,8 +24,12 @@ def main():
   ap.add_argument("--data", required=True)
   ap.add_argument("--save_dir", required=True)
   ap.add_argument("--iters", type=int, default=20)
-  ap.add_argument("--original", default=os.path.join(
-      os.path.dirname(__file__), "..", "..", "..", "shared", "peer", "smt-original", "src"))
+  ap.add_argument(
+    "--original",
+    default=os.path.join(
+      os.path.dirname(__file__), "..", "..", "..", "shared", "peer", "smt-original", "src"
+    ),
+  )
   a = ap.parse_args()
   sys.path.insert(0, os.path.abspath(a.original))
   import torch
@@ -45,19 +48,35 @@ def main():
     save_dir: str | None = a.save_dir
     load_rnn_path: str | None = None
     load_teacher_path: str | None = None
-    rnn: RNNConfig = field(default_factory=lambda: RNNConfig(
-        vocab_size=256, mem_size=4 * 64, mem_tokens=4, d_model=64, rnn_depth=2, decoder_depth=1,
-        n_heads=2))
-    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(
-        vocab_size=256, mem_size=4 * 64, mem_tokens=4, d_model=64, encoder_depth=2,
-        decoder_depth=1, n_heads=2))
+    rnn: RNNConfig = field(
+      default_factory=lambda: RNNConfig(
+        vocab_size=256,
+        mem_size=4 * 64,
+        mem_tokens=4,
+        d_model=64,
+        rnn_depth=2,
+        decoder_depth=1,
+        n_heads=2,
+      )
+    )
+    teacher: TeacherConfig = field(
+      default_factory=lambda: TeacherConfig(
+        vocab_size=256,
+        mem_size=4 * 64,
+        mem_tokens=4,
+        d_model=64,
+        encoder_depth=2,
+        decoder_depth=1,
+        n_heads=2,
+      )
+    )
     lr: float = 3e-4
     lr_schedule: str = "warmup_constant"
     weight_decay: float = 1e-2
     adam_betas: tuple = (0.9, 0.95)
     batch_size: int = 16
     grad_accum_steps: int = 1
-    clip_grad_norm: float = 1.
+    clip_grad_norm: float = 1.0
     smt: SMTConfig = field(default_factory=lambda: SMTConfig(T=32 + 16, Tc=32, Tf=16))
 
   Config.__module__ = "__main__"
@@ -68,8 +87,12 @@ def main():
   torch.manual_seed(cfg.seed)
   data = np.load(a.data)
   rnn, teacher = RNN(cfg.rnn), Teacher(cfg.teacher)
-  opt = torch.optim.AdamW(list(rnn.parameters()) + list(teacher.parameters()), lr=cfg.lr,
-                          weight_decay=cfg.weight_decay, betas=cfg.adam_betas)
+  opt = torch.optim.AdamW(
+    list(rnn.parameters()) + list(teacher.parameters()),
+    lr=cfg.lr,
+    weight_decay=cfg.weight_decay,
+    betas=cfg.adam_betas,
+  )
   logs = []
   for itr in range(cfg.n_iters):
     lr = util.get_lr(itr, cfg.n_iters, cfg.lr, cfg.lr_schedule)
@@ -78,34 +101,47 @@ def main():
     rnn.train(), teacher.train()
     opt.zero_grad(set_to_none=True)
     idx = np.random.randint(0, len(data) - cfg.smt.T - 1, cfg.batch_size)  # MyDataset.sample_batch
-    seq = torch.from_numpy(np.stack([data[i:i + cfg.smt.T + 1] for i in idx])).long()
+    seq = torch.from_numpy(np.stack([data[i : i + cfg.smt.T + 1] for i in idx])).long()
     o = forward_smt(rnn, teacher, {"x": seq[:, :-1], "y": seq[:, 1:]}, cfg.smt)
     o["loss"].backward()
     torch.nn.utils.clip_grad_norm_(rnn.parameters(), cfg.clip_grad_norm)
     torch.nn.utils.clip_grad_norm_(teacher.parameters(), cfg.clip_grad_norm)
     opt.step()
     logs.append({k: v.item() for k, v in o.items() if v.numel() == 1} | {"itr": itr, "lr": lr})
-    print(f"itr {itr:3d}  loss {logs[-1]['loss']:.4f}  loss_decoder {logs[-1]['loss_decoder']:.4f}"
-          f"  loss_dyn {logs[-1]['loss_dyn']:.4f}", flush=True)
+    print(
+      f"itr {itr:3d}  loss {logs[-1]['loss']:.4f}  loss_decoder {logs[-1]['loss_decoder']:.4f}"
+      f"  loss_dyn {logs[-1]['loss_dyn']:.4f}",
+      flush=True,
+    )
   rnn.decoder.load_state_dict(teacher.decoder.state_dict())  # As train_smt.py before saving.
   rnn.to_logits.load_state_dict(teacher.to_logits.state_dict())
   util.save_pkl(cfg.save_dir, "cfg", cfg)
   util.save_pkl(cfg.save_dir, "rnn", rnn)
   util.save_pkl(cfg.save_dir, "teacher", teacher)
-  torch.save({"cfg": cfg, "logs": logs, "itr": cfg.n_iters, "rnn": rnn.state_dict(),
-              "teacher": teacher.state_dict(), "opt": opt.state_dict()},
-             f"{cfg.save_dir}/checkpoint.pt")
+  torch.save(
+    {
+      "cfg": cfg,
+      "logs": logs,
+      "itr": cfg.n_iters,
+      "rnn": rnn.state_dict(),
+      "teacher": teacher.state_dict(),
+      "opt": opt.state_dict(),
+    },
+    f"{cfg.save_dir}/checkpoint.pt",
+  )
   # The held-out loss the original computes for its own checkpoint, for comparison after import.
   rnn.eval(), teacher.eval()
   rng = np.random.default_rng(1)
   test = np.load(a.data.replace("train.npy", "test.npy"))
   idx = rng.integers(0, len(test) - cfg.smt.T - 1, 64)
-  seq = torch.from_numpy(np.stack([test[i:i + cfg.smt.T + 1] for i in idx])).long()
+  seq = torch.from_numpy(np.stack([test[i : i + cfg.smt.T + 1] for i in idx])).long()
   with torch.no_grad():
     o = forward_smt(rnn, teacher, {"x": seq[:, :-1], "y": seq[:, 1:]}, cfg.smt)
   np.save(f"{cfg.save_dir}/heldout_x.npy", seq.numpy())
-  print("heldout forward_smt: " + "  ".join(f"{k} {v.item():.6f}" for k, v in o.items()
-                                             if v.numel() == 1))
+  print(
+    "heldout forward_smt: "
+    + "  ".join(f"{k} {v.item():.6f}" for k, v in o.items() if v.numel() == 1)
+  )
   print(f"saved {cfg.save_dir}/checkpoint.pt, rnn.pkl, teacher.pkl, cfg.pkl")
 
 

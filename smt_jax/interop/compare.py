@@ -23,8 +23,10 @@ def load(path: str) -> tuple[ml_collections.ConfigDict, dict, dict, dict]:
   sizes = json.loads(str(arrays.pop("config")))
   for name, row in zip(json.loads(str(arrays.pop("grad_names"))), arrays.pop("grads")):
     arrays[name] = row
-  teacher = {k[len("w/teacher/"):]: arrays.pop(k) for k in list(arrays) if k.startswith("w/teacher/")}
-  rnn = {k[len("w/rnn/"):]: arrays.pop(k) for k in list(arrays) if k.startswith("w/rnn/")}
+  teacher = {
+    k[len("w/teacher/") :]: arrays.pop(k) for k in list(arrays) if k.startswith("w/teacher/")
+  }
+  rnn = {k[len("w/rnn/") :]: arrays.pop(k) for k in list(arrays) if k.startswith("w/rnn/")}
   return sizes, teacher, rnn, arrays
 
 
@@ -34,24 +36,31 @@ def config(sizes: dict, teacher: dict, rnn: dict, method: str = "smt") -> ml_col
   cfg.model.teacher.Tc, cfg.model.teacher.Tf = sizes["Tc"], sizes["Tf"]
   mapping.config_for(cfg, teacher, rnn)
   cfg.method = method
-  cfg.data.T = {"smt": sizes["Tc"] + sizes["Tf"], "dmt": sizes["Tc"] + sizes["Td"] + sizes["Tf"],
-                "bptt": sizes["T_bptt"]}[method]
+  cfg.data.T = {
+    "smt": sizes["Tc"] + sizes["Tf"],
+    "dmt": sizes["Tc"] + sizes["Td"] + sizes["Tf"],
+    "bptt": sizes["T_bptt"],
+  }[method]
   cfg.dmt.Td, cfg.dmt.k = sizes["Td"], sizes["k"]
   return cfg
 
 
 def _grad_stats(cfg, grads, groups) -> dict:
   named = mapping.by_original_name(cfg, {g: grads[g] for g in groups})
-  return {f"{model}/{key}": np.array([np.linalg.norm(np.asarray(v, np.float64)),
-                                      np.sum(np.asarray(v, np.float64))])
-          for model, tree in named.items() for key, v in tree.items()}
+  return {
+    f"{model}/{key}": np.array(
+      [np.linalg.norm(np.asarray(v, np.float64)), np.sum(np.asarray(v, np.float64))]
+    )
+    for model, tree in named.items()
+    for key, v in tree.items()
+  }
 
 
 def outputs(path: str) -> tuple[dict, dict]:
   """({quantity: smt_jax value}, {quantity: original value}) for every quantity of the fixture;
   gradient quantities are (L2 norm, sum) per tensor, grouped per loss."""
-  from smt_jax.models import build_models
-  from smt_jax.objectives import objective_for
+  from smt_jax.models import build_models, mem_size
+  from smt_jax.objectives import METHODS
   from smt_jax.train.optimizer import make_optimizer
   from smt_jax.train.step import TrainState, make_train_step
 
@@ -61,16 +70,23 @@ def outputs(path: str) -> tuple[dict, dict]:
   params = jax.tree.map(jnp.asarray, mapping.to_params(cfg, teacher, rnn))
   models = build_models(cfg)
   ours, theirs = {}, {}
+
   def put(name, value, expected):
     ours[name], theirs[name] = np.asarray(value), np.asarray(expected)
 
   m = models.encode(params, jnp.asarray(ref["batch/enc_x"]))
   put("teacher memory", m, ref["out/teacher/memory"])
   x_dec = jnp.asarray(ref["batch/dec_x"])
-  put("teacher decoder logits", models.decode(params, m, x_dec[:, :Tf - 1]),
-      ref["out/teacher/decode_logits"])
-  put("teacher readout logits", models.decode(params, m, x_dec[:, :0])[:, 0],
-      ref["out/teacher/readout_logits"])
+  put(
+    "teacher decoder logits",
+    models.decode(params, m, x_dec[:, : Tf - 1]),
+    ref["out/teacher/decode_logits"],
+  )
+  put(
+    "teacher readout logits",
+    models.decode(params, m, x_dec[:, :0])[:, 0],
+    ref["out/teacher/readout_logits"],
+  )
   put("rnn update", models.step(params, m, x_dec[:, 0]), ref["out/rnn/update"])
   put("rnn readout logits", models.read(params, m), ref["out/rnn/readout_logits"])
 
@@ -78,22 +94,26 @@ def outputs(path: str) -> tuple[dict, dict]:
     return {"x": jnp.asarray(ref[f"batch/{name}_x"]), "y": jnp.asarray(ref[f"batch/{name}_y"])}
 
   def run(cfg, name, groups):
-    loss_fn = lambda p: objective_for(cfg.method)(p, batch(name), jax.random.key(0), cfg)
+    loss_fn = lambda p: METHODS[cfg.method].loss(p, batch(name), jax.random.key(0), cfg)
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     return metrics, _grad_stats(cfg, grads, groups)
 
   # SMT: the original's one timestep t = Tc - 1 and its pieces.
   metrics, grads = run(cfg, "smt", ("encoder", "decoder", "updater"))
-  for ours_name, name in (("loss", "loss"), ("loss_dec", "loss_decoder"),
-                          ("loss_dec_first", "loss_decoder0"), ("loss_dyn", "loss_dyn"),
-                          ("loss_unif", "loss_unif")):
+  for ours_name, name in (
+    ("loss", "loss"),
+    ("loss_dec", "loss_decoder"),
+    ("loss_dec_first", "loss_decoder0"),
+    ("loss_dyn", "loss_dyn"),
+    ("loss_unif", "loss_unif"),
+  ):
     put(f"smt {name}", metrics[ours_name], ref[f"out/smt/{name}"])
   x = batch("smt")["x"]
-  m_now, m_next = models.encode(params, x[:, :Tc]), models.encode(params, x[:, 1:Tc + 1])
+  m_now, m_next = models.encode(params, x[:, :Tc]), models.encode(params, x[:, 1 : Tc + 1])
   put("smt m_now", m_now, ref["out/smt/m_now"])
   put("smt m_next", m_next, ref["out/smt/m_next"])
   put("smt m_next_pred", models.step(params, m_now, x[:, Tc]), ref["out/smt/m_next_pred"])
-  put("smt logits", models.decode(params, m_now, x[:, Tc:Tc + Tf - 1]), ref["out/smt/logits"])
+  put("smt logits", models.decode(params, m_now, x[:, Tc : Tc + Tf - 1]), ref["out/smt/logits"])
   _put_grads(put, "smt", grads, ref, "teacher", "rnn")
 
   for detach in (True, False):
@@ -101,9 +121,13 @@ def outputs(path: str) -> tuple[dict, dict]:
     dcfg = config(sizes, teacher, rnn, "dmt")
     dcfg.dmt.backprop_through_rollout = detach  # The original's flag means the opposite.
     metrics, grads = run(dcfg, "dmt", ("updater", "readout"))
-    for ours_name, name in (("loss", "loss"), ("loss_readout", "loss_readout"),
-                            ("loss_dyn", "loss_dyn"), ("loss_dec", "loss_decoder"),
-                            ("loss_unif", "loss_unif")):
+    for ours_name, name in (
+      ("loss", "loss"),
+      ("loss_readout", "loss_readout"),
+      ("loss_dyn", "loss_dyn"),
+      ("loss_dec", "loss_decoder"),
+      ("loss_unif", "loss_unif"),
+    ):
       put(f"dmt(detach_rnn={detach}) {name}", metrics[ours_name], ref[f"out/{case}/{name}"])
     _put_grads(put, f"dmt(detach_rnn={detach})", grads, ref, "rnn", case=case)
 
@@ -111,7 +135,7 @@ def outputs(path: str) -> tuple[dict, dict]:
   metrics, grads = run(bcfg, "bptt", ("updater", "readout"))
   put("bptt loss", metrics["loss"], ref["out/bptt/loss"])
   xb = batch("bptt")["x"]
-  m, logits = jnp.zeros((xb.shape[0], cfg.model.mem_size)), []
+  m, logits = jnp.zeros((xb.shape[0], mem_size(cfg))), []
   for t in range(xb.shape[1]):
     m = models.step(params, m, xb[:, t])
     logits.append(models.read(params, m))
@@ -121,7 +145,11 @@ def outputs(path: str) -> tuple[dict, dict]:
   # Two updates of the original's SMT training step.
   o = sizes["optimizer"]
   tcfg = config(sizes, teacher, rnn, "smt")
-  tcfg.optim.lr, tcfg.optim.weight_decay, tcfg.optim.clip_norm = o["lr"], o["weight_decay"], o["clip"]
+  tcfg.optim.lr, tcfg.optim.weight_decay, tcfg.optim.clip_norm = (
+    o["lr"],
+    o["weight_decay"],
+    o["clip"],
+  )
   tcfg.optim.b1, tcfg.optim.b2 = o["betas"]
   tcfg.optim.warmup_steps = 0
   tx = make_optimizer(tcfg)
@@ -129,7 +157,7 @@ def outputs(path: str) -> tuple[dict, dict]:
   step = jax.jit(make_train_step(tcfg, tx))
   losses = []
   for _ in range(3):
-    losses.append(objective_for("smt")(state.params, batch("smt"), jax.random.key(0), tcfg)[0])
+    losses.append(METHODS["smt"].loss(state.params, batch("smt"), jax.random.key(0), tcfg)[0])
     state, _ = step(state, batch("smt"), jax.random.key(0))
   put("train_smt losses (0, 1, 2 updates)", jnp.stack(losses), ref["out/train_smt/losses"])
   return ours, theirs
@@ -169,8 +197,10 @@ def main(argv):
       print(f"{name:{width}s}  max abs {abs_:9.2e}  max rel {rel:9.2e}")
   for label in sorted({k.split(" grad ")[0] for k in grads}):
     sel = [v for k, v in grads.items() if k.startswith(label + " grad ")]
-    print(f"{label + ' gradients (norm, sum per tensor)':{width}s}  max abs "
-          f"{max(a for a, _ in sel):9.2e}  max rel {max(r for _, r in sel):9.2e}")
+    print(
+      f"{label + ' gradients (norm, sum per tensor)':{width}s}  max abs "
+      f"{max(a for a, _ in sel):9.2e}  max rel {max(r for _, r in sel):9.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,16 +21,33 @@ import sys
 
 import numpy as np
 
-TORCH_HELP = ("reading the PyTorch original's checkpoints needs torch, which smt_jax does not "
-              "install by default: pip install 'smt_jax[torch]' (or: pip install torch "
-              "--index-url https://download.pytorch.org/whl/cpu).")
+TORCH_HELP = (
+  "reading the PyTorch original's checkpoints needs torch, which smt_jax does not "
+  "install by default: pip install 'smt_jax[torch]' (or: pip install torch "
+  "--index-url https://download.pytorch.org/whl/cpu)."
+)
 
 # Modules whose classes are loaded for real; every other class (the original's Teacher, RNN and
 # configs, x-transformers' modules, einops, functools.partial, ...) becomes a plain stub that
 # keeps its attributes, so neither the original's source nor x-transformers is needed.
 _REAL = ("torch", "collections", "copyreg", "_codecs", "numpy")
-_BUILTINS = {"set", "frozenset", "slice", "range", "complex", "int", "float", "bool", "str",
-             "bytes", "bytearray", "dict", "list", "tuple", "object"}
+_BUILTINS = {
+  "set",
+  "frozenset",
+  "slice",
+  "range",
+  "complex",
+  "int",
+  "float",
+  "bool",
+  "str",
+  "bytes",
+  "bytearray",
+  "dict",
+  "list",
+  "tuple",
+  "object",
+}
 
 
 class Stub:
@@ -72,6 +89,7 @@ class Unpickler(pickle.Unpickler):
 
 class _StubPickle:
   """The `pickle_module` handed to torch.load."""
+
   Unpickler = Unpickler
   load = staticmethod(lambda f, **kw: Unpickler(f, **kw).load())
   __name__ = "smt_jax_stub_pickle"
@@ -141,18 +159,30 @@ def read_checkpoint(ckpt: str, teacher_path: str | None = None) -> dict:
     if len(offsets) > 1:
       raise ValueError(f"{path}, {teacher_path}: RMSNorms disagree on unit_offset.")
     norm_offset = (1.0 if offsets.pop() else 0.0) if offsets else None
-    return {"teacher": teacher, "rnn": rnn, "cfg": None, "itr": None, "norm_offset": norm_offset,
-            "source": f"{path} + {teacher_path}"}
+    return {
+      "teacher": teacher,
+      "rnn": rnn,
+      "cfg": None,
+      "itr": None,
+      "norm_offset": norm_offset,
+      "source": f"{path} + {teacher_path}",
+    }
   torch = _torch()
   blob = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_StubPickle)
   missing = [k for k in ("rnn", "teacher") if k not in blob]
   if missing:
-    raise ValueError(f"{path}: a train_smt.py checkpoint holds 'rnn' and 'teacher'; this one "
-                     f"lacks {missing} (keys: {sorted(blob)}).")
-  return {"teacher": {k: _numpy(v) for k, v in blob["teacher"].items()},
-          "rnn": {k: _numpy(v) for k, v in blob["rnn"].items()},
-          "cfg": blob.get("cfg"), "itr": blob.get("itr"), "norm_offset": None,
-          "source": str(path)}
+    raise ValueError(
+      f"{path}: a train_smt.py checkpoint holds 'rnn' and 'teacher'; this one "
+      f"lacks {missing} (keys: {sorted(blob)})."
+    )
+  return {
+    "teacher": {k: _numpy(v) for k, v in blob["teacher"].items()},
+    "rnn": {k: _numpy(v) for k, v in blob["rnn"].items()},
+    "cfg": blob.get("cfg"),
+    "itr": blob.get("itr"),
+    "norm_offset": None,
+    "source": str(path),
+  }
 
 
 def _field(obj, name, default=None):
@@ -162,8 +192,9 @@ def _field(obj, name, default=None):
 def build_config(read: dict, overrides=None, method: str | None = None):
   """The smt_jax config of a read checkpoint: original options, its sizes, its Tc / Tf / Td / k
   and dataset when its Config is known, then dotted `overrides` ({"data.path": DIR, ...})."""
-  from smt_jax.config import ConfigError, base_config
+  from smt_jax.config import base_config
   from smt_jax.data.registry import STREAM_NAMES
+  from smt_jax.errors import ConfigError
   from smt_jax.interop import mapping
 
   cfg = base_config()
@@ -171,21 +202,26 @@ def build_config(read: dict, overrides=None, method: str | None = None):
   tcfg, rcfg = _field(orig, "teacher"), _field(orig, "rnn")
   for c, what in ((tcfg, "teacher"), (rcfg, "rnn")):
     if _field(c, "mem_fsq") is not None or _field(c, "mem_rms_norm", True) is not True:
-      raise ConfigError(f"the original's {what} config uses mem_fsq={_field(c, 'mem_fsq')} / "
-                        f"mem_rms_norm={_field(c, 'mem_rms_norm')}: only the defaults (None / "
-                        "True) are supported.")
+      raise ConfigError(
+        f"the original's {what} config uses mem_fsq={_field(c, 'mem_fsq')} / "
+        f"mem_rms_norm={_field(c, 'mem_rms_norm')}: only the defaults (None / "
+        "True) are supported."
+      )
     if _field(c, "rotary_pos_emb", True) is not True or _field(c, "use_rmsnorm", True) is not True:
-      raise ConfigError(f"the original's {what} config turns off rotary_pos_emb or use_rmsnorm: "
-                        "not supported.")
+      raise ConfigError(
+        f"the original's {what} config turns off rotary_pos_emb or use_rmsnorm: not supported."
+      )
   stage = _field(orig, "dmt") or _field(orig, "smt")
   cfg.model.teacher.Tc = int(_field(stage, "Tc", 256))
   cfg.model.teacher.Tf = int(_field(stage, "Tf", 64))
   mapping.config_for(cfg, read["teacher"], read["rnn"])
   heads = _field(tcfg, "n_heads")
   if heads is not None and heads != cfg.model.num_heads:
-    raise ConfigError(f"the original's teacher.n_heads={heads}, but its tensors hold "
-                      f"{cfg.model.num_heads} heads of width 64: not x-transformers' default "
-                      "head width, which smt_jax.interop assumes.")
+    raise ConfigError(
+      f"the original's teacher.n_heads={heads}, but its tensors hold "
+      f"{cfg.model.num_heads} heads of width 64: not x-transformers' default "
+      "head width, which smt_jax.interop assumes."
+    )
   dataset = _field(orig, "dataset", "tinystories")
   if dataset in STREAM_NAMES:
     cfg.data.name = dataset
@@ -204,11 +240,18 @@ def build_config(read: dict, overrides=None, method: str | None = None):
   derived["smt.timestep"] = tc - 1
   if cfg.method == "dmt":
     Td = int(overrides.get("dmt.Td", _field(stage, "Td", 64)))
-    derived.update({"dmt.Td": Td, "dmt.k": int(_field(stage, "k", 1)), "dmt.start": tc - 1,
-                    "data.T": tc + Td + tf})
+    derived.update(
+      {
+        "dmt.Td": Td,
+        "dmt.k": int(_field(stage, "k", 1)),
+        "dmt.start": tc - 1,
+        "data.T": tc + Td + tf,
+      }
+    )
   else:  # The original's SMT batch; a DMT stage sets data.T = Tc + Td + Tf, dmt.start = Tc - 1.
-    derived.update({"data.T": tc + tf, "dmt.start": -1,
-                    "dmt.Td": min(cfg.dmt.Td, tc + tf - 1), "dmt.k": 1})
+    derived.update(
+      {"data.T": tc + tf, "dmt.start": -1, "dmt.Td": min(cfg.dmt.Td, tc + tf - 1), "dmt.k": 1}
+    )
   for dotted, value in derived.items():
     if dotted not in overrides:
       group, leaf = dotted.split(".")
@@ -216,22 +259,29 @@ def build_config(read: dict, overrides=None, method: str | None = None):
   return cfg
 
 
-def import_checkpoint(ckpt: str, out: str, teacher_path: str | None = None, overrides=None,
-                      method: str | None = None, norm_offset: float | None = None) -> dict:
+def import_checkpoint(
+  ckpt: str,
+  out: str,
+  teacher_path: str | None = None,
+  overrides=None,
+  method: str | None = None,
+  norm_offset: float | None = None,
+) -> dict:
   """Reads CKPT, maps it and writes WORKDIR; returns {"config", "step", "source", "workdir"}."""
   read = read_checkpoint(ckpt, teacher_path)
   return write_workdir(read, out, overrides, method, norm_offset)
 
 
-def write_workdir(read: dict, out: str, overrides=None, method: str | None = None,
-                  norm_offset: float | None = None) -> dict:
+def write_workdir(
+  read: dict, out: str, overrides=None, method: str | None = None, norm_offset: float | None = None
+) -> dict:
   """config.json and checkpoints/STEP of a read checkpoint (see read_checkpoint)."""
   import jax
 
-  from smt_jax.config import validate_model
+  from smt_jax.checkpointing import SUBDIR, Checkpointer
   from smt_jax.interop import mapping
-  from smt_jax.train.checkpointing import Checkpointer, SUBDIR
   from smt_jax.train.optimizer import make_optimizer
+  from smt_jax.train.validate import validate_model
 
   cfg = build_config(read, overrides, method)
   validate_model(cfg)
@@ -256,20 +306,32 @@ def main(argv=None):
   from absl import app, flags
   from ml_collections import config_flags
 
-  from smt_jax.config import ConfigError, base_config
+  from smt_jax.config import base_config
+  from smt_jax.errors import ConfigError
 
   flags.DEFINE_string("out", None, "New workdir to write (config.json, checkpoints/).")
   flags.DEFINE_string("teacher", None, "teacher*.pkl, when CKPT is an rnn*.pkl.")
-  flags.DEFINE_enum("method", None, ["smt", "dmt"], "The method written to config.json "
-                    "(default: dmt for a train_dmt.py Config, else smt).")
-  flags.DEFINE_float("norm_offset", None, "Added to RMSNorm gains g: 1 for x-transformers' "
-                     "unit-offset norms (its default since 1.3x; read from .pkl modules), 0 for "
-                     "older versions. Default: from the modules, else 1.")
-  config_flags.DEFINE_config_dict("config", base_config(), "Overrides, e.g. --config.data.path=DIR.")
+  flags.DEFINE_enum(
+    "method",
+    None,
+    ["smt", "dmt"],
+    "The method written to config.json (default: dmt for a train_dmt.py Config, else smt).",
+  )
+  flags.DEFINE_float(
+    "norm_offset",
+    None,
+    "Added to RMSNorm gains g: 1 for x-transformers' "
+    "unit-offset norms (its default since 1.3x; read from .pkl modules), 0 for "
+    "older versions. Default: from the modules, else 1.",
+  )
+  config_flags.DEFINE_config_dict(
+    "config", base_config(), "Overrides, e.g. --config.data.path=DIR."
+  )
   flags.mark_flags_as_required(["out"])
 
   def run(args):
     from absl import logging
+
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO.
     if len(args) != 2:
       raise app.UsageError("usage: python -m smt_jax.interop.import_original CKPT --out WORKDIR")
@@ -282,11 +344,13 @@ def main(argv=None):
       sys.exit(1)
     cfg = result["config"]
     m = cfg.model
-    print(f"imported {result['source']} -> {result['workdir']} (step {result['step']}, method "
-          f"{cfg.method}): d {m.d_model}, heads {m.num_heads} x 64, K {m.mem_tokens}, encoder "
-          f"{m.teacher.encoder_depth} / decoder {m.teacher.decoder_depth} / updater {m.rnn.depth} "
-          f"/ readout {m.rnn.readout_depth}, V {cfg.data.vocab_size}, Tc {m.teacher.Tc}, Tf "
-          f"{m.teacher.Tf}")
+    print(
+      f"imported {result['source']} -> {result['workdir']} (step {result['step']}, method "
+      f"{cfg.method}): d {m.d_model}, heads {m.num_heads} x 64, K {m.mem_tokens}, encoder "
+      f"{m.teacher.encoder_depth} / decoder {m.teacher.decoder_depth} / updater {m.rnn.depth} "
+      f"/ readout {m.rnn.readout_depth}, V {cfg.data.vocab_size}, Tc {m.teacher.Tc}, Tf "
+      f"{m.teacher.Tf}"
+    )
 
   app.run(run, argv)
 
