@@ -198,3 +198,26 @@ def test_reading_a_checkpoint_without_torch_names_the_extra(monkeypatch, tmp_pat
   (tmp_path / "checkpoint.pt").write_bytes(b"")
   with pytest.raises(ImportError, match=r"pip install 'smt_jax\[torch\]'"):
     import_original.read_checkpoint(str(tmp_path / "checkpoint.pt"))
+
+
+def test_the_originals_config_unpickles_without_its_source(monkeypatch):
+  """Classes other than torch's (the original's Config, x-transformers' modules) load as stubs
+  that keep their attributes, so neither the original's source nor x-transformers is needed."""
+  import dataclasses
+  import io
+  import pickle
+  import sys
+  import types
+
+  fake = types.ModuleType("fake_original_model")
+  SMTConfig = dataclasses.make_dataclass("SMTConfig", [("Tc", int), ("Tf", int)])
+  Config = dataclasses.make_dataclass("Config", [("dataset", str), ("smt", object)])
+  for cls in (SMTConfig, Config):
+    cls.__module__ = fake.__name__
+    setattr(fake, cls.__name__, cls)
+  monkeypatch.setitem(sys.modules, fake.__name__, fake)
+  blob = pickle.dumps({"cfg": Config("kjv", SMTConfig(32, 16)), "itr": 20})
+  monkeypatch.delitem(sys.modules, fake.__name__)
+  loaded = import_original.Unpickler(io.BytesIO(blob)).load()
+  assert isinstance(loaded["cfg"], import_original.Stub) and loaded["itr"] == 20
+  assert loaded["cfg"].dataset == "kjv" and (loaded["cfg"].smt.Tc, loaded["cfg"].smt.Tf) == (32, 16)

@@ -196,10 +196,14 @@ def main(argv):
     if name not in grads:
       print(f"{name:{width}s}  max abs {abs_:9.2e}  max rel {rel:9.2e}")
   for label in sorted({k.split(" grad ")[0] for k in grads}):
-    sel = [v for k, v in grads.items() if k.startswith(label + " grad ")]
+    sel = {k: v for k, v in grads.items() if k.startswith(label + " grad ")}
+    worst = max(sel, key=lambda k: sel[k][1])
+    largest = max(theirs[k][0] for k in sel)
     print(
       f"{label + ' gradients (norm, sum per tensor)':{width}s}  max abs "
-      f"{max(a for a, _ in sel):9.2e}  max rel {max(r for _, r in sel):9.2e}"
+      f"{max(a for a, _ in sel.values()):9.2e}  max rel {sel[worst][1]:9.2e}  (at "
+      f"{worst.split(' grad ')[1]}, gradient norm {theirs[worst][0]:.2e}; the loss's largest "
+      f"tensor gradient norm is {largest:.2e})"
     )
 
 

@@ -7,6 +7,8 @@ CKPT is one of:
   - a save_dir holding checkpoint.pt, or rnn.pkl and teacher.pkl (util.save_pkl's pickled
     modules, what load_rnn_path / load_teacher_path read; train_dmt.py writes only these);
   - an rnn*.pkl file, with --teacher=teacher*.pkl.
+The original's Config (in checkpoint.pt, or cfg.pkl beside the .pkl files) gives Tc, Tf, Td, k
+and the dataset; without it they are the original's defaults (256, 64, 64, 1, tinystories).
 WORKDIR gets config.json (smt_jax.interop.original_options plus the checkpoint's sizes, Tc, Tf,
 dataset) and checkpoints/STEP/ (orbax, STEP = the original's iteration when it is known, else 0)
 with a fresh optimizer state: the original's Adam moments are not carried over. Then
@@ -143,10 +145,7 @@ def read_checkpoint(ckpt: str, teacher_path: str | None = None) -> dict:
     if (path / "checkpoint.pt").is_file():
       return read_checkpoint(str(path / "checkpoint.pt"))
     if (path / "rnn.pkl").is_file() and (path / "teacher.pkl").is_file():
-      out = read_checkpoint(str(path / "rnn.pkl"), str(path / "teacher.pkl"))
-      if (path / "cfg.pkl").is_file():
-        out["cfg"] = _load_pickle(path / "cfg.pkl")
-      return out
+      return read_checkpoint(str(path / "rnn.pkl"), str(path / "teacher.pkl"))
     raise FileNotFoundError(f"{path}: holds neither checkpoint.pt nor rnn.pkl + teacher.pkl.")
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such checkpoint.")
@@ -159,10 +158,11 @@ def read_checkpoint(ckpt: str, teacher_path: str | None = None) -> dict:
     if len(offsets) > 1:
       raise ValueError(f"{path}, {teacher_path}: RMSNorms disagree on unit_offset.")
     norm_offset = (1.0 if offsets.pop() else 0.0) if offsets else None
+    cfg_path = path.parent / "cfg.pkl"  # util.save_pkl writes the Config beside the modules.
     return {
       "teacher": teacher,
       "rnn": rnn,
-      "cfg": None,
+      "cfg": _load_pickle(cfg_path) if cfg_path.is_file() else None,
       "itr": None,
       "norm_offset": norm_offset,
       "source": f"{path} + {teacher_path}",
