@@ -238,6 +238,7 @@ def build_config(read: dict, overrides=None, method: str | None = None):
   cfg.method = method or ("dmt" if _field(orig, "dmt") is not None else "smt")
   tc, tf = cfg.model.teacher.Tc, cfg.model.teacher.Tf
   derived["smt.timestep"] = tc - 1
+  derived["eval.prefix"] = tc  # The original reads with its RNN from a full window's memory.
   if cfg.method == "dmt":
     Td = int(overrides.get("dmt.Td", _field(stage, "Td", 64)))
     derived.update(
