@@ -85,6 +85,14 @@ def test_every_gradient_matches_the_original(results):
   assert not bad, bad
 
 
+@pytest.mark.parametrize("option", ["decay_all", "clip_per_model"])
+def test_the_original_optimizer_options_are_needed(option, fixture_parts):
+  """Without either option, two updates drift from the original's far beyond the tolerance."""
+  losses = compare.train_losses(str(FIXTURE), **{option: False})
+  expected = fixture_parts[3]["out/train_smt/losses"]
+  assert np.abs(losses - expected).max() / np.abs(expected).max() > 5 * VALUE_RTOL
+
+
 def test_our_default_architecture_does_not_match(fixture_parts):
   """The options matter: without partial rotary the same weights give other memories."""
   sizes, teacher, rnn, ref = fixture_parts

@@ -171,7 +171,8 @@ def main():
       weights[f"w/{name}/{key}"] = v.astype(np.float16 if exact else np.float32)
 
   # Two updates of train_smt.py's step (constant lr, clipping per module), same batch each time.
-  opt_cfg = dict(lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95), clip=0.5)
+  opt_cfg = dict(lr=1e-2, weight_decay=1.0, betas=(0.9, 0.95), clip=0.5)  # Large decay: decaying
+  # biases and norm gains, or not, must show.
   opt = torch.optim.AdamW(
     list(rnn.parameters()) + list(teacher.parameters()),
     lr=opt_cfg["lr"],

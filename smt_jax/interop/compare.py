@@ -61,8 +61,6 @@ def outputs(path: str) -> tuple[dict, dict]:
   gradient quantities are (L2 norm, sum) per tensor, grouped per loss."""
   from smt_jax.models import build_models, mem_size
   from smt_jax.objectives import METHODS
-  from smt_jax.train.optimizer import make_optimizer
-  from smt_jax.train.step import TrainState, make_train_step
 
   sizes, teacher, rnn, ref = load(path)
   Tc, Tf = sizes["Tc"], sizes["Tf"]
@@ -142,25 +140,35 @@ def outputs(path: str) -> tuple[dict, dict]:
   put("bptt logits", jnp.stack(logits, 1), ref["out/bptt/logits"])
   _put_grads(put, "bptt", grads, ref, "rnn")
 
-  # Two updates of the original's SMT training step.
+  put("train_smt losses (0, 1, 2 updates)", train_losses(path), ref["out/train_smt/losses"])
+  return ours, theirs
+
+
+def train_losses(path: str, **optim) -> np.ndarray:
+  """The SMT loss of the fixture's batch before and after each of two updates of smt_jax's
+  train step with the fixture's optimizer settings (and `optim` overrides), as the original's
+  train_smt.py step recorded them."""
+  from smt_jax.objectives import METHODS
+  from smt_jax.train.optimizer import make_optimizer
+  from smt_jax.train.step import TrainState, make_train_step
+
+  sizes, teacher, rnn, ref = load(path)
   o = sizes["optimizer"]
-  tcfg = config(sizes, teacher, rnn, "smt")
-  tcfg.optim.lr, tcfg.optim.weight_decay, tcfg.optim.clip_norm = (
-    o["lr"],
-    o["weight_decay"],
-    o["clip"],
-  )
-  tcfg.optim.b1, tcfg.optim.b2 = o["betas"]
-  tcfg.optim.warmup_steps = 0
-  tx = make_optimizer(tcfg)
+  cfg = config(sizes, teacher, rnn, "smt")
+  cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.clip_norm = o["lr"], o["weight_decay"], o["clip"]
+  cfg.optim.b1, cfg.optim.b2 = o["betas"]
+  cfg.optim.warmup_steps = 0
+  cfg.optim.update(optim)
+  params = jax.tree.map(jnp.asarray, mapping.to_params(cfg, teacher, rnn))
+  batch = {"x": jnp.asarray(ref["batch/smt_x"]), "y": jnp.asarray(ref["batch/smt_y"])}
+  tx = make_optimizer(cfg)
   state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-  step = jax.jit(make_train_step(tcfg, tx))
+  step = jax.jit(make_train_step(cfg, tx))
   losses = []
   for _ in range(3):
-    losses.append(METHODS["smt"].loss(state.params, batch("smt"), jax.random.key(0), tcfg)[0])
-    state, _ = step(state, batch("smt"), jax.random.key(0))
-  put("train_smt losses (0, 1, 2 updates)", jnp.stack(losses), ref["out/train_smt/losses"])
-  return ours, theirs
+    losses.append(METHODS["smt"].loss(state.params, batch, jax.random.key(0), cfg)[0])
+    state, _ = step(state, batch, jax.random.key(0))
+  return np.asarray(jnp.stack(losses))
 
 
 def _put_grads(put, label, grads, ref, *models, case=None):
