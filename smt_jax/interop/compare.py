@@ -93,7 +93,7 @@ def outputs(path: str) -> tuple[dict, dict]:
 
   def run(cfg, name, groups):
     loss_fn = lambda p: METHODS[cfg.method].loss(p, batch(name), jax.random.key(0), cfg)
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (_, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
     return metrics, _grad_stats(cfg, grads, groups)
 
   # SMT: the original's one timestep t = Tc - 1 and its pieces.
