@@ -8,7 +8,8 @@ The model, data and original options come from the imported workdir's config.jso
 starts from its parameters (ckpt.init_from), the readout from the RNN's own (already a copy of
 the teacher decoder in train_smt.py's checkpoints). The sequence is Tc + Td + Tf long and every
 rollout starts at Tc - 1, as in the original's forward_dmt; its DMTConfig and train_dmt.py
-defaults are below.
+defaults are below. `--config.method=smt` instead fine-tunes teacher and updater with the
+original's SMT step (one timestep per sequence, Tc - 1).
 """
 
 import json
