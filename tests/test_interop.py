@@ -124,12 +124,17 @@ def test_a_tensor_of_the_wrong_shape_is_named_with_its_place(fixture_parts):
   sizes, teacher, rnn, _ = fixture_parts
   cfg = compare.config(sizes, teacher, rnn)
   broken = dict(rnn, **{"to_logits.bias": np.zeros(3, np.float32)})
-  with pytest.raises(
-    mapping.MappingError,
-    match=r"rnn tensor 'to_logits.bias' \(3,\) does not "
-    r"fit smt_jax parameter readout/decoder/head/bias \(11,\)",
-  ):
+  broken["rnn.layers.0.1.to_q.weight"] = np.zeros((100, 8), np.float32)  # Not 2 heads of 64.
+  with pytest.raises(mapping.MappingError) as e:
     mapping.to_params(cfg, teacher, broken)
+  assert (
+    "rnn tensor 'to_logits.bias' (3,) does not fit smt_jax parameter "
+    "readout/decoder/head/bias (11,)"
+  ) in str(e.value)
+  assert (
+    "rnn tensor 'rnn.layers.0.1.to_q.weight' (100, 8) does not fit smt_jax parameter "
+    "updater/core/transformer/block_0/attn/query/kernel (8, 2, 64)"
+  ) in str(e.value)
 
 
 def test_rotary_frequencies_other_than_ours_are_refused(fixture_parts):

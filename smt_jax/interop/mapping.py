@@ -208,7 +208,8 @@ def to_params(
   }
   head_dim = cfg.model.head_dim or cfg.model.d_model // cfg.model.num_heads
   used, problems, flat = set(), [], {}
-  for path, (model, key, fn) in rules(cfg, norm_offset).items():
+  table = rules(cfg, norm_offset)
+  for path, (model, key, fn) in table.items():
     name = "/".join(path)
     if path not in places:
       problems.append(
@@ -223,8 +224,11 @@ def to_params(
       continue
     used.add((model, key))
     value = sources[model][key].astype(np.float32)
-    value = fn(value) if fn is not None else value
-    if value.shape != places[path].shape:
+    try:
+      value = fn(value) if fn is not None else value
+    except (ValueError, IndexError):  # A reshape into heads that cannot work.
+      value = None
+    if value is None or value.shape != places[path].shape:
       problems.append(
         f"{model} tensor {key!r} {sources[model][key].shape} does not fit smt_jax "
         f"parameter {name} {places[path].shape}"
@@ -235,7 +239,7 @@ def to_params(
     if (
       path not in flat
       and not any(p.startswith(f"smt_jax parameter {'/'.join(path)} ") for p in problems)
-      and path not in rules(cfg, norm_offset)
+      and path not in table
     ):
       problems.append(
         f"smt_jax parameter {'/'.join(path)} {leaf.shape} has no tensor: no "
