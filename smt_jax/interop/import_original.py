@@ -13,7 +13,8 @@ WORKDIR gets config.json (smt_jax.interop.original_options plus the checkpoint's
 dataset) and checkpoints/STEP/ (orbax, STEP = the original's iteration when it is known, else 0)
 with a fresh optimizer state: the original's Adam moments are not carried over. Then
 `experiments/evaluate.py --workdir=WORKDIR` evaluates it and a DMT run with
-`--config.ckpt.init_from=WORKDIR` continues it. Reading a checkpoint needs torch (the
+`--config.ckpt.init_from=WORKDIR` continues it (experiments/interop/original_dmt.py:WORKDIR is
+that run, as train_dmt.py). Reading a checkpoint needs torch (the
 `smt_jax[torch]` extra); pickles run code when loaded, so import only checkpoints you trust.
 """
 
