@@ -47,6 +47,7 @@ def original_options(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   o.b1, o.b2, o.eps, o.weight_decay = 0.9, 0.95, 1e-8, 1e-2
   o.schedule = "warmup_constant"
   o.lr = 3e-4
+  o.warmup_steps = cfg.train.num_steps // 100  # util.get_lr: 1 % of the iterations.
   return cfg
 
 
