@@ -322,9 +322,9 @@ def main(argv=None):
   flags.DEFINE_float(
     "norm_offset",
     None,
-    "Added to RMSNorm gains g: 1 for x-transformers' "
-    "unit-offset norms (its default since 1.3x; read from .pkl modules), 0 for "
-    "older versions. Default: from the modules, else 1.",
+    "Added to RMSNorm gains g: 1 for x-transformers' unit-offset norms "
+    "(norm_add_unit_offset=True, its default in 2.18.5), 0 for gains stored without it. "
+    "Default: what pickled modules say, else 1.",
   )
   config_flags.DEFINE_config_dict(
     "config", base_config(), "Overrides, e.g. --config.data.path=DIR."
