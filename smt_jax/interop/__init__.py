@@ -34,7 +34,8 @@ def original_options(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   cfg.smt.detach_labels = False
   cfg.smt.coef_dec, cfg.smt.coef_dyn, cfg.smt.coef_unif = 1.0, 0.1, 0.001
   d = cfg.dmt
-  d.start = t.Tc - 1
+  d.start = t.Tc - 1  # Rollouts from the memory of x[0..Tc-1] (not m_empty, not random).
+  d.random_start = False
   d.include_start = True
   d.coef_dec, d.coef_dyn, d.coef_unif, d.coef_readout = 1.0, 10.0, 0.01, 1.0
   d.backprop_through_rollout = True  # The original's default (its detach_rnn=True).

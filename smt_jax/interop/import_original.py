@@ -239,21 +239,20 @@ def build_config(read: dict, overrides=None, method: str | None = None):
   cfg.method = method or ("dmt" if _field(orig, "dmt") is not None else "smt")
   tc, tf = cfg.model.teacher.Tc, cfg.model.teacher.Tf
   derived["smt.timestep"] = tc - 1
-  derived["eval.prefix"] = tc  # The original reads with its RNN from a full window's memory.
+  derived["dmt.start"] = tc - 1
+  # eval.prefix stays -1 = Tc: beside the read from x[0] (from m_empty, which the original never
+  # trained), evaluation reads with the RNN from a full window's memory, as the original does.
   if cfg.method == "dmt":
     Td = int(overrides.get("dmt.Td", _field(stage, "Td", 64)))
     derived.update(
       {
         "dmt.Td": Td,
         "dmt.k": int(_field(stage, "k", 1)),
-        "dmt.start": tc - 1,
         "data.T": tc + Td + tf,
       }
     )
-  else:  # The original's SMT batch; a DMT stage sets data.T = Tc + Td + Tf, dmt.start = Tc - 1.
-    derived.update(
-      {"data.T": tc + tf, "dmt.start": -1, "dmt.Td": min(cfg.dmt.Td, tc + tf - 1), "dmt.k": 1}
-    )
+  else:  # The original's SMT batch (a DMT stage sets data.T = Tc + Td + Tf and dmt.Td).
+    derived.update({"data.T": tc + tf, "dmt.Td": 0, "dmt.k": 1})
   for dotted, value in derived.items():
     if dotted not in overrides:
       group, leaf = dotted.split(".")
