@@ -283,6 +283,7 @@ def write_workdir(
   from smt_jax.interop import mapping
   from smt_jax.train.optimizer import make_optimizer
   from smt_jax.train.validate import validate_model
+  from smt_jax.train.workdir import write_atomic
 
   cfg = build_config(read, overrides, method)
   validate_model(cfg)
@@ -293,7 +294,7 @@ def write_workdir(
   workdir.mkdir(parents=True, exist_ok=True)
   if (workdir / SUBDIR).exists() and any((workdir / SUBDIR).iterdir()):
     raise FileExistsError(f"{workdir / SUBDIR} is not empty: import into a new --out folder.")
-  (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+  write_atomic(workdir / "config.json", cfg.to_json_best_effort(indent=2) + "\n")
   step = int(read.get("itr") or 0)
   ckpt = Checkpointer(workdir / SUBDIR, cfg.ckpt.keep)
   try:
