@@ -31,6 +31,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.mem_tokens = 4  # K memory tokens (paper: 16).
   c.model.fsq_levels = 0  # > 1: finite scalar quantisation of memory features; 0: off.
   c.model.dtype = "float32"  # Compute dtype (float32 | bfloat16 | float64); params stay float32.
+  # Options that reproduce the PyTorch original's architecture (smt_jax.interop); defaults = ours.
+  c.model.head_dim = 0  # Attention head width; 0 = d_model / num_heads (original: 64).
+  c.model.rotary_fraction = 1.0  # Leading fraction of each head that RoPE rotates (original: 0.5).
+  c.model.exact_gelu = False  # erf GELU in the MLPs; False = tanh approximation (original: True).
+  c.model.norm_eps = 1e-6  # RMSNorm epsilon in the blocks; 0 = x * sqrt(d) / max(|x|, 1e-12), as
+  #                         x-transformers (original: 0). Memories are normalised with 1e-6 always.
 
   c.model.teacher = ml_collections.ConfigDict()
   c.model.teacher.encoder_depth = 2  # Encoder blocks (paper: 8).
@@ -39,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
   #                           m_t = E(x_0..x_t)). Windows are left-padded before x[0].
   c.model.teacher.Tf = 8  # Future targets predicted by the decoder, 1..T (paper: 64); targets
   #                         past the end of the sequence are masked.
+  c.model.teacher.shared_embed = False  # The decoder uses the encoder's token embedding (params
+  #                                       encoder/embed) and owns none; the readout then has none.
+  c.model.teacher.register_std = 0.02  # Std of the encoder registers' init (original: 1.0).
 
   c.model.rnn = ml_collections.ConfigDict()
   c.model.rnn.updater = "transformer"  # transformer | mlp | gru | lstm | elman.
@@ -60,6 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.smt.coef_unif = 0.001  # c_unif, weight of the uniformity loss on memory tokens.
   c.smt.detach_labels = False  # Stop the gradient through the dynamics targets m_{t+1}.
   c.smt.unif_tokens = 1024  # Max memory tokens in the uniformity loss (random subset above).
+  c.smt.timestep = -1  # >= 0: train only the memory at this position of each sequence, uniformity
+  #                      over it alone (the original's forward_smt: Tc - 1 with data.T = Tc + Tf);
+  #                      -1: off, n_t decides.
   c.smt.remat_encoder = False  # Recompute encoder activations in the backward pass: peak memory
   #                              no longer grows as B * T * Tc * depth, at ~1/3 more compute.
 
@@ -80,6 +92,10 @@ def base_config() -> ml_collections.ConfigDict:
   #                     False: a stop-gradient on the memory before each update. From m_empty only
   #                     True learns to store (docs/results.md).
   c.dmt.remat = False  # jax.checkpoint each rollout step: recompute instead of storing.
+  c.dmt.include_start = False  # Readout and MSE over rollout steps 0..Td-1 (step 0 = the start's
+  #                              encoder memory), as the original; False: steps 1..Td.
+  c.dmt.coef_dec = 0.0  # Weight of the decoder CE on the target memories (original: 1).
+  c.dmt.coef_unif = 0.0  # Weight of the target memories' whole-vector uniformity (original: 0.01).
 
   c.bptt = ml_collections.ConfigDict()
   c.bptt.remat = True  # jax.checkpoint each scanned step: recompute instead of storing. Less
@@ -95,6 +111,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.eps = 1e-8  # Adam epsilon.
   c.optim.weight_decay = 0.01  # Decoupled weight decay, on matrices only (ndim >= 2).
   c.optim.clip_norm = 1.0  # Clip gradients to this global norm; 0 = no clipping.
+  c.optim.decay_all = False  # Decay every parameter (norm gains towards 1), as torch's AdamW in
+  #                            the original; False: matrices only.
+  c.optim.clip_per_model = False  # Clip the teacher's (encoder, decoder) and the RNN's (updater,
+  #                                 readout) gradients to clip_norm separately, as the original.
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 1000  # Optimizer updates.

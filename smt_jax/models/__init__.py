@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from smt_jax.models.teacher import Decoder, Encoder, Readout
+from smt_jax.models.transformer import BlockOptions
 from smt_jax.models.updaters import UPDATER_NAMES, Updater
 
 GROUPS = ("encoder", "decoder", "updater", "readout")
@@ -34,9 +35,15 @@ class Models:
     keys = dict(zip(GROUPS, jax.random.split(rng, len(GROUPS))))
     m = jnp.zeros((1, self.updater.mem_size), jnp.float32)
     x = jnp.zeros((1,), jnp.int32)
+    encoder = self.encoder.init(keys["encoder"], jnp.zeros((1, self.encoder_window), jnp.int32))
     variables = {
-      "encoder": self.encoder.init(keys["encoder"], jnp.zeros((1, self.encoder_window), jnp.int32)),
-      "decoder": self.decoder.init(keys["decoder"], m, jnp.zeros((1, future), jnp.int32)),
+      "encoder": encoder,
+      "decoder": self.decoder.init(
+        keys["decoder"],
+        m,
+        jnp.zeros((1, future), jnp.int32),
+        self._shared_embedding(encoder["params"]),
+      ),
       "updater": self.updater.init(keys["updater"], m, x, method=Updater.init_all),
       "readout": self.readout.init(keys["readout"], m),
     }
@@ -46,9 +53,15 @@ class Models:
     """(B, Tc) tokens, -1 = padding -> memory (B, Z)."""
     return self.encoder.apply({"params": params["encoder"]}, x_window)
 
+  def _shared_embedding(self, encoder_params: dict) -> jax.Array | None:
+    """The encoder's token embedding when the decoder shares it (else None)."""
+    return encoder_params["embed"]["embedding"] if self.decoder.shared_embed else None
+
   def decode(self, params: dict, m: jax.Array, x_future: jax.Array) -> jax.Array:
     """Memory (B, Z) and future inputs (B, n) -> float32 logits (B, n + 1, V)."""
-    return self.decoder.apply({"params": params["decoder"]}, m, x_future)
+    return self.decoder.apply(
+      {"params": params["decoder"]}, m, x_future, self._shared_embedding(params["encoder"])
+    )
 
   def step(self, params: dict, m: jax.Array, x_t: jax.Array) -> jax.Array:
     """One RNN update: (B, Z), (B,) -> (B, Z)."""
@@ -88,10 +101,20 @@ def build_models(cfg: ml_collections.ConfigDict) -> Models:
   m, t, r = cfg.model, cfg.model.teacher, cfg.model.rnn
   dtype = jnp.dtype(m.dtype)
   shared = dict(vocab_size=cfg.data.vocab_size, mem_tokens=m.mem_tokens, dtype=dtype)
-  transformer = dict(d_model=m.d_model, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, **shared)
+  block = BlockOptions(
+    head_dim=m.head_dim,
+    rotary_fraction=m.rotary_fraction,
+    exact_gelu=m.exact_gelu,
+    norm_eps=m.norm_eps,
+  )
+  transformer = dict(
+    d_model=m.d_model, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, block=block, **shared
+  )
   return Models(
-    encoder=Encoder(depth=t.encoder_depth, fsq_levels=m.fsq_levels, **transformer),
-    decoder=Decoder(depth=t.decoder_depth, **transformer),
+    encoder=Encoder(
+      depth=t.encoder_depth, fsq_levels=m.fsq_levels, register_std=t.register_std, **transformer
+    ),
+    decoder=Decoder(depth=t.decoder_depth, shared_embed=t.shared_embed, **transformer),
     updater=Updater(
       kind=r.updater,
       mem_size=mem_size(cfg),
@@ -101,9 +124,10 @@ def build_models(cfg: ml_collections.ConfigDict) -> Models:
       mlp_ratio=m.mlp_ratio,
       fsq_levels=m.fsq_levels,
       learned_init=r.learned_init,
+      block=block,
       **shared,
     ),
-    readout=Readout(depth=r.readout_depth, **transformer),
+    readout=Readout(depth=r.readout_depth, shared_embed=t.shared_embed, **transformer),
     encoder_window=t.Tc,
   )
 
@@ -114,6 +138,7 @@ def init_params(cfg: ml_collections.ConfigDict, rng: jax.Array) -> dict:
 
 
 __all__ = [
+  "BlockOptions",
   "Models",
   "build_models",
   "init_params",

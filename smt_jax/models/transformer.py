@@ -5,6 +5,7 @@ Every module works on token sequences of shape (B, L, d) with a boolean attentio
 so no loop over layers appears in the jaxpr of the objectives that use them.
 """
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -26,24 +27,54 @@ def rms_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
 
 
 class RMSNorm(nn.Module):
-  """RMS normalisation with a learned per-feature scale."""
+  """RMS normalisation with a learned per-feature scale.
+
+  eps > 0: x / sqrt(mean(x^2) + eps). eps = 0: x * sqrt(d) / max(||x||, 1e-12), as x-transformers
+  computes it (the two differ where activations are small, e.g. from a zero memory).
+  """
 
   dtype: Dtype = jnp.float32
+  eps: float = 1e-6
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
     xa = x.astype(accumulation_dtype(x.dtype))
-    return (rms_normalize(xa) * scale).astype(self.dtype)
+    if self.eps > 0:
+      normed = rms_normalize(xa, self.eps)
+    else:
+      # max(|x|, 1e-12) with a finite gradient at x = 0.
+      norm = jnp.sqrt(jnp.maximum(jnp.sum(xa * xa, axis=-1, keepdims=True), 1e-24))
+      normed = xa * (x.shape[-1] ** 0.5) / norm
+    return (normed * scale).astype(self.dtype)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
-  """Rotary position embedding.
+@dataclasses.dataclass(frozen=True)
+class BlockOptions:
+  """Architecture options of every Transformer block; the defaults are smt_jax's own choices,
+  `smt_jax.interop.original_options` sets the PyTorch original's (x-transformers') values."""
+
+  head_dim: int = 0  # Width of each attention head; 0 = d_model / num_heads.
+  rotary_fraction: float = 1.0  # Leading fraction of each head's features that RoPE rotates.
+  exact_gelu: bool = False  # erf GELU in the MLP; False = the tanh approximation.
+  norm_eps: float = 1e-6  # RMSNorm epsilon; 0 = x-transformers' form (see RMSNorm).
+
+  def rotary_dims(self, head_dim: int) -> int:
+    return int(round(head_dim * self.rotary_fraction))
+
+
+def apply_rope(
+  x: jax.Array, positions: jax.Array, base: float = 10_000.0, dims: int | None = None
+) -> jax.Array:
+  """Rotary position embedding of the first `dims` features (all when None); feature i is
+  paired with i + dims / 2.
 
   Args:
-    x: (B, L, H, Dh) queries or keys, Dh even.
+    x: (B, L, H, Dh) queries or keys, dims (default Dh) even.
     positions: (L,) or (B, L) integer positions.
   """
+  if dims is not None and dims < x.shape[-1]:
+    return jnp.concatenate([apply_rope(x[..., :dims], positions, base), x[..., dims:]], axis=-1)
   half = x.shape[-1] // 2
   freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
   angle = positions.astype(accumulation_dtype(x.dtype))[..., None] * freq  # (..., L, half)
@@ -60,18 +91,22 @@ class Attention(nn.Module):
 
   num_heads: int
   dtype: Dtype = jnp.float32
+  options: BlockOptions = BlockOptions()
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
     d = x.shape[-1]
-    if d % self.num_heads:
-      raise ValueError(f"d_model={d} is not divisible by num_heads={self.num_heads}.")
-    head_dim = d // self.num_heads
+    head_dim = self.options.head_dim
+    if not head_dim:
+      if d % self.num_heads:
+        raise ValueError(f"d_model={d} is not divisible by num_heads={self.num_heads}.")
+      head_dim = d // self.num_heads
     dense = lambda name: nn.DenseGeneral(
       (self.num_heads, head_dim), use_bias=False, dtype=self.dtype, name=name
     )
-    q = apply_rope(dense("query")(x), positions)
-    k = apply_rope(dense("key")(x), positions)
+    rotary = self.options.rotary_dims(head_dim)
+    q = apply_rope(dense("query")(x), positions, dims=rotary)
+    k = apply_rope(dense("key")(x), positions, dims=rotary)
     v = dense("value")(x)
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
     logits = logits.astype(accumulation_dtype(logits.dtype)) / jnp.sqrt(head_dim)
@@ -87,11 +122,14 @@ class MLP(nn.Module):
 
   mlp_ratio: int = 4
   dtype: Dtype = jnp.float32
+  exact_gelu: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     d = x.shape[-1]
-    h = nn.gelu(nn.Dense(self.mlp_ratio * d, dtype=self.dtype, name="up")(x))
+    h = nn.gelu(
+      nn.Dense(self.mlp_ratio * d, dtype=self.dtype, name="up")(x), approximate=not self.exact_gelu
+    )
     return nn.Dense(d, dtype=self.dtype, name="down")(h)
 
 
@@ -101,13 +139,16 @@ class Block(nn.Module):
   num_heads: int
   mlp_ratio: int = 4
   dtype: Dtype = jnp.float32
+  options: BlockOptions = BlockOptions()
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
-    x = x + Attention(self.num_heads, self.dtype, name="attn")(
-      RMSNorm(self.dtype, name="norm_attn")(x), mask, positions
+    eps = self.options.norm_eps
+    x = x + Attention(self.num_heads, self.dtype, self.options, name="attn")(
+      RMSNorm(self.dtype, eps, name="norm_attn")(x), mask, positions
     )
-    return x + MLP(self.mlp_ratio, self.dtype, name="mlp")(RMSNorm(self.dtype, name="norm_mlp")(x))
+    mlp = MLP(self.mlp_ratio, self.dtype, self.options.exact_gelu, name="mlp")
+    return x + mlp(RMSNorm(self.dtype, eps, name="norm_mlp")(x))
 
 
 class Transformer(nn.Module):
@@ -117,12 +158,15 @@ class Transformer(nn.Module):
   num_heads: int
   mlp_ratio: int = 4
   dtype: Dtype = jnp.float32
+  options: BlockOptions = BlockOptions()
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
     for i in range(self.depth):
-      x = Block(self.num_heads, self.mlp_ratio, self.dtype, name=f"block_{i}")(x, mask, positions)
-    return RMSNorm(self.dtype, name="final_norm")(x)
+      x = Block(self.num_heads, self.mlp_ratio, self.dtype, self.options, name=f"block_{i}")(
+        x, mask, positions
+      )
+    return RMSNorm(self.dtype, self.options.norm_eps, name="final_norm")(x)
 
 
 def causal_mask(length: int) -> jax.Array:

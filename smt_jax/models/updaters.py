@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from smt_jax.models import memory
-from smt_jax.models.transformer import RMSNorm, Transformer, accumulation_dtype
+from smt_jax.models.transformer import BlockOptions, RMSNorm, Transformer, accumulation_dtype
 
 Dtype = Any
 
@@ -27,6 +27,7 @@ class TransformerTokenCore(nn.Module):
   num_heads: int
   mlp_ratio: int = 4
   dtype: Dtype = jnp.float32
+  block: BlockOptions = BlockOptions()
 
   @nn.compact
   def __call__(self, m: jax.Array, x_t: jax.Array) -> jax.Array:
@@ -35,9 +36,9 @@ class TransformerTokenCore(nn.Module):
     x_emb = nn.Embed(self.vocab_size, d, dtype=self.dtype, name="embed")(x_t)[:, None]
     h = jnp.concatenate([tokens, x_emb], axis=1)
     length = self.mem_tokens + 1
-    h = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dtype, name="transformer")(
-      h, jnp.ones((length, length), bool), jnp.arange(length)
-    )
+    h = Transformer(
+      self.depth, self.num_heads, self.mlp_ratio, self.dtype, self.block, name="transformer"
+    )(h, jnp.ones((length, length), bool), jnp.arange(length))
     return h[:, : self.mem_tokens]
 
 
@@ -115,12 +116,17 @@ class Updater(nn.Module):
   fsq_levels: int = 0
   learned_init: bool = False
   dtype: Dtype = jnp.float32
+  block: BlockOptions = BlockOptions()  # Options of the transformer-token updater's blocks.
 
   def setup(self):
     common = dict(vocab_size=self.vocab_size, mem_tokens=self.mem_tokens, dtype=self.dtype)
     if self.kind == "transformer":
       self.core = TransformerTokenCore(
-        depth=self.depth, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, **common
+        depth=self.depth,
+        num_heads=self.num_heads,
+        mlp_ratio=self.mlp_ratio,
+        block=self.block,
+        **common,
       )
     elif self.kind == "mlp":
       self.core = MLPCore(depth=self.depth, hidden=self.hidden, **common)

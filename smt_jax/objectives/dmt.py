@@ -8,7 +8,8 @@ import ml_collections
 from smt_jax.models import build_models
 from smt_jax.objectives import losses
 from smt_jax.objectives.rollout import rollout
-from smt_jax.objectives.windows import encoder_memories, over_time
+from smt_jax.objectives.smt import uniformity_of
+from smt_jax.objectives.windows import encoder_memories, futures, over_time
 
 
 def rollout_length(cfg: ml_collections.ConfigDict, length: int) -> int:
@@ -31,7 +32,10 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   From the encoder memory m_s (s = -1: m_empty, the memory of the empty past), the updater reads
   x[s+1 .. s+Td] (a `lax.scan`), producing memories at s+1 .. s+Td. Steps j = k, 2k, .. <= Td
   are regressed onto the encoder memory at s + j; the readout is trained on every rolled memory
-  against y[s+j].
+  against y[s+j]. With dmt.include_start (the original's alignment) the steps are j = 0 .. Td - 1
+  instead: step 0 is m_s itself, the MSE covers j = 0, k, .. < Td. dmt.coef_dec and
+  dmt.coef_unif add the decoder's cross-entropy and the whole-memory uniformity of the target
+  memories, as the original's DMT loss does.
 
   Args and returns as `smt_loss`; metrics include the rollout MSE at its last supervised step.
   """
@@ -41,15 +45,16 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   batch_size, length = x.shape
   td = rollout_length(cfg, length)
   starts = rollout_starts(rng, batch_size, length, cfg)
-  steps = starts[:, None] + jnp.arange(1, td + 1)  # (B, Td) positions of rolled memories
-  supervised = jnp.arange(d.k, td + 1, d.k)  # rollout steps j with an encoder target
+  first = 0 if d.include_start else 1  # Rollout step of the first readout / MSE memory.
+  steps = starts[:, None] + jnp.arange(first, first + td)  # (B, Td) memory positions
+  supervised = jnp.arange(first * d.k, td + first, d.k)  # rollout steps j with a target
 
   positions = jnp.concatenate([starts[:, None], starts[:, None] + supervised], axis=1)
   mems = encoder_memories(models, params, x, positions)
   mems = jax.lax.stop_gradient(mems)  # Fixed DAgger labels: no gradient reaches the encoder.
   m_start, targets = mems[:, 0], mems[:, 1:]
 
-  inputs = jnp.take_along_axis(x, steps, axis=1)
+  inputs = jnp.take_along_axis(x, starts[:, None] + jnp.arange(1, td + first), axis=1)
   rolled = rollout(
     lambda m, xt: models.step(params, m, xt),
     m_start,
@@ -57,14 +62,25 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
     backprop_through_rollout=d.backprop_through_rollout,
     remat=d.remat,
   )
-  rolled = jnp.swapaxes(rolled, 0, 1)  # (B, Td, Z)
-  errors = jnp.mean(jnp.square(rolled[:, supervised - 1] - targets), axis=(0, 2))
+  rolled = jnp.swapaxes(rolled, 0, 1)  # (B, Td - 1 + first, Z): memories at s+1 ..
+  if d.include_start:  # Step 0 is the encoder memory the rollout starts from.
+    rolled = jnp.concatenate([m_start[:, None], rolled], axis=1)
+  errors = jnp.mean(jnp.square(rolled[:, supervised - first] - targets), axis=(0, 2))
   loss_dyn = jnp.mean(errors)
 
   logits = over_time(lambda m: models.read(params, m))(jax.lax.stop_gradient(rolled))
   labels = jnp.take_along_axis(y, steps, axis=1)
   loss_readout, num_labels = losses.masked_cross_entropy(logits, labels)
   loss = d.coef_dyn * loss_dyn + d.coef_readout * loss_readout
+  extra = {}
+  if d.coef_dec:  # The decoder's loss on the target memories (the original adds it).
+    fut_inputs, fut_targets = futures(x, y, positions[:, 1:], cfg.model.teacher.Tf)
+    dec_logits = over_time(lambda m, xf: models.decode(params, m, xf))(targets, fut_inputs)
+    extra["loss_dec"], _ = losses.masked_cross_entropy(dec_logits, fut_targets)
+    loss = loss + d.coef_dec * extra["loss_dec"]
+  if d.coef_unif:  # Uniformity of the target memories as whole vectors (the original's).
+    extra["loss_unif"] = uniformity_of(rng, targets, 1, cfg.smt.unif_tokens)
+    loss = loss + d.coef_unif * extra["loss_unif"]
   return loss, {
     "loss": loss,
     "loss_dyn": loss_dyn,
@@ -72,4 +88,5 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
     "acc": losses.masked_accuracy(logits, labels),
     "drift_last": errors[-1],
     "num_labels": num_labels,
+    **extra,
   }

@@ -47,17 +47,23 @@ def smt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   batch_size, length = x.shape
   rng_t, rng_unif = jax.random.split(rng)
 
-  if s.n_t == 0:  # Every position: window t is encoded once and serves as m_t and as m_{t+1}.
+  if s.n_t == 0 and s.timestep < 0:  # Every position: window t serves as m_t and as m_{t+1}.
     t = jnp.broadcast_to(jnp.arange(-1, length), (batch_size, length + 1))
     mems = encoder_memories(models, params, x, t, s.remat_encoder)
     m_now, m_next, x_next = mems[:, :-1], mems[:, 1:], x
     m_dec, t_dec = mems, t
   else:
-    t = sample_timesteps(rng_t, batch_size, length, s.n_t) - 1  # In [-1, T - 2].
+    if s.timestep >= 0:  # One fixed timestep (the original's forward_smt: Tc - 1).
+      t = jnp.full((batch_size, 1), s.timestep, jnp.int32)
+    else:
+      t = sample_timesteps(rng_t, batch_size, length, s.n_t) - 1  # In [-1, T - 2].
+    n = t.shape[1]
     mems = encoder_memories(models, params, x, jnp.concatenate([t, t + 1], axis=1), s.remat_encoder)
-    m_now, m_next = mems[:, : s.n_t], mems[:, s.n_t :]
+    m_now, m_next = mems[:, :n], mems[:, n:]
     x_next = jnp.take_along_axis(x, t + 1, axis=1)
     m_dec, t_dec = m_now, t
+    if s.timestep >= 0:
+      mems = m_now  # The original's uniformity term sees m_t only.
 
   fut_inputs, fut_targets = futures(x, y, t_dec, tf)
   logits = over_time(lambda m, xf: models.decode(params, m, xf))(m_dec, fut_inputs)

@@ -31,13 +31,22 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
   _require(cfg.method in METHODS, f"method={cfg.method!r} is unknown; use one of {tuple(METHODS)}.")
   _require(m.dtype in DTYPES, f"model.dtype={m.dtype!r} is unknown; use one of {DTYPES}.")
   _require(
-    m.d_model % m.num_heads == 0,
-    f"model.d_model={m.d_model} must be divisible by model.num_heads={m.num_heads}.",
+    m.head_dim or m.d_model % m.num_heads == 0,
+    f"model.d_model={m.d_model} must be divisible by model.num_heads={m.num_heads} "
+    "(or set model.head_dim).",
   )
   _require(
-    (m.d_model // m.num_heads) % 2 == 0,
+    m.head_dim or (m.d_model // m.num_heads) % 2 == 0,
     f"model.d_model / model.num_heads = {m.d_model // m.num_heads} must be even (rotary "
     "positions rotate feature pairs).",
+  )
+  _require(m.head_dim >= 0, f"model.head_dim={m.head_dim} must be >= 0 (0 = d_model / num_heads).")
+  head_dim = m.head_dim or m.d_model // m.num_heads
+  rotary = head_dim * m.rotary_fraction
+  _require(
+    0 < m.rotary_fraction <= 1 and rotary == int(rotary) and int(rotary) % 2 == 0,
+    f"model.rotary_fraction={m.rotary_fraction} must be in (0, 1] and rotate an even number of "
+    f"the {head_dim} features of a head.",
   )
   _require(
     r.updater in UPDATER_NAMES,
@@ -55,6 +64,10 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
     0 <= cfg.smt.n_t <= T,
     f"smt.n_t={cfg.smt.n_t} must be in [0, data.T = {T}] (positions sampled from -1..T-2; 0 "
     "trains every position -1..T-1).",
+  )
+  _require(
+    cfg.smt.timestep == -1 or 0 <= cfg.smt.timestep <= cfg.data.T - 2,
+    f"smt.timestep={cfg.smt.timestep} must be -1 (use smt.n_t) or in [0, data.T - 2].",
   )
   d = cfg.dmt
   _require(
