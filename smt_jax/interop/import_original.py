@@ -239,6 +239,9 @@ def build_config(read: dict, overrides=None, method: str | None = None):
   cfg.method = method or ("dmt" if _field(orig, "dmt") is not None else "smt")
   tc, tf = cfg.model.teacher.Tc, cfg.model.teacher.Tf
   derived["smt.timestep"] = tc - 1
+  steps = int(overrides.get("train.num_steps", _field(orig, "n_iters", 0) or read.get("itr") or 1))
+  derived["train.num_steps"] = steps  # The original's n_iters, and its 1 % warmup.
+  derived["optim.warmup_steps"] = steps // 100
   derived["dmt.start"] = tc - 1
   # eval.prefix stays -1 = Tc: beside the read from x[0] (from m_empty, which the original never
   # trained), evaluation reads with the RNN from a full window's memory, as the original does.
