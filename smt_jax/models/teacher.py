@@ -39,6 +39,7 @@ class Encoder(TransformerFields):
   """
 
   fsq_levels: int = 0
+  remat: bool = False  # Recompute each block in the backward pass (nn.remat per block).
 
   @nn.compact
   def __call__(self, x_window: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -59,9 +60,9 @@ class Encoder(TransformerFields):
     key_valid = jnp.concatenate([mask, jnp.ones((batch, self.mem_tokens), bool)], axis=1)
     attn_mask = jnp.broadcast_to(key_valid[:, None, :], (batch,) + key_valid.shape[1:] * 2)
     positions = jnp.arange(window + self.mem_tokens)
-    h = Transformer(self.depth, self.num_heads, self.mlp_ratio, self.dtype, name="transformer")(
-      h, attn_mask, positions
-    )
+    h = Transformer(
+      self.depth, self.num_heads, self.mlp_ratio, self.dtype, self.remat, name="transformer"
+    )(h, attn_mask, positions)
     return memory.finalize(h[:, window:], self.fsq_levels)
 
 
