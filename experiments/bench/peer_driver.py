@@ -147,7 +147,11 @@ def main(argv=None):
     if cmd[0] == "info":
       import torch
 
-      out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+      out = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+      }
     elif cmd[0] == "time":
       name, reps = cmd[1], int(cmd[2])
       if name not in steps:

@@ -82,7 +82,10 @@ def all_memories(models, params: dict, x: jax.Array, first: int, remat: bool = F
   relative to the window's end, and cheaper, since the left padding is never computed.
   """
   batch, length = x.shape
-  if models.streaming or models.buckets <= 1:
+  if models.streaming:  # One pass; a slice, not a gather (whose gradient is a scatter).
+    encode_all = lambda p: models.encode_stream(p, x)
+    return (jax.checkpoint(encode_all) if remat else encode_all)(params)[:, first + 1 :]
+  if models.buckets <= 1:
     t = jnp.broadcast_to(jnp.arange(first, length), (batch, length - first))
     return encoder_memories(models, params, x, t, remat)
   encode = lambda w: models.encode(params, w)
