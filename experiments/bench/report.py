@@ -91,7 +91,7 @@ def targets(res) -> list[dict]:
       f"{stream['labels_per_s']:.0f} vs {window['labels_per_s']:.0f} labels/s, same run",
     )
   for key, name in (("dmt_32", "DMT (Td 32, k 4)"), ("bptt_T64", "BPTT (T 64)")):
-    for k in (key, key.replace("_T", "_remat_T")):
+    for k in dict.fromkeys((key, key.replace("_T", "_remat_T"))):
       r = rows.get(k)
       if r and "ratio" in r:
         add(
