@@ -17,6 +17,13 @@ from smt_jax.objectives.windows import all_memories, bucket_lengths, encoder_mem
 ATOL, RTOL = 2e-5, 2e-4
 
 
+def _grads_close(a, b):
+  """Float32 gradients summed over many terms: an absolute tolerance relative to the largest
+  entry of the array (single entries near 0 carry the rounding of the large ones)."""
+  scale = max(1.0, float(np.max(np.abs(b))))
+  np.testing.assert_allclose(a, b, atol=ATOL * scale, rtol=RTOL)
+
+
 def _stream_config(**overrides):
   base = {
     "model.teacher.encoder": "stream",
@@ -79,11 +86,7 @@ def test_stream_matches_dense_reference_on_each_prefix(tc, chunk):
   )
   g_stream = jax.jit(jax.grad(lambda p: jnp.sum(weights * one_pass(p))))(params)
   g_loop = jax.jit(jax.grad(lambda p: jnp.sum(weights * reference(p))))(params)
-  jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(a, b, atol=ATOL, rtol=RTOL),
-    g_stream["encoder"],
-    g_loop["encoder"],
-  )
+  jax.tree.map(_grads_close, g_stream["encoder"], g_loop["encoder"])
 
 
 def test_stream_equals_itself_applied_to_each_prefix_values_and_gradients():
@@ -102,7 +105,7 @@ def test_stream_equals_itself_applied_to_each_prefix_values_and_gradients():
   )
   g1 = jax.jit(jax.grad(lambda p: jnp.sum(weights * one_pass(p))))(params)["encoder"]
   g2 = jax.jit(jax.grad(lambda p: jnp.sum(weights * looped(p))))(params)["encoder"]
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=ATOL, rtol=RTOL), g1, g2)
+  jax.tree.map(_grads_close, g1, g2)
 
 
 def test_stream_padding_and_empty_past_match_the_window_encoder_where_they_coincide():
@@ -157,7 +160,7 @@ def test_bucketed_window_encoding_equals_unbucketed(tc, buckets, first):
   )
   g1 = jax.jit(jax.grad(lambda p: jnp.sum(w * f(bucketed)(p))))(params)["encoder"]
   g2 = jax.jit(jax.grad(lambda p: jnp.sum(w * f(plain)(p))))(params)["encoder"]
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=ATOL, rtol=RTOL), g1, g2)
+  jax.tree.map(_grads_close, g1, g2)
 
 
 def test_bucket_lengths():
@@ -197,8 +200,8 @@ def test_decoding_a_subset_of_memories():
   base = {"model.teacher.encoder": "stream", "data.T": 9, "model.teacher.Tc": 5}
   batch = random_batch(jax.random.key(1), 2, 9, 7, label_every=1)
   loss0, m0, _ = _loss_and_grads(make_tiny_config(**base), batch)
-  # All T memories in a random order: the same mean decoder loss.
-  _, m_all, _ = _loss_and_grads(make_tiny_config(**{**base, "smt.n_dec": 9}), batch)
+  # All T + 1 memories (positions -1..T-1) in a random order: the same mean decoder loss.
+  _, m_all, _ = _loss_and_grads(make_tiny_config(**{**base, "smt.n_dec": 10}), batch)
   np.testing.assert_allclose(m_all["loss_dec"], m0["loss_dec"], atol=ATOL, rtol=RTOL)
   # A subset: fewer decoder labels, the dynamics term untouched.
   _, m3, _ = _loss_and_grads(make_tiny_config(**{**base, "smt.n_dec": 3}), batch)
