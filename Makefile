@@ -30,8 +30,10 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+# PEER_SRC=DIR PEER_PYTHON=PY: also time the PyTorch original (a checkout of
+# akarshkumar0101/smt and a Python with torch and x-transformers), in alternating rounds.
 bench: install
-	$(PY) experiments/bench/run_all.py
+	$(PY) experiments/bench/run_all.py $(if $(PEER_SRC),--peer_src $(PEER_SRC) --peer_python $(PEER_PYTHON))
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -48,6 +48,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.teacher.shared_embed = False  # The decoder uses the encoder's token embedding (params
   #                                       encoder/embed) and owns none; the readout then has none.
   c.model.teacher.register_std = 0.02  # Std of the encoder registers' init (original: 1.0).
+  c.model.teacher.encoder = "window"  # window: each position's last Tc tokens encoded
+  #                    separately (bidirectional within the window). stream: one pass over the
+  #                    sequence, a causal (Tc-sliding-window) token trunk read by K registers per
+  #                    position (position -1: registers that read no token); same parameters, a
+  #                    different inductive bias (smt_jax/models/stream.py).
+  c.model.teacher.stream_chunk = 0  # Stream encoder: positions per attention block (attention
+  #                    memory ~ B * T * (1 + K) * (Tc + chunk)); 0 = Tc.
+  c.model.teacher.buckets = 1  # Window encoder: encode the windows of all positions in this
+  #                    many length classes (Tc, Tc/2, Tc/4, ..., the short windows near the start
+  #                    without their padding); exact, less compute. 1 = off.
+  c.model.teacher.remat_blocks = False  # Recompute each encoder block in the backward pass
+  #                    (stores block inputs only); either encoder.
 
   c.model.rnn = ml_collections.ConfigDict()
   c.model.rnn.updater = "transformer"  # transformer | mlp | gru | lstm | elman.
@@ -64,6 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.smt.n_t = 0  # Memory positions per sequence trained at once, sampled from -1..T-2 (-1 =
   #                m_empty: its transition f(m_empty, x_0) ~ m_0 is trained like every other);
   #                0 = every position -1..T-1 (each window encoded once).
+  c.smt.n_dec = 0  # With n_t = 0: decode only this many memories per sequence (a random subset
+  #                  of positions -1..T-1; the dynamics and uniformity terms still cover all);
+  #                  0 = decode all.
   c.smt.coef_dec = 1.0  # c_dec, weight of the decoder cross-entropy.
   c.smt.coef_dyn = 0.1  # c_dyn, weight of the one-step dynamics MSE.
   c.smt.coef_unif = 0.001  # c_unif, weight of the uniformity loss on memory tokens.

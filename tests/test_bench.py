@@ -174,3 +174,26 @@ def test_delayed_copy_labels():
   b = credit.delayed_copy_batch(jax.random.PRNGKey(0), 2, 10, 5, 3)
   np.testing.assert_array_equal(b["y"][:, :3], -1)
   np.testing.assert_array_equal(b["y"][:, 3:], b["x"][:, :7])
+
+
+def test_side_by_side_without_the_original_reports_why():
+  from experiments.bench import side
+
+  assert side.open_peer("", "")[0] is None
+  peer, why = side.open_peer("/nonexistent/smt", "python3")
+  assert peer is None and "src/model.py" in why
+
+
+def test_side_by_side_method_scope_updates_only_the_trainable_groups():
+  from experiments.bench import side
+
+  cfg = make_tiny_config(**{"method": "dmt", "dmt.start": 0})
+  init_state, step = side.train_step(cfg, scope="method")
+  state = init_state(jax.random.PRNGKey(0))
+  batch = common.random_batch(jax.random.PRNGKey(1), 2, cfg.data.T, cfg.data.vocab_size)
+  (params, _), loss = jax.jit(step)(state, batch, jax.random.PRNGKey(2))
+  assert np.isfinite(float(loss))
+  for group in ("encoder", "decoder"):
+    jax.tree.map(np.testing.assert_array_equal, params[group], state[0][group])
+  moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), params["updater"], state[0]["updater"])
+  assert any(jax.tree.leaves(moved))

@@ -123,8 +123,19 @@ def _check_against_loop(objective, reference, cfg, batch, rng=jax.random.key(3))
   _assert_trees_close(grads, ref_grads)
 
 
-@pytest.mark.parametrize("detach_labels, remat_encoder", [(False, False), (True, True)])
-def test_smt_every_timestep_matches_python_loop(detach_labels, remat_encoder):
+@pytest.mark.parametrize(
+  "detach_labels, remat_encoder, teacher",
+  [
+    (False, False, {}),
+    (True, True, {}),
+    # One encoder block: the stream encoder's m_t reads only its own window's embeddings, so
+    # the loop's per-window encoding is its reference too.
+    (False, False, {"model.teacher.encoder": "stream"}),
+    (False, True, {"model.teacher.buckets": 2}),
+  ],
+  ids=["window", "window-detach-remat", "stream", "window-buckets"],
+)
+def test_smt_every_timestep_matches_python_loop(detach_labels, remat_encoder, teacher):
   cfg = make_tiny_config(
     **{
       "smt.detach_labels": detach_labels,
@@ -133,6 +144,7 @@ def test_smt_every_timestep_matches_python_loop(detach_labels, remat_encoder):
       "smt.coef_unif": 0.1,
       "data.T": 6,
       "model.teacher.Tc": 3,
+      **teacher,
     }
   )
   batch = random_batch(jax.random.key(1), 1, cfg.data.T, cfg.data.vocab_size)
@@ -158,10 +170,14 @@ def test_smt_sampled_timesteps_include_the_empty_past():
   assert set(np.unique(t).tolist()) == set(range(-1, cfg.data.T - 1))
 
 
-@pytest.mark.parametrize("n_t", [0, 4])
-def test_smt_full_past_teacher_matches_python_loop(n_t):
+@pytest.mark.parametrize(
+  "n_t, encoder", [(0, "window"), (4, "window"), (0, "stream"), (4, "stream")]
+)
+def test_smt_full_past_teacher_matches_python_loop(n_t, encoder):
   """Tc = Tf = T (no Tc + Tf <= T rule): every memory encodes x[0..t] (left-padded to T), its
-  decoder predicts every later target, and m_empty -> m_0 is a dynamics pair."""
+  decoder predicts every later target, and m_empty -> m_0 is a dynamics pair. With Tc = T the
+  stream encoder's one-pass m_t is the stream encoder applied to the padded prefix, at any depth
+  (two blocks here)."""
   T = 6
   cfg = make_tiny_config(
     **{
@@ -171,6 +187,8 @@ def test_smt_full_past_teacher_matches_python_loop(n_t):
       "smt.n_t": n_t,
       "smt.coef_dyn": 0.5,
       "smt.coef_unif": 0.1,
+      "model.teacher.encoder": encoder,
+      "model.teacher.encoder_depth": 2 if encoder == "stream" else 1,
     }
   )
   batch = random_batch(jax.random.key(11), 2, T, cfg.data.vocab_size, label_every=1)
@@ -210,10 +228,19 @@ def test_bptt_matches_python_loop(updater):
 
 
 @pytest.mark.parametrize(
-  "backprop, start, td", [(False, 1, 5), (True, 1, 5), (False, -1, 0), (True, -1, 0)]
+  "backprop, start, td, encoder",
+  [
+    (False, 1, 5, "window"),
+    (True, 1, 5, "window"),
+    (False, -1, 0, "window"),
+    (True, -1, 0, "window"),
+    (True, -1, 0, "stream"),
+    (False, 1, 5, "stream"),
+  ],
 )
-def test_dmt_matches_python_loop(backprop, start, td):
-  """start -1, Td 0: the rollout starts at m_empty and reads the whole sequence x[0..T-1]."""
+def test_dmt_matches_python_loop(backprop, start, td, encoder):
+  """start -1, Td 0: the rollout starts at m_empty and reads the whole sequence x[0..T-1]. The
+  stream encoder has one block here, so its m_t is the encoder applied to its own window."""
   cfg = make_tiny_config(
     **{
       "method": "dmt",
@@ -223,6 +250,7 @@ def test_dmt_matches_python_loop(backprop, start, td):
       "dmt.coef_dyn": 2.0,
       "model.teacher.Tc": 8,
       "model.teacher.Tf": 8,
+      "model.teacher.encoder": encoder,
     }
   )
   batch = random_batch(jax.random.key(5), 2, cfg.data.T, cfg.data.vocab_size, label_every=1)
@@ -297,7 +325,7 @@ def test_smt_dynamics_loss_couples_only_adjacent_memories(monkeypatch):
   z = mem_size(cfg)
 
   def loss_of(eps):
-    _with_perturbed(monkeypatch, smt, "encoder_memories", lambda f, *a: f(*a) + eps)
+    _with_perturbed(monkeypatch, smt, "all_memories", lambda f, *a: f(*a) + eps)
     return smt.smt_loss(params, batch, jax.random.key(0), cfg)[0]
 
   eps0 = jnp.zeros((1, cfg.data.T + 1, z))

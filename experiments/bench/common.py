@@ -88,6 +88,7 @@ def small_config(T: int = 64) -> ml_collections.ConfigDict:
 # A benchmark "variant": method plus the knobs that distinguish the rows of the tables.
 VARIANTS = {
   "smt_all": dict(method="smt", n_t=0),
+  "smt_all_stream": dict(method="smt", n_t=0, encoder="stream"),
   "smt_n1": dict(method="smt", n_t=1),
   "smt_n8": dict(method="smt", n_t=8),
   "dmt": dict(method="dmt", Td_eq_T=True),
@@ -107,6 +108,7 @@ def variant_config(base: ml_collections.ConfigDict, variant: str) -> ml_collecti
   T = c.data.T
   if v["method"] == "smt":
     c.smt.n_t = min(v["n_t"], T - 1)
+    c.model.teacher.encoder = v.get("encoder", "window")
   if v.get("Td_eq_T"):
     c.dmt.Td = T - 1  # "Td = T": the longest rollout a length-T sequence holds (start 0).
     c.dmt.start = 0

@@ -1,6 +1,10 @@
-"""SMT vs BPTT gradient-path cost: speed, memory, sequential depth, credit assignment.
+"""SMT vs BPTT gradient-path cost: speed, memory, sequential depth, credit assignment, and the
+side-by-side table against the PyTorch original.
 
   python experiments/bench/run_all.py                 # CPU grid (`make bench`), < 15 minutes
+  python experiments/bench/run_all.py --peer_src DIR --peer_python PY
+                                                      # + the original (a checkout of
+                                                      # akarshkumar0101/smt, a torch Python)
   python experiments/bench/run_all.py --device gpu    # paper-scale grid on a GPU / TPU
   python experiments/bench/run_all.py --quick         # a smoke run of every section
 
@@ -16,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
 import time
 
@@ -25,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments.bench import common, credit, depth, plain, report
+from experiments.bench import common, credit, depth, report, side
 from experiments.bench.common import (
   bench_step,
   environment,
@@ -41,18 +44,6 @@ from smt_jax.objectives import METHODS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# The PyTorch original measured on this machine kind (issue 6): seconds per step, (low, high).
-ORIGINAL = {
-  "smt_n1": (0.363, 0.375),
-  "dmt_32": (2.50, 2.51),
-  "bptt_T32": (0.90, 1.19),
-  "bptt_T64": (1.81, 2.24),
-  "bptt_T128": (3.66, 4.27),
-  "plain_torch": (0.316, 0.316),
-  "plain_flax_quiet": (0.370, 0.370),  # the Flax plain step on a quiet machine
-}
-ORIGINAL_LABELS_PER_STEP = 32  # one memory label per sequence, batch 32
-
 
 def grid(device: str, quick: bool) -> dict:
   """What each section measures on this device."""
@@ -62,12 +53,16 @@ def grid(device: str, quick: bool) -> dict:
       ref_batch=32,
       ref_T=128,
       smt_all_batch=4,
+      stream_batch=8,
+      n_dec=16,
+      buckets=4,
+      rounds=5,
       bptt_Ts=(32, 64),
       plain=dict(batch=32, T=128, d_model=128, depth=4, heads=4),
       sweep_cfg=small_config,
       sweep_batch=4,
       sweep_Ts=(64, 256, 1024, 2048),
-      sweep_variants=("smt_all", "dmt", "bptt", "bptt_remat"),
+      sweep_variants=("smt_all", "smt_all_stream", "dmt", "bptt", "bptt_remat"),
       repeats=5,
       sweep_repeats=3,
       max_seconds=15.0,
@@ -86,6 +81,8 @@ def grid(device: str, quick: bool) -> dict:
         sweep_repeats=2,
         credit_steps=5,
         smt_all_batch=2,
+        stream_batch=2,
+        rounds=2,
         ref_batch=4,
         plain=dict(batch=4, T=128, d_model=128, depth=4, heads=4),
         credit_T=48,
@@ -95,13 +92,17 @@ def grid(device: str, quick: bool) -> dict:
       ref_cfg=paper_config,
       ref_batch=128,
       ref_T=512,
-      smt_all_batch=128,
+      smt_all_batch=16,
+      stream_batch=128,
+      n_dec=64,
+      buckets=4,
+      rounds=3,
       bptt_Ts=(64, 256, 1024),
       plain=dict(batch=128, T=1024, d_model=256, depth=8, heads=8),
       sweep_cfg=paper_config,
       sweep_batch=128,
       sweep_Ts=(64, 128, 256, 512, 1024, 2048),
-      sweep_variants=("smt_all", "smt_n8", "dmt", "bptt", "bptt_remat"),
+      sweep_variants=("smt_all", "smt_all_stream", "smt_n8", "dmt", "bptt", "bptt_remat"),
       repeats=10,
       sweep_repeats=5,
       max_seconds=60.0,
@@ -113,7 +114,9 @@ def grid(device: str, quick: bool) -> dict:
       matmul_dtype=jnp.bfloat16,
     )
     if quick:
-      g.update(sweep_Ts=(512,), bptt_Ts=(64,), repeats=3, sweep_repeats=2, credit_steps=20)
+      g.update(
+        sweep_Ts=(512,), bptt_Ts=(64,), repeats=3, sweep_repeats=2, credit_steps=20, rounds=2
+      )
   return g
 
 
@@ -185,63 +188,26 @@ def step_row(name, cfg, batch, g, loss_fn=None, **kw):
   return r
 
 
-def reference_section(g, plain_retime=None) -> dict:
-  """Issue targets: the reference config (CPU) or the paper's (GPU). Each row also records a
-  plain-Transformer step timed right before it (the load on a shared machine drifts)."""
-  rows = {}
-  T = g["ref_T"]
-  base = g["ref_cfg"](T)
-  bt = g["bptt_Ts"][min(1, len(g["bptt_Ts"]) - 1)]
-  jobs = [
-    ("smt_n1", variant_config(base, "smt_n1"), g["ref_batch"], None),
-    ("smt_all", variant_config(base, "smt_all"), g["smt_all_batch"], None),
-    ("dmt_32", variant_config(base, "dmt_32"), g["ref_batch"], None),
-    ("dmt_32_remat", variant_config(base, "dmt_32_remat"), g["ref_batch"], None),
-  ]
-  jobs += [
-    (f"bptt_T{t}", variant_config(g["ref_cfg"](t), "bptt"), g["ref_batch"], None)
-    for t in g["bptt_Ts"]
-  ]
-  jobs += [
-    (f"bptt_remat_T{bt}", variant_config(g["ref_cfg"](bt), "bptt_remat"), g["ref_batch"], None)
-  ]
-  for key, cfg, batch, loss_fn in jobs:
-    plain_s = plain_retime() if plain_retime else None
-    rows[key] = step_row(key, cfg, batch, g, loss_fn=loss_fn)
-    rows[key]["plain_s_adjacent"] = plain_s
-  return rows
-
-
-def plain_section(g):
-  """The plain-Transformer step, and a function that re-times it (already compiled)."""
-  p = g["plain"]
-  init_state, step, _ = plain.plain_step_fns(256, p["d_model"], p["depth"], p["heads"])
-  rng = jax.random.PRNGKey(0)
-  state = init_state(rng)
-  batch = random_batch(jax.random.PRNGKey(1), p["batch"], p["T"], 256)
-  compiled, compile_s = common.compile_step(step, state, batch, rng)
-  holder = {"state": state}
-
-  def retime(repeats=3):
-    def call():
-      holder["state"], loss = compiled(holder["state"], batch, rng)
-      return loss
-
-    return statistics.median(common.time_calls(call, repeats, warmup=1))
-
-  times = [retime(g["repeats"])]
-  r = dict(
-    step_s=times[0],
-    compile_s=compile_s,
-    name="plain_transformer",
-    **p,
-    **common.xla_stats(compiled),
-  )
-  log(
-    f"  plain Transformer      T={p['T']:<5} B={p['batch']:<4} step {fmt_s(r['step_s']):>10}"
-    f"  XLA {r.get('flops', 0) / 1e9:.1f} GFLOP"
-  )
-  return r, retime
+def side_section(g, args) -> dict:
+  """The side-by-side table (side.py): this project and, when given, the PyTorch original, in
+  alternating rounds of this run."""
+  peer, why_not = side.open_peer(args.peer_src, args.peer_python)
+  log(f"  original: {why_not or peer.info}")
+  try:
+    rows = side.reference_rows(g, g["ref_cfg"])
+    out = side.side_section(rows, peer, args.rounds or g["rounds"], g["plain"], log)
+  finally:
+    if peer is not None:
+      peer.close()
+  out["peer_note"] = why_not or f"original timed from {args.peer_src} under {args.peer_python}"
+  for r in out["rows"]:
+    ratio = f"  x{r['ratio']:.2f} ({r['ratio_kind']})" if "ratio" in r else ""
+    peer_s = f"  original {fmt_s(r['peer_step_s'])}" if "peer_step_s" in r else ""
+    log(
+      f"  {r['key']:<24} T={r['T']:<4} B={r['batch']:<3} step {fmt_s(r['step_s']):>8}{peer_s}"
+      f"  labels/s {r['labels_per_s']:.0f}{ratio}"
+    )
+  return out
 
 
 def sweep_section(g) -> list:
@@ -345,7 +311,18 @@ def main(argv=None):
     default=os.path.join(common.REPO, "docs", "benchmarks.md"),
     help="markdown report path ('' = none)",
   )
-  ap.add_argument("--sections", default="env,plain,reference,sweep,depth,credit")
+  ap.add_argument("--sections", default="env,side,sweep,depth,credit")
+  ap.add_argument(
+    "--peer_src",
+    default="",
+    help="checkout of akarshkumar0101/smt: time the PyTorch original side by side",
+  )
+  ap.add_argument(
+    "--peer_python",
+    default="",
+    help="a Python with torch and x-transformers for the original (default $PEER_PYTHON)",
+  )
+  ap.add_argument("--rounds", type=int, default=0, help="alternating rounds (0 = by device)")
   args = ap.parse_args(argv)
   device = args.device
   if device == "auto":
@@ -363,20 +340,14 @@ def main(argv=None):
     quick=args.quick,
     env=environment(),
     started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    original=ORIGINAL,
   )
   log(f"[env] {res['env']['device']} ({res['env']['cpu']}), jax {res['env']['jax']}")
   res["matmul_gflops"] = matmul_gflops(g["matmul_n"], g["matmul_dtype"])
   res["matmul"] = dict(n=g["matmul_n"], dtype=jnp.dtype(g["matmul_dtype"]).name)
   log(f"[matmul] {g['matmul_n']}^3 {res['matmul']['dtype']}: {res['matmul_gflops']:.1f} GFLOP/s")
-  if "plain" in sections:
-    log("[plain]")
-    res["plain"], plain_retime = plain_section(g)
-  else:
-    plain_retime = None
-  if "reference" in sections:
-    log("[reference]")
-    res["reference"] = reference_section(g, plain_retime)
+  if "side" in sections:
+    log("[side by side]")
+    res["side"] = side_section(g, args)
   if "sweep" in sections:
     log("[sweep]")
     res["sweep"] = sweep_section(g)
@@ -389,7 +360,7 @@ def main(argv=None):
   # Matmul again at the end: the load on a shared machine drifts during the run.
   res["matmul_gflops_end"] = matmul_gflops(g["matmul_n"], g["matmul_dtype"])
   res["elapsed_s"] = time.time() - t_start
-  res["targets"] = report.targets(res) if device == "cpu" else []
+  res["targets"] = report.targets(res)
   name = f"bench_{device}{'_quick' if args.quick else ''}"
   with open(os.path.join(args.out, name + ".json"), "w") as f:
     json.dump(res, f, indent=1, default=float)

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from smt_jax.models.stream import StreamEncoder
 from smt_jax.models.teacher import Decoder, Encoder, Readout
 from smt_jax.models.transformer import BlockOptions
 from smt_jax.models.updaters import UPDATER_NAMES, Updater
@@ -18,17 +19,24 @@ from smt_jax.models.updaters import UPDATER_NAMES, Updater
 GROUPS = ("encoder", "decoder", "updater", "readout")
 TEACHER_GROUPS = ("encoder", "decoder")
 RNN_GROUPS = ("updater", "readout")
+ENCODER_NAMES = ("window", "stream")
 
 
 @dataclasses.dataclass(frozen=True)
 class Models:
   """The teacher and RNN modules, with pure apply functions over the grouped parameters."""
 
-  encoder: Encoder
+  encoder: Encoder | StreamEncoder
   decoder: Decoder
   updater: Updater
   readout: Readout
   encoder_window: int  # Tc, the length of the encoder's context window.
+  buckets: int = 1  # Window encoder: length classes of all-position encodings (1 = no bucketing).
+
+  @property
+  def streaming(self) -> bool:
+    """Whether the encoder computes every position's memory in one pass (`StreamEncoder`)."""
+    return isinstance(self.encoder, StreamEncoder)
 
   def init(self, rng: jax.Array, future: int) -> dict:
     """Fresh parameters for every group (float32); `future` = decoder inputs at init."""
@@ -50,8 +58,17 @@ class Models:
     return {group: v["params"] for group, v in variables.items()}
 
   def encode(self, params: dict, x_window: jax.Array) -> jax.Array:
-    """(B, Tc) tokens, -1 = padding -> memory (B, Z)."""
-    return self.encoder.apply({"params": params["encoder"]}, x_window)
+    """(B, Tc) tokens, -1 = padding -> memory (B, Z). The streaming encoder returns the memory
+    of the window's last position."""
+    m = self.encoder.apply({"params": params["encoder"]}, x_window)
+    return m[:, -1] if self.streaming else m
+
+  def encode_stream(self, params: dict, x: jax.Array) -> jax.Array:
+    """Streaming encoder only: (B, T) tokens -> memories (B, T + 1, Z) of positions -1 .. T - 1
+    (position -1 = the empty past), in one pass."""
+    if not self.streaming:
+      raise ValueError("encode_stream needs model.teacher.encoder='stream'.")
+    return self.encoder.apply({"params": params["encoder"]}, x)
 
   def _shared_embedding(self, encoder_params: dict) -> jax.Array | None:
     """The encoder's token embedding when the decoder shares it (else None)."""
@@ -107,14 +124,30 @@ def build_models(cfg: ml_collections.ConfigDict) -> Models:
     exact_gelu=m.exact_gelu,
     norm_eps=m.norm_eps,
   )
-  transformer = dict(
-    d_model=m.d_model, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, block=block, **shared
-  )
+  transformer = dict(d_model=m.d_model, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, **shared)
+  if t.encoder == "stream":  # The default block options only (checked by validate_model).
+    encoder = StreamEncoder(
+      depth=t.encoder_depth,
+      window=t.Tc,
+      fsq_levels=m.fsq_levels,
+      chunk=t.stream_chunk,
+      remat=t.remat_blocks,
+      **transformer,
+    )
+  elif t.encoder == "window":
+    encoder = Encoder(
+      depth=t.encoder_depth,
+      fsq_levels=m.fsq_levels,
+      register_std=t.register_std,
+      remat=t.remat_blocks,
+      block=block,
+      **transformer,
+    )
+  else:
+    raise ValueError(f"model.teacher.encoder={t.encoder!r} is unknown; use one of {ENCODER_NAMES}.")
   return Models(
-    encoder=Encoder(
-      depth=t.encoder_depth, fsq_levels=m.fsq_levels, register_std=t.register_std, **transformer
-    ),
-    decoder=Decoder(depth=t.decoder_depth, shared_embed=t.shared_embed, **transformer),
+    encoder=encoder,
+    decoder=Decoder(depth=t.decoder_depth, shared_embed=t.shared_embed, block=block, **transformer),
     updater=Updater(
       kind=r.updater,
       mem_size=mem_size(cfg),
@@ -127,8 +160,9 @@ def build_models(cfg: ml_collections.ConfigDict) -> Models:
       block=block,
       **shared,
     ),
-    readout=Readout(depth=r.readout_depth, shared_embed=t.shared_embed, **transformer),
+    readout=Readout(depth=r.readout_depth, shared_embed=t.shared_embed, block=block, **transformer),
     encoder_window=t.Tc,
+    buckets=t.buckets,
   )
 
 
@@ -148,7 +182,9 @@ __all__ = [
   "TEACHER_GROUPS",
   "RNN_GROUPS",
   "UPDATER_NAMES",
+  "ENCODER_NAMES",
   "Encoder",
+  "StreamEncoder",
   "Decoder",
   "Readout",
   "Updater",

@@ -41,6 +41,7 @@ class Encoder(TransformerFields):
 
   fsq_levels: int = 0
   register_std: float = 0.02  # Std of the registers' normal initialisation.
+  remat: bool = False  # Recompute each block in the backward pass (nn.remat per block).
 
   @nn.compact
   def __call__(self, x_window: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -65,7 +66,13 @@ class Encoder(TransformerFields):
     attn_mask = jnp.broadcast_to(key_valid[:, None, :], (batch,) + key_valid.shape[1:] * 2)
     positions = jnp.arange(window + self.mem_tokens)
     h = Transformer(
-      self.depth, self.num_heads, self.mlp_ratio, self.dtype, self.block, name="transformer"
+      self.depth,
+      self.num_heads,
+      self.mlp_ratio,
+      self.dtype,
+      self.block,
+      self.remat,
+      name="transformer",
     )(h, attn_mask, positions)
     return memory.finalize(h[:, window:], self.fsq_levels)
 

@@ -152,18 +152,24 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-  """`depth` blocks followed by a final RMSNorm: (B, L, d) -> (B, L, d)."""
+  """`depth` blocks followed by a final RMSNorm: (B, L, d) -> (B, L, d).
+
+  remat: recompute each block's activations in the backward pass (`nn.remat` per block), so only
+  the block inputs are stored; the parameters are the same either way.
+  """
 
   depth: int
   num_heads: int
   mlp_ratio: int = 4
   dtype: Dtype = jnp.float32
   options: BlockOptions = BlockOptions()
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
+    block = nn.remat(Block) if self.remat else Block
     for i in range(self.depth):
-      x = Block(self.num_heads, self.mlp_ratio, self.dtype, self.options, name=f"block_{i}")(
+      x = block(self.num_heads, self.mlp_ratio, self.dtype, self.options, name=f"block_{i}")(
         x, mask, positions
       )
     return RMSNorm(self.dtype, self.options.norm_eps, name="final_norm")(x)

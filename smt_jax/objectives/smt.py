@@ -7,7 +7,7 @@ import ml_collections
 
 from smt_jax.models import build_models, memory
 from smt_jax.objectives import losses
-from smt_jax.objectives.windows import encoder_memories, futures, over_time
+from smt_jax.objectives.windows import all_memories, encoder_memories, futures, over_time
 
 
 def sample_timesteps(rng: jax.Array, batch_size: int, num_positions: int, n: int) -> jax.Array:
@@ -49,9 +49,13 @@ def smt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
 
   if s.n_t == 0 and s.timestep < 0:  # Every position: window t serves as m_t and as m_{t+1}.
     t = jnp.broadcast_to(jnp.arange(-1, length), (batch_size, length + 1))
-    mems = encoder_memories(models, params, x, t, s.remat_encoder)
+    mems = all_memories(models, params, x, -1, s.remat_encoder)
     m_now, m_next, x_next = mems[:, :-1], mems[:, 1:], x
     m_dec, t_dec = mems, t
+    if s.n_dec:  # Decode a random subset of the memories; dynamics and uniformity see them all.
+      pick = sample_timesteps(jax.random.fold_in(rng_t, 1), batch_size, length + 1, s.n_dec)
+      m_dec = jnp.take_along_axis(mems, pick[:, :, None], axis=1)
+      t_dec = jnp.take_along_axis(t, pick, axis=1)
   else:
     if s.timestep >= 0:  # One fixed timestep (the original's forward_smt: Tc - 1).
       t = jnp.full((batch_size, 1), s.timestep, jnp.int32)

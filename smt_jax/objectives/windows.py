@@ -51,8 +51,52 @@ def encoder_memories(
 ) -> jax.Array:
   """Encoder memories m_t of the Tc-windows ending at t: x (B, T), t (B, n) -> (B, n, Z).
 
+  t = -1 is the empty past (an all-padding window). The window encoder encodes each window
+  separately; the streaming encoder computes every position of x in one pass and picks t.
   remat: recompute the encoder's activations in the backward pass instead of storing them.
   """
+  if models.streaming:
+    encode_all = lambda p: models.encode_stream(p, x)
+    mems = (jax.checkpoint(encode_all) if remat else encode_all)(params)  # (B, T + 1, Z)
+    return jnp.take_along_axis(mems, (t + 1)[:, :, None], axis=1)
   encode = lambda w: models.encode(params, w)
   windows = context_windows(x, t, models.encoder_window)
   return over_time(jax.checkpoint(encode) if remat else encode)(windows)
+
+
+def bucket_lengths(window: int, buckets: int) -> list[int]:
+  """Window lengths of the length classes: window, ceil(window / 2), ... (at least 1), longest
+  first, at most `buckets` of them."""
+  lengths = [window]
+  while len(lengths) < buckets and lengths[-1] > 1:
+    lengths.append(-(-lengths[-1] // 2))
+  return lengths
+
+
+def all_memories(models, params: dict, x: jax.Array, first: int, remat: bool = False):
+  """Encoder memories of every position first .. T - 1 of x (B, T): (B, T - first, Z).
+
+  Equal to `encoder_memories` at t = first .. T - 1. With the window encoder and
+  models.buckets > 1, the positions whose window holds at most L valid tokens are encoded as
+  windows of length L (L = Tc, Tc/2, ...): exact, since padding is masked and positions are
+  relative to the window's end, and cheaper, since the left padding is never computed.
+  """
+  batch, length = x.shape
+  if models.streaming:  # One pass; a slice, not a gather (whose gradient is a scatter).
+    encode_all = lambda p: models.encode_stream(p, x)
+    return (jax.checkpoint(encode_all) if remat else encode_all)(params)[:, first + 1 :]
+  if models.buckets <= 1:
+    t = jnp.broadcast_to(jnp.arange(first, length), (batch, length - first))
+    return encoder_memories(models, params, x, t, remat)
+  encode = lambda w: models.encode(params, w)
+  encode = jax.checkpoint(encode) if remat else encode
+  out, stop = [], length  # positions [start, stop) form one class, longest windows first
+  lengths = bucket_lengths(models.encoder_window, models.buckets)
+  for i, size in enumerate(lengths):
+    # Window t holds min(t + 1, Tc) valid tokens; this class takes those above the next length.
+    start = first if i + 1 == len(lengths) else max(first, min(stop, lengths[i + 1]))
+    if start < stop:
+      t = jnp.broadcast_to(jnp.arange(start, stop), (batch, stop - start))
+      out.append(over_time(encode)(context_windows(x, t, size)))
+    stop = start
+  return jnp.concatenate(out[::-1], axis=1)

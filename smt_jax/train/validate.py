@@ -11,7 +11,7 @@ from smt_jax.checkpointing import checkpoint_dir
 from smt_jax.data import TASK_NAMES, make_dataset
 from smt_jax.errors import ConfigError
 from smt_jax.eval.config import image_pixels, resolve_eval
-from smt_jax.models import GROUPS, UPDATER_NAMES
+from smt_jax.models import ENCODER_NAMES, GROUPS, UPDATER_NAMES
 from smt_jax.objectives import METHODS
 from smt_jax.parallel import mesh_shape
 from smt_jax.train import tensorboard
@@ -60,6 +60,32 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
     "whole past).",
   )
   _require(1 <= t.Tf <= T, f"model.teacher.Tf={t.Tf} must be in [1, data.T = {T}].")
+  _require(
+    t.encoder in ENCODER_NAMES,
+    f"model.teacher.encoder={t.encoder!r} is unknown; use one of {ENCODER_NAMES}.",
+  )
+  original = (m.head_dim, m.rotary_fraction, m.exact_gelu, m.norm_eps, t.register_std) != (
+    0,
+    1.0,
+    False,
+    1e-6,
+    0.02,
+  )
+  _require(
+    t.encoder == "window" or not original,
+    "model.teacher.encoder='stream' takes the default block options only; unset model.head_dim, "
+    "rotary_fraction, exact_gelu, norm_eps and model.teacher.register_std, or use the window "
+    "encoder.",
+  )
+  _require(
+    t.stream_chunk >= 0, f"model.teacher.stream_chunk={t.stream_chunk} must be >= 0 (0 = Tc)."
+  )
+  _require(t.buckets >= 1, f"model.teacher.buckets={t.buckets} must be >= 1 (1 = no bucketing).")
+  _require(
+    0 <= cfg.smt.n_dec <= T + 1 and (cfg.smt.n_dec == 0 or cfg.smt.n_t == 0),
+    f"smt.n_dec={cfg.smt.n_dec} must be 0 (decode every memory) or in [1, data.T + 1] (positions "
+    f"-1..T-1), and only with smt.n_t = 0 (it is {cfg.smt.n_t}).",
+  )
   _require(
     0 <= cfg.smt.n_t <= T,
     f"smt.n_t={cfg.smt.n_t} must be in [0, data.T = {T}] (positions sampled from -1..T-2; 0 "
