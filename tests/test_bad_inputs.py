@@ -243,6 +243,18 @@ CASES = [
     "dmt.Td=99 must be",
   ),
   (
+    "bptt_start_unknown",
+    RUN,
+    ["--config={cfg}", "--workdir={wd}", "--config.bptt.start=zeros"],
+    "bptt.start='zeros' is unknown",
+  ),
+  (
+    "bptt_from_empty_without_encoder",
+    RUN,
+    ["--config={cfg}", "--workdir={wd}", "--config.method=bptt", "--config.bptt.start=empty"],
+    "set ckpt.init_from to an SMT or DMT run",
+  ),
+  (
     "stride_zero",
     RUN,
     ["--config={cfg}", "--workdir={wd}", "--config.dmt.k=0"],

@@ -74,7 +74,11 @@ def loop_smt_loss(params, batch, cfg, times):
 def loop_bptt_loss(params, batch, cfg):
   models = build_models(cfg)
   x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
-  m = models.initial_memory(params, x.shape[0])
+  if cfg.bptt.start == "empty":  # The encoder on the all-padding window before x[0], per row.
+    tc = cfg.model.teacher.Tc
+    m = jnp.concatenate([models.encode(params, _window(x, b, -1, tc)) for b in range(len(x))])
+  else:
+    m = models.initial_memory(params, x.shape[0])
   nll, count = 0.0, 0
   for t in range(x.shape[1]):
     m = models.step(params, m, jnp.asarray(x[:, t]))
@@ -220,9 +224,11 @@ def test_smt_trains_the_first_transition_from_the_empty_memory():
   assert first > 1e-3 and abs(float(metrics["loss_dyn"]) - (expected * T - first) / (T - 1)) > 1e-5
 
 
-@pytest.mark.parametrize("updater", ["transformer", "gru"])
-def test_bptt_matches_python_loop(updater):
-  cfg = make_tiny_config(**{"method": "bptt", "model.rnn.updater": updater})
+@pytest.mark.parametrize(
+  "updater, start", [("transformer", "init"), ("gru", "init"), ("transformer", "empty")]
+)
+def test_bptt_matches_python_loop(updater, start):
+  cfg = make_tiny_config(**{"method": "bptt", "model.rnn.updater": updater, "bptt.start": start})
   batch = random_batch(jax.random.key(4), 2, cfg.data.T, cfg.data.vocab_size)
   _check_against_loop(bptt.bptt_loss, lambda p: loop_bptt_loss(p, batch, cfg), cfg, batch)
 

@@ -10,7 +10,7 @@ from smt_jax.checkpointing import load_params
 from smt_jax.data import make_dataset
 from smt_jax.eval.read import rnn_memories
 from smt_jax.models import build_models
-from smt_jax.objectives import method_of
+from smt_jax.objectives import method_of, read_start
 from smt_jax.objectives.windows import encoder_memories
 
 
@@ -44,6 +44,6 @@ def memory_spread(cfg: ml_collections.ConfigDict, workdir: str, num: int = 64) -
   if method_of(cfg).has_teacher:
     t = jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape)
     out["encoder"] = spread_stats(jax.jit(lambda p: encoder_memories(models, p, x, t))(params))
-  start = method_of(cfg).read_start
+  start = read_start(cfg)
   out["rnn"] = spread_stats(jax.jit(lambda p: rnn_memories(models, p, x, start))(params))
   return out

@@ -21,7 +21,7 @@ from smt_jax.eval.drift import drift_stats, rnn_step_fn
 from smt_jax.eval.read import add_stats, rnn_read_stats, summarize, teacher_read_stats
 from smt_jax.eval.write import samples_text, write_samples
 from smt_jax.models import Models, build_models, readout_from_decoder
-from smt_jax.objectives import method_of, reads_through_decoder
+from smt_jax.objectives import method_of, read_start, reads_through_decoder
 
 START_NAMES = {0: "m_empty", None: "initial memory"}  # Method.read_start -> its name.
 
@@ -41,7 +41,7 @@ class _Evaluator:
     self.params, self.ec, self.ds = params, ec, ds
     self.rnn_params = readout_from_decoder(params) if reads_through_decoder(cfg) else params
     method = method_of(cfg)
-    self.has_teacher, self.read_start = method.has_teacher, method.read_start
+    self.has_teacher, self.read_start = method.has_teacher, read_start(cfg)
     self.key = jax.random.key(ec.seed)
     self.rnn = jax.jit(lambda p, b, prefix: rnn_read_stats(models, p, b, prefix), static_argnums=2)
     self.teacher = jax.jit(lambda p, b: teacher_read_stats(models, p, b, ec.chunk))

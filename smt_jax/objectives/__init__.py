@@ -8,6 +8,7 @@ from smt_jax.objectives.methods import (
   Method,
   encoder_prefix,
   method_of,
+  read_start,
   reads_through_decoder,
   trainable_groups,
 )
@@ -18,6 +19,7 @@ __all__ = [
   "Method",
   "method_of",
   "encoder_prefix",
+  "read_start",
   "reads_through_decoder",
   "trainable_groups",
   "smt_loss",

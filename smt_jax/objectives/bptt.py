@@ -7,19 +7,23 @@ from smt_jax.models import build_models
 from smt_jax.objectives import losses
 from smt_jax.objectives.rollout import rollout
 
+BPTT_STARTS = ("init", "empty")  # cfg.bptt.start: the updater's initial memory, or m_empty.
+
 
 def bptt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.ConfigDict):
-  """Readout cross-entropy of the RNN unrolled from its initial memory over the whole sequence.
+  """Readout cross-entropy of the RNN unrolled from its start over the whole sequence.
 
-  m_t = f(m_{t-1}, x_t) from m_{-1} = initial memory; logits_t = g(m_t) predict y_t. Gradients
-  flow through the whole `lax.scan` (optionally rematerialised with cfg.bptt.remat).
+  m_t = f(m_{t-1}, x_t) from m_{-1} = the updater's initial memory (cfg.bptt.start = "init") or
+  m_empty of the (frozen) encoder ("empty"); logits_t = g(m_t) predict y_t. Gradients flow
+  through the whole `lax.scan` (optionally rematerialised with cfg.bptt.remat).
 
   Args and returns as `smt_loss` (rng is unused: BPTT is deterministic given the batch).
   """
   del rng
   models = build_models(cfg)
   x, y = batch["x"], batch["y"]
-  m0 = models.initial_memory(params, x.shape[0])
+  start = models.empty_memory if cfg.bptt.start == "empty" else models.initial_memory
+  m0 = start(params, x.shape[0])
   mems = rollout(lambda m, xt: models.step(params, m, xt), m0, x.T, remat=cfg.bptt.remat)
   logits = jax.vmap(lambda m: models.read(params, m))(mems)  # (T, B, V)
   loss, num_labels = losses.masked_cross_entropy(logits, y.T)

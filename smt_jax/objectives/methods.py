@@ -76,6 +76,14 @@ def trainable_groups(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
   return method_of(cfg).trainable
 
 
+def read_start(cfg: ml_collections.ConfigDict) -> int | None:
+  """Where this run's RNN read "from x[0]" starts (see Method.read_start): BPTT with
+  bptt.start = "empty" starts, and is read, from m_empty."""
+  if cfg.method == "bptt" and cfg.bptt.start == "empty":
+    return 0
+  return method_of(cfg).read_start
+
+
 def encoder_prefix(cfg: ml_collections.ConfigDict) -> int:
   """P of the extra read after an encoder prefix (methods with a teacher) and of the samples'
   prompts: eval.prefix, or with -1 Tc (T // 2 when Tc >= T)."""

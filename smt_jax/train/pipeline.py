@@ -13,7 +13,7 @@ import ml_collections
 
 from smt_jax.config import strict
 from smt_jax.errors import ConfigError
-from smt_jax.objectives import encoder_prefix, method_of
+from smt_jax.objectives import encoder_prefix, read_start
 from smt_jax.train.loop import train_and_evaluate
 from smt_jax.train.validate import validate
 
@@ -117,7 +117,7 @@ def format_table(rows: list[dict]) -> str:
 def _read_start(cfg: ml_collections.ConfigDict) -> str:
   """Where the table's main RNN read starts: x[0], from m_empty (a method with a teacher) or
   from the updater's initial memory."""
-  return "x[0] (m_empty)" if method_of(cfg).read_start == 0 else "x[0] (init)"
+  return "x[0] (m_empty)" if read_start(cfg) == 0 else "x[0] (init)"
 
 
 def _check(ok: bool, message: str) -> None:

@@ -20,7 +20,13 @@ from jax.sharding import Mesh
 from smt_jax import parallel
 from smt_jax.eval.read import rnn_read_stats, teacher_read_stats
 from smt_jax.models import build_models, readout_from_decoder
-from smt_jax.objectives import encoder_prefix, method_of, reads_through_decoder, trainable_groups
+from smt_jax.objectives import (
+  encoder_prefix,
+  method_of,
+  read_start,
+  reads_through_decoder,
+  trainable_groups,
+)
 from smt_jax.train.optimizer import learning_rate
 
 
@@ -144,7 +150,7 @@ def make_eval_fn(cfg: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Ca
 
   The objective metrics are the method's scalar metrics on the batch; the read stats are
   {"rnn": ..., "rnn_enc": ..., "teacher": ...} per-position sums (`smt_jax.eval.read`): the
-  RNN's teacher-forced read from x[0] (from `Method.read_start`) and, for methods with a teacher,
+  RNN's teacher-forced read from x[0] (from `read_start(cfg)`) and, for methods with a teacher,
   its read after an encoder prefix of `encoder_prefix(cfg)` tokens and the teacher's. The RNN
   reads through a copy of the decoder where `reads_through_decoder(cfg)`. Given a `mesh`, the
   results are replicated over it (readable on every process).
@@ -155,7 +161,7 @@ def make_eval_fn(cfg: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Ca
   def eval_fn(params, batch, rng):
     _, metrics = objective(params, batch, rng, cfg)
     rnn_params = readout_from_decoder(params) if copy_decoder else params
-    stats = {"rnn": rnn_read_stats(models, rnn_params, batch, method.read_start)}
+    stats = {"rnn": rnn_read_stats(models, rnn_params, batch, read_start(cfg))}
     if method.has_teacher:
       stats["rnn_enc"] = rnn_read_stats(models, rnn_params, batch, prefix)
       stats["teacher"] = teacher_read_stats(models, params, batch)

@@ -13,6 +13,7 @@ from smt_jax.errors import ConfigError
 from smt_jax.eval.config import image_pixels, resolve_eval
 from smt_jax.models import ENCODER_NAMES, GROUPS, UPDATER_NAMES
 from smt_jax.objectives import METHODS
+from smt_jax.objectives.bptt import BPTT_STARTS
 from smt_jax.parallel import mesh_shape
 from smt_jax.train import tensorboard
 from smt_jax.train.optimizer import SCHEDULES
@@ -114,6 +115,10 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
   td = d.Td or T - 1 - start
   _require(1 <= d.k <= td, f"dmt.k={d.k} must be in [1, dmt.Td = {td}].")
   _require(
+    cfg.bptt.start in BPTT_STARTS,
+    f"bptt.start={cfg.bptt.start!r} is unknown; use one of {BPTT_STARTS}.",
+  )
+  _require(
     not r.readout_from_decoder or r.readout_depth == t.decoder_depth,
     f"model.rnn.readout_from_decoder copies the decoder into the readout, so "
     f"model.rnn.readout_depth={r.readout_depth} must equal model.teacher.decoder_depth="
@@ -149,6 +154,11 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
   _require(o.warmup_steps >= 0, f"optim.warmup_steps={o.warmup_steps} must be >= 0.")
   _require(0 <= o.final_lr_frac <= 1, f"optim.final_lr_frac={o.final_lr_frac} must be in [0, 1].")
   _require(o.clip_norm >= 0, f"optim.clip_norm={o.clip_norm} must be >= 0 (0 = no clipping).")
+  _require(
+    cfg.method != "bptt" or cfg.bptt.start != "empty" or bool(ck.init_from),
+    "bptt.start='empty' starts BPTT from m_empty of a trained encoder, which BPTT does not "
+    "train: set ckpt.init_from to an SMT or DMT run (or use bptt.start='init').",
+  )
   unknown = [g for g in tr.trainable if g not in GROUPS]
   _require(
     not unknown,
