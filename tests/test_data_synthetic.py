@@ -1,11 +1,13 @@
 """Synthetic tasks against plain-Python solvers that recompute every label from x alone."""
 
+import collections
 import itertools
 
 import jax
 import ml_collections
 import numpy as np
 import pytest
+import scipy.stats
 
 from smt_jax.data import TASK_NAMES, default_data_config, make_dataset
 
@@ -43,24 +45,31 @@ def solve_stack(x, V, depth=8, **_):
   return y
 
 
-def solve_keys_values(x, V, key_len=2, value_len=2, **_):
-  query, pad, pair = V - 1, V - 2, key_len + value_len
-  q = x.index(query)
-  assert q % pair == 0
+def solve_keys_values(x, V, key_len=2, value_len=2, disjoint=False, **_):
+  """The query (``<query> key``, or the bare key when disjoint) ends where padding begins."""
+  query, pad, pair, mark = V - 1, V - 2, key_len + value_len, 0 if disjoint else 1
+  end = x.index(pad) if pad in x else len(x)  # after the query's value (its last token unread)
+  q = end - pair + 1 - mark
+  assert q % pair == 0 and x.count(query) == mark and x[q : q + mark] == [query] * mark
   chunks = [tuple(x[i : i + pair]) for i in range(0, q, pair)]
   table = {c[:key_len]: list(c[key_len:]) for c in chunks}
   assert len(table) == len(chunks), "keys must be distinct"
-  value = table[tuple(x[q + 1 : q + 1 + key_len])]
-  end = q + key_len + value_len
-  assert x[q + 1 + key_len : end] == value[:-1] and all(t == pad for t in x[end:])
-  return [-1] * (q + key_len) + value + [-1] * (len(x) - end)
+  key = tuple(x[q + mark : q + mark + key_len])
+  value = table[key]
+  assert x[q + mark + key_len : end] == value[:-1] and all(t == pad for t in x[end:])
+  if disjoint:  # keys from the lower ceil((V - 2) / 2) symbols, values from the rest
+    half = (V - 1) // 2
+    assert all(t < half for k in [*table, key] for t in k)
+    assert all(half <= t < V - 2 for v in table.values() for t in v)
+  return [-1] * (q + mark + key_len - 1) + value + [-1] * (len(x) - end)
 
 
-def solve_modular(x, V, warmup_pairs=2, **_):
-  """Brute force over every (w, b) consistent with the visible pairs."""
+def solve_modular(x, V, warmup_pairs=2, coef_frac=1.0, **_):
+  """Brute force over every (w, b), both below coef_frac * V, consistent with the pairs."""
   pairs = [(x[i], x[i + 1]) for i in range(0, len(x) - 1, 2)]
+  C = int(coef_frac * V)
   maps = [
-    (w, b) for w in range(1, V) for b in range(V) if all((w * u + b) % V == f for u, f in pairs)
+    (w, b) for w in range(1, C) for b in range(C) if all((w * u + b) % V == f for u, f in pairs)
   ]
   assert maps, "no affine map explains the pairs"
   y = []
@@ -113,8 +122,11 @@ CASES = [
   ("keys_values", 16, {}, (50,)),
   ("keys_values", 5, {"n_pairs": 0, "key_len": 3, "value_len": 1}, (41,)),
   ("keys_values", 6, {"n_pairs": 4, "key_len": 1, "value_len": 3}, (20,)),
+  ("keys_values", 9, {"disjoint": True}, (35, 38)),
+  ("keys_values", 6, {"n_pairs": 0, "key_len": 3, "value_len": 1, "disjoint": True}, (19, 22)),
   ("modular", 7, {}, (21,)),
   ("modular", 11, {"warmup_pairs": 0}, (40,)),
+  ("modular", 17, {"coef_frac": 0.2, "warmup_pairs": 0}, (40,)),
   ("parity", 2, {}, (31,)),
   ("parity", 5, {"final_only": True}, (12,)),
   ("recency", 16, {}, (30,)),
@@ -177,6 +189,50 @@ def test_retrieval_needle_range_knob():
   x, _ = draw("retrieval", 5, T, pos_lo=0.5, pos_hi=1.0)
   pos = [row.index(4) for row in x]
   assert slots / 2 - 1 < min(pos) <= slots / 2 + 2 and max(pos) >= slots - 3
+
+
+def test_modular_coef_frac_draws_every_small_coefficient():
+  """w in 1..C-1 and b in 0..C-1, C = int(0.2 * 31) = 6, each recovered from two pairs."""
+  V, n = 31, 512
+  ds = make_dataset(data_config("modular", V, coef_frac=0.2, warmup_pairs=0))
+  ws, bs = set(), set()
+  for row in np.asarray(ds.sample(cheap_key(3), n, 40)["x"]).tolist():
+    (u0, f0), (u1, f1) = next(
+      (p, q) for p, q in itertools.combinations(zip(row[::2], row[1::2]), 2) if p[0] != q[0]
+    )
+    w = (f1 - f0) * pow(u1 - u0, -1, V) % V
+    b = (f0 - w * u0) % V
+    assert all((w * u + b) % V == f for u, f in zip(row[::2], row[1::2]))
+    ws.add(w)
+    bs.add(b)
+  assert ws == set(range(1, 6)) and bs == set(range(6)) and max(ws | bs) < 0.2 * V
+
+
+@pytest.mark.parametrize("name,kwargs", [("recency", {"lag": 2}), ("primacy", {})])
+def test_geometric_sources_follow_the_truncated_geometric_law(name, kwargs):
+  """Distinct tokens make each label's source findable by a scan; its offset j from the
+  favoured end (t - lag for recency, 0 for primacy) must have P(j) ~ gamma**j on the range."""
+  gamma, V, N, T = 0.7, 2**20, 4000, 12
+  lag = kwargs.get("lag", 0)
+  first = lag if name == "recency" else 1
+  batch = make_dataset(data_config(name, V, gamma=gamma, **kwargs)).sample(cheap_key(7), N, T)
+  offsets = collections.defaultdict(list)
+  for xs, ys in zip(np.asarray(batch["x"]).tolist(), np.asarray(batch["y"]).tolist()):
+    if len(set(xs)) < T:
+      continue  # a repeated token would make the source ambiguous
+    assert ys[:first] == [-1] * first
+    for t in range(first, T):
+      i = xs.index(ys[t])
+      offsets[t].append(t - lag - i if name == "recency" else i)
+  stat, dof = 0.0, 0
+  for t, js in offsets.items():
+    n = t - lag + 1 if name == "recency" else t + 1
+    assert 0 <= min(js) and max(js) < n, "source outside the admissible range"
+    pmf = gamma ** np.arange(n) / sum(gamma**j for j in range(n))
+    expected = len(js) * pmf
+    stat += ((np.bincount(js, minlength=n) - expected) ** 2 / expected).sum()
+    dof += n - 1
+  assert len(offsets) == T - first and scipy.stats.chi2.sf(stat, dof) > 1e-3, (stat, dof)
 
 
 def test_stack_reaches_its_depth_and_empties():
@@ -242,9 +298,27 @@ def test_default_configs_build_every_synthetic_task():
       r"data\.kwargs\.n_pairs=5 but only 2\*\*1 distinct keys",
     ),
     ("keys_values", 8, {"value_len": 0}, r"data\.kwargs\.value_len=0"),
+    ("keys_values", 8, {"disjoint": 1}, r"data\.kwargs\.disjoint=1: expected bool"),
+    (
+      "keys_values",
+      6,
+      {"n_pairs": 3, "key_len": 1, "disjoint": True},
+      r"data\.kwargs\.n_pairs=3 but only 2\*\*1 distinct keys",
+    ),
     ("modular", 50000, {}, r"data\.vocab_size=50000"),
     ("modular", 7, {"warmup_pairs": -1}, r"data\.kwargs\.warmup_pairs=-1"),
+    ("modular", 17, {"coef_frac": 0.0}, r"data\.kwargs\.coef_frac=0\.0: must lie in \(0, 1\]"),
+    ("modular", 17, {"coef_frac": 1.5}, r"data\.kwargs\.coef_frac=1\.5: must lie in \(0, 1\]"),
+    (
+      "modular",
+      7,
+      {"coef_frac": 0.2},
+      r"data\.kwargs\.coef_frac=0\.2: .*int\(coef_frac \* 7\) >= 2",
+    ),
+    ("modular", 7, {"coef_frac": "0.2"}, r"data\.kwargs\.coef_frac='0\.2': expected float"),
     ("recency", 8, {"lag": -2}, r"data\.kwargs\.lag=-2"),
+    ("recency", 8, {"gamma": 1.0}, r"data\.kwargs\.gamma=1\.0: must lie in \[0, 1\)"),
+    ("primacy", 8, {"gamma": -0.5}, r"data\.kwargs\.gamma=-0\.5: must lie in \[0, 1\)"),
     ("parity", 1, {}, r"data\.vocab_size=1"),
   ],
 )
@@ -265,6 +339,7 @@ def test_bad_split_is_rejected():
     ("copy", {"length": 5}, 9, 10),
     ("keys_values", {}, 35, 36),
     ("keys_values", {"n_pairs": 3, "key_len": 1}, 11, 12),
+    ("keys_values", {"disjoint": True}, 34, 35),
     ("modular", {"warmup_pairs": 3}, 6, 7),
     ("recency", {"lag": 6}, 6, 7),
     ("primacy", {}, 1, 2),

@@ -154,7 +154,8 @@ class Copy(SyntheticTask):
   a = reversed(s) if ``reverse`` else s. x = s (L symbols), <sep>, a[0..L-2], then <pad> up to
   T; y[L+i] = a[i] for i < L (the memory after <sep> predicts a[0]); -1 elsewhere.
 
-  Knobs: length (int, default 0 = the longest that fits, T // 2), reverse (bool, default False).
+  Knobs: length (int, default 0 = the longest that fits, T // 2), reverse (bool, default False;
+  the PyTorch original always reverses).
   """
 
   length: int = 0
@@ -230,12 +231,15 @@ class KeysValues(SyntheticTask):
   v_q[i] predicts v_q[i+1]); -1 elsewhere.
 
   Knobs: n_pairs (int, default 8; 0 = as many as fit T), key_len (int, default 2),
-  value_len (int, default 2).
+  value_len (int, default 2), disjoint (bool, default False): the PyTorch original's variant,
+  keys from the lower ``key_symbols`` = ceil(n_symbols / 2) symbols and values from the rest,
+  and the query is the bare key at position n * (key_len + value_len) (``<query>`` unused).
   """
 
   n_pairs: int = 8
   key_len: int = 2
   value_len: int = 2
+  disjoint: bool = False
 
   name: ClassVar[str] = "keys_values"
   special_names: ClassVar[tuple[str, ...]] = ("query", "pad")
@@ -249,7 +253,7 @@ class KeysValues(SyntheticTask):
 
   def _check_distinct(self, n: int, T: int | None) -> None:
     """Raises unless ``n`` distinct keys exist (T: the length that chose n, when n_pairs = 0)."""
-    if n <= self.n_symbols**self.key_len:
+    if n <= self.key_symbols**self.key_len:
       return
     what = (
       f"T={T} fits {n} pairs (data.kwargs.n_pairs=0)"
@@ -257,40 +261,51 @@ class KeysValues(SyntheticTask):
       else f"data.kwargs.n_pairs={n}"
     )
     raise ValueError(
-      f"{what} but only {self.n_symbols}**{self.key_len} distinct keys exist; "
+      f"{what} but only {self.key_symbols}**{self.key_len} distinct keys exist; "
       "raise data.kwargs.key_len or data.vocab_size"
     )
 
+  @property
+  def key_symbols(self) -> int:
+    """Keys use symbols ``0 .. key_symbols - 1``; values the rest if ``disjoint``, else all."""
+    return (self.n_symbols + 1) // 2 if self.disjoint else self.n_symbols
+
+  @property
+  def marker_len(self) -> int:
+    """Tokens of ``<query>`` before the query key: 0 or 1."""
+    return 0 if self.disjoint else 1
+
   def pairs_for(self, T: int) -> int:
     pair = self.key_len + self.value_len
-    return self.n_pairs or max((T - pair) // pair, 1)
+    return self.n_pairs or max((T - pair + 1 - self.marker_len) // pair, 1)
 
   def min_length(self) -> int:
-    return (max(self.n_pairs, 1) + 1) * (self.key_len + self.value_len)
+    return (max(self.n_pairs, 1) + 1) * (self.key_len + self.value_len) - 1 + self.marker_len
 
   def example(self, key, T):
     n, kl, vl = self.pairs_for(T), self.key_len, self.value_len
     self._check_distinct(n, T)
     k_idx, k_perm, k_val, k_q = jax.random.split(key, 4)
     # n distinct key indices: sorted draws shifted by their rank, then shuffled.
-    n_keys = min(self.n_symbols**kl, MAX_DISTINCT_KEYS)
+    ks, mark = self.key_symbols, self.marker_len
+    n_keys = min(ks**kl, MAX_DISTINCT_KEYS)
     idx = jnp.sort(jax.random.randint(k_idx, (n,), 0, n_keys - n + 1)) + jnp.arange(n)
     idx = jax.random.permutation(k_perm, idx)
-    powers = jnp.array([min(self.n_symbols**j, MAX_DISTINCT_KEYS) for j in range(kl)])
-    keys = (idx[:, None] // powers) % self.n_symbols  # (n, kl)
-    vals = jax.random.randint(k_val, (n, vl), 0, self.n_symbols)
+    powers = jnp.array([min(ks**j, MAX_DISTINCT_KEYS) for j in range(kl)])
+    keys = (idx[:, None] // powers) % ks  # (n, kl)
+    vals = jax.random.randint(k_val, (n, vl), ks if self.disjoint else 0, self.n_symbols)
     q = jax.random.randint(k_q, (), 0, n)
-    pad = T - (n + 1) * (kl + vl)
+    pad = T - (n + 1) * (kl + vl) + 1 - mark
     x = jnp.concatenate(
       [
         jnp.concatenate([keys, vals], axis=1).reshape(-1),
-        _fill(1, self.special("query")),
+        _fill(mark, self.special("query")),
         keys[q],
         vals[q, :-1],
         _fill(pad, self.special("pad")),
       ]
     )
-    y = jnp.concatenate([_fill(n * (kl + vl) + kl, -1), vals[q], _fill(pad, -1)])
+    y = jnp.concatenate([_fill(n * (kl + vl) + kl - 1 + mark, -1), vals[q], _fill(pad, -1)])
     return x, y
 
 
@@ -299,13 +314,16 @@ class ModularArithmetic(SyntheticTask):
   """In-context modular arithmetic: pairs ``u, (w*u + b) mod V`` with w, b drawn per sequence.
 
   V = vocab_size (all tokens are residues; a prime V makes every map a bijection).
-  w ~ U{1..V-1}, b ~ U{0..V-1}, u ~ U{0..V-1}. x alternates u_i, f(u_i); y[2i] = f(u_i) and
-  y[2i+1] = -1. The first ``warmup_pairs`` pairs are unlabelled (w, b are not yet inferable).
+  w ~ U{1..C-1}, b ~ U{0..C-1} with C = int(coef_frac * V), u ~ U{0..V-1}. x alternates u_i,
+  f(u_i); y[2i] = f(u_i) and y[2i+1] = -1. The first ``warmup_pairs`` pairs are unlabelled
+  (w, b are not yet inferable).
 
-  Knobs: warmup_pairs (int, default 2).
+  Knobs: warmup_pairs (int, default 2), coef_frac (float, default 1.0): bound on w and b as a
+  fraction of V (the PyTorch original's variant: 0.2, no warmup).
   """
 
   warmup_pairs: int = 2
+  coef_frac: float = 1.0
 
   name: ClassVar[str] = "modular"
   default_vocab: ClassVar[int] = 17
@@ -320,15 +338,27 @@ class ModularArithmetic(SyntheticTask):
       f"must be <= {self.max_vocab}",
     )
     _require(self.warmup_pairs >= 0, "warmup_pairs", self.warmup_pairs, "must be >= 0")
+    _require(
+      0.0 < self.coef_frac <= 1.0 and self.n_coefs >= 2,
+      "coef_frac",
+      self.coef_frac,
+      f"must lie in (0, 1] with int(coef_frac * {self.vocab_size}) >= 2 (w is drawn below it, "
+      "from 1)",
+    )
+
+  @property
+  def n_coefs(self) -> int:
+    """C: w and b are drawn below it."""
+    return int(self.coef_frac * self.vocab_size)
 
   def min_length(self) -> int:
     return 2 * self.warmup_pairs + 1
 
   def example(self, key, T):
     k_u, k_w, k_b = jax.random.split(key, 3)
-    V, n = self.vocab_size, (T + 1) // 2
+    V, C, n = self.vocab_size, self.n_coefs, (T + 1) // 2
     u = jax.random.randint(k_u, (n,), 0, V)
-    f = (jax.random.randint(k_w, (), 1, V) * u + jax.random.randint(k_b, (), 0, V)) % V
+    f = (jax.random.randint(k_w, (), 1, C) * u + jax.random.randint(k_b, (), 0, C)) % V
     x = jnp.stack([u, f], axis=1).reshape(-1)[:T]
     y = jnp.stack([f, _fill(n, -1)], axis=1).reshape(-1)[:T]
     return x, jnp.where(jnp.arange(T) < 2 * self.warmup_pairs, -1, y)
@@ -355,26 +385,50 @@ class Parity(SyntheticTask):
 
 @dataclasses.dataclass(frozen=True)
 class _Recall(SyntheticTask):
-  """Recall of an earlier token: y[t] = x[source(t)] where defined, else -1."""
+  """Recall of an earlier token: y[t] = x[source(t)] where defined, else -1.
+
+  Each labelled t has a range of admissible sources from a favoured end (``near``) to ``far``;
+  the source is ``j`` steps from ``near`` towards ``far``, with j = 0 when gamma = 0 and, when
+  gamma > 0, j drawn per position with P(j) proportional to gamma**j over the range (the PyTorch
+  original's geometric recency / primacy bias).
+  """
 
   final_only: bool = False
+  gamma: float = 0.0
 
-  def source(self, T: int) -> np.ndarray:
-    """int[T] index of the recalled token for each t, -1 where none."""
+  def __post_init__(self):
+    super().__post_init__()
+    _require(0.0 <= self.gamma < 1.0, "gamma", self.gamma, "must lie in [0, 1) (0 = fixed source)")
+
+  def ends(self, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """int[T] near and far end of the source range for each t, -1 (both) where none."""
     raise NotImplementedError
 
+  def offsets(self, key: jax.Array, n: np.ndarray) -> jax.Array:
+    """int[T] j in [0, n) with P(j) proportional to gamma**j (all 0 when gamma = 0)."""
+    if not self.gamma:
+      return jnp.zeros(n.shape, jnp.int32)
+    u = jax.random.uniform(key, n.shape)  # inverse CDF of the truncated geometric law
+    j = jnp.floor(jnp.log1p(-u * (1.0 - self.gamma**n)) / math.log(self.gamma))
+    return jnp.minimum(j.astype(jnp.int32), n - 1)
+
   def example(self, key, T):
-    x = jax.random.randint(key, (T,), 0, self.vocab_size)
-    src = jnp.asarray(self.source(T))
-    y = jnp.where(src >= 0, x[jnp.maximum(src, 0)], -1)
+    k_x, k_j = jax.random.split(key) if self.gamma else (key, None)
+    x = jax.random.randint(k_x, (T,), 0, self.vocab_size)
+    near, far = self.ends(T)
+    src = near + np.sign(far - near) * self.offsets(k_j, np.abs(far - near) + 1)
+    y = jnp.where(near >= 0, x[jnp.maximum(src, 0)], -1)
     return x, _final_only(y, self.final_only)
 
 
 @dataclasses.dataclass(frozen=True)
 class Recency(_Recall):
-  """Recency: y[t] = x[t - lag] for t >= lag, -1 before; x uniform over the vocabulary.
+  """Recency: y[t] = x[t - lag - j] for t >= lag, -1 before; x uniform over the vocabulary.
 
-  Knobs: lag (int, default 4), final_only (bool, default False): label only the last position.
+  j = 0, or with gamma > 0, j in [0, t - lag] with P(j) proportional to gamma**j.
+
+  Knobs: lag (int, default 4), final_only (bool, default False): label only the last position,
+  gamma (float in [0, 1), default 0.0; the PyTorch original: lag 0, gamma 0.5).
   """
 
   lag: int = 4
@@ -388,16 +442,19 @@ class Recency(_Recall):
   def min_length(self) -> int:
     return self.lag + 1
 
-  def source(self, T):
-    src = np.arange(T) - self.lag
-    return np.where(src >= 0, src, -1)
+  def ends(self, T):
+    t = np.arange(T)
+    return np.where(t >= self.lag, t - self.lag, -1), np.where(t >= self.lag, 0, -1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Primacy(_Recall):
-  """Primacy: y[t] = x[0] for t >= 1 (y[0] = -1); x uniform over the vocabulary.
+  """Primacy: y[t] = x[j] for t >= 1 (y[0] = -1); x uniform over the vocabulary.
 
-  Knobs: final_only (bool, default False): label only the last position.
+  j = 0, or with gamma > 0, j in [0, t] with P(j) proportional to gamma**j.
+
+  Knobs: final_only (bool, default False): label only the last position, gamma (float in
+  [0, 1), default 0.0; the PyTorch original: 0.5).
   """
 
   name: ClassVar[str] = "primacy"
@@ -405,8 +462,9 @@ class Primacy(_Recall):
   def min_length(self) -> int:
     return 2
 
-  def source(self, T):
-    return np.where(np.arange(T) >= 1, 0, -1)
+  def ends(self, T):
+    t = np.arange(T)
+    return np.where(t >= 1, 0, -1), np.where(t >= 1, t, -1)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
