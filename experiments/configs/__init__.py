@@ -32,12 +32,24 @@ DMT_STAGE = {  # The DMT stage's own fields in smt_dmt_bptt_stages (measured, do
 }
 
 
+FINETUNE_STAGE = {  # BPTT fine-tuning of the SMT -> DMT RNN: from m_empty, a gentler schedule.
+  "optim": {"lr": 1e-3, "warmup_steps": 20, "schedule": "warmup_cosine", "final_lr_frac": 0.1},
+  "bptt": {"start": "empty"},
+}
+
+
 def smt_dmt_bptt_stages(
-  smt_steps: int, dmt_steps: int, bptt_steps: int, dmt_stage: dict | None = None
+  smt_steps: int,
+  dmt_steps: int,
+  bptt_steps: int,
+  dmt_stage: dict | None = None,
+  finetune_steps: int = 0,
 ) -> ml_collections.ConfigDict:
   """`pipeline.stages` of the standard comparison: SMT; DMT from the SMT stage's parameters;
-  BPTT of the same RNN from scratch, each with its number of updates. The DMT stage sets its own
-  optim and dmt fields: DMT_STAGE (gradients through the rollout, cosine decay), updated by
+  BPTT of the same RNN from scratch; and "finetune", BPTT of the SMT -> DMT RNN from m_empty
+  (FINETUNE_STAGE; `finetune_steps`, default bptt_steps // 2), each with its number of updates.
+  pipeline.order picks the stages run, e.g. ("smt", "dmt", "finetune"). The DMT stage sets its
+  own optim and dmt fields: DMT_STAGE (gradients through the rollout, cosine decay), updated by
   `dmt_stage` ({"optim": {"lr": ...}}); where rollouts start (dmt.start, dmt.Td: from m_empty
   over the whole sequence by default) stays the config's."""
   dmt = {group: dict(fields) for group, fields in DMT_STAGE.items()}
@@ -53,5 +65,11 @@ def smt_dmt_bptt_stages(
         **dmt,
       },
       "bptt": {"method": "bptt", "train": {"num_steps": bptt_steps}},
+      "finetune": {
+        "method": "bptt",
+        "train": {"num_steps": finetune_steps or bptt_steps // 2},
+        "ckpt": {"init_from": "dmt"},
+        **FINETUNE_STAGE,
+      },
     }
   )

@@ -38,6 +38,7 @@ def get_config():
   c.model.d_model = 32  # d.
   c.model.num_heads = 2  # Heads (head width 16).
   c.model.mlp_ratio = 2  # MLP width 64.
+  c.model.teacher.encoder = "stream"  # All 33 memories of a sequence in one pass.
   c.model.teacher.Tc = 32  # Encoder window = T: every memory sees the whole past.
   c.model.teacher.Tf = 32  # Decoder future = T: the needle's memory predicts the answer.
   c.model.rnn.depth = 1  # Updater blocks.
@@ -52,7 +53,7 @@ def get_config():
   c.eval.prefix = 16  # The extra column: the encoder reads x[0..15], then the RNN (smt, dmt).
 
   c.pipeline.order = ("smt", "dmt", "bptt")  # Run into WORKDIR/smt, WORKDIR/dmt, WORKDIR/bptt.
-  # SMT 400 + DMT 2000 updates; BPTT 16000 (at least SMT + DMT's wall-clock); DMT's own optim
+  # SMT 400 + DMT 2000 updates; BPTT 8000 (at least SMT + DMT's wall-clock); DMT's own optim
   # and dmt fields: experiments.configs.DMT_STAGE.
-  c.pipeline.stages = smt_dmt_bptt_stages(400, 2000, 16000)
+  c.pipeline.stages = smt_dmt_bptt_stages(400, 2000, 8000)
   return c

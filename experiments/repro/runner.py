@@ -32,7 +32,7 @@ from experiments.repro import reporting
 from smt_jax.config import strict
 from smt_jax.eval.measures import memory_spread
 from smt_jax.train import train_and_evaluate
-from smt_jax.train.pipeline import run_pipeline, stage_config, stage_names
+from smt_jax.train.pipeline import read_start_name, run_pipeline, stage_config, stage_names
 from smt_jax.train.validate import validate
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -151,6 +151,7 @@ def run_worker(spec_path: str) -> None:
       {
         "stage": cfg.method,
         "method": cfg.method,
+        "rnn_read_from": read_start_name(cfg),
         "rnn_acc": final["rnn_acc"],
         "rnn_loss": final["rnn_loss"],
         "teacher_acc": final.get("teacher_acc"),
@@ -163,7 +164,15 @@ def run_worker(spec_path: str) -> None:
     s = row["stage"]
     stages[s] = {
       k: row.get(k)
-      for k in ("method", "rnn_acc", "rnn_loss", "rnn_acc_enc", "teacher_acc", "wall_s")
+      for k in (
+        "method",
+        "rnn_read_from",
+        "rnn_acc",
+        "rnn_loss",
+        "rnn_acc_enc",
+        "teacher_acc",
+        "wall_s",
+      )
     }
     stages[s]["steps"] = int(configs[s].train.num_steps)
     stages[s]["batch_size"] = int(configs[s].train.batch_size)

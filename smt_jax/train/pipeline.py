@@ -88,7 +88,7 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
       {
         "stage": s,
         "method": run.method,
-        "rnn_read_from": _read_start(run),
+        "rnn_read_from": read_start_name(run),
         "rnn_acc": final["rnn_acc"],
         "rnn_loss": final["rnn_loss"],
         "enc_prefix": f"enc[:{encoder_prefix(run)}]" if "rnn_enc_acc" in final else None,
@@ -114,7 +114,7 @@ def format_table(rows: list[dict]) -> str:
   return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 
 
-def _read_start(cfg: ml_collections.ConfigDict) -> str:
+def read_start_name(cfg: ml_collections.ConfigDict) -> str:
   """Where the table's main RNN read starts: x[0], from m_empty (a method with a teacher) or
   from the updater's initial memory."""
   return "x[0] (m_empty)" if read_start(cfg) == 0 else "x[0] (init)"
