@@ -18,6 +18,7 @@ from smt_jax.eval import (
   teacher_read_stats,
   write_samples,
 )
+from smt_jax.eval.measures import trace_last_label
 from smt_jax.models import build_models, init_params
 from smt_jax.objectives.windows import encoder_memories
 
@@ -222,3 +223,38 @@ def test_resolve_eval_derives_defaults_and_names_bad_fields(tiny_config):
   cfg.eval.prefix = 8
   with pytest.raises(ConfigError, match=r"eval\.prefix=8"):
     resolve_eval(cfg)
+
+
+def test_trace_of_the_last_label_matches_python_loop(setup):
+  """trace_last_label against one memory and one future at a time: each row's last label y[j]
+  decoded from the encoder's m_t and from the RNN's m_t (read from m_empty), and the drift."""
+  cfg, models, params, ref = setup
+  T, tf, tc = cfg.data.T, cfg.model.teacher.Tf, models.encoder_window
+  batch = random_batch(jax.random.key(9), 16, T, cfg.data.vocab_size)
+  x = np.asarray(batch["x"])
+  y = np.full_like(x, -1)  # One label per row, at 4 .. 7 (labels = tokens of x): none is
+  for b in range(len(x)):  # within Tf = 3 of t = 0, 1.
+    y[b, 4 + (3 * b) % 4] = x[b, (5 * b + 1) % T]
+  hits, count, drift = np.zeros((2, T)), np.zeros(T), np.zeros(T)
+  empty = ref.encode(params, jnp.full((1, tc), -1))
+  for b in range(len(x)):
+    j, m = int(np.flatnonzero(y[b] >= 0)[-1]), empty
+    for t in range(T):
+      m = ref.step(params, m, jnp.asarray(x[b : b + 1, t]))
+      enc = ref.encode(params, window_at(jnp.asarray(x[b : b + 1]), t, tc))
+      drift[t] += float(jnp.mean((m - enc) ** 2)) / len(x)
+      if 0 <= j - t < tf:
+        future = [int(x[b, i]) if i < T else -1 for i in range(t + 1, t + tf)]
+        count[t] += 1
+        for row, mem in enumerate((enc, m)):
+          logits = ref.decode(params, mem, jnp.asarray([future]))[0, j - t]
+          hits[row, t] += int(np.argmax(logits)) == y[b, j]
+  enc_acc, rnn_acc, got_drift = jax.jit(lambda p: trace_last_label(cfg, p, {**batch, "y": y}))(
+    params
+  )
+  with np.errstate(invalid="ignore"):
+    expected = np.where(count > 0, hits / count, np.nan)
+  np.testing.assert_allclose(enc_acc, expected[0], atol=1e-6)
+  np.testing.assert_allclose(rnn_acc, expected[1], atol=1e-6)
+  np.testing.assert_allclose(got_drift, drift, rtol=1e-4, atol=1e-7)
+  assert np.nansum(expected) > 0 and np.isnan(expected).any()  # The check has teeth.

@@ -1,5 +1,6 @@
 """Measures of a finished run's workdir that the studies tabulate: how much of the memory space
-the encoder's and the RNN's memories use."""
+the encoder's and the RNN's memories use, and where along a sequence the RNN loses what the
+encoder's memory holds."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +12,7 @@ from smt_jax.data import make_dataset
 from smt_jax.eval.read import rnn_memories
 from smt_jax.models import build_models
 from smt_jax.objectives import method_of, read_start
-from smt_jax.objectives.windows import encoder_memories
+from smt_jax.objectives.windows import encoder_memories, futures, over_time
 
 
 def spread_stats(m: np.ndarray) -> dict:
@@ -47,3 +48,54 @@ def memory_spread(cfg: ml_collections.ConfigDict, workdir: str, num: int = 64) -
   start = read_start(cfg)
   out["rnn"] = spread_stats(jax.jit(lambda p: rnn_memories(models, p, x, start))(params))
   return out
+
+
+def last_label_trace(cfg: ml_collections.ConfigDict, workdir: str, num: int = 256) -> dict:
+  """`trace_last_label` of the run in `workdir` on `num` test sequences, as lists:
+  {"t": [0 .. T - 1], "enc_acc", "rnn_acc" (None where no last label is within reach), "drift"}.
+  """
+  params, _ = load_params(workdir)
+  batch = make_dataset(cfg.data, "test").sample(jax.random.key(4321), num, cfg.data.T)
+  enc, rnn, drift = jax.jit(lambda p: trace_last_label(cfg, p, batch))(params)
+  as_list = lambda acc: [None if a != a else float(a) for a in np.asarray(acc)]
+  return {
+    "t": list(range(cfg.data.T)),
+    "enc_acc": as_list(enc),
+    "rnn_acc": as_list(rnn),
+    "drift": np.asarray(drift).tolist(),
+  }
+
+
+def trace_last_label(cfg: ml_collections.ConfigDict, params: dict, batch: dict):
+  """Where along a sequence the information for its last label is held or lost (a method with
+  a teacher; e.g. retrieval, whose one label is the needle, asked at the end).
+
+  For each memory position t, the teacher decoder predicts each sequence's last label y[j] from
+  m_t, reading the true inputs x[t+1 .. j] (where 0 <= j - t < Tf), once from the encoder's m_t
+  and once from the RNN's m_t (after reading x[0 .. t] from its read start). Before the
+  information arrives (the needle), the decoder can still find it in those inputs: there the
+  numbers measure the decoder, after it they measure the memory.
+
+  Args: batch {"x", "y"} (B, T). Returns (enc_acc (T,), rnn_acc (T,), drift (T,)): accuracies
+  over the sequences whose last label is within reach of t (NaN where none is), and the mean
+  squared distance between the RNN's and the encoder's m_t.
+  """
+  models = build_models(cfg)
+  x, y = batch["x"], batch["y"]
+  T, tf = x.shape[1], cfg.model.teacher.Tf
+  t = jnp.broadcast_to(jnp.arange(T), x.shape)
+  last = jnp.max(jnp.where(y >= 0, jnp.arange(T), -1), axis=1)  # (B,) j; -1 = no label
+  k = last[:, None] - t  # (B, T): index of y[j] in m_t's decoded future
+  reach = (last[:, None] >= 0) & (k >= 0) & (k < tf)
+  answer = jnp.take_along_axis(y, jnp.maximum(last, 0)[:, None], axis=1)  # (B, 1)
+  inputs, _ = futures(x, y, t, tf)
+
+  def accuracy(m):  # (B, T, Z) -> (T,)
+    logits = over_time(lambda mt, xf: models.decode(params, mt, xf))(m, inputs)  # (B, T, Tf, V)
+    at_k = jnp.take_along_axis(logits, jnp.clip(k, 0, tf - 1)[:, :, None, None], axis=2)[:, :, 0]
+    hits = (jnp.argmax(at_k, -1) == answer) & reach
+    return hits.sum(0) / jnp.where(reach.any(0), reach.sum(0), jnp.nan)
+
+  enc = encoder_memories(models, params, x, t)
+  rnn = rnn_memories(models, params, x, read_start(cfg))
+  return accuracy(enc), accuracy(rnn), jnp.mean(jnp.square(rnn - enc), axis=(0, 2))
