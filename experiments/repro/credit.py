@@ -9,7 +9,12 @@ cores).
   python experiments/repro/credit.py [--quick] [--out DIR] [--jobs 2]
 """
 
+import json
+import pathlib
+
 from experiments.repro import reporting, runner
+from smt_jax.eval.measures import last_label_trace
+from smt_jax.eval.suite import load_run_config
 
 T_FULL, T_QUICK = (32, 64, 128, 256), (16, 32)
 FULL_SEEDS = {32: 3}  # Default seeds per T in the full study; 1 where a run costs much more.
@@ -119,10 +124,75 @@ def report(results: list, rep: reporting.Report) -> str:
     f"{table}\n\n{plot}\n\nChance is 1/7. Every RNN reads the whole sequence itself: SMT→DMT "
     "from m_empty, BPTT from its initial memory. 'RNN acc after enc[:T/2]' reads the SMT→DMT "
     "RNN after the encoder has read the first half (it then only carries the needle). Updates: "
-    "SMT + DMT for SMT→DMT; BPTT gets repro_retrieval.BPTT_FACTOR times as many (same batch "
-    "size), and the wall-clock column shows that it had at least SMT→DMT's. BPTT of a GRU "
-    "updater is a reference: whether BPTT can learn the task at all with a gated cell.\n\n"
-    f"**Verdict:** {verdict_text(cells, Ts)}\n"
+    "SMT + DMT for SMT→DMT; BPTT gets 4 (T = 32) or 8 (T ≥ 64) times as many (same batch "
+    "size, repro_retrieval), and the wall-clock column shows whether it had at least "
+    "SMT→DMT's. BPTT of a GRU updater is a reference: whether BPTT can learn the task at all "
+    "with a gated cell.\n\n"
+    f"**Verdict:** {verdict_text(cells, Ts)}\n" + diagnosis(results, rep)
+  )
+
+
+def trace_of(result: dict) -> dict:
+  """`last_label_trace` of an SMT -> DMT run's final RNN, cached in its stage folder."""
+  stage = pathlib.Path(result["workdir"]) / "dmt"
+  cache = stage / "trace.json"
+  if not cache.is_file():
+    cache.write_text(json.dumps(last_label_trace(load_run_config(str(stage)), str(stage))))
+  return json.loads(cache.read_text())
+
+
+def diagnosis(results: list, rep: reporting.Report) -> str:
+  """Where the needle is held or lost along the sequence, for the SMT -> DMT runs (transformer
+  updater, seed 0): a table at two positions and a plot over t / T."""
+  runs = {
+    r["run"]["tags"]["T"]: r
+    for r in results
+    if r["run"]["tags"]["method"] == "SMT→DMT"
+    and r["run"]["tags"]["updater"] == UPDATERS[0]
+    and r["run"]["seed"] == 0
+  }
+  if not runs:
+    return ""
+  rows, curves = [], {}
+  for T in sorted(runs):
+    tr = trace_of(runs[T])
+    half, fmt = T // 2, lambda v: "—" if v is None else f"{v:.3f}"
+    rows.append(
+      [T]
+      + [fmt(tr[k][t]) for t in (half, T - 1) for k in ("enc_acc", "rnn_acc")]
+      + [f"{tr['drift'][half]:.3f}", f"{tr['drift'][-1]:.3f}"]
+    )
+    xs = [t / T for t in tr["t"]]
+    curves[f"T={T} encoder m_t"] = (xs, tr["enc_acc"], "--")
+    curves[f"T={T} RNN m_t"] = (xs, tr["rnn_acc"], "-")
+  table = reporting.md_table(
+    [
+      "T",
+      "enc m_{T/2}",
+      "RNN m_{T/2}",
+      "enc m_{T-1}",
+      "RNN m_{T-1}",
+      "drift at T/2",
+      "drift at T-1",
+    ],
+    rows,
+  )
+  plot = rep.curves_plot(
+    "credit_trace.png",
+    curves,
+    "memory position t / T (needle at 0.4-0.5)",
+    "teacher decoder's accuracy on the answer",
+    "Where the needle is held: the answer decoded from m_t (SMT→DMT, transformer, seed 0)",
+    chance=1 / 7,
+  )
+  return (
+    "\n\n**Where the needle is lost.** From each memory position t, the teacher's decoder "
+    "predicts the answer, reading the true tokens x[t+1 .. T-1] (the query included): from the "
+    "encoder's memory m_t, and from the RNN's m_t after it read x[0 .. t] from m_empty. Before "
+    "the needle (t < 0.4T) the decoder can read the needle among those tokens, so the curves "
+    "there measure the decoder; from T/2 on, the needle is in every memory's past and only the "
+    "memory can hold it. Drift is the mean squared distance between the RNN's and the "
+    f"encoder's memory.\n\n{table}\n\n{plot}\n"
   )
 
 

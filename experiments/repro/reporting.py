@@ -121,6 +121,32 @@ class Report:
     self.plots.append(filename)
     return f"![{ylabel}]({filename})"
 
+  def curves_plot(
+    self, filename: str, curves: dict, xlabel: str, ylabel: str, title: str, chance=None
+  ) -> str:
+    """curves {label: (xs, ys, linestyle)}, None in ys leaves a gap; `chance` draws a dashed
+    gray line. Returns a Markdown image link (relative to the report)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for label, (xs, ys, style) in curves.items():
+      ax.plot(xs, [float("nan") if v is None else v for v in ys], style, label=label, lw=1.4)
+    if chance is not None:
+      ax.axhline(chance, color="gray", linestyle=":", linewidth=1, label="chance")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(self.out / filename, dpi=110)
+    plt.close(fig)
+    self.plots.append(filename)
+    return f"![{ylabel}]({filename})"
+
 
 def commit_hash() -> str:
   try:

@@ -22,6 +22,7 @@ def runs(quick: bool, seeds: int) -> list:
 
 
 SPREAD_METRICS = {  # column header: the value of one run
+  "teacher acc": lambda r: reporting.stage_metric(r, "smt", "teacher_acc"),
   "acc after SMT": lambda r: reporting.stage_metric(r, "smt", "rnn_acc"),
   "acc after SMT→DMT": reporting.final,
   "encoder eff. dims": lambda r: r["stages"]["smt"]["spread"]["encoder"]["eff_dim"],
@@ -34,8 +35,8 @@ SPREAD_NOTE = (
   "memories (Z = 128 is the most; 1 = all memories on a line), measured after SMT on "
   "64 held-out sequences at every position; cross-seq cos: mean cosine similarity of "
   "different sequences' memories at the same position (1 = one memory for all). "
-  "Accuracies: the RNN read from the encoder memory of the first half, as in study "
-  "1 (chance 1/7)."
+  "Accuracies: the RNN read from x[0] (from m_empty), as in study 1 (chance 1/7); "
+  "SMT → DMT: SMT 400 + DMT 2000 updates."
 )
 CHANCE = 1 / 7
 
