@@ -173,3 +173,17 @@ def test_gru_collapse_is_judged_against_every_other_updater(tmp_path):
     [result("transformer", 8.0, 0.6), result("mlp", 5.0, 0.6), result("gru", 3.0, 0.6)], rep
   )
   assert "collapses the memory space next to every other updater" in text
+
+
+def test_runs_flag_trains_only_the_matching_runs(tmp_path, monkeypatch):
+  from experiments.repro import credit
+
+  trained = []
+  monkeypatch.setattr(runner, "execute", lambda todo, jobs: trained.extend(r.name for r, _ in todo))
+  argv = ["--runs", "^T64_(transformer|gru)_", "--out", str(tmp_path), "--doc", ""]
+  runner.run_studies([credit.STUDY], argv, "credit.py")
+  assert sorted(trained) == [
+    "T64_gru_bptt_s0",
+    "T64_transformer_bptt_s0",
+    "T64_transformer_smt-dmt_s0",
+  ]

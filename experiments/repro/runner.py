@@ -5,7 +5,7 @@ A study is a list of `Run`s (a config file, dotted overrides, a seed, tags for t
 `main(study)` gives every study the same command line:
 
   python experiments/repro/STUDY.py [--quick] [--out DIR] [--jobs N] [--doc PATH] [--seeds N]
-                                    [--only REGEX] [--report_only]
+                                    [--runs REGEX] [--report_only]
 
 Each run trains through `smt_jax.train.pipeline.run_pipeline` (or `train_and_evaluate` for a
 single stage) in its own subprocess, into OUT/POOL/runs/NAME, and leaves result.json there; a
@@ -265,7 +265,7 @@ def parse_args(description: str, argv=None) -> argparse.Namespace:
     "study is replaced; '' = write only OUT/STUDY/report.md",
   )
   p.add_argument(
-    "--only",
+    "--runs",
     default="",
     help="train only the runs whose name matches this regular expression (e.g. 'T64_'); the "
     "report covers every finished run",
@@ -293,7 +293,7 @@ def run_studies(studies: list, argv: list, script: str) -> list:
   start = time.time()
   if not args.report_only:
     todo = [item for plan in plans.values() for item in plan]
-    execute([(run, wd) for run, wd in todo if re.search(args.only, run.name)], args.jobs)
+    execute([(run, wd) for run, wd in todo if re.search(args.runs, run.name)], args.jobs)
   elapsed = time.time() - start
   command = " ".join(["python", script] + [a for a in argv if a != "--report_only"])
   return [
