@@ -2,6 +2,7 @@
 non-finite losses. Tiny models (T = 8) so that each run compiles and trains in seconds."""
 
 import json
+import time
 
 import jax
 import numpy as np
@@ -41,7 +42,7 @@ def run_config(tiny_config, method="smt", **overrides):
 
 
 def without_timing(rows):
-  return [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in rows]
+  return [{k: v for k, v in r.items() if k not in ("steps_per_sec", "elapsed_s")} for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,22 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path, tiny_confi
     wrap_step_fn(m, crash_at_3)
     with pytest.raises(KeyboardInterrupt):
       train_and_evaluate(cfg, tmp_path / "resumed")
-  train_and_evaluate(cfg, tmp_path / "resumed")
+  clock = lambda: {
+    r["step"]: r["elapsed_s"]
+    for r in read_metrics(tmp_path / "resumed" / "metrics.jsonl")
+    if r["split"] == "train"
+  }
+  kept = {s: e for s, e in clock().items() if s <= load_params(tmp_path / "resumed")[1]}
+  t0 = time.time()
+  final = train_and_evaluate(cfg, tmp_path / "resumed")
+  call = time.time() - t0
+  after = clock()
+  # The resumed call continues the run's clock from the rows it kept instead of restarting it:
+  # wall_s = the kept clock + this call, not this call alone.
+  assert kept and all(after[s] == e for s, e in kept.items())
+  later = [e for s, e in sorted(after.items()) if s not in kept]
+  assert later and min(later) > max(kept.values()) and final["wall_s"] >= max(later)
+  assert call < final["wall_s"] <= max(kept.values()) + call
 
   straight = without_timing(read_metrics(tmp_path / "straight" / "metrics.jsonl"))
   resumed = without_timing(read_metrics(tmp_path / "resumed" / "metrics.jsonl"))

@@ -114,7 +114,8 @@ def evaluate(eval_fn, params, dataset, cfg: ml_collections.ConfigDict, keys: Key
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """Trains cfg.method for cfg.train.num_steps, resuming from workdir's newest readable checkpoint,
   else from ckpt.init_from, else from scratch; returns the final eval metrics with "step" and
-  "wall_s" (this call's wall-clock seconds).
+  "wall_s": the run's wall-clock seconds since step 0, summed over the calls that trained it
+  (train rows log it as "elapsed_s"), plus this call's.
 
   The workdir is locked for the call. Nothing in it changes until the checkpoint is restored and
   matches the config; config.json is rewritten (atomically) only with the first checkpoint this
@@ -262,6 +263,9 @@ def _train(cfg, workdir: pathlib.Path, stop, start_time: float) -> dict:
         config_pending = True
       if cfg.log.tensorboard:
         tb = TensorBoardWriter(workdir, start)
+    # Wall-clock of earlier calls: the last train row up to the restored step.
+    earlier = [r["elapsed_s"] for r in rows if r["step"] <= start and "elapsed_s" in r]
+    start_time -= earlier[-1] if earlier else 0.0
     run = _Run(cfg, workdir, stop, ckpt, writer, tb, keys, mesh, config_pending, start_time)
     results = run.train(state, start, train_data, test_data, tx)
   except BaseException:
@@ -333,6 +337,7 @@ class _Run:
             raise _nonfinite(bad, "the loss or gradient norm", ckpt)
           train = mean_metrics(history)
           train["steps_per_sec"] = (done - last_log) / (time.time() - last_time)
+          train["elapsed_s"] = time.time() - self.start_time
           self.log(done, "train", train)
           bar.set_postfix(loss=f"{train['loss']:.4f}")
           history, last_log, last_time = [], done, time.time()
