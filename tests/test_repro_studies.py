@@ -20,7 +20,7 @@ def test_study_runs_validate(name, quick):
 
 @pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
 def test_credit_bptt_gets_the_pipeline_budget(quick):
-  """BPTT gets 4 (T <= 32) or 10 times SMT + DMT's updates (at least their
+  """BPTT gets 4 (T <= 32) or 14 times SMT + DMT's updates (at least their
   wall-clock, measured in repro_retrieval's docstring); every RNN is read from x[0] by the
   full-past teacher's pipeline."""
   from experiments.repro import credit
@@ -29,7 +29,7 @@ def test_credit_bptt_gets_the_pipeline_budget(quick):
     cfg = runner.run_config(run)
     st = cfg.pipeline.stages
     total = st.smt.train.num_steps + st.dmt.train.num_steps
-    assert st.bptt.train.num_steps == (4 if cfg.data.T <= 32 else 10) * total
+    assert st.bptt.train.num_steps == (4 if cfg.data.T <= 32 else 14) * total
     assert cfg.model.teacher.Tc == cfg.model.teacher.Tf == cfg.data.T and cfg.dmt.start == -1
 
 

@@ -16,8 +16,9 @@ every position -1..31. The streaming encoder computes all 33 memories of a seque
 (tokens read causally, not bidirectionally within a window): SMT 1.8x and DMT 3.4x faster than
 the window encoder on 2 CPU cores (study 6 compares the RNNs they train). DMT rolls out from
 m_empty over the whole sequence with gradients through the rollout and trains only the updater
-(the readout stays the decoder's copy): with the per-step stop-gradient it stayed at chance. BPTT gets 8000 updates, 3.3x SMT and DMT together
-and more than their wall-clock (the table shows both budgets).
+(the readout stays the decoder's copy): with the per-step stop-gradient it stayed at chance.
+BPTT gets 8000 updates, 3.3x SMT and DMT together and more than their wall-clock on idle cores
+(the table shows both budgets).
 """
 
 import ml_collections

@@ -2,7 +2,7 @@
 {32, 64, 128, 256}; every RNN read from x[0] (SMT -> DMT: from m_empty; BPTT: from its initial
 memory), so each must store the needle and carry it to the query. SMT -> DMT with the
 transformer-token and MLP updaters; BPTT of the same updaters and of a GRU, each with at least
-SMT -> DMT's wall-clock (4 or 10 times its updates, repro_retrieval; the table shows both
+SMT -> DMT's wall-clock (4 or 14 times its updates, repro_retrieval; the table shows both
 budgets). Three seeds at T = 32, one at T >= 64 (a run there costs tens of minutes on 2 CPU
 cores).
 
@@ -124,7 +124,7 @@ def report(results: list, rep: reporting.Report) -> str:
     f"{table}\n\n{plot}\n\nChance is 1/7. Every RNN reads the whole sequence itself: SMT→DMT "
     "from m_empty, BPTT from its initial memory. 'RNN acc after enc[:T/2]' reads the SMT→DMT "
     "RNN after the encoder has read the first half (it then only carries the needle). Updates: "
-    "SMT + DMT for SMT→DMT; BPTT gets 4 (T = 32) or 10 (T ≥ 64) times as many (same batch "
+    "SMT + DMT for SMT→DMT; BPTT gets 4 (T = 32) or 14 (T ≥ 64) times as many (same batch "
     "size, repro_retrieval), and the wall-clock column shows whether it had at least "
     "SMT→DMT's. BPTT of a GRU updater is a reference: whether BPTT can learn the task at all "
     "with a gated cell.\n\n"
