@@ -154,7 +154,7 @@ def diagnosis(results: list, rep: reporting.Report) -> str:
   if not runs:
     return ""
   rows, curves = [], {}
-  for T in sorted(runs):
+  for i, T in enumerate(sorted(runs)):
     tr = trace_of(runs[T])
     half, fmt = T // 2, lambda v: "—" if v is None else f"{v:.3f}"
     rows.append(
@@ -163,8 +163,8 @@ def diagnosis(results: list, rep: reporting.Report) -> str:
       + [f"{tr['drift'][half]:.3f}", f"{tr['drift'][-1]:.3f}"]
     )
     xs = [t / T for t in tr["t"]]
-    curves[f"T={T} encoder m_t"] = (xs, tr["enc_acc"], "--")
-    curves[f"T={T} RNN m_t"] = (xs, tr["rnn_acc"], "-")
+    curves[f"T={T} encoder m_t"] = (xs, tr["enc_acc"], f"C{i}--")
+    curves[f"T={T} RNN m_t"] = (xs, tr["rnn_acc"], f"C{i}-")
   table = reporting.md_table(
     [
       "T",
@@ -182,7 +182,7 @@ def diagnosis(results: list, rep: reporting.Report) -> str:
     curves,
     "memory position t / T (needle at 0.4-0.5)",
     "teacher decoder's accuracy on the answer",
-    "Where the needle is held: the answer decoded from m_t (SMT→DMT, transformer, seed 0)",
+    "The answer decoded from m_t (SMT→DMT, transformer, seed 0)",
     chance=1 / 7,
   )
   return (
