@@ -1,0 +1,50 @@
+"""Retrieval at long T by a teacher curriculum: the streaming teacher is trained by SMT at T = 64
+(2400 updates, as repro_retrieval), then continued at 128, 256, ... up to T (200 updates per
+doubling: its parameters do not depend on T, positions are relative); DMT then rolls the RNN out
+from m_empty over the whole length-T sequence. BPTT of the same RNN from scratch is the "bptt"
+stage (not in the default order: at T = 128 it would need over an hour of CPU to get SMT ->
+DMT's wall-clock; at T = 64 it stayed at chance with 61600 updates, docs/results.md).
+
+  python experiments/run.py --config=experiments/configs/curriculum.py:T=128 --workdir=DIR
+
+Measured at T = 128 (seed 0, docs/results.md): the teacher at 1.000 after the first 100 updates
+at T = 128, the RNN read from x[0] at 1.000 from DMT update 300.
+"""
+
+import ml_collections
+
+from experiments.configs import parse_int_args, repro_retrieval
+
+
+def get_config(arg: str = ""):
+  T = parse_int_args(arg, {"T": 128})["T"]
+  c = repro_retrieval.get_config(f"T={T}")  # The model, task and DMT / BPTT stages at T.
+  base = repro_retrieval.get_config("T=64").pipeline.stages.smt  # SMT at 64: 2400 updates.
+  lengths = [64]
+  while lengths[-1] < T:
+    lengths.append(lengths[-1] * 2)
+  stages = {"smt64": {**base.to_dict(), **_at(64)}}
+  for short, length in zip(lengths, lengths[1:]):
+    stages[f"smt{length}"] = {
+      "method": "smt",
+      "train": {"num_steps": 200},
+      "ckpt": {"init_from": f"smt{short}"},
+      "optim": {"warmup_steps": 20},
+      **_at(length),
+    }
+  last = f"smt{lengths[-1]}"
+  dmt, bptt = c.pipeline.stages.dmt.to_dict(), c.pipeline.stages.bptt.to_dict()
+  dmt["ckpt"] = {"init_from": last}
+  c.pipeline.stages = ml_collections.ConfigDict({**stages, "dmt": dmt, "bptt": bptt})
+  c.pipeline.order = (*stages, "dmt")
+  return c
+
+
+def _at(length: int) -> dict:
+  """The fields of an SMT stage at sequence length `length` (the full-past teacher there)."""
+  return {
+    "data": {"T": length},
+    "model": {"teacher": {"Tc": length, "Tf": length}},
+    "smt": {"n_t": 0 if length <= 64 else 32},
+    "eval": {"prefix": length // 2},
+  }
