@@ -23,9 +23,11 @@ It builds the original's Teacher and RNN with a fixed seed, perturbs every param
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
+
+# A sibling file, not experiments.interop: these scripts run under the torch venv.
+from original_src import parse_args_with_original
 
 SIZES = {
   # V odd and d != dim_head so that a transposed or mis-split tensor cannot go unnoticed.
@@ -43,14 +45,7 @@ def main():
   ap.add_argument("--size", choices=tuple(SIZES), default="tiny")
   ap.add_argument("--out", required=True)
   ap.add_argument("--seed", type=int, default=0)
-  ap.add_argument(
-    "--original",
-    default=os.path.join(
-      os.path.dirname(__file__), "..", "..", "..", "shared", "peer", "smt-original", "src"
-    ),
-  )
-  a = ap.parse_args()
-  sys.path.insert(0, os.path.abspath(a.original))
+  a = parse_args_with_original(ap)
   import torch
   from model import (
     RNN,

@@ -12,11 +12,12 @@ zero_grad, forward_smt, backward, clip_grad_norm_ per module, AdamW.step, util.g
 """
 
 import argparse
-import os
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# A sibling file, not experiments.interop: these scripts run under the torch venv.
+from original_src import parse_args_with_original
 
 
 def main():
@@ -24,14 +25,7 @@ def main():
   ap.add_argument("--data", required=True)
   ap.add_argument("--save_dir", required=True)
   ap.add_argument("--iters", type=int, default=20)
-  ap.add_argument(
-    "--original",
-    default=os.path.join(
-      os.path.dirname(__file__), "..", "..", "..", "shared", "peer", "smt-original", "src"
-    ),
-  )
-  a = ap.parse_args()
-  sys.path.insert(0, os.path.abspath(a.original))
+  a = parse_args_with_original(ap)
   import torch
   import util
   from model import RNN, RNNConfig, SMTConfig, Teacher, TeacherConfig, forward_smt
