@@ -33,9 +33,9 @@ def get_config(arg: str = ""):
       **_at(length),
     }
   last = f"smt{lengths[-1]}"
-  dmt, bptt = c.pipeline.stages.dmt.to_dict(), c.pipeline.stages.bptt.to_dict()
-  dmt["ckpt"] = {"init_from": last}
-  c.pipeline.stages = ml_collections.ConfigDict({**stages, "dmt": dmt, "bptt": bptt})
+  rest = {name: c.pipeline.stages[name].to_dict() for name in ("dmt", "bptt", "finetune")}
+  rest["dmt"]["ckpt"] = {"init_from": last}
+  c.pipeline.stages = ml_collections.ConfigDict({**stages, **rest})
   c.pipeline.order = (*stages, "dmt")
   return c
 

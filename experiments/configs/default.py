@@ -18,8 +18,8 @@ the window encoder on 2 CPU cores (study 6 compares the RNNs they train). DMT ro
 m_empty over the whole sequence with gradients through the rollout and trains only the updater
 (the readout stays the decoder's copy): with the per-step stop-gradient it stayed at chance.
 DMT reads at 0.92-0.97 from update 300 on, so it gets 1000. BPTT gets 9000 updates, 6.4x SMT
-and DMT together and more than their wall-clock on idle cores (measured: SMT 400 updates 96 s
-with its final evaluation, DMT 2000 80 s, BPTT 8000 131 s; the table shows both budgets).
+and DMT together and 1.25x their wall-clock on idle cores (measured: SMT 74 s, DMT 49 s, BPTT
+154 s; the whole `make run` 4 min 39 s; the table shows both budgets).
 """
 
 import ml_collections
