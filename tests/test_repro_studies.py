@@ -20,17 +20,26 @@ def test_study_runs_validate(name, quick):
 
 @pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
 def test_credit_bptt_gets_the_pipeline_budget(quick):
-  """BPTT gets 4 (T <= 32) or 14 times SMT + DMT's updates (at least their
-  wall-clock, measured in repro_retrieval's docstring); every RNN is read from x[0] by the
-  full-past teacher's pipeline."""
+  """BPTT gets 4 (T <= 32), 14 (T = 64) or 8 (T >= 128, the curriculum) times the updates of
+  every SMT and DMT stage (at least their wall-clock, measured in repro_retrieval's and
+  curriculum's docstrings), fine-tuning half that; every RNN is read from x[0] by the
+  full-past teacher's pipeline, whose SMT -> DMT runs train the curriculum from T = 128 on."""
   from experiments.repro import credit
 
   for run in credit.runs(quick, 0):
     cfg = runner.run_config(run)
-    st = cfg.pipeline.stages
-    total = st.smt.train.num_steps + st.dmt.train.num_steps
-    assert st.bptt.train.num_steps == (4 if cfg.data.T <= 32 else 14) * total
-    assert cfg.model.teacher.Tc == cfg.model.teacher.Tf == cfg.data.T and cfg.dmt.start == -1
+    T, st = cfg.data.T, cfg.pipeline.stages
+    teacher = [s for s in st if st[s].method == "smt"]
+    total = sum(st[s].train.num_steps for s in (*teacher, "dmt"))
+    assert st.bptt.train.num_steps == (4 if T <= 32 else 14 if T == 64 else 8) * total
+    assert st.finetune.train.num_steps == st.bptt.train.num_steps // 2
+    assert cfg.model.teacher.Tc == cfg.model.teacher.Tf == T and cfg.dmt.start == -1
+    if T >= credit.CURRICULUM_FROM:
+      teacher.sort(key=lambda s: st[s].data.T)
+      assert [st[s].data.T for s in teacher] == [64 * 2**i for i in range(len(teacher))]
+      assert st[teacher[-1]].data.T == T
+      if run.overrides["pipeline.order"][0] != "bptt":
+        assert run.overrides["pipeline.order"][: len(teacher)] == teacher
 
 
 def test_overrides_reject_unknown_fields():
@@ -143,6 +152,14 @@ def test_credit_verdict_checks_the_x0_targets_against_bptt():
   text = credit.verdict_text(cells((0.89, 0.9), (0.14, 0.31)), [32, 128])
   assert "T = 32: SMT→DMT 0.89, BPTT 0.14 → target (≥ 0.9 vs ≤ 0.3) not met" in text
   assert "T = 128: SMT→DMT 0.90, BPTT 0.31 → target (≥ 0.7 vs ≤ 0.3) not met" in text
+  tuned = cells((0.8,), (0.13,), Ts=(32,))
+  tuned[("transformer", "SMT→DMT→BPTT", 32)] = [
+    {"stages": {"smt": {"method": "smt", "teacher_acc": 0.76}, "x": {"rnn_acc": 0.9}}}
+  ]
+  assert (
+    "transformer, T = 32: Fine-tuned by BPTT, the SMT→DMT RNN reaches 0.900: above BPTT from "
+    "scratch (0.130), and above the teacher (0.760)." in credit.verdict_text(tuned, [32])
+  )
   missing = cells((0.95, 0.9), (0.14, 0.2))
   del missing[("mlp", "SMT→DMT", 128)]
   assert "mlp, T = 128: not both methods finished; no verdict" in credit.verdict_text(

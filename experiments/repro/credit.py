@@ -4,7 +4,8 @@ memory), so each must store the needle and carry it to the query. SMT -> DMT wit
 transformer-token and MLP updaters; BPTT of the same updaters and of a GRU, each with at least
 SMT -> DMT's wall-clock (4 or 14 times its updates, repro_retrieval; the table shows both
 budgets). Three seeds at T = 32, one at T >= 64 (a run there costs tens of minutes on 2 CPU
-cores).
+cores). From T = 128 on, the teacher comes from the curriculum (experiments/configs/curriculum.py:
+SMT at 64, then 200 updates per doubling), and BPTT gets 8 times the updates of its stages.
 
   python experiments/repro/credit.py [--quick] [--out DIR] [--jobs 2]
 """
@@ -20,9 +21,12 @@ T_FULL, T_QUICK = (32, 64, 128, 256), (16, 32)
 FULL_SEEDS = {32: 3}  # Default seeds per T in the full study; 1 where a run costs much more.
 UPDATERS = ("transformer", "mlp")
 METHODS = {"SMT→DMT": "smt,dmt", "BPTT": "bptt"}
+FINETUNE = {"SMT→DMT→BPTT": "smt,dmt,finetune"}  # The SMT -> DMT RNN fine-tuned by BPTT ...
+FINETUNE_AT = (16, 32)  # ... at these T, transformer updater: does it pass the teacher?
 REFERENCE = "gru"  # BPTT of a GRU updater beside them: can BPTT learn the task with a gated cell?
 TARGETS = {32: 0.9, 64: 0.9, 128: 0.7}  # Issue 12's targets for SMT -> DMT read from x[0].
 BPTT_CEILING = 0.3  # ... where BPTT at equal wall-clock stays at or below this.
+CURRICULUM_FROM = 128  # From this T on, runs use curriculum.py (SMT at T alone would cost hours).
 
 
 def retrieval_run(
@@ -38,19 +42,27 @@ def retrieval_run(
   """A run of the retrieval pool (credit, updaters and ablations share it): repro_retrieval at T
   with `updater`, the stages of `order` ("smt,dmt" or "bptt"), and a named `variant` of extra
   overrides. SMT -> DMT runs also measure the memory spread after SMT, so that every study
-  sharing the run finds what it reports."""
+  sharing the run finds what it reports. From T = CURRICULUM_FROM on, the run is curriculum.py's
+  instead, its SMT stages those of the curriculum."""
+  stages, teacher = order.split(","), "smt"
+  config = f"repro_retrieval.py:T={T},quick={int(quick)}"
+  if T >= CURRICULUM_FROM:
+    config = f"curriculum.py:T={T}"
+    curriculum = [s for s in runner.load_config(config).pipeline.order if s != "dmt"]
+    stages = [*curriculum, *stages[1:]] if stages[0] == "smt" else stages
+    teacher = curriculum[-1]
   return runner.Run(
     name=f"T{T}_{updater}_{order.replace(',', '-')}{'_' + variant if variant else ''}_s{seed}",
-    config=f"repro_retrieval.py:T={T},quick={int(quick)}",
+    config=config,
     overrides={
-      "pipeline.order": order.split(","),
+      "pipeline.order": stages,
       "model.rnn.updater": updater,
       "train.final_eval": False,
       **(overrides or {}),
     },
     seed=seed,
     tags=tags,
-    measure={"spread": "smt"} if order == "smt,dmt" else {},
+    measure={"spread": teacher} if order == "smt,dmt" else {},
   )
 
 
@@ -66,6 +78,10 @@ def runs(quick: bool, seeds: int) -> list:
           )
           for seed in range(n)
         ]
+    if T in FINETUNE_AT:
+      for method, order in FINETUNE.items():
+        tags = {"T": T, "updater": UPDATERS[0], "method": method}
+        out += [retrieval_run(T, UPDATERS[0], order, seed, quick, tags) for seed in range(n)]
     out += [
       retrieval_run(
         T, REFERENCE, "bptt", seed, quick, {"T": T, "updater": REFERENCE, "method": "BPTT"}
@@ -89,7 +105,7 @@ def report(results: list, rep: reporting.Report) -> str:
         reporting.read_from(rs[0]),
         reporting.mean_std(acc),
         reporting.mean_std([reporting.final(r, "rnn_acc_enc") for r in rs]),
-        reporting.mean_std([reporting.stage_metric(r, "smt", "teacher_acc") for r in rs]),
+        reporting.mean_std([reporting.teacher_metric(r, "teacher_acc") for r in rs]),
         reporting.run_steps(rs[0]),
         f"{reporting.mean_of([reporting.run_wall(r) for r in rs]):.0f}",
         len(rs),
@@ -124,9 +140,11 @@ def report(results: list, rep: reporting.Report) -> str:
     f"{table}\n\n{plot}\n\nChance is 1/7. Every RNN reads the whole sequence itself: SMT→DMT "
     "from m_empty, BPTT from its initial memory. 'RNN acc after enc[:T/2]' reads the SMT→DMT "
     "RNN after the encoder has read the first half (it then only carries the needle). Updates: "
-    "SMT + DMT for SMT→DMT; BPTT gets 4 (T = 32) or 14 (T ≥ 64) times as many (same batch "
-    "size, repro_retrieval), and the wall-clock column shows whether it had at least "
-    "SMT→DMT's. BPTT of a GRU updater is a reference: whether BPTT can learn the task at all "
+    "all stages together (from T = 128 on, the curriculum's SMT at 64, 128, ... then DMT); "
+    "BPTT gets 4 (T = 32), 14 (T = 64) or 8 (T ≥ 128) times as many (same batch size, "
+    "repro_retrieval and curriculum), and the wall-clock column shows whether it had at least "
+    "SMT→DMT's. SMT→DMT→BPTT fine-tunes the SMT→DMT RNN by BPTT from m_empty with half BPTT's "
+    "updates. BPTT of a GRU updater is a reference: whether BPTT can learn the task at all "
     "with a gated cell.\n\n"
     f"**Verdict:** {verdict_text(cells, Ts)}\n" + diagnosis(results, rep)
   )
@@ -217,6 +235,15 @@ def verdict_text(cells: dict, Ts: list) -> str:
           else f"target (≥ {target} vs ≤ {BPTT_CEILING}) {'met' if met else 'not met'}"
         )
       )
+  for T in Ts:
+    tuned = cells.get((UPDATERS[0], next(iter(FINETUNE)), T), [])
+    if tuned:
+      accs = [
+        reporting.mean_of([reporting.final(r) for r in cells.get((UPDATERS[0], m, T), [])])
+        for m in (next(iter(FINETUNE)), "BPTT")
+      ]
+      teacher = reporting.mean_of([reporting.teacher_metric(r, "teacher_acc") for r in tuned])
+      parts.append(f"{UPDATERS[0]}, T = {T}: " + reporting.finetune_verdict(*accs, teacher))
   gru = [
     reporting.mean_of([reporting.final(r) for r in cells.get((REFERENCE, "BPTT", T), [])])
     for T in Ts

@@ -62,6 +62,24 @@ def stage_metric(result: dict, stage: str, metric: str):
   return result["stages"].get(stage, {}).get(metric)
 
 
+def teacher_metric(result: dict, metric: str):
+  """A metric of a run's last SMT stage (its final teacher), None without one."""
+  smt = [s for s in result["stages"].values() if s.get("method") == "smt"]
+  return smt[-1].get(metric) if smt else None
+
+
+def finetune_verdict(tuned: float, bptt: float, teacher: float) -> str:
+  """Whether SMT -> DMT fine-tuned by BPTT (accuracy `tuned`) beats BPTT from scratch and the
+  teacher, by more than 0.02."""
+  return (
+    f"Fine-tuned by BPTT, the SMT→DMT RNN reaches {tuned:.3f}: "
+    + ("above" if tuned > bptt + 0.02 else "not above")
+    + f" BPTT from scratch ({bptt:.3f}), and "
+    + ("above" if tuned > teacher + 0.02 else "not above")
+    + f" the teacher ({teacher:.3f})."
+  )
+
+
 def run_wall(result: dict) -> float:
   """Training + evaluation wall-clock of all stages of a run."""
   return sum(s["wall_s"] for s in result["stages"].values())

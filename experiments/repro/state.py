@@ -72,13 +72,7 @@ def report(results: list, rep: reporting.Report) -> str:
   )
   tuned = accs.get("SMT→DMT→BPTT", float("nan"))
   if tuned == tuned:
-    verdict += (
-      f" Fine-tuned by BPTT, the SMT→DMT RNN reaches {tuned:.3f}: "
-      + ("above" if tuned > bptt + 0.02 else "not above")
-      + " BPTT from scratch, and "
-      + ("above" if tuned > teacher + 0.02 else "not above")
-      + f" the teacher ({teacher:.3f})."
-    )
+    verdict += " " + reporting.finetune_verdict(tuned, bptt, teacher)
   return (
     f"{table}\n\nAccuracy over all pops of held-out sequences of the training length, every "
     "RNN read from x[0] (SMT→DMT and its fine-tuning: from m_empty; BPTT: from its initial "
