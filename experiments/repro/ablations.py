@@ -17,7 +17,6 @@ VARIANTS = {  # label: (run-name suffix, overrides); the default is study 5's tr
   "detached labels": ("detached", {"smt.detach_labels": True}),
   "window encoder": ("window", {"model.teacher.encoder": "window"}),
 }
-STREAM_TOLERANCE = 0.05  # Issue 16: the stream teacher's RNN within this of the window's.
 
 
 def runs(quick: bool, seeds: int) -> list:
@@ -61,16 +60,11 @@ def report(results: list, rep: reporting.Report) -> str:
           )
         )
     if "window encoder" in means:
-      stream, window = acc[DEFAULT], acc["window encoder"]
-      teacher = {v: means[v]["teacher acc"] for v in (DEFAULT, "window encoder")}
+      pair = {"stream": DEFAULT, "window": "window encoder"}
       parts.append(
-        f"stream vs window teacher: RNN from x[0] {stream:.3f} vs {window:.3f}, teacher "
-        f"{teacher[DEFAULT]:.3f} vs {teacher['window encoder']:.3f} — "
-        + (
-          f"within {STREAM_TOLERANCE} or better (issue 16's target met)"
-          if stream >= window - STREAM_TOLERANCE
-          and teacher[DEFAULT] >= teacher["window encoder"] - STREAM_TOLERANCE
-          else f"more than {STREAM_TOLERANCE} below (issue 16's target not met)"
+        reporting.stream_window_verdict(
+          {k: acc[v] for k, v in pair.items()},
+          {k: means[v]["teacher acc"] for k, v in pair.items()},
         )
       )
   return (

@@ -10,7 +10,7 @@ from experiments.repro import reporting, runner, state
 
 def runs(quick: bool, seeds: int) -> list:
   """Study 2's SMT -> DMT runs (the same runs: they measure length generalisation)."""
-  return [r for r in state.runs(quick, seeds) if r.overrides["pipeline.order"] == ["smt", "dmt"]]
+  return [r for r in state.runs(quick, seeds) if r.tags["method"] == "SMT→DMT"]
 
 
 def report(results: list, rep: reporting.Report) -> str:

@@ -80,6 +80,24 @@ def finetune_verdict(tuned: float, bptt: float, teacher: float) -> str:
   )
 
 
+STREAM_TOLERANCE = 0.05  # Issue 16: the stream teacher and its RNN within this of the window's.
+
+
+def stream_window_verdict(acc: dict, teacher: dict) -> str:
+  """Stream vs window teacher: `acc` and `teacher` map "stream" and "window" to the RNN's
+  accuracy from x[0] and the teacher's; within STREAM_TOLERANCE or better on both?"""
+  ok = all(d["stream"] >= d["window"] - STREAM_TOLERANCE for d in (acc, teacher))
+  return (
+    f"stream vs window teacher: RNN from x[0] {acc['stream']:.3f} vs {acc['window']:.3f}, "
+    f"teacher {teacher['stream']:.3f} vs {teacher['window']:.3f} — "
+    + (
+      f"within {STREAM_TOLERANCE} or better (issue 16's target met)"
+      if ok
+      else f"more than {STREAM_TOLERANCE} below (issue 16's target not met)"
+    )
+  )
+
+
 def run_wall(result: dict) -> float:
   """Training + evaluation wall-clock of all stages of a run."""
   return sum(s["wall_s"] for s in result["stages"].values())

@@ -2,7 +2,8 @@
 times SMT and DMT's updates, at least their wall-clock), and SMT -> DMT -> BPTT: the SMT -> DMT
 RNN fine-tuned by BPTT from m_empty (stage "finetune", half BPTT's updates, so about BPTT's
 wall-clock in all). Does fine-tuning beat BPTT from scratch, and the teacher SMT imitates? The
-SMT -> DMT runs also measure length generalisation, which study 4 (length.py) reports.
+SMT -> DMT runs also measure length generalisation, which study 4 (length.py) reports. A last arm
+trains SMT -> DMT with the window teacher encoder instead of the streaming one (issue 16).
 
   python experiments/repro/state.py [--quick] [--out DIR] [--jobs 2]
 """
@@ -10,31 +11,36 @@ SMT -> DMT runs also measure length generalisation, which study 4 (length.py) re
 from experiments.repro import reporting, runner
 
 METHODS = {"SMT→DMT": "smt,dmt", "BPTT": "bptt", "SMT→DMT→BPTT": "smt,dmt,finetune"}
+WINDOW = "SMT→DMT, window teacher"  # Issue 16: the streaming teacher against the window one.
 # SMT -> DMT runs end with the final evaluation's length generalisation (read by study 4).
 LENGTH = {"pipeline.stages.smt.train.final_eval": False, "eval.sections": ["length"]}
 
 
 def runs(quick: bool, seeds: int) -> list:
   seeds = seeds or (1 if quick else 3)
+  arms = [(method, order, "", {}) for method, order in METHODS.items()]
+  arms.append((WINDOW, "smt,dmt", "_window", {"model.teacher.encoder": "window"}))
   return [
     runner.Run(
-      name=f"{order.replace(',', '-')}_s{seed}",
+      name=f"{order.replace(',', '-')}{suffix}_s{seed}",
       config=f"repro_stack.py:quick={int(quick)}",
       overrides={
         "pipeline.order": order.split(","),
-        **(LENGTH if order == "smt,dmt" else {"train.final_eval": False}),
+        **(LENGTH if method == "SMT→DMT" else {"train.final_eval": False}),
+        **overrides,
       },
       seed=seed,
       tags={"method": method},
     )
-    for method, order in METHODS.items()
+    for method, order, suffix, overrides in arms
     for seed in range(seeds)
   ]
 
 
 def report(results: list, rep: reporting.Report) -> str:
   rows, accs = [], {}
-  for (method,), rs in reporting.group(results, "method").items():
+  by_method = {method: rs for (method,), rs in reporting.group(results, "method").items()}
+  for method, rs in by_method.items():
     accs[method] = reporting.mean_of([reporting.final(r) for r in rs])
     rows.append(
       [
@@ -62,7 +68,8 @@ def report(results: list, rep: reporting.Report) -> str:
     rows,
   )
   smt, bptt = accs.get("SMT→DMT", float("nan")), accs.get("BPTT", float("nan"))
-  teacher = reporting.mean_of([reporting.stage_metric(r, "smt", "teacher_acc") for r in results])
+  streamed = [r for method, rs in by_method.items() if method != WINDOW for r in rs]
+  teacher = reporting.mean_of([reporting.stage_metric(r, "smt", "teacher_acc") for r in streamed])
   verdict = f"SMT→DMT {smt:.3f} vs BPTT {bptt:.3f} (chance 0.2): " + (
     "SMT→DMT is ahead (claim holds)."
     if smt > bptt + 0.02
@@ -73,6 +80,17 @@ def report(results: list, rep: reporting.Report) -> str:
   tuned = accs.get("SMT→DMT→BPTT", float("nan"))
   if tuned == tuned:
     verdict += " " + reporting.finetune_verdict(tuned, bptt, teacher)
+  if WINDOW in accs and "SMT→DMT" in accs:
+    pair = {"stream": "SMT→DMT", "window": WINDOW}
+    teachers = {
+      k: reporting.mean_of(
+        [reporting.stage_metric(r, "smt", "teacher_acc") for r in by_method[method]]
+      )
+      for k, method in pair.items()
+    }
+    verdict += " The " + reporting.stream_window_verdict(
+      {k: accs[m] for k, m in pair.items()}, teachers
+    )
   return (
     f"{table}\n\nAccuracy over all pops of held-out sequences of the training length, every "
     "RNN read from x[0] (SMT→DMT and its fine-tuning: from m_empty; BPTT: from its initial "
