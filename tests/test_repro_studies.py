@@ -20,7 +20,7 @@ def test_study_runs_validate(name, quick):
 
 @pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
 def test_credit_bptt_gets_the_pipeline_budget(quick):
-  """BPTT gets 4 (T <= 32), 14 (T = 64) or 8 (T >= 128, the curriculum) times the updates of
+  """BPTT gets 4 (T <= 32), 14 (T = 64) or 6 (T >= 128, the curriculum) times the updates of
   every SMT and DMT stage (at least their wall-clock, measured in repro_retrieval's and
   curriculum's docstrings), fine-tuning half that; every RNN is read from x[0] by the
   full-past teacher's pipeline, whose SMT -> DMT runs train the curriculum from T = 128 on."""
@@ -31,7 +31,7 @@ def test_credit_bptt_gets_the_pipeline_budget(quick):
     T, st = cfg.data.T, cfg.pipeline.stages
     teacher = [s for s in st if st[s].method == "smt"]
     total = sum(st[s].train.num_steps for s in (*teacher, "dmt"))
-    assert st.bptt.train.num_steps == (4 if T <= 32 else 14 if T == 64 else 8) * total
+    assert st.bptt.train.num_steps == (4 if T <= 32 else 14 if T == 64 else 6) * total
     assert st.finetune.train.num_steps == st.bptt.train.num_steps // 2
     assert cfg.model.teacher.Tc == cfg.model.teacher.Tf == T and cfg.dmt.start == -1
     if T >= credit.CURRICULUM_FROM:

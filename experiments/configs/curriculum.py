@@ -2,8 +2,8 @@
 (2400 updates, as repro_retrieval), then continued at 128, 256, ... up to T (200 updates per
 doubling: its parameters do not depend on T, positions are relative); DMT then rolls the RNN out
 from m_empty over the whole length-T sequence. BPTT of the same RNN from scratch is the "bptt"
-stage (not in the default order), with BPTT_FACTOR = 8 times the updates of all SMT and DMT
-stages: at T = 128, 36800 updates, 1.5x SMT -> DMT's wall-clock at the idle rates of
+stage (not in the default order), with BPTT_UPDATES_FACTOR = 6 times the updates of all SMT and
+DMT stages: at T = 128, 27600 updates, 1.13x SMT -> DMT's wall-clock at the idle rates of
 repro_retrieval (BPTT 14 updates/s; SMT 2.0 at 64, 1.1 at 128; DMT 5.5). "finetune" has half.
 
   python experiments/run.py --config=experiments/configs/curriculum.py:T=128 --workdir=DIR
@@ -14,7 +14,9 @@ at T = 128, the RNN read from x[0] at 1.000 from DMT update 300.
 
 import ml_collections
 
-from experiments.configs import BPTT_FACTOR, parse_int_args, repro_retrieval
+from experiments.configs import parse_int_args, repro_retrieval
+
+BPTT_UPDATES_FACTOR = 6  # BPTT's updates per SMT or DMT update (see above).
 
 
 def get_config(arg: str = ""):
@@ -37,8 +39,8 @@ def get_config(arg: str = ""):
   rest = {name: c.pipeline.stages[name].to_dict() for name in ("dmt", "bptt", "finetune")}
   rest["dmt"]["ckpt"] = {"init_from": last}
   updates = sum(stage["train"]["num_steps"] for stage in (*stages.values(), rest["dmt"]))
-  rest["bptt"]["train"]["num_steps"] = BPTT_FACTOR * updates
-  rest["finetune"]["train"]["num_steps"] = BPTT_FACTOR * updates // 2
+  rest["bptt"]["train"]["num_steps"] = BPTT_UPDATES_FACTOR * updates
+  rest["finetune"]["train"]["num_steps"] = BPTT_UPDATES_FACTOR * updates // 2
   c.pipeline.stages = ml_collections.ConfigDict({**stages, **rest})
   c.pipeline.order = (*stages, "dmt")
   return c

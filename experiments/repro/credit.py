@@ -5,7 +5,7 @@ transformer-token and MLP updaters; BPTT of the same updaters and of a GRU, each
 SMT -> DMT's wall-clock (4 or 14 times its updates, repro_retrieval; the table shows both
 budgets). Three seeds at T = 32, one at T >= 64 (a run there costs tens of minutes on 2 CPU
 cores). From T = 128 on, the teacher comes from the curriculum (experiments/configs/curriculum.py:
-SMT at 64, then 200 updates per doubling), and BPTT gets 8 times the updates of its stages.
+SMT at 64, then 200 updates per doubling), and BPTT gets 6 times the updates of its stages.
 
   python experiments/repro/credit.py [--quick] [--out DIR] [--jobs 2]
 """
@@ -141,7 +141,7 @@ def report(results: list, rep: reporting.Report) -> str:
     "from m_empty, BPTT from its initial memory. 'RNN acc after enc[:T/2]' reads the SMT→DMT "
     "RNN after the encoder has read the first half (it then only carries the needle). Updates: "
     "all stages together (from T = 128 on, the curriculum's SMT at 64, 128, ... then DMT); "
-    "BPTT gets 4 (T = 32), 14 (T = 64) or 8 (T ≥ 128) times as many (same batch size, "
+    "BPTT gets 4 (T = 32), 14 (T = 64) or 6 (T ≥ 128) times as many (same batch size, "
     "repro_retrieval and curriculum), and the wall-clock column shows whether it had at least "
     "SMT→DMT's. SMT→DMT→BPTT fine-tunes the SMT→DMT RNN by BPTT from m_empty with half BPTT's "
     "updates. BPTT of a GRU updater is a reference: whether BPTT can learn the task at all "
