@@ -51,8 +51,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.teacher.encoder = "window"  # window: each position's last Tc tokens encoded
   #                    separately (bidirectional within the window). stream: one pass over the
   #                    sequence, a causal (Tc-sliding-window) token trunk read by K registers per
-  #                    position (position -1: registers that read no token); same parameters, a
-  #                    different inductive bias (smt_jax/models/stream.py).
+  #                    position (position -1: registers that read no token); same parameters and
+  #                    block options, a different inductive bias (smt_jax/models/stream.py).
   c.model.teacher.stream_chunk = 0  # Stream encoder: positions per attention block (attention
   #                    memory ~ B * T * (1 + K) * (Tc + chunk)); 0 = Tc.
   c.model.teacher.buckets = 1  # Window encoder: encode the windows of all positions in this

@@ -1,5 +1,6 @@
-"""The streaming encoder against per-prefix references (values and gradients), and the cheaper
-window mode (length buckets, per-block remat) against the plain one."""
+"""The streaming encoder against per-prefix references (values and gradients), with the default
+and the PyTorch original's block options, and the cheaper window mode (length buckets, per-block
+remat) against the plain one."""
 
 import functools
 
@@ -10,11 +11,19 @@ import pytest
 from conftest import make_tiny_config, random_batch
 
 from smt_jax.models import build_models, init_params, memory
-from smt_jax.models.transformer import Transformer
+from smt_jax.models.transformer import BlockOptions, Transformer
 from smt_jax.objectives import dmt, smt
 from smt_jax.objectives.windows import all_memories, bucket_lengths, encoder_memories
 
 ATOL, RTOL = 2e-5, 2e-4
+# The PyTorch original's block options at the tiny size (d 8, 2 heads), all away from the defaults.
+ORIGINAL = {
+  "model.head_dim": 8,
+  "model.rotary_fraction": 0.5,
+  "model.exact_gelu": True,
+  "model.norm_eps": 0.0,
+  "model.teacher.register_std": 1.0,
+}
 
 
 def _grads_close(a, b):
@@ -53,7 +62,10 @@ def dense_prefix_memory(enc_params, prefix, cfg):
     for j in range(length):
       mask[i, j] = j > length - 1 - tc
     mask[i, length:] = True
-  trunk = Transformer(m.teacher.encoder_depth, m.num_heads, m.mlp_ratio, name="transformer")
+  options = BlockOptions(m.head_dim, m.rotary_fraction, m.exact_gelu, m.norm_eps)
+  trunk = Transformer(
+    m.teacher.encoder_depth, m.num_heads, m.mlp_ratio, options=options, name="transformer"
+  )
   h = trunk.apply(
     {"params": enc_params["transformer"]}, h, jnp.asarray(mask), jnp.arange(len(h[0]))
   )
@@ -65,15 +77,42 @@ def _loop_memories(cfg, params, x, per_prefix):
   return jnp.stack([per_prefix(params, x[:, : t + 1]) for t in range(-1, x.shape[1])], axis=1)
 
 
+def _scaled_residuals(params: dict, scale: float) -> dict:
+  """params with the encoder's embedding, registers and attention / MLP output layers times
+  `scale`, so its residual stream has RMS ~scale: at 1e-3 the epsilon of every RMSNorm changes
+  the memories by more than the tolerance (the final norm's only with FSQ, as without it
+  `memory.finalize` re-normalises each token)."""
+
+  def scaled(path, leaf):
+    names = {getattr(k, "key", None) for k in path}
+    return leaf * scale if names & {"embed", "registers", "out", "down"} else leaf
+
+  return {**params, "encoder": jax.tree_util.tree_map_with_path(scaled, params["encoder"])}
+
+
 @pytest.mark.parametrize(
-  "tc, chunk",
-  [(7, 0), (7, 3), (4, 0), (3, 2)],
-  ids=["causal", "causal-chunk3", "window4", "window3-chunk2"],
+  "tc, chunk, options, scale",
+  [
+    (7, 0, {}, 1.0),
+    (7, 3, {}, 1.0),
+    (4, 0, {}, 1.0),
+    (3, 2, {}, 1.0),
+    (7, 0, ORIGINAL, 1.0),
+    (3, 2, {**ORIGINAL, "model.fsq_levels": 4}, 1e-3),
+  ],
+  ids=[
+    "causal",
+    "causal-chunk3",
+    "window4",
+    "window3-chunk2",
+    "causal-orig",
+    "window3-chunk2-orig-small-fsq",
+  ],
 )
-def test_stream_matches_dense_reference_on_each_prefix(tc, chunk):
-  cfg = _stream_config(**{"model.teacher.Tc": tc, "model.teacher.stream_chunk": chunk})
+def test_stream_matches_dense_reference_on_each_prefix(tc, chunk, options, scale):
+  cfg = _stream_config(**{"model.teacher.Tc": tc, "model.teacher.stream_chunk": chunk, **options})
   models = build_models(cfg)
-  params = init_params(cfg, jax.random.key(0))
+  params = _scaled_residuals(init_params(cfg, jax.random.key(0)), scale)
   x = random_batch(jax.random.key(1), 2, cfg.data.T, cfg.data.vocab_size)["x"]
   weights = jax.random.normal(jax.random.key(2), (2, cfg.data.T + 1, 3 * cfg.model.d_model))
 
@@ -108,14 +147,15 @@ def test_stream_equals_itself_applied_to_each_prefix_values_and_gradients():
   jax.tree.map(_grads_close, g1, g2)
 
 
-def test_stream_padding_and_empty_past_match_the_window_encoder_where_they_coincide():
-  cfg = _stream_config(**{"model.teacher.Tc": 4, "model.teacher.encoder_depth": 1})
-  stream = build_models(cfg)
-  window = build_models(make_tiny_config(**{"model.mem_tokens": 3, "data.T": 7}))
+@pytest.mark.parametrize("options", [{}, ORIGINAL], ids=["default", "original"])
+def test_stream_padding_and_empty_past_match_the_window_encoder_where_they_coincide(options):
+  cfg = _stream_config(**{"model.teacher.Tc": 4, "model.teacher.encoder_depth": 1, **options})
+  window_cfg = make_tiny_config(**{"model.mem_tokens": 3, "data.T": 7, **options})
+  stream, window = build_models(cfg), build_models(window_cfg)
   params = init_params(cfg, jax.random.key(0))
-  # One parameter tree serves both encoders.
-  other = init_params(make_tiny_config(**{"model.mem_tokens": 3, "data.T": 7}), jax.random.key(0))
-  assert jax.tree.structure(params) == jax.tree.structure(other)
+  # One parameter tree serves both encoders, shapes included.
+  other = init_params(window_cfg, jax.random.key(0))
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, other)
   # The empty past: registers that read no token, as the window encoder's all-padding window.
   empty = jnp.full((2, 4), -1, jnp.int32)
   np.testing.assert_allclose(
@@ -141,6 +181,28 @@ def test_stream_padding_and_empty_past_match_the_window_encoder_where_they_coinc
       ti = int(t[b, i])
       win = jnp.array([[int(x[b, s]) if s >= 0 else -1 for s in range(ti - 3, ti + 1)]])
       np.testing.assert_allclose(got[b, i], stream.encode(params, win)[0], atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize(
+  "option, value",
+  [("model.rotary_fraction", 0.5), ("model.exact_gelu", True), ("model.norm_eps", 0.0)],
+)
+def test_each_block_option_changes_the_stream_memories(option, value):
+  """Same parameters, one option changed: the memories move by more than the tolerance of the
+  reference tests, so the option is not silently ignored."""
+  cfg = _stream_config(**{"model.teacher.Tc": 4})
+  params = init_params(cfg, jax.random.key(0))
+  x = random_batch(jax.random.key(1), 2, cfg.data.T, cfg.data.vocab_size)["x"]
+  default = build_models(cfg).encode_stream(params, x)
+  changed = build_models(_stream_config(**{"model.teacher.Tc": 4, option: value}))
+  assert not np.allclose(changed.encode_stream(params, x), default, atol=ATOL, rtol=RTOL)
+
+
+def test_register_std_scales_the_stream_registers_init():
+  """The init-time options: register_std here; head_dim by the parameter shapes above."""
+  p0 = init_params(_stream_config(), jax.random.key(0))["encoder"]
+  p1 = init_params(_stream_config(**{"model.teacher.register_std": 1.0}), jax.random.key(0))
+  np.testing.assert_allclose(p1["encoder"]["registers"], 50 * p0["registers"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("first", [0, -1])

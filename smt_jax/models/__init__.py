@@ -125,24 +125,18 @@ def build_models(cfg: ml_collections.ConfigDict) -> Models:
     norm_eps=m.norm_eps,
   )
   transformer = dict(d_model=m.d_model, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio, **shared)
-  if t.encoder == "stream":  # The default block options only (checked by validate_model).
-    encoder = StreamEncoder(
-      depth=t.encoder_depth,
-      window=t.Tc,
-      fsq_levels=m.fsq_levels,
-      chunk=t.stream_chunk,
-      remat=t.remat_blocks,
-      **transformer,
-    )
+  encoder_args = dict(
+    depth=t.encoder_depth,
+    fsq_levels=m.fsq_levels,
+    register_std=t.register_std,
+    remat=t.remat_blocks,
+    block=block,
+    **transformer,
+  )
+  if t.encoder == "stream":
+    encoder = StreamEncoder(window=t.Tc, chunk=t.stream_chunk, **encoder_args)
   elif t.encoder == "window":
-    encoder = Encoder(
-      depth=t.encoder_depth,
-      fsq_levels=m.fsq_levels,
-      register_std=t.register_std,
-      remat=t.remat_blocks,
-      block=block,
-      **transformer,
-    )
+    encoder = Encoder(**encoder_args)
   else:
     raise ValueError(f"model.teacher.encoder={t.encoder!r} is unknown; use one of {ENCODER_NAMES}.")
   return Models(

@@ -22,7 +22,9 @@ window, which the window encoder's m_t cannot. With Tc >= T (the full past) m_t 
 of x[0..t] in both encoders. Applied to one left-padded window (`Models.encode`), the streaming
 encoder returns the memory of its last position.
 
-Parameters have the same tree as `teacher.Encoder`'s, so one checkpoint serves both encoders.
+The blocks take the window encoder's `BlockOptions` (head width, rotary fraction, exact GELU,
+RMSNorm epsilon) and its register init std, and parameters have the same tree as
+`teacher.Encoder`'s for every option, so one checkpoint serves both encoders.
 
 Cost: attention is computed in blocks of `chunk` positions, each reading its own and the
 ceil(Tc / chunk) previous blocks of trunk keys, so attention memory is
@@ -38,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from smt_jax.models import memory
-from smt_jax.models.transformer import MLP, RMSNorm, accumulation_dtype, apply_rope
+from smt_jax.models.transformer import MLP, BlockOptions, RMSNorm, accumulation_dtype, apply_rope
 
 Dtype = Any
 
@@ -125,13 +127,15 @@ class StreamAttention(nn.Module):
   window: int
   chunk: int
   dtype: Dtype = jnp.float32
+  options: BlockOptions = BlockOptions()
 
   @nn.compact
   def __call__(self, tok, reg, tok_valid):
     """tok (B, S, d) trunk, reg (B, S, K, d) registers of slot s = position s - 1."""
     batch, slots, d = tok.shape
     mem_tokens = reg.shape[2]
-    head_dim = d // self.num_heads
+    head_dim = self.options.head_width(d, self.num_heads)
+    rotary = self.options.rotary_dims(head_dim)
     dense = lambda name: nn.DenseGeneral(
       (self.num_heads, head_dim), use_bias=False, dtype=self.dtype, name=name
     )
@@ -144,8 +148,8 @@ class StreamAttention(nn.Module):
     )
     flat = lambda a: a.reshape((batch, slots * (1 + mem_tokens)) + a.shape[3:])
     unflat = lambda a: a.reshape((batch, slots, 1 + mem_tokens) + a.shape[2:])
-    q = unflat(apply_rope(flat(query(both)), rope_pos.reshape(-1)))
-    kv = unflat(apply_rope(flat(key(both)), rope_pos.reshape(-1)))
+    q = unflat(apply_rope(flat(query(both)), rope_pos.reshape(-1), dims=rotary))
+    kv = unflat(apply_rope(flat(key(both)), rope_pos.reshape(-1), dims=rotary))
     vv = value(both)
     # Masking positions: the trunk token reads up to itself, the registers of slot s up to s - 1.
     q_pos = jnp.arange(slots)[:, None] - jnp.concatenate(
@@ -178,17 +182,19 @@ class StreamBlock(nn.Module):
   chunk: int
   mlp_ratio: int = 4
   dtype: Dtype = jnp.float32
+  options: BlockOptions = BlockOptions()
 
   @nn.compact
   def __call__(self, tok, reg, tok_valid):
-    norm_attn = RMSNorm(self.dtype, name="norm_attn")
+    eps = self.options.norm_eps
+    norm_attn = RMSNorm(self.dtype, eps, name="norm_attn")
     a_tok, a_reg = StreamAttention(
-      self.num_heads, self.window, self.chunk, self.dtype, name="attn"
+      self.num_heads, self.window, self.chunk, self.dtype, self.options, name="attn"
     )(norm_attn(tok), norm_attn(reg), tok_valid)
     tok, reg = tok + a_tok, reg + a_reg
     norm_mlp, mlp = (
-      RMSNorm(self.dtype, name="norm_mlp"),
-      MLP(self.mlp_ratio, self.dtype, name="mlp"),
+      RMSNorm(self.dtype, eps, name="norm_mlp"),
+      MLP(self.mlp_ratio, self.dtype, self.options.exact_gelu, name="mlp"),
     )
     return tok + mlp(norm_mlp(tok)), reg + mlp(norm_mlp(reg))
 
@@ -202,6 +208,7 @@ class StreamTransformer(nn.Module):
   chunk: int
   mlp_ratio: int = 4
   dtype: Dtype = jnp.float32
+  options: BlockOptions = BlockOptions()
   remat: bool = False
 
   @nn.compact
@@ -209,9 +216,15 @@ class StreamTransformer(nn.Module):
     block = nn.remat(StreamBlock) if self.remat else StreamBlock
     for i in range(self.depth):
       tok, reg = block(
-        self.num_heads, self.window, self.chunk, self.mlp_ratio, self.dtype, name=f"block_{i}"
+        self.num_heads,
+        self.window,
+        self.chunk,
+        self.mlp_ratio,
+        self.dtype,
+        self.options,
+        name=f"block_{i}",
       )(tok, reg, tok_valid)
-    return RMSNorm(self.dtype, name="final_norm")(reg)
+    return RMSNorm(self.dtype, self.options.norm_eps, name="final_norm")(reg)
 
 
 class StreamEncoder(nn.Module):
@@ -220,7 +233,7 @@ class StreamEncoder(nn.Module):
   __call__(x, mask=None): x int32 (B, L), -1 = padding (masked; mask bool (B, L) overrides).
   Returns memories (B, L + 1, K * d_model) of positions -1 .. L - 1 (slot 0 = the empty past).
   `window` = Tc (>= L: causal over the whole sequence); `chunk` = positions per attention block
-  (0 = window).
+  (0 = window). `block` and `register_std` as `teacher.Encoder`'s.
   """
 
   vocab_size: int
@@ -231,7 +244,9 @@ class StreamEncoder(nn.Module):
   window: int
   mlp_ratio: int = 4
   dtype: Dtype = jnp.float32
+  block: BlockOptions = BlockOptions()
   fsq_levels: int = 0
+  register_std: float = 0.02  # Std of the registers' normal initialisation.
   chunk: int = 0
   remat: bool = False
 
@@ -242,7 +257,10 @@ class StreamEncoder(nn.Module):
     batch, length = x.shape
     embed = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype, name="embed")
     registers = self.param(
-      "registers", nn.initializers.normal(0.02), (self.mem_tokens, self.d_model), jnp.float32
+      "registers",
+      nn.initializers.normal(self.register_std),
+      (self.mem_tokens, self.d_model),
+      jnp.float32,
     )
     # Slot s holds trunk token s (slot L: none) and the registers of position s - 1.
     tok = jnp.pad(embed(jnp.maximum(x, 0)), [(0, 0), (0, 1), (0, 0)])
@@ -258,6 +276,7 @@ class StreamEncoder(nn.Module):
       chunk,
       self.mlp_ratio,
       self.dtype,
+      self.block,
       self.remat,
       name="transformer",
     )(tok, reg, tok_valid)

@@ -59,6 +59,14 @@ class BlockOptions:
   exact_gelu: bool = False  # erf GELU in the MLP; False = the tanh approximation.
   norm_eps: float = 1e-6  # RMSNorm epsilon; 0 = x-transformers' form (see RMSNorm).
 
+  def head_width(self, d_model: int, num_heads: int) -> int:
+    """head_dim, or d_model / num_heads when it is 0."""
+    if self.head_dim:
+      return self.head_dim
+    if d_model % num_heads:
+      raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}.")
+    return d_model // num_heads
+
   def rotary_dims(self, head_dim: int) -> int:
     return int(round(head_dim * self.rotary_fraction))
 
@@ -96,11 +104,7 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array) -> jax.Array:
     d = x.shape[-1]
-    head_dim = self.options.head_dim
-    if not head_dim:
-      if d % self.num_heads:
-        raise ValueError(f"d_model={d} is not divisible by num_heads={self.num_heads}.")
-      head_dim = d // self.num_heads
+    head_dim = self.options.head_width(d, self.num_heads)
     dense = lambda name: nn.DenseGeneral(
       (self.num_heads, head_dim), use_bias=False, dtype=self.dtype, name=name
     )

@@ -65,19 +65,6 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
     t.encoder in ENCODER_NAMES,
     f"model.teacher.encoder={t.encoder!r} is unknown; use one of {ENCODER_NAMES}.",
   )
-  original = (m.head_dim, m.rotary_fraction, m.exact_gelu, m.norm_eps, t.register_std) != (
-    0,
-    1.0,
-    False,
-    1e-6,
-    0.02,
-  )
-  _require(
-    t.encoder == "window" or not original,
-    "model.teacher.encoder='stream' takes the default block options only; unset model.head_dim, "
-    "rotary_fraction, exact_gelu, norm_eps and model.teacher.register_std, or use the window "
-    "encoder.",
-  )
   _require(
     t.stream_chunk >= 0, f"model.teacher.stream_chunk={t.stream_chunk} must be >= 0 (0 = Tc)."
   )
