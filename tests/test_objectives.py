@@ -242,8 +242,10 @@ def test_bptt_matches_python_loop(updater, start):
     (True, -1, 0, {}),
     (True, -1, 0, {"model.teacher.encoder": "stream"}),
     (False, 1, 5, {"model.teacher.encoder": "stream"}),
+    # Targets at -1, 1, 3, 5, 7: windows of 2, 2, 4, 8, 8 tokens (classes 8, 4, 2).
+    (False, -1, 0, {"model.teacher.buckets": 3}),
   ],
-  ids=["detach", "bp", "empty-detach", "empty-bp", "empty-bp-stream", "detach-stream"],
+  ids=["detach", "bp", "empty-detach", "empty-bp", "empty-bp-stream", "detach-stream", "buckets"],
 )
 def test_dmt_matches_python_loop(backprop, start, td, teacher):
   """start -1, Td 0: the rollout starts at m_empty and reads the whole sequence x[0..T-1]. The

@@ -10,7 +10,7 @@ from smt_jax.models import build_models
 from smt_jax.objectives import losses
 from smt_jax.objectives.rollout import regrow, rollout
 from smt_jax.objectives.smt import uniformity_of
-from smt_jax.objectives.windows import encoder_memories, futures, over_time
+from smt_jax.objectives.windows import encoder_memories, futures, memories_at, over_time
 
 
 def rollout_length(cfg: ml_collections.ConfigDict, length: int) -> int:
@@ -36,7 +36,8 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   against y[s+j]. With dmt.include_start (the original's alignment) the steps are j = 0 .. Td - 1
   instead: step 0 is m_s itself, the MSE covers j = 0, k, .. < Td. dmt.coef_dec and
   dmt.coef_unif add the decoder's cross-entropy and the whole-memory uniformity of the target
-  memories, as the original's DMT loss does.
+  memories, as the original's DMT loss does. With a fixed start the targets' windows are encoded
+  in model.teacher.buckets length classes (`memories_at`).
 
   Args and returns as `smt_loss`; metrics include the rollout MSE at its last supervised step.
   """
@@ -51,7 +52,10 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   supervised = np.arange(first * d.k, td + first, d.k)  # rollout steps j with a target
 
   offsets = np.concatenate([[0], supervised])  # rollout steps of m_start and of the targets
-  mems = encoder_memories(models, params, x, starts[:, None] + offsets)
+  if d.random_start:
+    mems = encoder_memories(models, params, x, starts[:, None] + offsets)
+  else:  # The same positions in every row: short windows need no padding to Tc (buckets).
+    mems = memories_at(models, params, x, d.start + offsets)
   mems = jax.lax.stop_gradient(mems)  # Fixed DAgger labels: no gradient reaches the encoder.
   m_start, targets = mems[:, 0], mems[:, 1:]
 
