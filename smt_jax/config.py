@@ -106,7 +106,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.dmt.backprop_through_rollout = True  # True: gradients flow through the whole rollout;
   #                     False: a stop-gradient on the memory before each update. From m_empty only
   #                     True learns to store (docs/results.md).
-  c.dmt.remat = False  # jax.checkpoint each rollout step: recompute instead of storing.
+  c.dmt.remat = False  # jax.checkpoint each rollout step: recompute instead of storing (with
+  #                     backprop_through_rollout; without, the rollout keeps no activations).
   c.dmt.include_start = False  # Readout and MSE over rollout steps 0..Td-1 (step 0 = the start's
   #                              encoder memory), as the original; False: steps 1..Td.
   c.dmt.coef_dec = 0.0  # Weight of the decoder CE on the target memories (original: 1).

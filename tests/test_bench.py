@@ -94,7 +94,7 @@ def tiny_config(method, T=8):
     ("smt_n1", 1, 1),
     ("bptt", 8, 8),
     ("bptt_remat", 8, 8),
-    ("dmt", 7, 1),
+    ("dmt", 8, 1),  # Td = 7 scanned updates, then regrow's batched one on their outputs.
     ("dmt_bp", 7, 7),
   ],
 )

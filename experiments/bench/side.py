@@ -326,6 +326,16 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
       scope="method",
     ),
     Row(
+      "dmt_32_buckets",
+      "DMT, Td 32, k 4, like for like, length buckets",
+      v("dmt_32", buckets=g["buckets"]),
+      B,
+      "dmt_32",
+      "as dmt_32, the target windows (mostly padding near m_empty, where the project's rollout "
+      f"starts) encoded in {g['buckets']} length classes (exact)",
+      scope="method",
+    ),
+    Row(
       "bptt_T64",
       "BPTT, T 64",
       v("bptt", T=64),

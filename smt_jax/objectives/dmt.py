@@ -4,12 +4,13 @@ encoder's memories along the way; the readout learns from these on-policy memori
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from smt_jax.models import build_models
 from smt_jax.objectives import losses
-from smt_jax.objectives.rollout import rollout
+from smt_jax.objectives.rollout import regrow, rollout
 from smt_jax.objectives.smt import uniformity_of
-from smt_jax.objectives.windows import encoder_memories, futures, over_time
+from smt_jax.objectives.windows import encoder_memories, futures, memories_at, over_time
 
 
 def rollout_length(cfg: ml_collections.ConfigDict, length: int) -> int:
@@ -35,7 +36,8 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   against y[s+j]. With dmt.include_start (the original's alignment) the steps are j = 0 .. Td - 1
   instead: step 0 is m_s itself, the MSE covers j = 0, k, .. < Td. dmt.coef_dec and
   dmt.coef_unif add the decoder's cross-entropy and the whole-memory uniformity of the target
-  memories, as the original's DMT loss does.
+  memories, as the original's DMT loss does. With a fixed start the targets' windows are encoded
+  in model.teacher.buckets length classes (`memories_at`).
 
   Args and returns as `smt_loss`; metrics include the rollout MSE at its last supervised step.
   """
@@ -47,34 +49,36 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   starts = rollout_starts(rng, batch_size, length, cfg)
   first = 0 if d.include_start else 1  # Rollout step of the first readout / MSE memory.
   steps = starts[:, None] + jnp.arange(first, first + td)  # (B, Td) memory positions
-  supervised = jnp.arange(first * d.k, td + first, d.k)  # rollout steps j with a target
+  supervised = np.arange(first * d.k, td + first, d.k)  # rollout steps j with a target
 
-  positions = jnp.concatenate([starts[:, None], starts[:, None] + supervised], axis=1)
-  mems = encoder_memories(models, params, x, positions)
+  offsets = np.concatenate([[0], supervised])  # rollout steps of m_start and of the targets
+  if d.random_start:
+    mems = encoder_memories(models, params, x, starts[:, None] + offsets)
+  else:  # The same positions in every row: short windows need no padding to Tc (buckets).
+    mems = memories_at(models, params, x, d.start + offsets)
   mems = jax.lax.stop_gradient(mems)  # Fixed DAgger labels: no gradient reaches the encoder.
   m_start, targets = mems[:, 0], mems[:, 1:]
 
   inputs = jnp.take_along_axis(x, starts[:, None] + jnp.arange(1, td + first), axis=1)
+  step = lambda p: lambda m, xt: models.step(p, m, xt)
+  bp = d.backprop_through_rollout  # Else the rollout runs without gradients and `regrow` gives
+  #                                  the supervised memories theirs (one update each).
   rolled = rollout(
-    lambda m, xt: models.step(params, m, xt),
-    m_start,
-    inputs.T,
-    backprop_through_rollout=d.backprop_through_rollout,
-    remat=d.remat,
+    step(params if bp else jax.lax.stop_gradient(params)), m_start, inputs.T, remat=d.remat and bp
   )
-  rolled = jnp.swapaxes(rolled, 0, 1)  # (B, Td - 1 + first, Z): memories at s+1 ..
-  if d.include_start:  # Step 0 is the encoder memory the rollout starts from.
-    rolled = jnp.concatenate([m_start[:, None], rolled], axis=1)
-  errors = jnp.mean(jnp.square(rolled[:, supervised - first] - targets), axis=(0, 2))
+  chain = jnp.concatenate([m_start[:, None], jnp.swapaxes(rolled, 0, 1)], axis=1)  # steps 0..
+  predicted = chain[:, supervised] if bp else regrow(step(params), chain, inputs, supervised)
+  errors = jnp.mean(jnp.square(predicted - targets), axis=(0, 2))
   loss_dyn = jnp.mean(errors)
 
-  logits = over_time(lambda m: models.read(params, m))(jax.lax.stop_gradient(rolled))
+  read = lambda m: models.read(params, m)
+  logits = over_time(read)(jax.lax.stop_gradient(chain[:, first:]))  # the Td rolled memories
   labels = jnp.take_along_axis(y, steps, axis=1)
   loss_readout, num_labels = losses.masked_cross_entropy(logits, labels)
   loss = d.coef_dyn * loss_dyn + d.coef_readout * loss_readout
   extra = {}
   if d.coef_dec:  # The decoder's loss on the target memories (the original adds it).
-    fut_inputs, fut_targets = futures(x, y, positions[:, 1:], cfg.model.teacher.Tf)
+    fut_inputs, fut_targets = futures(x, y, starts[:, None] + supervised, cfg.model.teacher.Tf)
     dec_logits = over_time(lambda m, xf: models.decode(params, m, xf))(targets, fut_inputs)
     extra["loss_dec"], _ = losses.masked_cross_entropy(dec_logits, fut_targets)
     loss = loss + d.coef_dec * extra["loss_dec"]

@@ -4,6 +4,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 
 def rollout(
@@ -11,7 +13,6 @@ def rollout(
   m0: jax.Array,
   xs: Any,
   *,
-  backprop_through_rollout: bool = True,
   remat: bool = False,
 ) -> jax.Array:
   """Runs m_t = step_fn(m_{t-1}, xs[t]) with `lax.scan` over the leading axis of xs.
@@ -20,19 +21,45 @@ def rollout(
     step_fn: (m (B, Z), x_t) -> m_next (B, Z).
     m0: (B, Z) memory before xs[0].
     xs: pytree with leading time axis L (e.g. int32 tokens (L, B)).
-    backprop_through_rollout: False puts a stop-gradient on the memory before each update, so a
-      loss at step t reaches the parameters through one update only, never m_{t-2} or earlier.
     remat: recompute each step in the backward pass (`jax.checkpoint`) instead of storing it.
   Returns:
     (L, B, Z) memories m_0 .. m_{L-1} after each input.
   """
 
   def body(m, x):
-    if not backprop_through_rollout:
-      m = jax.lax.stop_gradient(m)
     m_next = step_fn(m, x)
     return m_next, m_next
 
   if remat:
     body = jax.checkpoint(body)
   return jax.lax.scan(body, m0, xs)[1]
+
+
+def regrow(
+  step_fn: Callable[[jax.Array, jax.Array], jax.Array],
+  chain: jax.Array,
+  xs: jax.Array,
+  steps: np.ndarray,
+) -> jax.Array:
+  """The memories of a rollout at `steps`, each recomputed by one update of its detached
+  predecessor: the gradient path a stop-gradient before every update leaves them.
+
+  With a stop-gradient on the memory before every update (dmt.backprop_through_rollout False), a
+  loss on the memories at `steps` reaches the parameters through those updates only: a rollout
+  run without gradients plus `regrow` gives the same values and gradients for len(steps)
+  updates' backward pass, where differentiating the `scan` would run all L (mostly on zeros).
+
+  Args:
+    step_fn: (m (N, Z), x_t int32 (N,)) -> (N, Z), row by row.
+    chain: (B, L + 1, Z) memories at rollout steps 0 .. L (step 0 = the start).
+    xs: (B, L) int32 input read at steps 1 .. L.
+    steps: static ascending steps in [0, L]; step 0 is the start itself (no update).
+  Returns:
+    (B, len(steps), Z).
+  """
+  steps = np.asarray(steps)
+  moved = steps[steps > 0] - 1  # index of the predecessor memory and of the input read
+  batch, _, size = chain.shape
+  prev = jax.lax.stop_gradient(chain[:, moved]).reshape(-1, size)
+  new = step_fn(prev, xs[:, moved].reshape(-1)).reshape(batch, moved.size, size)
+  return jnp.concatenate([chain[:, steps[steps == 0]], new], axis=1)

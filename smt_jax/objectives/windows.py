@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _gather(seq: jax.Array, idx: jax.Array, fill: int) -> jax.Array:
@@ -73,30 +74,40 @@ def bucket_lengths(window: int, buckets: int) -> list[int]:
   return lengths
 
 
-def all_memories(models, params: dict, x: jax.Array, first: int, remat: bool = False):
-  """Encoder memories of every position first .. T - 1 of x (B, T): (B, T - first, Z).
+def memories_at(
+  models, params: dict, x: jax.Array, t: np.ndarray, remat: bool = False
+) -> jax.Array:
+  """Encoder memories at the static positions t (n,), the same in every row of x (B, T):
+  (B, n, Z), equal to `encoder_memories` at t.
 
-  Equal to `encoder_memories` at t = first .. T - 1. With the window encoder and
-  models.buckets > 1, the positions whose window holds at most L valid tokens are encoded as
-  windows of length L (L = Tc, Tc/2, ...): exact, since padding is masked and positions are
-  relative to the window's end, and cheaper, since the left padding is never computed.
+  With the window encoder and models.buckets > 1, the window at t holds min(t + 1, Tc) valid
+  tokens and is encoded with the shortest length L of the classes Tc, Tc/2, ... that holds them:
+  exact, since padding is masked and positions are relative to the window's end, and cheaper,
+  since the left padding is never computed.
   """
-  batch, length = x.shape
+  batch = x.shape[0]
+  t = np.asarray(t)
+  at = lambda idx: jnp.broadcast_to(t[idx], (batch, idx.size))
+  if models.streaming or models.buckets <= 1:
+    return encoder_memories(models, params, x, at(np.arange(t.size)), remat)
+  encode = lambda w: models.encode(params, w)
+  encode = jax.checkpoint(encode) if remat else encode
+  lengths = np.array(bucket_lengths(models.encoder_window, models.buckets))
+  valid = np.minimum(t + 1, models.encoder_window)
+  sizes = np.array([lengths[lengths >= v].min() for v in valid], int)
+  out, order = [], []
+  for size in np.unique(sizes):  # shortest first: ascending t stay in order
+    idx = np.flatnonzero(sizes == size)
+    out.append(over_time(encode)(context_windows(x, at(idx), int(size))))
+    order.append(idx)
+  mems, order = jnp.concatenate(out, axis=1), np.concatenate(order)
+  return mems if np.array_equal(order, np.arange(t.size)) else mems[:, np.argsort(order)]
+
+
+def all_memories(models, params: dict, x: jax.Array, first: int, remat: bool = False):
+  """Encoder memories of every position first .. T - 1 of x (B, T): (B, T - first, Z), as
+  `memories_at` (length classes with models.buckets > 1)."""
   if models.streaming:  # One pass; a slice, not a gather (whose gradient is a scatter).
     encode_all = lambda p: models.encode_stream(p, x)
     return (jax.checkpoint(encode_all) if remat else encode_all)(params)[:, first + 1 :]
-  if models.buckets <= 1:
-    t = jnp.broadcast_to(jnp.arange(first, length), (batch, length - first))
-    return encoder_memories(models, params, x, t, remat)
-  encode = lambda w: models.encode(params, w)
-  encode = jax.checkpoint(encode) if remat else encode
-  out, stop = [], length  # positions [start, stop) form one class, longest windows first
-  lengths = bucket_lengths(models.encoder_window, models.buckets)
-  for i, size in enumerate(lengths):
-    # Window t holds min(t + 1, Tc) valid tokens; this class takes those above the next length.
-    start = first if i + 1 == len(lengths) else max(first, min(stop, lengths[i + 1]))
-    if start < stop:
-      t = jnp.broadcast_to(jnp.arange(start, stop), (batch, stop - start))
-      out.append(over_time(encode)(context_windows(x, t, size)))
-    stop = start
-  return jnp.concatenate(out[::-1], axis=1)
+  return memories_at(models, params, x, np.arange(first, x.shape[1]), remat)
