@@ -93,8 +93,8 @@ VARIANTS = {
   "smt_n8": dict(method="smt", n_t=8),
   "dmt": dict(method="dmt", Td_eq_T=True),
   "dmt_bp": dict(method="dmt", Td_eq_T=True, backprop=True),
-  "dmt_32": dict(method="dmt"),
-  "dmt_32_remat": dict(method="dmt", remat=True),
+  "dmt_32": dict(method="dmt", like_original=True),
+  "dmt_32_remat": dict(method="dmt", like_original=True, remat=True),
   "bptt": dict(method="bptt", remat=False),
   "bptt_remat": dict(method="bptt", remat=True),
 }
@@ -112,6 +112,9 @@ def variant_config(base: ml_collections.ConfigDict, variant: str) -> ml_collecti
   if v.get("Td_eq_T"):
     c.dmt.Td = T - 1  # "Td = T": the longest rollout a length-T sequence holds (start 0).
     c.dmt.start = 0
+  if v.get("like_original"):  # The original's rollout: from the memory of a full first window,
+    c.dmt.start = c.model.teacher.Tc - 1  # with readout and MSE from that memory on.
+    c.dmt.include_start = True
   c.dmt.Td = min(c.dmt.Td, T - 1)
   c.dmt.k = min(c.dmt.k, c.dmt.Td)
   if v["method"] == "bptt":

@@ -321,18 +321,9 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
       v("dmt_32"),
       B,
       "dmt_32",
-      "both: memory detached before every update, teacher frozen, AdamW on the RNN only; "
-      f"{ORIGINAL_DIFFERS}",
-      scope="method",
-    ),
-    Row(
-      "dmt_32_buckets",
-      "DMT, Td 32, k 4, like for like, length buckets",
-      v("dmt_32", buckets=g["buckets"]),
-      B,
-      "dmt_32",
-      "as dmt_32, the target windows (mostly padding near m_empty, where the project's rollout "
-      f"starts) encoded in {g['buckets']} length classes (exact)",
+      "both: from the memory of the first Tc tokens, memory detached before every update, "
+      "teacher frozen, AdamW on the RNN only; the original also computes its frozen decoder's "
+      f"loss on the targets (the project skips it, dmt.coef_dec 0); {ORIGINAL_DIFFERS}",
       scope="method",
     ),
     Row(
