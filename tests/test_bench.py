@@ -184,6 +184,19 @@ def test_side_by_side_without_the_original_reports_why():
   assert peer is None and "src/model.py" in why
 
 
+def test_select_rows_by_key_pattern():
+  from experiments.bench import run_all, side
+
+  g = run_all.grid("cpu", True)
+  rows = side.reference_rows(g, g["ref_cfg"])
+  keys = [r.key for r in rows]
+  assert [r.key for r in side.select_rows(rows, "")] == keys
+  assert [r.key for r in side.select_rows(rows, "^bptt")] == [k for k in keys if k[:4] == "bptt"]
+  assert [r.key for r in side.select_rows(rows, "dmt_32$")] == ["dmt_32"]
+  with pytest.raises(SystemExit, match="matches no side-by-side row; the rows are: .*bptt_T64"):
+    side.select_rows(rows, "nope")
+
+
 def test_side_by_side_method_scope_updates_only_the_trainable_groups():
   from experiments.bench import side
 

@@ -7,6 +7,8 @@ side-by-side table against the PyTorch original.
                                                       # akarshkumar0101/smt, a torch Python)
   python experiments/bench/run_all.py --device gpu    # paper-scale grid on a GPU / TPU
   python experiments/bench/run_all.py --quick         # a smoke run of every section
+  python experiments/bench/run_all.py --sections side --rows '^(dmt|bptt)' --docs ''
+                                                      # some side-by-side rows only
 
 Prints tables, writes experiments/bench/results/bench_<device>.json and *.png, and (CPU or GPU)
 the report docs/benchmarks.md. Timings are medians of jitted steps after a warm-up, each blocked
@@ -194,7 +196,7 @@ def side_section(g, args) -> dict:
   peer, why_not = side.open_peer(args.peer_src, args.peer_python)
   log(f"  original: {why_not or peer.info}")
   try:
-    rows = side.reference_rows(g, g["ref_cfg"])
+    rows = side.select_rows(side.reference_rows(g, g["ref_cfg"]), args.rows)
     out = side.side_section(rows, peer, args.rounds or g["rounds"], g["plain"], log)
   finally:
     if peer is not None:
@@ -323,6 +325,9 @@ def main(argv=None):
     help="a Python with torch and x-transformers for the original (default $PEER_PYTHON)",
   )
   ap.add_argument("--rounds", type=int, default=0, help="alternating rounds (0 = by device)")
+  ap.add_argument(
+    "--rows", default="", help="side by side: only the rows whose key matches this regex"
+  )
   args = ap.parse_args(argv)
   device = args.device
   if device == "auto":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import statistics
 import subprocess
 from collections.abc import Callable
@@ -182,6 +183,16 @@ def memory_labels(row: Row, T: int) -> int:
 
 
 PEER_LABELS = {"smt_n1": 32, "dmt_32": 32 * 8, "dmt_32_orig": 32 * 8}
+
+
+def select_rows(rows: list[Row], pattern: str) -> list[Row]:
+  """The rows whose key matches the regular expression `pattern` ("" = all); SystemExit naming
+  the keys when none does."""
+  chosen = [r for r in rows if re.search(pattern, r.key)]
+  if not chosen:
+    keys = ", ".join(r.key for r in rows)
+    raise SystemExit(f"--rows={pattern!r} matches no side-by-side row; the rows are: {keys}.")
+  return chosen
 
 
 def side_section(rows: list[Row], peer: Peer | None, rounds: int, plain_shape: dict, log: Callable):
