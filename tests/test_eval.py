@@ -18,7 +18,7 @@ from smt_jax.eval import (
   teacher_read_stats,
   write_samples,
 )
-from smt_jax.eval.measures import trace_last_label
+from smt_jax.eval.measures import trace_in_chunks, trace_last_label
 from smt_jax.models import build_models, init_params
 from smt_jax.objectives.windows import encoder_memories
 
@@ -249,12 +249,12 @@ def test_trace_of_the_last_label_matches_python_loop(setup):
         for row, mem in enumerate((enc, m)):
           logits = ref.decode(params, mem, jnp.asarray([future]))[0, j - t]
           hits[row, t] += int(np.argmax(logits)) == y[b, j]
-  enc_acc, rnn_acc, got_drift = jax.jit(lambda p: trace_last_label(cfg, p, {**batch, "y": y}))(
-    params
-  )
+  whole = jax.jit(lambda p: trace_last_label(cfg, p, {**batch, "y": y}))(params)
+  chunked = trace_in_chunks(cfg, params, {**batch, "y": jnp.asarray(y)}, 3)  # 5 chunks, last 1
   with np.errstate(invalid="ignore"):
     expected = np.where(count > 0, hits / count, np.nan)
-  np.testing.assert_allclose(enc_acc, expected[0], atol=1e-6)
-  np.testing.assert_allclose(rnn_acc, expected[1], atol=1e-6)
-  np.testing.assert_allclose(got_drift, drift, rtol=1e-4, atol=1e-7)
+  for enc_acc, rnn_acc, got_drift in (whole, chunked):
+    np.testing.assert_allclose(enc_acc, expected[0], atol=1e-6)
+    np.testing.assert_allclose(rnn_acc, expected[1], atol=1e-6)
+    np.testing.assert_allclose(got_drift, drift, rtol=1e-4, atol=1e-7)
   assert np.nansum(expected) > 0 and np.isnan(expected).any()  # The check has teeth.

@@ -56,7 +56,9 @@ def last_label_trace(cfg: ml_collections.ConfigDict, workdir: str, num: int = 25
   """
   params, _ = load_params(workdir)
   batch = make_dataset(cfg.data, "test").sample(jax.random.key(4321), num, cfg.data.T)
-  enc, rnn, drift = jax.jit(lambda p: trace_last_label(cfg, p, batch))(params)
+  # Decoding every memory costs B * T * (Tf + K) tokens: bound a chunk to about 2^19 of them.
+  tokens = cfg.data.T * (cfg.model.teacher.Tf + cfg.model.mem_tokens)
+  enc, rnn, drift = trace_in_chunks(cfg, params, batch, max(1, 2**19 // tokens))
   as_list = lambda acc: [None if a != a else float(a) for a in np.asarray(acc)]
   return {
     "t": list(range(cfg.data.T)),
@@ -64,6 +66,18 @@ def last_label_trace(cfg: ml_collections.ConfigDict, workdir: str, num: int = 25
     "rnn_acc": as_list(rnn),
     "drift": np.asarray(drift).tolist(),
   }
+
+
+def trace_in_chunks(cfg: ml_collections.ConfigDict, params: dict, batch: dict, chunk: int):
+  """`trace_last_label` of the whole batch, computed `chunk` sequences at a time (jitted once per
+  chunk shape) and combined exactly: hits and counts are summed before dividing."""
+  counts = jax.jit(lambda p, b: _trace_counts(cfg, p, b))
+  num = batch["x"].shape[0]
+  parts = [
+    counts(params, {k: v[i : i + chunk] for k, v in batch.items()}) for i in range(0, num, chunk)
+  ]
+  enc_hits, rnn_hits, reach, squares = (sum(c) for c in zip(*parts))
+  return _trace_ratios(enc_hits, rnn_hits, reach, squares, num)
 
 
 def trace_last_label(cfg: ml_collections.ConfigDict, params: dict, batch: dict):
@@ -80,6 +94,18 @@ def trace_last_label(cfg: ml_collections.ConfigDict, params: dict, batch: dict):
   over the sequences whose last label is within reach of t (NaN where none is), and the mean
   squared distance between the RNN's and the encoder's m_t.
   """
+  return _trace_ratios(*_trace_counts(cfg, params, batch), batch["x"].shape[0])
+
+
+def _trace_ratios(enc_hits, rnn_hits, reach, squares, num: int):
+  """(enc_acc, rnn_acc, drift) from the sums of `_trace_counts` over `num` sequences."""
+  per_reach = jnp.where(reach > 0, reach, jnp.nan)
+  return enc_hits / per_reach, rnn_hits / per_reach, squares / num
+
+
+def _trace_counts(cfg: ml_collections.ConfigDict, params: dict, batch: dict):
+  """Per position t (T,): the encoder's and the RNN's hits on the last label, the sequences
+  whose last label is within reach, and the summed mean squared distance of the memories."""
   models = build_models(cfg)
   x, y = batch["x"], batch["y"]
   T, tf = x.shape[1], cfg.model.teacher.Tf
@@ -90,12 +116,12 @@ def trace_last_label(cfg: ml_collections.ConfigDict, params: dict, batch: dict):
   answer = jnp.take_along_axis(y, jnp.maximum(last, 0)[:, None], axis=1)  # (B, 1)
   inputs, _ = futures(x, y, t, tf)
 
-  def accuracy(m):  # (B, T, Z) -> (T,)
+  def hits(m):  # (B, T, Z) -> (T,)
     logits = over_time(lambda mt, xf: models.decode(params, mt, xf))(m, inputs)  # (B, T, Tf, V)
     at_k = jnp.take_along_axis(logits, jnp.clip(k, 0, tf - 1)[:, :, None, None], axis=2)[:, :, 0]
-    hits = (jnp.argmax(at_k, -1) == answer) & reach
-    return hits.sum(0) / jnp.where(reach.any(0), reach.sum(0), jnp.nan)
+    return ((jnp.argmax(at_k, -1) == answer) & reach).sum(0)
 
   enc = encoder_memories(models, params, x, t)
   rnn = rnn_memories(models, params, x, read_start(cfg))
-  return accuracy(enc), accuracy(rnn), jnp.mean(jnp.square(rnn - enc), axis=(0, 2))
+  squares = jnp.sum(jnp.mean(jnp.square(rnn - enc), axis=2), axis=0)
+  return hits(enc), hits(rnn), reach.sum(0), squares
