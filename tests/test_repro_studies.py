@@ -158,7 +158,7 @@ def test_credit_verdict_checks_the_x0_targets_against_bptt():
   ]
   assert (
     "transformer, T = 32: Fine-tuned by BPTT, the SMT→DMT RNN reaches 0.900: above BPTT from "
-    "scratch (0.130), and above the teacher (0.760)." in credit.verdict_text(tuned, [32])
+    "scratch (0.130), and above the teacher (0.760); " in credit.verdict_text(tuned, [32])
   )
   missing = cells((0.95, 0.9), (0.14, 0.2))
   del missing[("mlp", "SMT→DMT", 128)]

@@ -76,7 +76,7 @@ def report(results: list, rep: reporting.Report) -> str:
 
 STUDY = runner.Study(
   name="ablations",
-  title="Study 6: ablations (c_unif, Tf, detached labels)",
+  title="Study 6: ablations (c_unif, Tf, detached labels, window vs stream teacher)",
   claim="Without the uniformity loss the memory collapses; a longer future (Tf > 1) and joint "
   "(not detached) labels train better memories; the streaming teacher (all memories in one pass) "
   "trains RNNs as good as the window teacher's.",

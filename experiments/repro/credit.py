@@ -243,7 +243,8 @@ def verdict_text(cells: dict, Ts: list) -> str:
         for m in (next(iter(FINETUNE)), "BPTT")
       ]
       teacher = reporting.mean_of([reporting.teacher_metric(r, "teacher_acc") for r in tuned])
-      parts.append(f"{UPDATERS[0]}, T = {T}: " + reporting.finetune_verdict(*accs, teacher))
+      verdict = reporting.finetune_verdict(*accs, teacher).rstrip(".")
+      parts.append(f"{UPDATERS[0]}, T = {T}: {verdict}")
   gru = [
     reporting.mean_of([reporting.final(r) for r in cells.get((REFERENCE, "BPTT", T), [])])
     for T in Ts
