@@ -38,6 +38,7 @@ def test_credit_bptt_gets_the_pipeline_budget(quick):
       teacher.sort(key=lambda s: st[s].data.T)
       assert [st[s].data.T for s in teacher] == [64 * 2**i for i in range(len(teacher))]
       assert st[teacher[-1]].data.T == T
+      assert st.dmt.optim.lr == (3e-3 if T < 256 else 1e-3)  # 3e-3 diverged at T = 256.
       if run.overrides["pipeline.order"][0] != "bptt":
         assert run.overrides["pipeline.order"][: len(teacher)] == teacher
 
