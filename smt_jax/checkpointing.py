@@ -10,7 +10,10 @@ Orbax writes each checkpoint into a temp folder and renames it when complete, so
 save leaves no STEP folder: only complete checkpoints (or ones damaged afterwards) are listed.
 """
 
+import contextlib
 import dataclasses
+import gc
+import logging
 import pathlib
 import shutil
 
@@ -37,6 +40,22 @@ def _reason(e: BaseException) -> str:
   """One line on why a checkpoint could not be read (orbax messages can be kilobytes)."""
   text = " ".join(str(e).split())
   return f"{type(e).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
+
+
+@contextlib.contextmanager
+def _quiet_unretrieved_reads():
+  """Orbax reads a checkpoint's arrays in concurrent asyncio tasks: when a file is damaged, the
+  restore raises the first error and asyncio logs the other tasks' errors ("Task exception was
+  never retrieved", with a traceback) as they are collected. The caller reports the skip itself,
+  so those records are dropped while reading and collecting; other asyncio records pass."""
+  log = logging.getLogger("asyncio")
+  quiet = lambda record: "exception was never retrieved" not in record.getMessage()
+  log.addFilter(quiet)
+  try:
+    yield
+  finally:
+    gc.collect()
+    log.removeFilter(quiet)
 
 
 def _leaf_shapes(tree) -> dict[str, tuple]:
@@ -145,8 +164,9 @@ class Checkpointer:
     skipped = []
     for step in reversed(self.all_steps()):
       try:
-        self.check_shapes(step, params, opt_state)
-        restored = self.restore(step, params, opt_state)
+        with _quiet_unretrieved_reads():
+          self.check_shapes(step, params, opt_state)
+          restored = self.restore(step, params, opt_state)
       except ShapeMismatch:
         raise
       except Exception as e:  # Orbax raises many types for missing or truncated files.
@@ -215,13 +235,14 @@ def load_params(path: str | pathlib.Path, step: int | None = None, on_skip=None)
     steps = sorted(manager.all_steps(), reverse=True) if step is None else [step]
     for s in steps:
       try:
-        target = jax.tree.map(
-          lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-          manager.item_metadata(s)["params"].tree,
-        )
-        restored = manager.restore(
-          s, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))
-        )
+        with _quiet_unretrieved_reads():
+          target = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+            manager.item_metadata(s)["params"].tree,
+          )
+          restored = manager.restore(
+            s, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))
+          )
         return restored["params"], s
       except Exception as e:  # Orbax raises many types for missing or truncated files.
         failures.append((s, _reason(e)))
