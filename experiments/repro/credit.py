@@ -21,7 +21,7 @@ T_FULL, T_QUICK = (32, 64, 128, 256), (16, 32)
 FULL_SEEDS = {32: 3}  # Default seeds per T in the full study; 1 where a run costs much more.
 UPDATERS = ("transformer", "mlp")
 METHODS = {"SMT→DMT": "smt,dmt", "BPTT": "bptt"}
-FINETUNE = {"SMT→DMT→BPTT": "smt,dmt,finetune"}  # The SMT -> DMT RNN fine-tuned by BPTT ...
+FINETUNE, FINETUNE_ORDER = "SMT→DMT→BPTT", "smt,dmt,finetune"  # SMT -> DMT, then BPTT, ...
 FINETUNE_AT = (16, 32)  # ... at these T, transformer updater: does it pass the teacher?
 REFERENCE = "gru"  # BPTT of a GRU updater beside them: can BPTT learn the task with a gated cell?
 TARGETS = {32: 0.9, 64: 0.9, 128: 0.7}  # Issue 12's targets for SMT -> DMT read from x[0].
@@ -79,9 +79,8 @@ def runs(quick: bool, seeds: int) -> list:
           for seed in range(n)
         ]
     if T in FINETUNE_AT:
-      for method, order in FINETUNE.items():
-        tags = {"T": T, "updater": UPDATERS[0], "method": method}
-        out += [retrieval_run(T, UPDATERS[0], order, seed, quick, tags) for seed in range(n)]
+      tags = {"T": T, "updater": UPDATERS[0], "method": FINETUNE}
+      out += [retrieval_run(T, UPDATERS[0], FINETUNE_ORDER, s, quick, tags) for s in range(n)]
     out += [
       retrieval_run(
         T, REFERENCE, "bptt", seed, quick, {"T": T, "updater": REFERENCE, "method": "BPTT"}
@@ -236,11 +235,11 @@ def verdict_text(cells: dict, Ts: list) -> str:
         )
       )
   for T in Ts:
-    tuned = cells.get((UPDATERS[0], next(iter(FINETUNE)), T), [])
+    tuned = cells.get((UPDATERS[0], FINETUNE, T), [])
     if tuned:
       accs = [
         reporting.mean_of([reporting.final(r) for r in cells.get((UPDATERS[0], m, T), [])])
-        for m in (next(iter(FINETUNE)), "BPTT")
+        for m in (FINETUNE, "BPTT")
       ]
       teacher = reporting.mean_of([reporting.teacher_metric(r, "teacher_acc") for r in tuned])
       verdict = reporting.finetune_verdict(*accs, teacher).rstrip(".")
