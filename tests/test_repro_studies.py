@@ -176,8 +176,8 @@ def test_gru_collapse_is_judged_against_every_other_updater(tmp_path):
     return {
       "run": {"tags": {"updater": updater}},
       "stages": {
-        "smt": {"rnn_acc": 0.5, "spread": {"encoder": spread, "rnn": spread}},
-        "dmt": {"rnn_acc": 0.9},
+        "smt": {"rnn_acc": 0.5, "spread": {"encoder": spread, "rnn": spread}, "wall_s": 40.0},
+        "dmt": {"rnn_acc": 0.9, "wall_s": 60.0},
       },
     }
 
@@ -217,3 +217,14 @@ def test_stream_window_verdict_needs_both_within_tolerance():
       dict(zip(("stream", "window"), acc)), dict(zip(("stream", "window"), teacher))
     )
     assert "more than 0.05 below (issue 16's target not met)" in far
+
+
+def test_subset_verdict_reports_accuracy_and_smt_wall_clock_of_both():
+  from experiments.repro import ablations
+
+  full = {"acc after SMT→DMT": 0.857, "teacher acc": 0.826, "SMT wall s": 120.4}
+  subset = {"acc after SMT→DMT": 0.75, "teacher acc": 0.8, "SMT wall s": 70.6}
+  assert ablations.subset_verdict(full, subset) == (
+    "decoding 8 memories per sequence instead of all: RNN from x[0] 0.750 vs 0.857, teacher "
+    "0.800 vs 0.826, at the same updates with 71 vs 120 s of SMT wall-clock per run"
+  )
