@@ -210,3 +210,33 @@ def test_side_by_side_method_scope_updates_only_the_trainable_groups():
     jax.tree.map(np.testing.assert_array_equal, params[group], state[0][group])
   moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), params["updater"], state[0]["updater"])
   assert any(jax.tree.leaves(moved))
+
+
+def test_stream_targets_compare_both_stream_rows_with_the_original_and_window_smt():
+  from experiments.bench import report
+
+  def row(key, labels, ratio, n_dec=0):
+    return dict(
+      key=key, labels_per_s=labels, ratio=ratio, batch=8, T=128, n_dec=n_dec, peer_labels_per_s=24.0
+    )
+
+  res = {
+    "side": {
+      "rounds": 5,
+      "rows": [
+        row("smt_all_window", 45.0, 1.85),
+        row("smt_all_stream", 133.0, 5.5),
+        row("smt_all_stream_dec", 250.0, 10.4, n_dec=16),
+      ],
+    }
+  }
+  got = {t["name"]: (round(t["value"], 3), t["met"]) for t in report.targets(res)}
+  assert got == {
+    "Stream-SMT all timesteps: >= 10x the original's memory labels/s": (5.5, False),
+    "Stream-SMT all timesteps: >= 4x window-SMT's memory labels/s": (round(133 / 45, 3), False),
+    "Stream-SMT, 16 decoded per sequence: >= 10x the original's memory labels/s": (10.4, True),
+    "Stream-SMT, 16 decoded per sequence: >= 4x window-SMT's memory labels/s": (
+      round(250 / 45, 3),
+      True,
+    ),
+  }
