@@ -240,3 +240,18 @@ def test_stream_targets_compare_both_stream_rows_with_the_original_and_window_sm
       True,
     ),
   }
+
+
+def test_side_rounds_measure_the_matmul_rate_that_the_flop_target_uses():
+  from experiments.bench import report, side
+
+  rates = iter([40.0, 60.0, 50.0])
+  plain = dict(d_model=16, depth=1, heads=2, T=8)
+  rows = [side.Row("plain", "plain", None, 2, None, ""), side.Row("plain2", "p", None, 2, None, "")]
+  out = side.side_section(rows, None, 3, plain, lambda *a: None, matmul=lambda: next(rates))
+  assert out["matmul_gflops_rounds"] == [40.0, 60.0, 50.0] and out["matmul_gflops"] == 50.0
+  # The FLOP target divides by the rounds' median, not by the start/end measurements.
+  row = dict(key="smt_all_stream", label="SMT all", labels_per_s=1.0, achieved_gflops_xla=20.0)
+  res = {"matmul_gflops": 100.0, "matmul_gflops_end": 100.0, "side": {**out, "rows": [row]}}
+  (flop,) = [t for t in report.targets(res) if "FLOP/s" in t["name"]]
+  assert flop["value"] == 20.0 / 50.0 and not flop["met"]

@@ -197,7 +197,8 @@ def side_section(g, args) -> dict:
   log(f"  original: {why_not or peer.info}")
   try:
     rows = side.select_rows(side.reference_rows(g, g["ref_cfg"]), args.rows)
-    out = side.side_section(rows, peer, args.rounds or g["rounds"], g["plain"], log)
+    matmul = lambda: matmul_gflops(g["matmul_n"], g["matmul_dtype"])
+    out = side.side_section(rows, peer, args.rounds or g["rounds"], g["plain"], log, matmul)
   finally:
     if peer is not None:
       peer.close()

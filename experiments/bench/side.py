@@ -195,8 +195,17 @@ def select_rows(rows: list[Row], pattern: str) -> list[Row]:
   return chosen
 
 
-def side_section(rows: list[Row], peer: Peer | None, rounds: int, plain_shape: dict, log: Callable):
-  """Times every row on both sides in `rounds` alternating rounds; returns the results dict."""
+def side_section(
+  rows: list[Row],
+  peer: Peer | None,
+  rounds: int,
+  plain_shape: dict,
+  log: Callable,
+  matmul: Callable[[], float] | None = None,
+):
+  """Times every row on both sides in `rounds` alternating rounds; returns the results dict.
+  `matmul` (GFLOP/s of the reference matmul) is measured once per round, between the rows, so
+  that the rows' achieved FLOP/s are compared with a matmul rate taken under the same load."""
   prepared = {}
   for row in rows:
     prepared[row.key] = Prepared(row, plain_shape)
@@ -208,6 +217,7 @@ def side_section(rows: list[Row], peer: Peer | None, rounds: int, plain_shape: d
   times = {r.key: [] for r in rows}
   peer_times: dict[str, list[float]] = {}
   peer_info: dict[str, dict] = {}
+  matmul_rates = []
   for rnd in range(rounds):
     done = set()  # a peer step shared by several rows is timed once per round
     for row in rows:
@@ -219,6 +229,8 @@ def side_section(rows: list[Row], peer: Peer | None, rounds: int, plain_shape: d
           peer_times.setdefault(row.peer, []).extend(r["times_s"])
           peer_info[row.peer] = r
           done.add(row.peer)
+      if matmul is not None and row is rows[len(rows) // 2]:
+        matmul_rates.append(matmul())
     log(
       f"  round {rnd + 1}/{rounds}: "
       + ", ".join(f"{k} {statistics.median(v) * 1e3:.0f} ms" for k, v in times.items())
@@ -259,6 +271,8 @@ def side_section(rows: list[Row], peer: Peer | None, rounds: int, plain_shape: d
     out.append(r)
   return dict(
     rounds=rounds,
+    matmul_gflops_rounds=matmul_rates,
+    matmul_gflops=statistics.median(matmul_rates) if matmul_rates else float("nan"),
     peer=None if peer is None else peer.info,
     peer_steps={k: {kk: v for kk, v in i.items() if kk != "times_s"} for k, i in peer_info.items()},
     rows=out,
