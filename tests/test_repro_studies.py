@@ -107,7 +107,7 @@ def test_dmt_matters_verdict_follows_the_numbers():
   from experiments.repro import dmt_matters
 
   def row(acc, drift):
-    return {"acc (RNN from T/2)": acc, "drift (settled MSE)": drift}
+    return {"RNN acc from x[0]": acc, "drift (settled MSE)": drift}
 
   pairs = [((0.5, 0.4), (0.8, 0.1)), ((0.6, 0.2), (0.5, 0.3))]
   means = {

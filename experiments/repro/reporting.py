@@ -53,9 +53,11 @@ def final(result: dict, metric: str = "rnn_acc"):
   return list(result["stages"].values())[-1].get(metric)
 
 
-def read_from(result: dict) -> str:
-  """Where the run's final RNN read starts ("x[0] (m_empty)" or "x[0] (init)")."""
-  return list(result["stages"].values())[-1].get("rnn_read_from") or "—"
+def read_from(result: dict, stage: str | None = None) -> str:
+  """Where the RNN read of `stage` (default: the run's last) starts ("x[0] (m_empty)" or
+  "x[0] (init)")."""
+  stages = result["stages"]
+  return (stages[stage] if stage else list(stages.values())[-1]).get("rnn_read_from") or "—"
 
 
 def stage_metric(result: dict, stage: str, metric: str):
