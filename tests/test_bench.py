@@ -255,3 +255,73 @@ def test_side_rounds_measure_the_matmul_rate_that_the_flop_target_uses():
   res = {"matmul_gflops": 100.0, "matmul_gflops_end": 100.0, "side": {**out, "rows": [row]}}
   (flop,) = [t for t in report.targets(res) if "FLOP/s" in t["name"]]
   assert flop["value"] == 20.0 / 50.0 and not flop["met"]
+
+
+HLO_SAMPLE = """HloModule jit_step, entry_computation_layout={(f32[4,8]{1,0})->f32[4,8]{1,0}}
+
+%add.clone (x.1: f32[], y.1: f32[]) -> f32[] {
+  %x.1 = f32[] parameter(0)
+  %y.1 = f32[] parameter(1)
+  ROOT %add.2 = f32[] add(%x.1, %y.1)
+}
+
+%fused_dot (p0: f32[4,8], p1: f32[8,8]) -> f32[4,8] {
+  %p0 = f32[4,8]{1,0} parameter(0)
+  %p1 = f32[8,8]{1,0} parameter(1)
+  ROOT %d = f32[4,8]{1,0} dot(%p0, %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%fused_move (p0.2: f32[4,8]) -> f32[8,4] {
+  %p0.2 = f32[4,8]{1,0} parameter(0)
+  %t = f32[8,4]{0,1} transpose(%p0.2), dimensions={1,0}
+  ROOT %c = f32[8,4]{1,0} copy(%t)
+}
+
+%fused_math (p0.3: f32[4,8]) -> f32[4] {
+  %p0.3 = f32[4,8]{1,0} parameter(0)
+  %e = f32[4,8]{1,0} exponential(%p0.3)
+  %z = f32[] constant(0)
+  ROOT %r = f32[4]{0} reduce(%e, %z), dimensions={1}, to_apply=%add.clone
+}
+
+ENTRY %main.9 (Arg_0.1: f32[4,8], Arg_1.2: f32[8,8]) -> f32[4,8] {
+  %Arg_0.1 = f32[4,8]{1,0} parameter(0)
+  %Arg_1.2 = f32[8,8]{1,0} parameter(1)
+  %ynn_fusion.3 = f32[4,8]{1,0} fusion(%Arg_0.1, %Arg_1.2), kind=kCustom, calls=%fused_dot
+  %copy_fusion.1 = f32[8,4]{1,0} fusion(%ynn_fusion.3), kind=kLoop, calls=%fused_move
+  %exp_fusion = f32[4]{0} fusion(%ynn_fusion.3), kind=kLoop, calls=%fused_math
+  %gemm = f32[4,8]{1,0} custom-call(%Arg_0.1, %Arg_1.2), custom_call_target="__cublas$gemm"
+  ROOT %dot.7 = f32[4,8]{1,0} dot(%gemm, %Arg_1.2), lhs_contracting_dims={1}
+}
+"""
+
+
+def test_profile_sorts_ops_by_what_their_hlo_computes():
+  from experiments.bench import op_profile
+
+  kinds = op_profile.op_kinds(HLO_SAMPLE)
+  assert {
+    n: kinds[n] for n in ("ynn_fusion.3", "copy_fusion.1", "exp_fusion", "gemm", "dot.7")
+  } == {
+    "ynn_fusion.3": "matmul",
+    "copy_fusion.1": "layout",
+    "exp_fusion": "other",
+    "gemm": "matmul",
+    "dot.7": "matmul",
+  }
+  times = {"ynn_fusion.3": 2.0, "copy_fusion.1": 0.5, "exp_fusion": 1.0, "Executor": 9.0}
+  assert op_profile.time_by_kind(kinds, times) == {"matmul": 2.0, "layout": 0.5, "other": 1.0}
+  # 10 GFLOP in a 1 s step, 60 % of the op time outside matmuls, matmul at 50 GFLOP/s:
+  # 10 / (10 / 50 + 0.6) = 12.5 GFLOP/s.
+  share = {"matmul": 0.4, "layout": 0.2, "other": 0.4}
+  assert abs(op_profile.flop_bound(10e9, 1.0, share, 50.0) - 12.5) < 1e-9
+
+
+def test_profile_of_a_real_step_covers_its_ops():
+  from experiments.bench import op_profile, side
+
+  plain = dict(d_model=32, depth=1, heads=2, T=16)
+  prepared = side.Prepared(side.Row("plain", "plain", None, 2, None, ""), plain)
+  r = op_profile.profile_row(prepared, steps=2)
+  assert abs(sum(r["share"].values()) - 1) < 1e-9
+  assert r["op_s"]["matmul"] > 0 and r["op_s"]["other"] > 0 and r["step_s"] > 0
