@@ -32,6 +32,7 @@ SPREAD_METRICS = {  # column header: the value of one run
   "SMT wall s": lambda r: r["stages"]["smt"]["wall_s"],
   "wall s / run": reporting.run_wall,
 }
+WALL_COLUMNS = ("SMT wall s", "wall s / run")  # Shown as whole seconds, the mean over seeds.
 SPREAD_NOTE = (
   "Effective dimensions: participation ratio of the covariance spectrum of the "
   "memories (Z = 128 is the most; 1 = all memories on a line), measured after SMT on "
@@ -50,7 +51,11 @@ def spread_table(results: list, key: str) -> tuple:
   for (value,), rs in reporting.group(results, key).items():
     values = {col: [f(r) for r in rs] for col, f in SPREAD_METRICS.items()}
     means[value] = {col: reporting.mean_of(v) for col, v in values.items()}
-    rows.append([value] + [reporting.mean_std(v) for v in values.values()] + [len(rs)])
+    cells = [
+      f"{means[value][col]:.0f}" if col in WALL_COLUMNS else reporting.mean_std(v)
+      for col, v in values.items()
+    ]
+    rows.append([value, *cells, len(rs)])
   return reporting.md_table([key] + list(SPREAD_METRICS) + ["seeds"], rows), means
 
 
