@@ -176,8 +176,13 @@ def test_gru_collapse_is_judged_against_every_other_updater(tmp_path):
     return {
       "run": {"tags": {"updater": updater}},
       "stages": {
-        "smt": {"rnn_acc": 0.5, "spread": {"encoder": spread, "rnn": spread}, "wall_s": 40.0},
-        "dmt": {"rnn_acc": 0.9, "wall_s": 60.0},
+        "smt": {
+          "rnn_acc": 0.5,
+          "spread": {"encoder": spread, "rnn": spread},
+          "wall_s": 40.0,
+          "steps": 4,
+        },
+        "dmt": {"rnn_acc": 0.9, "wall_s": 60.0, "steps": 2},
       },
     }
 

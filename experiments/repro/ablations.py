@@ -55,7 +55,7 @@ def report(results: list, rep: reporting.Report) -> str:
         )
       )
     for variant, name in (
-      ("Tf = 1", "a longer future (Tf = 3T/8)"),
+      ("Tf = 1", "the whole future (Tf = T)"),
       ("detached labels", "joint labels"),
     ):
       if variant in means:

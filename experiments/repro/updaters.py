@@ -29,18 +29,19 @@ SPREAD_METRICS = {  # column header: the value of one run
   "RNN eff. dims": lambda r: r["stages"]["smt"]["spread"]["rnn"]["eff_dim"],
   "encoder cross-seq cos": lambda r: r["stages"]["smt"]["spread"]["encoder"]["cross_cos"],
   "RNN cross-seq cos": lambda r: r["stages"]["smt"]["spread"]["rnn"]["cross_cos"],
+  "updates": reporting.run_steps,
   "SMT wall s": lambda r: r["stages"]["smt"]["wall_s"],
   "wall s / run": reporting.run_wall,
 }
-WALL_COLUMNS = ("SMT wall s", "wall s / run")  # Shown as whole seconds, the mean over seeds.
+WHOLE_COLUMNS = ("updates", "SMT wall s", "wall s / run")  # Shown as whole numbers (seed mean).
 SPREAD_NOTE = (
   "Effective dimensions: participation ratio of the covariance spectrum of the "
   "memories (Z = 128 is the most; 1 = all memories on a line), measured after SMT on "
   "64 held-out sequences at every position; cross-seq cos: mean cosine similarity of "
   "different sequences' memories at the same position (1 = one memory for all). "
-  "Accuracies: the RNN read from x[0] (from m_empty), as in study 1 (chance 1/7); "
-  "SMT → DMT: SMT 400 + DMT 2000 updates. Wall-clock as measured, with other runs sharing "
-  "the 2 cores: the SMT stage's, and all stages' per run."
+  "Accuracies: the RNN read from x[0] (from m_empty), as in study 1 (chance 1/7). "
+  "Updates: all stages (SMT 400 + DMT 2000 unless the variant says otherwise). Wall-clock "
+  "as measured, with other runs sharing the 2 cores: the SMT stage's, and all stages' per run."
 )
 CHANCE = 1 / 7
 
@@ -52,7 +53,7 @@ def spread_table(results: list, key: str) -> tuple:
     values = {col: [f(r) for r in rs] for col, f in SPREAD_METRICS.items()}
     means[value] = {col: reporting.mean_of(v) for col, v in values.items()}
     cells = [
-      f"{means[value][col]:.0f}" if col in WALL_COLUMNS else reporting.mean_std(v)
+      f"{means[value][col]:.0f}" if col in WHOLE_COLUMNS else reporting.mean_std(v)
       for col, v in values.items()
     ]
     rows.append([value, *cells, len(rs)])
