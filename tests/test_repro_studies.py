@@ -143,11 +143,15 @@ def test_credit_verdict_checks_the_x0_targets_against_bptt():
     for updater in (*credit.UPDATERS, credit.REFERENCE):
       for method, accs in (("SMT→DMT", smt), ("BPTT", bptt)):
         for T, acc in zip(Ts, accs):
-          out[(updater, method, T)] = [{"stages": {"x": {"rnn_acc": acc}}}]
+          wall = 100.0 if method == "SMT→DMT" else 50.0
+          out[(updater, method, T)] = [{"stages": {"x": {"rnn_acc": acc, "wall_s": wall}}}]
     return out
 
   text = credit.verdict_text(cells((0.95, 0.7, 0.5), (0.14, 0.3, 0.2)), [32, 128, 256])
-  assert "transformer, T = 32: SMT→DMT 0.95, BPTT 0.14 → target (≥ 0.9 vs ≤ 0.3) met" in text
+  assert (
+    "transformer, T = 32: SMT→DMT 0.95, BPTT 0.14 → target (≥ 0.9 vs ≤ 0.3) met (BPTT had 0.50x "
+    "SMT→DMT's measured wall-clock)" in text
+  )
   assert "T = 128: SMT→DMT 0.70, BPTT 0.30 → target (≥ 0.7 vs ≤ 0.3) met" in text
   assert "T = 256: SMT→DMT 0.50, BPTT 0.20 → no target set" in text
   text = credit.verdict_text(cells((0.89, 0.9), (0.14, 0.31)), [32, 128])

@@ -226,6 +226,10 @@ def verdict_text(cells: dict, Ts: list) -> str:
         continue
       target = TARGETS.get(T)
       met = target is not None and smt >= target and bptt <= BPTT_CEILING
+      walls = [
+        reporting.mean_of([reporting.run_wall(r) for r in cells[(updater, m, T)]])
+        for m in ("BPTT", "SMT→DMT")
+      ]
       parts.append(
         f"{updater}, T = {T}: SMT→DMT {smt:.2f}, BPTT {bptt:.2f} → "
         + (
@@ -233,6 +237,7 @@ def verdict_text(cells: dict, Ts: list) -> str:
           if target is None
           else f"target (≥ {target} vs ≤ {BPTT_CEILING}) {'met' if met else 'not met'}"
         )
+        + f" (BPTT had {walls[0] / walls[1]:.2f}x SMT→DMT's measured wall-clock)"
       )
   for T in Ts:
     tuned = cells.get((UPDATERS[0], FINETUNE, T), [])
