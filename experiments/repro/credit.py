@@ -1,11 +1,12 @@
 """Study 1, long-range credit: needle retrieval with the needle in the first half, T in
 {32, 64, 128, 256}; every RNN read from x[0] (SMT -> DMT: from m_empty; BPTT: from its initial
 memory), so each must store the needle and carry it to the query. SMT -> DMT with the
-transformer-token and MLP updaters; BPTT of the same updaters and of a GRU, each with at least
-SMT -> DMT's wall-clock (4 or 14 times its updates, repro_retrieval; the table shows both
-budgets). Three seeds at T = 32, one at T >= 64 (a run there costs tens of minutes on 2 CPU
-cores). From T = 128 on, the teacher comes from the curriculum (experiments/configs/curriculum.py:
-SMT at 64, then 200 updates per doubling), and BPTT gets 6 times the updates of its stages.
+transformer-token and MLP updaters; BPTT of the same updaters and of a GRU, given 4 or 14 times
+SMT -> DMT's updates (repro_retrieval), sized from the transformer updater's idle rates to give
+at least its wall-clock; the table shows both budgets and each verdict the measured share.
+Three seeds at T = 32, one at T >= 64 (a run there costs tens of minutes on 2 CPU cores). From
+T = 128 on, the teacher comes from the curriculum (experiments/configs/curriculum.py: SMT at 64,
+then 200 updates per doubling), and BPTT gets 6 times the updates of its stages.
 
   python experiments/repro/credit.py [--quick] [--out DIR] [--jobs 2]
 """
