@@ -45,7 +45,7 @@ LAYOUT_OPS = {
   "tuple",
   "get-tuple-element",
 }
-MATMUL_OPS = {"dot", "convolution"}
+MATMUL_OPS = {"dot", "convolution", "gemm"}  # gemm: a GEMM library custom call.
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*.*?\s([a-z][\w\-]*)\((.*)$")
 _COMPUTATION = re.compile(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
 _CALLS = re.compile(r"(?:calls|to_apply|body|condition)=%?([\w.\-]+)")
@@ -65,25 +65,22 @@ def op_kinds(hlo_text: str) -> dict[str, str]:
       current = comp.group(1)
       computations[current] = []
 
-  def opcodes(name: str, seen: set) -> set:
-    """Opcodes of computation `name` and of the computations it calls."""
-    if name in seen or name not in computations:
-      return set()
-    seen.add(name)
-    out = set()
-    for _, opcode, rest in computations[name]:
-      out.add("gemm" if opcode == "custom-call" and _GEMM_TARGET.search(rest) else opcode)
-      for callee in _CALLS.findall(rest):
-        out |= opcodes(callee, seen)
+  def ops_of(opcode: str, rest: str, seen: set) -> set:
+    """An instruction's opcode ("gemm" for a GEMM library call) and the opcodes of the
+    computations it calls, transitively, each computation read once."""
+    out = {"gemm" if opcode == "custom-call" and _GEMM_TARGET.search(rest) else opcode}
+    for callee in _CALLS.findall(rest):
+      if callee in computations and callee not in seen:
+        seen.add(callee)
+        for _, op, callee_rest in computations[callee]:
+          out |= ops_of(op, callee_rest, seen)
     return out
 
   kinds = {}
   for insts in computations.values():
     for name, opcode, rest in insts:
-      ops = {"gemm" if opcode == "custom-call" and _GEMM_TARGET.search(rest) else opcode}
-      for callee in _CALLS.findall(rest):
-        ops |= opcodes(callee, set())
-      if ops & (MATMUL_OPS | {"gemm"}):
+      ops = ops_of(opcode, rest, set())
+      if ops & MATMUL_OPS:
         kinds[name] = "matmul"
       elif ops <= LAYOUT_OPS | {"fusion"}:
         kinds[name] = "layout"

@@ -44,12 +44,18 @@ def fmt_b(b):
   return "—" if _nan(b) else f"{b / 2**20:.0f} MiB" if b < 2**30 else f"{b / 2**30:.2f} GiB"
 
 
+def _rounds_matmul(res) -> float | None:
+  """The median matmul rate of the side-by-side rounds (None when they timed none)."""
+  rate = res.get("side", {}).get("matmul_gflops")
+  return None if _nan(rate) else float(rate)
+
+
 def _matmul(res):
   """The matmul rate rows are judged against: the median of the side-by-side rounds (measured
   between the rows, under their load), else the mean of the run's start and end."""
-  side = res.get("side", {}).get("matmul_gflops")
-  if not _nan(side):
-    return float(side)
+  rounds = _rounds_matmul(res)
+  if rounds is not None:
+    return rounds
   vals = [v for v in (res.get("matmul_gflops"), res.get("matmul_gflops_end")) if v]
   return float(np.mean(vals)) if vals else float("nan")
 
@@ -118,7 +124,7 @@ def targets(res) -> list[dict]:
         0.5,
         a / mm >= 0.5,
         f"{a:.1f} GFLOP/s (XLA cost analysis / median step) vs {mm:.1f} GFLOP/s matmul"
-        + (" (median of the rounds)" if not _nan(res.get("side", {}).get("matmul_gflops")) else ""),
+        + (" (median of the rounds)" if _rounds_matmul(res) is not None else ""),
       )
   sweep = res.get("sweep", [])
   dep = res.get("depth", [])
@@ -273,9 +279,9 @@ def write_markdown(res, path, pngs):
     f"- matmul ({res['matmul']['n']}^3, {res['matmul']['dtype']}), same run: "
     f"{res['matmul_gflops']:.1f} GFLOP/s at the start, {res['matmul_gflops_end']:.1f} at the end"
     + (
-      f", median {res['side']['matmul_gflops']:.1f} over the side-by-side rounds (what the "
+      f", median {_rounds_matmul(res):.1f} over the side-by-side rounds (what the "
       "FLOP/s targets use)"
-      if not _nan(res.get("side", {}).get("matmul_gflops"))
+      if _rounds_matmul(res) is not None
       else ""
     ),
   ]
