@@ -1,6 +1,9 @@
 """Fast checks of the benchmark logic that is not timing: the sequential-depth counter, the
 jaxpr FLOP counter and the credit-assignment gradients (experiments/bench)."""
 
+import json
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -240,6 +243,48 @@ def test_stream_targets_compare_both_stream_rows_with_the_original_and_window_sm
       True,
     ),
   }
+
+
+def test_window_target_states_the_flop_bound_from_the_rows_flops():
+  """Hand-computed: window 480 MFLOP per label; stream 3.0 GFLOP for 18 labels (166.7 M); the
+  16 extra decoded memories of the all-decoded row cost 1.6 GFLOP, 100 M each, 20 decoded per
+  18 labels: 111.1 M per label, so 480 / 111.1 = 4.32x with only the decoder paid."""
+  from experiments.bench import report
+
+  def row(key, flops, labels, n_dec=0):
+    return dict(
+      key=key, labels_per_s=1.0, batch=2, T=9, n_dec=n_dec, flops=flops, memory_labels=labels
+    )
+
+  rows = [
+    row("smt_all_window", 48e9, 100),
+    row("smt_all_stream", 3.0e9, 18),
+    row("smt_all_stream_dec", 1.4e9, 18, n_dec=2),
+  ]
+  notes = {t["name"]: t["note"] for t in report.targets({"side": {"rounds": 1, "rows": rows}})}
+  assert notes["Stream-SMT all timesteps: >= 4x window-SMT's memory labels/s"].endswith(
+    "XLA FLOPs per label 480 vs 167 M: 2.88x at equal FLOP/s; the decoder alone costs 111 M per "
+    "label, so with the encoder and updater free 4.32x"
+  )
+  assert notes["Stream-SMT, 2 decoded per sequence: >= 4x window-SMT's memory labels/s"].endswith(
+    "XLA FLOPs per label 480 vs 78 M: 6.17x at equal FLOP/s"
+  )
+
+
+def test_report_only_rederives_the_report_from_the_json(tmp_path):
+  from experiments.bench import report, run_all
+
+  with pytest.raises(SystemExit, match="run the benchmark first"):
+    run_all.main(["--report_only", "--device", "cpu", "--out", str(tmp_path), "--docs", ""])
+  measured = pathlib.Path(run_all.HERE) / "results" / "bench_cpu.json"
+  res = json.loads(measured.read_text())
+  res.pop("targets")
+  (tmp_path / "bench_cpu.json").write_text(json.dumps(res))
+  doc = tmp_path / "bench.md"
+  run_all.main(["--report_only", "--device", "cpu", "--out", str(tmp_path), "--docs", str(doc)])
+  again = json.loads((tmp_path / "bench_cpu.json").read_text())
+  assert again["targets"] == json.loads(json.dumps(report.targets(res), default=float))
+  assert again["side"] == res["side"] and res["command"] in doc.read_text()
 
 
 def test_side_rounds_measure_the_matmul_rate_that_the_flop_target_uses():

@@ -7,6 +7,7 @@ side-by-side table against the PyTorch original.
                                                       # akarshkumar0101/smt, a torch Python)
   python experiments/bench/run_all.py --device gpu    # paper-scale grid on a GPU / TPU
   python experiments/bench/run_all.py --quick         # a smoke run of every section
+  python experiments/bench/run_all.py --report_only   # the report again from the last JSON
   python experiments/bench/run_all.py --sections side --rows '^(dmt|bptt)' --docs ''
                                                       # some side-by-side rows only
 
@@ -329,10 +330,24 @@ def main(argv=None):
   ap.add_argument(
     "--rows", default="", help="side by side: only the rows whose key matches this regex"
   )
+  ap.add_argument(
+    "--report_only",
+    action="store_true",
+    help="re-derive the targets, plots and markdown from the run's JSON in --out; time nothing",
+  )
   args = ap.parse_args(argv)
   device = args.device
   if device == "auto":
     device = "cpu" if jax.default_backend() == "cpu" else "gpu"
+  name = f"bench_{device}{'_quick' if args.quick else ''}"
+  if args.report_only:
+    path = os.path.join(args.out, name + ".json")
+    if not os.path.isfile(path):
+      raise SystemExit(f"--report_only: no {path}; run the benchmark first (without --report_only)")
+    with open(path) as f:
+      res = json.load(f)
+    write_reports(res, args, name)
+    return
   g = grid(device, args.quick)
   sections = set(args.sections.split(","))
   os.makedirs(args.out, exist_ok=True)
@@ -366,12 +381,17 @@ def main(argv=None):
   # Matmul again at the end: the load on a shared machine drifts during the run.
   res["matmul_gflops_end"] = matmul_gflops(g["matmul_n"], g["matmul_dtype"])
   res["elapsed_s"] = time.time() - t_start
+  log(f"[done] {res['elapsed_s']:.0f} s")
+  write_reports(res, args, name)
+
+
+def write_reports(res: dict, args, name: str) -> None:
+  """Targets into `res`, then its JSON, plots, printed tables and (--docs) the markdown."""
   res["targets"] = report.targets(res)
-  name = f"bench_{device}{'_quick' if args.quick else ''}"
   with open(os.path.join(args.out, name + ".json"), "w") as f:
     json.dump(res, f, indent=1, default=float)
   pngs = report.plots(res, args.out, name)
-  log(f"[done] {res['elapsed_s']:.0f} s; wrote {args.out}/{name}.json and {len(pngs)} PNG")
+  log(f"[report] wrote {args.out}/{name}.json and {len(pngs)} PNG")
   report.print_tables(res)
   if args.docs:
     report.write_markdown(res, args.docs, pngs)

@@ -176,7 +176,7 @@ def memory_labels(row: Row, T: int) -> int:
     return 0
   c = row.cfg
   if c.method == "smt":
-    return row.batch * ((T - 1) if c.smt.n_t == 0 else c.smt.n_t)
+    return row.batch * (T if c.smt.n_t == 0 else c.smt.n_t)  # Pairs from m_-1 (m_empty) on.
   if c.method == "dmt":
     return row.batch * (c.dmt.Td // c.dmt.k)
   return 0
@@ -308,7 +308,8 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
       Ball,
       "smt_n1",
       "memory labels/s against the original's one label per sequence; "
-      f"{ORIGINAL_DIFFERS}; project: T - 1 dynamics pairs and T decoded memories per sequence",
+      f"{ORIGINAL_DIFFERS}; project: T dynamics pairs (from m_empty on) and T + 1 decoded "
+      "memories per sequence",
       labels_vs_peer=True,
     ),
     Row(
