@@ -6,7 +6,6 @@ Parameters are a dict of four groups, each a Flax "params" tree:
 """
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -39,11 +38,8 @@ class Models:
     """Whether the encoder computes every position's memory in one pass (`StreamEncoder`)."""
     return isinstance(self.encoder, StreamEncoder)
 
-  @functools.partial(jax.jit, static_argnums=(0, 2))
   def init(self, rng: jax.Array, future: int) -> dict:
-    """Fresh parameters for every group (float32); `future` = decoder inputs at init. Jitted
-    (one compile per distinct Models, which are hashable): run eagerly, Flax's init dispatched
-    and compiled each small op on its own, ~3x slower at the first call of each shape."""
+    """Fresh parameters for every group (float32); `future` = decoder inputs at init."""
     keys = dict(zip(GROUPS, jax.random.split(rng, len(GROUPS))))
     m = jnp.zeros((1, self.updater.mem_size), jnp.float32)
     x = jnp.zeros((1,), jnp.int32)
