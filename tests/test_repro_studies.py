@@ -22,7 +22,8 @@ def test_study_runs_validate(name, quick):
 def test_credit_bptt_gets_the_pipeline_budget(quick):
   """BPTT gets 4 (T <= 32), 14 (T = 64) or 6 (T >= 128, the curriculum) times the updates of
   every SMT and DMT stage (at least their wall-clock, measured in repro_retrieval's and
-  curriculum's docstrings), the faster MLP 8 (T = 32) and 18 (T = 64); fine-tuning gets half
+  curriculum's docstrings), the faster MLP 8, 18, 9 and 8 (T = 32 ... 256), the GRU 7 from
+  T = 128 on; fine-tuning gets half
   the transformer's factor; every RNN is read from x[0] by the
   full-past teacher's pipeline, whose SMT -> DMT runs train the curriculum from T = 128 on."""
   from experiments.repro import credit
@@ -33,10 +34,13 @@ def test_credit_bptt_gets_the_pipeline_budget(quick):
     teacher = [s for s in st if st[s].method == "smt"]
     total = sum(st[s].train.num_steps for s in (*teacher, "dmt"))
     factor = 4 if T <= 32 else 14 if T == 64 else 6
-    mlp_factor = {32: 8, 64: 18}.get(T, factor)
+    own_factor = {
+      "mlp": {32: 8, 64: 18, 128: 9, 256: 8},
+      "gru": {128: 7, 256: 7},
+    }.get(cfg.model.rnn.updater, {})
     bptt_run = run.overrides["pipeline.order"] == ["bptt"]
-    mlp = bptt_run and cfg.model.rnn.updater == "mlp"
-    assert st.bptt.train.num_steps == (mlp_factor if mlp else factor) * total
+    expected = own_factor.get(T, factor) if bptt_run else factor
+    assert st.bptt.train.num_steps == expected * total
     assert st.finetune.train.num_steps == factor * total // 2
     assert cfg.model.teacher.Tc == cfg.model.teacher.Tf == T and cfg.dmt.start == -1
     if T >= credit.CURRICULUM_FROM:

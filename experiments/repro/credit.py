@@ -7,7 +7,8 @@ at least its wall-clock; the MLP's BPTT runs faster and gets more (BPTT_FACTORS)
 shows both budgets and each verdict the measured share.
 Three seeds at T = 32, one at T >= 64 (a run there costs tens of minutes on 2 CPU cores). From
 T = 128 on, the teacher comes from the curriculum (experiments/configs/curriculum.py: SMT at 64,
-then 200 updates per doubling), and BPTT gets 6 times the updates of its stages.
+then 200 updates per doubling), and BPTT gets 6 times the updates of its stages (the MLP's
+and the GRU's, faster, get BPTT_FACTORS).
 
   python experiments/repro/credit.py [--quick] [--out DIR] [--jobs 2]
 """
@@ -32,8 +33,20 @@ CURRICULUM_FROM = 128  # From this T on, runs use curriculum.py (SMT at T alone 
 # BPTT's updates per SMT or DMT update where the config's factor (sized from the transformer
 # updater's rates) left the updater's BPTT short of its SMT -> DMT's wall-clock: the MLP had
 # 0.57x (T = 32, measured) and 0.82x (T = 64, at the idle rates SMT 1.89, DMT 18.5, BPTT 54.6
-# updates/s); 8 and 18 give it 1.13x and 1.05x by the same measures.
-BPTT_FACTORS = {("mlp", 32): 8, ("mlp", 64): 18}
+# updates/s); 8 and 18 give it 1.13x and 1.05x by the same measures. From T = 128 on (idle
+# rates of 2026-11-29, 16:50 UTC; curriculum SMT at 128 and 256 as the transformer's, 1.1 and
+# 0.32): the MLP's DMT runs 5.66 (128) and 1.64 (256), its BPTT 21.1 and 10.5 updates/s, so 9
+# and 8 give 1.09x and 1.11x its SMT -> DMT; the GRU's BPTT runs 16.2 and 8.96 updates/s, so
+# 7 gives 1.14x and 1.18x the transformer's SMT -> DMT (1750 s and 3170 s; the curriculum's 6
+# would give 0.98x and 1.01x).
+BPTT_FACTORS = {
+  ("mlp", 32): 8,
+  ("mlp", 64): 18,
+  ("mlp", 128): 9,
+  ("mlp", 256): 8,
+  ("gru", 128): 7,
+  ("gru", 256): 7,
+}
 
 
 def retrieval_run(
