@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_tiny_config, random_batch
+from conftest import CompiledModels, make_tiny_config, random_batch
 
-from smt_jax.models import build_models, init_params, mem_size
+from smt_jax.models import init_params, mem_size
 from smt_jax.objectives import bptt, dmt, smt
 from smt_jax.objectives.rollout import rollout
 
@@ -40,7 +40,7 @@ def loop_smt_loss(params, batch, cfg, times):
   t = -1 being the empty past (an all-padding window). With every timestep, `times[b]` is
   range(-1, T) and the last one has no dynamics pair.
   """
-  models = build_models(cfg)
+  models = CompiledModels(cfg)
   x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
   length, tc, tf, z = x.shape[1], cfg.model.teacher.Tc, cfg.model.teacher.Tf, mem_size(cfg)
   every = cfg.smt.n_t == 0
@@ -72,7 +72,7 @@ def loop_smt_loss(params, batch, cfg, times):
 
 
 def loop_bptt_loss(params, batch, cfg):
-  models = build_models(cfg)
+  models = CompiledModels(cfg)
   x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
   if cfg.bptt.start == "empty":  # The encoder on the all-padding window before x[0], per row.
     tc = cfg.model.teacher.Tc
@@ -90,7 +90,7 @@ def loop_bptt_loss(params, batch, cfg):
 
 
 def loop_dmt_loss(params, batch, cfg):
-  models = build_models(cfg)
+  models = CompiledModels(cfg)
   x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
   d, tc = cfg.dmt, cfg.model.teacher.Tc
   s = d.start
@@ -175,7 +175,14 @@ def test_smt_sampled_timesteps_include_the_empty_past():
 
 
 @pytest.mark.parametrize(
-  "n_t, encoder", [(0, "window"), (4, "window"), (0, "stream"), (4, "stream")]
+  "n_t, encoder",
+  [
+    # Every timestep with the window encoder: also in the sampled case (slow: CI time).
+    pytest.param(0, "window", marks=pytest.mark.slow),
+    (4, "window"),
+    (0, "stream"),
+    (4, "stream"),
+  ],
 )
 def test_smt_full_past_teacher_matches_python_loop(n_t, encoder):
   """Tc = Tf = T (no Tc + Tf <= T rule): every memory encodes x[0..t] (left-padded to T), its
@@ -209,7 +216,7 @@ def test_smt_trains_the_first_transition_from_the_empty_memory():
   f(E(all padding), x_0) ~ E(x[0]), written out here one pair at a time."""
   cfg = make_tiny_config(**{"smt.coef_dyn": 1.0})
   params = init_params(cfg, jax.random.key(0))
-  models = build_models(cfg)
+  models = CompiledModels(cfg)
   batch = random_batch(jax.random.key(13), 1, cfg.data.T, cfg.data.vocab_size)
   x, tc, T = np.asarray(batch["x"]), cfg.model.teacher.Tc, cfg.data.T
   enc = lambda t: models.encode(params, _window(x, 0, t, tc))
@@ -237,7 +244,9 @@ def test_bptt_matches_python_loop(updater, start):
   "backprop, start, td, teacher",
   [
     (False, 1, 5, {}),
-    (True, 1, 5, {}),
+    # A start inside the sequence and the gradient through the rollout: each in another case
+    # (slow: CI time).
+    pytest.param(True, 1, 5, {}, marks=pytest.mark.slow),
     (False, -1, 0, {}),
     (True, -1, 0, {}),
     (True, -1, 0, {"model.teacher.encoder": "stream"}),
