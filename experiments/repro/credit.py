@@ -173,12 +173,22 @@ def report(results: list, rep: reporting.Report) -> str:
     "from m_empty, BPTT from its initial memory. 'RNN acc after enc[:T/2]' reads the SMT→DMT "
     "RNN after the encoder has read the first half (it then only carries the needle). Updates: "
     "all stages together (from T = 128 on, the curriculum's SMT at 64, 128, ... then DMT); "
-    "BPTT gets 4 (T = 32), 14 (T = 64) or 6 (T ≥ 128) times as many, the faster MLP 8 (T = 32) "
-    "and 18 (T = 64) (same batch size, repro_retrieval and curriculum), and the wall-clock "
-    "column shows whether it had at least SMT→DMT's. SMT→DMT→BPTT fine-tunes the SMT→DMT RNN "
+    "BPTT gets 4 (T = 32), 14 (T = 64) or 6 (T ≥ 128) times as many, the faster updaters "
+    f"their own factors ({factors_text()}; same batch size, repro_retrieval and curriculum), "
+    "and the wall-clock column shows whether it had at least SMT→DMT's. SMT→DMT→BPTT "
+    "fine-tunes the SMT→DMT RNN "
     "by BPTT from m_empty with half BPTT's updates. BPTT of a GRU updater is a reference: "
     "whether BPTT can learn the task at all with a gated cell.\n\n"
     f"**Verdict:** {verdict_text(cells, Ts)}\n" + diagnosis(results, rep)
+  )
+
+
+def factors_text() -> str:
+  """BPTT_FACTORS in words: "mlp 8 (T = 32), 18 (T = 64); gru 7 (T = 128), ..."."""
+  updaters = dict.fromkeys(u for u, _ in BPTT_FACTORS)
+  return "; ".join(
+    f"{u} " + ", ".join(f"{f} (T = {T})" for (v, T), f in BPTT_FACTORS.items() if v == u)
+    for u in updaters
   )
 
 
@@ -192,31 +202,32 @@ def trace_of(result: dict) -> dict:
 
 
 def diagnosis(results: list, rep: reporting.Report) -> str:
-  """Where the needle is held or lost along the sequence, for the SMT -> DMT runs (transformer
-  updater, seed 0): a table at two positions and a plot over t / T."""
+  """Where the needle is held or lost along the sequence, for the SMT -> DMT runs (seed 0): a
+  table at two positions per updater and T, and a plot over t / T of the transformer's."""
   runs = {
-    r["run"]["tags"]["T"]: r
+    (r["run"]["tags"]["updater"], r["run"]["tags"]["T"]): r
     for r in results
-    if r["run"]["tags"]["method"] == "SMT→DMT"
-    and r["run"]["tags"]["updater"] == UPDATERS[0]
-    and r["run"]["seed"] == 0
+    if r["run"]["tags"]["method"] == "SMT→DMT" and r["run"]["seed"] == 0
   }
   if not runs:
     return ""
   rows, curves = [], {}
-  for i, T in enumerate(sorted(runs)):
-    tr = trace_of(runs[T])
-    half, fmt = T // 2, lambda v: "—" if v is None else f"{v:.3f}"
-    rows.append(
-      [T]
-      + [fmt(tr[k][t]) for t in (half, T - 1) for k in ("enc_acc", "rnn_acc")]
-      + [f"{tr['drift'][half]:.3f}", f"{tr['drift'][-1]:.3f}"]
-    )
-    xs = [t / T for t in tr["t"]]
-    curves[f"T={T} encoder m_t"] = (xs, tr["enc_acc"], f"C{i}--")
-    curves[f"T={T} RNN m_t"] = (xs, tr["rnn_acc"], f"C{i}-")
+  for updater in UPDATERS:
+    for i, T in enumerate(sorted(T for u, T in runs if u == updater)):
+      tr = trace_of(runs[updater, T])
+      half, fmt = T // 2, lambda v: "—" if v is None else f"{v:.3f}"
+      rows.append(
+        [updater, T]
+        + [fmt(tr[k][t]) for t in (half, T - 1) for k in ("enc_acc", "rnn_acc")]
+        + [f"{tr['drift'][half]:.3f}", f"{tr['drift'][-1]:.3f}"]
+      )
+      if updater == UPDATERS[0]:
+        xs = [t / T for t in tr["t"]]
+        curves[f"T={T} encoder m_t"] = (xs, tr["enc_acc"], f"C{i}--")
+        curves[f"T={T} RNN m_t"] = (xs, tr["rnn_acc"], f"C{i}-")
   table = reporting.md_table(
     [
+      "updater",
       "T",
       "enc m_{T/2}",
       "RNN m_{T/2}",
