@@ -152,18 +152,29 @@ def test_credit_verdict_checks_the_x0_targets_against_bptt():
     for updater in (*credit.UPDATERS, credit.REFERENCE):
       for method, accs in (("SMT→DMT", smt), ("BPTT", bptt)):
         for T, acc in zip(Ts, accs):
-          wall = 100.0 if method == "SMT→DMT" else 50.0
-          out[(updater, method, T)] = [{"stages": {"x": {"rnn_acc": acc, "wall_s": wall}}}]
+          wall, steps = (100.0, 100) if method == "SMT→DMT" else (50.0, 300)
+          stage = {"rnn_acc": acc, "wall_s": wall, "steps": steps}
+          name = f"T{T}_{updater}_{method}_s0"
+          out[(updater, method, T)] = [{"run": {"name": name}, "stages": {"x": stage}}]
     return out
 
-  text = credit.verdict_text(cells((0.95, 0.7, 0.5), (0.14, 0.3, 0.2)), [32, 128, 256])
+  text = credit.verdict_text(cells((0.95, 0.7, 0.5), (0.14, 0.3, 0.2)), [32, 128, 256], {})
   assert (
     "transformer, T = 32: SMT→DMT 0.95, BPTT 0.14 → target (≥ 0.9 vs ≤ 0.3) met (BPTT had 0.50x "
     "SMT→DMT's measured wall-clock)" in text
   )
+  # With the idle rates (experiments/bench/rates.py): SMT→DMT 100 updates at 1/s, BPTT 300 at
+  # 2/s, so BPTT had 150 / 100 = 1.5x at the idle rates where the loaded walls say 0.5x.
+  rates = {"T32_transformer_SMT→DMT/x": 1.0, "T32_transformer_BPTT/x": 2.0}
+  idle_text = credit.verdict_text(cells((0.95,), (0.14,), Ts=(32,)), [32], rates)
+  assert "(BPTT had 1.50x SMT→DMT's wall-clock at the idle rates, 0.50x measured)" in idle_text
+  assert (
+    "mlp, T = 32: SMT→DMT 0.95, BPTT 0.14 → target (≥ 0.9 vs ≤ 0.3) met (BPTT had 0.50x "
+    in idle_text
+  )
   assert "T = 128: SMT→DMT 0.70, BPTT 0.30 → target (≥ 0.7 vs ≤ 0.3) met" in text
   assert "T = 256: SMT→DMT 0.50, BPTT 0.20 → no target set" in text
-  text = credit.verdict_text(cells((0.89, 0.9), (0.14, 0.31)), [32, 128])
+  text = credit.verdict_text(cells((0.89, 0.9), (0.14, 0.31)), [32, 128], {})
   assert "T = 32: SMT→DMT 0.89, BPTT 0.14 → target (≥ 0.9 vs ≤ 0.3) not met" in text
   assert "T = 128: SMT→DMT 0.90, BPTT 0.31 → target (≥ 0.7 vs ≤ 0.3) not met" in text
   tuned = cells((0.8,), (0.13,), Ts=(32,))
@@ -172,12 +183,12 @@ def test_credit_verdict_checks_the_x0_targets_against_bptt():
   ]
   assert (
     "transformer, T = 32: Fine-tuned by BPTT, the SMT→DMT RNN reaches 0.900: above BPTT from "
-    "scratch (0.130), and above the teacher (0.760); " in credit.verdict_text(tuned, [32])
+    "scratch (0.130), and above the teacher (0.760); " in credit.verdict_text(tuned, [32], {})
   )
   missing = cells((0.95, 0.9), (0.14, 0.2))
   del missing[("mlp", "SMT→DMT", 128)]
   assert "mlp, T = 128: not both methods finished; no verdict" in credit.verdict_text(
-    missing, [32, 128]
+    missing, [32, 128], {}
   )
 
 
@@ -249,3 +260,42 @@ def test_subset_verdict_reports_accuracy_and_smt_wall_clock_of_each_variant():
     "teacher 0.800, SMT 71 s, same wall: 0.900, teacher 0.850, SMT 119 s (SMT wall-clock per run "
     "as measured, at different loads)"
   )
+
+
+def test_idle_wall_sums_each_stage_at_its_rate():
+  """Seeds share a rate; a stage without one leaves the run without an idle wall-clock."""
+  result = {
+    "run": {"name": "T128_mlp_smt-dmt_s2"},
+    "stages": {"smt64": {"steps": 2400}, "smt128": {"steps": 200}, "dmt": {"steps": 2000}},
+  }
+  rates = {"T128_mlp_smt-dmt/smt64": 2.0, "T128_mlp_smt-dmt/smt128": 0.5}
+  assert reporting.idle_wall(result, rates) is None
+  rates["T128_mlp_smt-dmt/dmt"] = 8.0
+  assert reporting.idle_wall(result, rates) == 2400 / 2.0 + 200 / 0.5 + 2000 / 8.0  # 1850 s
+
+
+def test_rates_time_each_distinct_stage_config_once(monkeypatch):
+  """The curriculum's T = 128 and T = 256 runs share their SMT stage at 64 (and seeds share
+  everything): each distinct stage config is timed once, every run's stage gets a rate, and no
+  stage loads the checkpoint it is initialised from in training."""
+  from experiments.bench import rates
+  from experiments.repro import credit
+
+  timed = []
+  monkeypatch.setattr(
+    rates, "updates_per_second", lambda cfg, seconds: timed.append(cfg) or float(len(timed))
+  )
+  runs = [
+    r
+    for r in credit.runs(False, 2)
+    if r.name.startswith(("T128_mlp_smt-dmt", "T256_mlp_smt-dmt", "T256_mlp_bptt"))
+  ]
+  measured = rates.measure(runs, 0.0, log=lambda *a: None)
+  assert sorted(measured) == sorted(
+    ["T128_mlp_smt-dmt/" + s for s in ("smt64", "smt128", "dmt")]
+    + ["T256_mlp_smt-dmt/" + s for s in ("smt64", "smt128", "smt256", "dmt")]
+    + ["T256_mlp_bptt/bptt"]
+  )
+  assert measured["T128_mlp_smt-dmt/smt64"] == measured["T256_mlp_smt-dmt/smt64"]
+  assert measured["T128_mlp_smt-dmt/dmt"] != measured["T256_mlp_smt-dmt/dmt"]  # T differs.
+  assert len(timed) == 6 and all(c.ckpt.init_from == "" for c in timed)

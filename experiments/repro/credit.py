@@ -4,7 +4,8 @@ memory), so each must store the needle and carry it to the query. SMT -> DMT wit
 transformer-token and MLP updaters; BPTT of the same updaters and of a GRU, given 4 or 14 times
 SMT -> DMT's updates (repro_retrieval), sized from the transformer updater's idle rates to give
 at least its wall-clock; the MLP's BPTT runs faster and gets more (BPTT_FACTORS). The table
-shows both budgets and each verdict the measured share.
+shows both budgets, and each verdict BPTT's share of SMT -> DMT's wall-clock (at idle rates
+where experiments/bench/rates.py measured them, and as measured).
 Three seeds at T = 32, one at T >= 64 (a run there costs tens of minutes on 2 CPU cores). From
 T = 128 on, the teacher comes from the curriculum (experiments/configs/curriculum.py: SMT at 64,
 then 200 updates per doubling), and BPTT gets 6 times the updates of its stages (the MLP's
@@ -126,9 +127,11 @@ def runs(quick: bool, seeds: int) -> list:
 def report(results: list, rep: reporting.Report) -> str:
   Ts = sorted({r["run"]["tags"]["T"] for r in results})
   cells = reporting.group(results, "updater", "method", "T")
+  rates = reporting.load_rates()
   rows, series = [], {}
   for (updater, method, T), rs in cells.items():
     acc = [reporting.final(r) for r in rs]
+    idle = idle_wall(rs, rates)
     rows.append(
       [
         updater,
@@ -140,6 +143,7 @@ def report(results: list, rep: reporting.Report) -> str:
         reporting.mean_std([reporting.teacher_metric(r, "teacher_acc") for r in rs]),
         reporting.run_steps(rs[0]),
         f"{reporting.mean_of([reporting.run_wall(r) for r in rs]):.0f}",
+        "—" if idle is None else f"{idle:.0f}",
         len(rs),
       ]
     )
@@ -155,6 +159,7 @@ def report(results: list, rep: reporting.Report) -> str:
       "teacher acc",
       "updates",
       "wall s / run",
+      "wall s / run at idle rates",
       "seeds",
     ],
     rows,
@@ -175,12 +180,20 @@ def report(results: list, rep: reporting.Report) -> str:
     "all stages together (from T = 128 on, the curriculum's SMT at 64, 128, ... then DMT); "
     "BPTT gets 4 (T = 32), 14 (T = 64) or 6 (T ≥ 128) times as many, the faster updaters "
     f"their own factors ({factors_text()}; same batch size, repro_retrieval and curriculum), "
-    "and the wall-clock column shows whether it had at least SMT→DMT's. SMT→DMT→BPTT "
+    "and the wall-clock columns show whether it had at least SMT→DMT's: as measured (on a "
+    "shared machine, inflated by whatever else ran) and at the idle rates (each stage's "
+    "updates / its updates per second measured alone, experiments/bench/rates.py). SMT→DMT→BPTT "
     "fine-tunes the SMT→DMT RNN "
     "by BPTT from m_empty with half BPTT's updates. BPTT of a GRU updater is a reference: "
     "whether BPTT can learn the task at all with a gated cell.\n\n"
-    f"**Verdict:** {verdict_text(cells, Ts)}\n" + diagnosis(results, rep)
+    f"**Verdict:** {verdict_text(cells, Ts, rates)}\n" + diagnosis(results, rep)
   )
+
+
+def idle_wall(results: list, rates: dict):
+  """The mean over `results` of reporting.idle_wall (None unless every run's rates are known)."""
+  walls = [reporting.idle_wall(r, rates) for r in results]
+  return None if None in walls else sum(walls) / len(walls)
 
 
 def factors_text() -> str:
@@ -257,9 +270,10 @@ def diagnosis(results: list, rep: reporting.Report) -> str:
   )
 
 
-def verdict_text(cells: dict, Ts: list) -> str:
+def verdict_text(cells: dict, Ts: list, rates: dict) -> str:
   """Per updater and T: is SMT -> DMT read from x[0] at its target (TARGETS) while BPTT of the
-  same updater stays at or below BPTT_CEILING?"""
+  same updater stays at or below BPTT_CEILING? With BPTT's share of SMT -> DMT's wall-clock,
+  at the idle rates where `rates` has them, and as measured."""
   parts = []
   for updater in UPDATERS:
     for T in Ts:
@@ -274,6 +288,12 @@ def verdict_text(cells: dict, Ts: list) -> str:
         reporting.mean_of([reporting.run_wall(r) for r in cells[(updater, m, T)]])
         for m in ("BPTT", "SMT→DMT")
       ]
+      idle = [idle_wall(cells[(updater, m, T)], rates) for m in ("BPTT", "SMT→DMT")]
+      measured = f"{walls[0] / walls[1]:.2f}x"
+      share = f"{measured} SMT→DMT's measured wall-clock"
+      if None not in idle:
+        ratio = idle[0] / idle[1]
+        share = f"{ratio:.2f}x SMT→DMT's wall-clock at the idle rates, {measured} measured"
       parts.append(
         f"{updater}, T = {T}: SMT→DMT {smt:.2f}, BPTT {bptt:.2f} → "
         + (
@@ -281,7 +301,7 @@ def verdict_text(cells: dict, Ts: list) -> str:
           if target is None
           else f"target (≥ {target} vs ≤ {BPTT_CEILING}) {'met' if met else 'not met'}"
         )
-        + f" (BPTT had {walls[0] / walls[1]:.2f}x SMT→DMT's measured wall-clock)"
+        + f" (BPTT had {share})"
       )
   for T in Ts:
     tuned = cells.get((UPDATERS[0], FINETUNE, T), [])

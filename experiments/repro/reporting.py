@@ -105,6 +105,32 @@ def run_wall(result: dict) -> float:
   return sum(s["wall_s"] for s in result["stages"].values())
 
 
+def rates_path(backend: str = "cpu") -> pathlib.Path:
+  """Where experiments/bench/rates.py writes the idle updates/s of the studies' stages."""
+  return REPO / "experiments" / "bench" / "results" / f"rates_{backend}.json"
+
+
+def rate_key(run_name: str, stage: str) -> str:
+  """("T64_mlp_bptt_s2", "bptt") -> "T64_mlp_bptt/bptt": a run's seed does not change a rate."""
+  return f"{re.sub(r'_s[0-9]+$', '', run_name)}/{stage}"
+
+
+def load_rates(backend: str = "cpu") -> dict:
+  """{rate_key: updates/s} measured by experiments/bench/rates.py ({} where not measured)."""
+  path = rates_path(backend)
+  return json.loads(path.read_text())["rates"] if path.is_file() else {}
+
+
+def idle_wall(result: dict, rates: dict):
+  """A run's training wall-clock at the idle rates: the sum over its stages of updates / rate
+  (None where a stage's rate was not measured)."""
+  name = result["run"]["name"]
+  keys = [rate_key(name, s) for s in result["stages"]]
+  if not all(k in rates for k in keys):
+    return None
+  return sum(s["steps"] / rates[k] for s, k in zip(result["stages"].values(), keys))
+
+
 def run_steps(result: dict) -> int:
   return sum(s["steps"] for s in result["stages"].values())
 

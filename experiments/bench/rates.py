@@ -1,0 +1,108 @@
+"""Updates per second of every stage of a reproduction study's runs, measured one stage at a time
+on a machine with nothing else running: the load-free budget that a study's report sets beside
+the measured wall-clock, which other processes on a shared machine inflate unevenly.
+
+  python experiments/bench/rates.py [--study credit] [--runs REGEX] [--seconds 8]
+
+Writes (and merges into) experiments/bench/results/rates_<backend>.json:
+{"rates": {"RUN/STAGE": updates/s}, "load": {...}, "environment": {...}}, where RUN is the run's
+name without its seed (seeds share a rate). Identical stage configs are timed once.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import re
+import tempfile
+import time
+
+import jax
+
+from experiments.bench.common import environment
+from experiments.repro import runner
+from experiments.repro.reporting import rate_key, rates_path
+from smt_jax import parallel
+from smt_jax.data import make_dataset
+from smt_jax.train.loop import initial_state
+from smt_jax.train.optimizer import make_optimizer
+from smt_jax.train.pipeline import stage_config, stage_names
+from smt_jax.train.step import Keys, make_step_fn, make_train_step
+
+
+def updates_per_second(cfg, seconds: float) -> float:
+  """Times cfg's train step (after one compiling call) for about `seconds`, at least 3 calls."""
+  tx, keys, mesh = make_optimizer(cfg), Keys.from_seed(cfg.seed), parallel.make_mesh(cfg.mesh)
+  state = initial_state(cfg, tx, keys, mesh)
+  step = make_step_fn(
+    cfg,
+    make_dataset(cfg.data, "train"),
+    make_train_step(cfg, tx),
+    keys,
+    mesh,
+    jax.tree.map(lambda a: a.sharding, state),
+  )
+  state, metrics = step(state, 0)
+  jax.block_until_ready(metrics)
+  calls, start = 0, time.perf_counter()
+  while calls < 3 or time.perf_counter() - start < seconds:
+    state, metrics = step(state, calls + 1)
+    jax.block_until_ready(metrics)
+    calls += 1
+  return calls / (time.perf_counter() - start)
+
+
+def stage_configs(runs: list) -> dict:
+  """{rate_key: stage config (fresh parameters)} of every stage of `runs`."""
+  out = {}
+  for run in runs:
+    cfg = runner.run_config(run)
+    for stage in stage_names(cfg):
+      key = rate_key(run.name, stage)
+      if key not in out:
+        c = stage_config(cfg, stage, tempfile.gettempdir())
+        c.ckpt.init_from = ""  # A rate does not depend on the parameters' values.
+        out[key] = c
+  return out
+
+
+def measure(runs: list, seconds: float, log=print) -> dict:
+  """{rate_key: updates/s} of every stage of `runs`, each distinct stage config timed once."""
+  by_config, rates = {}, {}
+  for key, cfg in stage_configs(runs).items():
+    fingerprint = cfg.to_json(sort_keys=True)
+    if fingerprint not in by_config:
+      by_config[fingerprint] = updates_per_second(cfg, seconds)
+      log(f"{key:45s} {by_config[fingerprint]:8.2f} updates/s")
+    rates[key] = by_config[fingerprint]
+  return rates
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--study", default="credit", help="experiments/repro/STUDY.py")
+  p.add_argument("--runs", default="", help="only the runs whose name matches this expression")
+  p.add_argument("--seconds", type=float, default=8.0, help="timing per stage after compiling")
+  args = p.parse_args(argv)
+  study = importlib.import_module(f"experiments.repro.{args.study}").STUDY
+  runs = [r for r in study.runs(False, 1) if re.search(args.runs, r.name)]
+  if not runs:
+    raise SystemExit(f"no run of {args.study} matches --runs={args.runs!r}")
+  load_before = os.getloadavg()[0]
+  if load_before > 0.5:
+    print(f"warning: load average {load_before:.2f}; the rates are meant for an idle machine")
+  rates = measure(runs, args.seconds)
+  path = rates_path(jax.default_backend())
+  old = json.loads(path.read_text())["rates"] if path.is_file() else {}
+  out = {
+    "rates": {**old, **rates},
+    "load": {"before": load_before, "after": os.getloadavg()[0]},
+    "measured_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    "environment": environment(),
+  }
+  path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()
