@@ -34,16 +34,16 @@ CURRICULUM_FROM = 128  # From this T on, runs use curriculum.py (SMT at T alone 
 # BPTT's updates per SMT or DMT update where the config's factor (sized from the transformer
 # updater's rates) left the updater's BPTT short of its SMT -> DMT's wall-clock: the MLP had
 # 0.57x (T = 32, measured) and 0.82x (T = 64, at the idle rates SMT 1.89, DMT 18.5, BPTT 54.6
-# updates/s); 8 and 18 give it 1.13x and 1.05x by the same measures. From T = 128 on (idle
-# rates of 2026-11-29, 16:50 UTC; curriculum SMT at 128 and 256 as the transformer's, 1.1 and
-# 0.32): the MLP's DMT runs 5.66 (128) and 1.64 (256), its BPTT 21.1 and 10.5 updates/s, so 9
-# and 8 give 1.09x and 1.11x its SMT -> DMT; the GRU's BPTT runs 16.2 and 8.96 updates/s, so
-# 7 gives 1.14x and 1.18x the transformer's SMT -> DMT (1750 s and 3170 s; the curriculum's 6
-# would give 0.98x and 1.01x).
+# updates/s); 8 and 18 give it 1.13x and 1.05x by the same measures. From T = 128 on, at the
+# idle rates of experiments/bench/rates.py (results/rates_cpu.json): the MLP's BPTT 13x (128)
+# and 8x (256) have 1.10x and 1.07x its SMT -> DMT's wall-clock (9x, sized from a first probe
+# that timed its BPTT at 21 instead of 28 updates/s, had 0.76x); the GRU's 7x has 0.80x (128)
+# and 1.10x (256) the transformer's SMT -> DMT (the GRU learned retrieval at T = 128 within 5 %
+# of its budget, so its run was not extended).
 BPTT_FACTORS = {
   ("mlp", 32): 8,
   ("mlp", 64): 18,
-  ("mlp", 128): 9,
+  ("mlp", 128): 13,
   ("mlp", 256): 8,
   ("gru", 128): 7,
   ("gru", 256): 7,
