@@ -80,22 +80,9 @@ def tiny_run_config(method: str, **overrides):
 
 def one_step_on(cfg, mesh) -> tuple:
   """(initial params on the host, state, metrics) of update 0 of cfg on `mesh`."""
-  from smt_jax import parallel
-  from smt_jax.data import make_dataset
-  from smt_jax.train import loop
-  from smt_jax.train.optimizer import make_optimizer
-  from smt_jax.train.step import Keys, make_step_fn, make_train_step
+  from smt_jax.train.loop import fresh_start
 
-  tx, keys = make_optimizer(cfg), Keys.from_seed(cfg.seed)
-  state = loop.initial_state(cfg, tx, keys, mesh, None)
-  step_fn = make_step_fn(
-    cfg,
-    make_dataset(cfg.data, "train"),
-    make_train_step(cfg, tx),
-    keys,
-    mesh,
-    parallel.state_shardings(mesh, state),
-  )
+  state, step_fn = fresh_start(cfg, mesh)
   initial = jax.device_get(state.params)
   return (initial, *step_fn(state, 0))
 

@@ -22,26 +22,13 @@ import jax
 from experiments.bench.common import environment
 from experiments.repro import runner
 from experiments.repro.reporting import rate_key, rates_path
-from smt_jax import parallel
-from smt_jax.data import make_dataset
-from smt_jax.train.loop import initial_state
-from smt_jax.train.optimizer import make_optimizer
+from smt_jax.train.loop import fresh_start
 from smt_jax.train.pipeline import stage_config, stage_names
-from smt_jax.train.step import Keys, make_step_fn, make_train_step
 
 
 def updates_per_second(cfg, seconds: float) -> float:
   """Times cfg's train step (after one compiling call) for about `seconds`, at least 3 calls."""
-  tx, keys, mesh = make_optimizer(cfg), Keys.from_seed(cfg.seed), parallel.make_mesh(cfg.mesh)
-  state = initial_state(cfg, tx, keys, mesh)
-  step = make_step_fn(
-    cfg,
-    make_dataset(cfg.data, "train"),
-    make_train_step(cfg, tx),
-    keys,
-    mesh,
-    jax.tree.map(lambda a: a.sharding, state),
-  )
+  state, step = fresh_start(cfg)
   state, metrics = step(state, 0)
   jax.block_until_ready(metrics)
   calls, start = 0, time.perf_counter()

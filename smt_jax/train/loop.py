@@ -85,6 +85,24 @@ def initial_state(
   return TrainState(step, params, opt_state)
 
 
+def training_step_fn(cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh, state, train_data):
+  """step_fn(state, step) -> (state, metrics): cfg's update jitted on `mesh` with `state`'s
+  shardings (state donated), the batch of each step drawn from `train_data`."""
+  train_step = make_train_step(cfg, tx)
+  return make_step_fn(
+    cfg, train_data, train_step, keys, mesh, parallel.state_shardings(mesh, state)
+  )
+
+
+def fresh_start(cfg: ml_collections.ConfigDict, mesh=None) -> tuple:
+  """(TrainState at update 0, its step_fn) of cfg on `mesh` (default: cfg.mesh's), as a run
+  with no checkpoint in its workdir starts: fresh or ckpt.init_from parameters."""
+  tx, keys = make_optimizer(cfg), Keys.from_seed(cfg.seed)
+  mesh = parallel.make_mesh(cfg.mesh) if mesh is None else mesh
+  state = initial_state(cfg, tx, keys, mesh)
+  return state, training_step_fn(cfg, tx, keys, mesh, state, make_dataset(cfg.data, "train"))
+
+
 def abstract_state(cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh):
   """((params, opt_state) as ShapeDtypeStructs with their shardings on `mesh`, the shardings)."""
   abstract = jax.eval_shape(lambda: init_params(cfg, keys.params))
@@ -306,9 +324,7 @@ class _Run:
 
   def train(self, state: TrainState, start: int, train_data, test_data, tx) -> dict:
     cfg, keys, mesh, ckpt = self.cfg, self.keys, self.mesh, self.ckpt
-    step_fn = make_step_fn(
-      cfg, train_data, make_train_step(cfg, tx), keys, mesh, parallel.state_shardings(mesh, state)
-    )
+    step_fn = training_step_fn(cfg, tx, keys, mesh, state, train_data)
     eval_fn = make_eval_fn(cfg, mesh)
     total = cfg.train.num_steps
     bar = tqdm.tqdm(
