@@ -300,3 +300,27 @@ def test_rates_time_each_distinct_stage_config_once(monkeypatch):
   assert measured["T128_mlp_smt-dmt/smt64"] == measured["T256_mlp_smt-dmt/smt64"]
   assert measured["T128_mlp_smt-dmt/dmt"] != measured["T256_mlp_smt-dmt/dmt"]  # T differs.
   assert len(timed) == 6 and all(c.ckpt.init_from == "" for c in timed)
+
+
+def test_rates_merge_keeps_each_entry_measurement(tmp_path, monkeypatch):
+  """A partial re-measure replaces only its entries' rates and notes; the others keep theirs."""
+  from experiments.bench import rates
+
+  path = tmp_path / "rates_cpu.json"
+  first = {"utc": "2026-11-29 18:42", "load_before": 0.9, "load_after": 1.7, "commit": "a"}
+  second = {"utc": "2026-11-30 09:00", "load_before": 0.1, "load_after": 0.3, "commit": "b"}
+  rates.write_merged(path, {"T32_mlp_bptt/bptt": 50.0, "T32_gru_bptt/bptt": 40.0}, first, {})
+  rates.write_merged(path, {"T32_gru_bptt/bptt": 44.0, "T64_gru_bptt/bptt": 20.0}, second, {})
+  written = json.loads(path.read_text())
+  assert written["rates"] == {
+    "T32_mlp_bptt/bptt": 50.0,
+    "T32_gru_bptt/bptt": 44.0,
+    "T64_gru_bptt/bptt": 20.0,
+  }
+  assert written["measured"] == {
+    "T32_mlp_bptt/bptt": first,
+    "T32_gru_bptt/bptt": second,
+    "T64_gru_bptt/bptt": second,
+  }
+  monkeypatch.setattr(reporting, "rates_path", lambda backend: path)
+  assert reporting.load_rates() == written["rates"]  # What the reports read.

@@ -5,8 +5,10 @@ the measured wall-clock, which other processes on a shared machine inflate uneve
   python experiments/bench/rates.py [--study credit] [--runs REGEX] [--seconds 8]
 
 Writes (and merges into) experiments/bench/results/rates_<backend>.json:
-{"rates": {"RUN/STAGE": updates/s}, "load": {...}, "environment": {...}}, where RUN is the run's
-name without its seed (seeds share a rate). Identical stage configs are timed once.
+{"rates": {"RUN/STAGE": updates/s}, "measured": {"RUN/STAGE": {"utc", "load_before",
+"load_after", "commit"}}, "environment": {...}}, where RUN is the run's name without its seed
+(seeds share a rate). Identical stage configs are timed once. A call that re-measures some
+stages replaces only their entries; "measured" says when, and under what load, each was taken.
 """
 
 import argparse
@@ -65,6 +67,18 @@ def measure(runs: list, seconds: float, log=print) -> dict:
   return rates
 
 
+def write_merged(path, rates: dict, when: dict, env: dict) -> None:
+  """Writes `rates` into the JSON at `path` (created if missing), each with `when` it was
+  measured; the file's other entries keep their rates and measurement notes."""
+  old = json.loads(path.read_text()) if path.is_file() else {"rates": {}, "measured": {}}
+  out = {
+    "rates": {**old["rates"], **rates},
+    "measured": {**old["measured"], **{key: when for key in rates}},
+    "environment": env,
+  }
+  path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--study", default="credit", help="experiments/repro/STUDY.py")
@@ -79,15 +93,15 @@ def main(argv=None) -> None:
   if load_before > 0.5:
     print(f"warning: load average {load_before:.2f}; the rates are meant for an idle machine")
   rates = measure(runs, args.seconds)
-  path = rates_path(jax.default_backend())
-  old = json.loads(path.read_text())["rates"] if path.is_file() else {}
-  out = {
-    "rates": {**old, **rates},
-    "load": {"before": load_before, "after": os.getloadavg()[0]},
-    "measured_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-    "environment": environment(),
+  env = environment()
+  when = {
+    "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    "load_before": load_before,
+    "load_after": os.getloadavg()[0],
+    "commit": env["commit"],
   }
-  path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+  path = rates_path(jax.default_backend())
+  write_merged(path, rates, when, env)
   print(f"wrote {path}")
 
 
