@@ -3,8 +3,10 @@
 doubling: its parameters do not depend on T, positions are relative); DMT then rolls the RNN out
 from m_empty over the whole length-T sequence. BPTT of the same RNN from scratch is the "bptt"
 stage (not in the default order), with BPTT_UPDATES_FACTOR = 6 times the updates of all SMT and
-DMT stages: at T = 128, 27600 updates, 1.13x SMT -> DMT's wall-clock at the idle rates of
-repro_retrieval (BPTT 14 updates/s; SMT 2.0 at 64, 1.1 at 128; DMT 5.5). "finetune" has half.
+DMT stages: at T = 128, 27600 updates, 1.13x SMT -> DMT's wall-clock at the first probe's idle
+rates (BPTT 14 updates/s; SMT 2.0 at 64, 1.1 at 128; DMT 5.5); experiments/bench/rates.py later
+measured BPTT at 17.0, so the credit study gives the transformer 8x there (credit.BPTT_FACTORS).
+"finetune" has half.
 
   python experiments/run.py --config=experiments/configs/curriculum.py:T=128 --workdir=DIR
 
