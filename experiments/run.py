@@ -22,7 +22,7 @@ from ml_collections import config_flags
 from experiments import cli
 from smt_jax import parallel
 from smt_jax.train import train_and_evaluate
-from smt_jax.train.pipeline import format_table, run_pipeline, stage_names
+from smt_jax.train.pipeline import check_overrides, format_table, run_pipeline, stage_names
 
 
 def define(fv: flags.FlagValues, argv: list[str]) -> None:
@@ -62,6 +62,7 @@ def define(fv: flags.FlagValues, argv: list[str]) -> None:
 
 def body(fv: flags.FlagValues) -> int:
   cfg, workdir = fv["config"].value, fv["workdir"].value
+  check_overrides(cfg, config_flags.get_override_values(fv["config"]))
   parallel.initialize_distributed(
     fv["coordinator_address"].value,
     fv["num_processes"].value,

@@ -7,6 +7,7 @@ earlier stage. Every stage is resolved and validated before the first one compil
 
 import json
 import pathlib
+from collections.abc import Mapping
 
 import jax
 import ml_collections
@@ -66,6 +67,46 @@ def stage_config(cfg: ml_collections.ConfigDict, stage: str, workdir: str | path
     )
     run.ckpt.init_from = str(pathlib.Path(workdir) / init_from)
   return run
+
+
+def stage_fields(cfg: ml_collections.ConfigDict, stage: str) -> list[str]:
+  """Dotted names of the fields that pipeline.stages.STAGE sets (its leaves)."""
+
+  def leaves(tree, prefix):
+    out = []
+    for key, value in tree.items():
+      if isinstance(value, ml_collections.ConfigDict):
+        out += leaves(value, f"{prefix}{key}.")
+      else:
+        out.append(prefix + key)
+    return out
+
+  return leaves(cfg.pipeline.stages[stage], "") if stage in cfg.pipeline.stages else []
+
+
+def check_overrides(cfg: ml_collections.ConfigDict, overrides: Mapping[str, object]) -> None:
+  """ConfigError for a command-line field ({dotted name: value}, as ml_collections' config flag
+  collects them) that a stage of pipeline.order sets itself: the stage's value would silently
+  win. The message names the stage fields to set instead; a field is accepted when each of those
+  is set on the command line too (then the stages that do not set it take it). A field no stage
+  sets applies to every stage; pipeline.* fields are the pipeline's own."""
+  names = stage_names(cfg)
+  for field, value in overrides.items():
+    if not names or field.startswith("pipeline."):
+      continue
+    hits = [
+      f"pipeline.stages.{s}.{f}"
+      for s in names
+      for f in stage_fields(cfg, s)
+      if (f == field or f.startswith(field + ".") or field.startswith(f + "."))
+      and f"pipeline.stages.{s}.{f}" not in overrides
+    ]
+    if hits:
+      example = hits[0] + (f"={value}" if hits[0].endswith("." + field) else "")
+      raise ConfigError(
+        f"--config.{field} would be overridden by the pipeline's stages, which set "
+        f"{', '.join(hits)}; set those instead, e.g. --config.{example}."
+      )
 
 
 def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> list[dict]:
