@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import os
 import pathlib
 import shutil
 
@@ -255,3 +256,14 @@ def load_params(path: str | pathlib.Path, step: int | None = None, on_skip=None)
     + "; ".join(f"step {s}: {r}" for s, r in failures)
     + "); point at a workdir with a complete checkpoint."
   )
+
+
+def write_atomic(path: str | pathlib.Path, text: str) -> None:
+  """Writes `text` to `path` through a temp file and a rename (atomic on POSIX filesystems)."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+  with tmp.open("w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)

@@ -1,12 +1,23 @@
-"""A researcher's workflow around a trained run: command-line overrides of pipeline configs."""
+"""A researcher's workflow around a trained run: command-line overrides of pipeline configs,
+merged evaluations."""
 
+import json
 import pathlib
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import pytest
+from conftest import make_tiny_config
 
+from experiments import evaluate as evaluate_cli
 from experiments import run
 from experiments.cli import load_config_file
+from smt_jax import checkpointing
+from smt_jax.config import strict
 from smt_jax.errors import ConfigError
+from smt_jax.eval import evaluate
+from smt_jax.models import init_params
 from smt_jax.train.pipeline import check_overrides, stage_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -53,3 +64,52 @@ def test_launcher_refuses_with_one_line_and_writes_nothing(tmp_path, capsys):
   assert err.count("\n") == 0 and err.startswith("error: --config.train.num_steps")
   assert "--config.pipeline.stages.smt.train.num_steps=3" in err
   assert not workdir.exists()
+
+
+def save_run(workdir: pathlib.Path, cfg, step: int = 3) -> dict:
+  """A run's workdir as the trainer leaves it: config.json and a checkpoint of fresh params."""
+  workdir.mkdir(parents=True)
+  (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2))
+  ckpt = checkpointing.Checkpointer(workdir / checkpointing.SUBDIR)
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  ckpt.save(step, params, {"count": jnp.zeros((), jnp.int32)})
+  ckpt.close()
+  return params
+
+
+def small_eval(cfg, sections):
+  cfg.eval.update({"batch_size": 2, "num_batches": 1, "num_samples": 2, "lengths": (8,)})
+  cfg.eval.sections = sections
+  return cfg
+
+
+def test_a_second_partial_evaluation_keeps_the_first_sections(tmp_path):
+  cfg = make_tiny_config()
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  first = evaluate(small_eval(cfg, ("read", "length")), params, str(tmp_path), 5)
+  second = evaluate(small_eval(cfg, ("write",)), params, str(tmp_path), 5)
+  on_disk = json.loads((tmp_path / "eval.json").read_text())
+  assert on_disk == second
+  assert on_disk["read"] == first["read"] and on_disk["length"] == first["length"]
+  assert on_disk["write"]["file"] == "samples.txt"
+  assert on_disk["files"] == ["eval.json", "read.png", "length.png", "samples.txt"]
+  assert not [p for p in tmp_path.iterdir() if p.name.startswith(".eval.json")]  # no temp left
+  third = evaluate(small_eval(cfg, ("write",)), params, str(tmp_path), 6)  # another checkpoint
+  assert "read" not in third and json.loads((tmp_path / "eval.json").read_text()) == third
+
+
+def test_evaluate_on_a_pipeline_folder_evaluates_each_trained_stage(tmp_path, capsys):
+  cfg = make_tiny_config()
+  pipeline = strict(cfg)
+  pipeline.pipeline.order = ("smt", "dmt")
+  pipeline.pipeline.stages = ml_collections.ConfigDict({"smt": {}, "dmt": {"method": "dmt"}})
+  tmp_path.joinpath("config.json").write_text(pipeline.to_json_best_effort(indent=2))
+  argv = ["evaluate.py", f"--workdir={tmp_path}", "--config.eval.sections=('write',)"]
+  argv += ["--config.eval.num_samples=2"]
+  assert evaluate_cli.main(argv) == 1
+  err = capsys.readouterr().err
+  assert "is a pipeline folder; its stages are smt, dmt" in err and f"{tmp_path}/STAGE" in err
+  save_run(tmp_path / "smt", cfg)
+  assert evaluate_cli.main(argv) == 0
+  assert (tmp_path / "smt" / "samples.txt").is_file() and not (tmp_path / "dmt").exists()
+  assert "stage smt:" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from smt_jax.checkpointing import load_params
+from smt_jax.checkpointing import load_params, write_atomic
 from smt_jax.config import base_config, strict
 from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
@@ -184,6 +184,10 @@ def evaluate(
   Writes into workdir, for each section in eval.sections: read.png, drift.png, length.png, and
   samples.png (pixel data) or samples.txt (tokens); then eval.json, the summary it returns:
     {"step", "eval" (resolved knobs), one entry per section, "files"}.
+  eval.json is merged, not replaced: the sections of an earlier evaluation of the same step that
+  this one does not run are kept (with their files; "eval" is this call's knobs), those of
+  another step are dropped (they describe another checkpoint). Written atomically (a temp file,
+  then a rename), so a reader or a kill never sees half of it.
   """
   ds = make_dataset(cfg.data, "test")
   ec = resolve_eval(cfg, image_pixels(ds))
@@ -195,13 +199,28 @@ def evaluate(
     "length": lambda: _length(ev, cfg, workdir),
     "write": lambda: _write(ev, workdir),
   }
+  path = pathlib.Path(workdir) / "eval.json"
+  earlier = _earlier_sections(path, step)
   summary = {"step": step, "eval": ec.to_dict()}
   summary.update({name: run[name]() for name in ec.sections})
-  summary["files"] = ["eval.json"] + [summary[name]["file"] for name in ec.sections]
+  summary.update({name: v for name, v in earlier.items() if name not in summary})
+  done = [name for name in SECTIONS if name in summary]
+  summary["files"] = ["eval.json"] + [summary[name]["file"] for name in done]
   summary = _jsonable(summary)
-  with open(os.path.join(workdir, "eval.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  write_atomic(path, json.dumps(summary, indent=1))
   return summary
+
+
+def _earlier_sections(path: pathlib.Path, step: int | None) -> dict:
+  """{section: entry} of an existing eval.json of the same step; {} if there is none, it is of
+  another step, or it cannot be read (it is then replaced)."""
+  try:
+    earlier = json.loads(path.read_text())
+  except (OSError, ValueError):
+    return {}
+  if not isinstance(earlier, dict) or earlier.get("step") != step:
+    return {}
+  return {name: earlier[name] for name in SECTIONS if isinstance(earlier.get(name), dict)}
 
 
 def load_run_config(workdir: str, overrides: dict | None = None) -> ml_collections.ConfigDict:

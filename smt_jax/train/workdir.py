@@ -22,6 +22,7 @@ import time
 
 import jax
 
+from smt_jax.checkpointing import write_atomic  # noqa: F401 (the workdir's atomic writes)
 from smt_jax.errors import ConfigError
 
 LOCK = ".lock"
@@ -31,17 +32,6 @@ def say(message: str) -> None:
   """A status line on stderr from process 0 of a run."""
   if jax.process_index() == 0:
     print(message, file=sys.stderr, flush=True)
-
-
-def write_atomic(path: str | pathlib.Path, text: str) -> None:
-  """Writes `text` to `path` through a temp file and a rename (atomic on POSIX filesystems)."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-  with tmp.open("w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def prepare_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
