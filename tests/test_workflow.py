@@ -113,3 +113,29 @@ def test_evaluate_on_a_pipeline_folder_evaluates_each_trained_stage(tmp_path, ca
   assert evaluate_cli.main(argv) == 0
   assert (tmp_path / "smt" / "samples.txt").is_file() and not (tmp_path / "dmt").exists()
   assert "stage smt:" in capsys.readouterr().err
+
+
+def test_dry_run_prints_each_stage_resolved_and_writes_nothing(tmp_path, capsys, monkeypatch):
+  monkeypatch.setattr(run, "run_pipeline", lambda *a: pytest.fail("a dry run trained"))
+  workdir = tmp_path / "wd"
+  argv = ["run.py", f"--config={CONFIGS / 'default.py'}", f"--workdir={workdir}", "--dry_run"]
+  assert run.main(argv + ["--config.pipeline.stages.dmt.train.num_steps=7"]) == 0
+  out = capsys.readouterr().out
+  cfg = load_config_file(str(CONFIGS / "default.py"))
+  blocks = out.split("=== stage ")[1:]
+  assert [b.split(":")[0] for b in blocks] == list(cfg.pipeline.order)
+  for stage, block in zip(cfg.pipeline.order, blocks):
+    steps = 7 if stage == "dmt" else cfg.pipeline.stages[stage].train.num_steps
+    assert f"\n  num_steps: {steps}\n" in block
+  assert f"init_from: {workdir / 'smt'}" in blocks[1]
+  assert not workdir.exists()
+  assert run.main(argv + ["--config.pipeline.stages.dmt.optim.lr=-1.0"]) == 1
+  assert "optim.lr=-1.0 must be > 0" in capsys.readouterr().err
+  assert not workdir.exists()
+
+
+def test_help_names_every_config_file(capsys):
+  assert run.main(["run.py", "--help"]) == 0
+  out = capsys.readouterr().out
+  for path in CONFIGS.glob("*.py"):
+    assert (path.name in out) == (path.name != "__init__.py"), path.name

@@ -109,15 +109,25 @@ def check_overrides(cfg: ml_collections.ConfigDict, overrides: Mapping[str, obje
       )
 
 
-def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> list[dict]:
-  """Runs every stage into workdir/STAGE (each resumable); writes workdir/config.json and
-  workdir/summary.json; returns one row per stage with the TABLE_COLUMNS."""
+def resolve_stages(
+  cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path
+) -> dict[str, ml_collections.ConfigDict]:
+  """{stage: its run config} (stage_config) for every stage of pipeline.order, each validated;
+  nothing is compiled or written."""
   workdir = pathlib.Path(workdir)
   names = stage_names(cfg)
   configs = {s: stage_config(cfg, s, workdir) for s in names}
   produced = {str(workdir / s) for s in names}
   for run in configs.values():
     validate(run, init_from_pending=run.ckpt.init_from in produced)
+  return configs
+
+
+def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> list[dict]:
+  """Runs every stage into workdir/STAGE (each resumable); writes workdir/config.json and
+  workdir/summary.json; returns one row per stage with the TABLE_COLUMNS."""
+  workdir = pathlib.Path(workdir)
+  configs = resolve_stages(cfg, workdir)
   main = jax.process_index() == 0  # Every process trains; process 0 alone writes files.
   if main:
     workdir.mkdir(parents=True, exist_ok=True)
