@@ -156,6 +156,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.log = ml_collections.ConfigDict()
   c.log.every = 50  # Append mean training metrics to workdir/metrics.jsonl every this many steps.
   c.log.progress = True  # tqdm progress bar on stderr (only when stderr is a terminal).
+  c.log.progress_every_s = 60.0  # When stderr is not a terminal (a cluster's log): a line
+  #                                 every this many seconds (step, updates/s, loss, ETA); 0 = off.
   c.log.plot = True  # Write workdir/curves.png from metrics.jsonl at the end.
   c.log.tensorboard = False  # Also write TensorBoard event files into the workdir (the same
   #                            scalars, and the PNGs as images); needs the tensorboardX package.

@@ -1,6 +1,7 @@
 """A researcher's workflow around a trained run: command-line overrides of pipeline configs,
-merged evaluations."""
+merged evaluations, dry runs, progress lines without a terminal."""
 
+import io
 import json
 import pathlib
 
@@ -18,6 +19,8 @@ from smt_jax.config import strict
 from smt_jax.errors import ConfigError
 from smt_jax.eval import evaluate
 from smt_jax.models import init_params
+from smt_jax.train import train_and_evaluate
+from smt_jax.train.metrics import ProgressLog, format_duration, read_metrics
 from smt_jax.train.pipeline import check_overrides, stage_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -139,3 +142,41 @@ def test_help_names_every_config_file(capsys):
   out = capsys.readouterr().out
   for path in CONFIGS.glob("*.py"):
     assert (path.name in out) == (path.name != "__init__.py"), path.name
+
+
+def test_progress_lines_follow_a_fake_clock():
+  clock, out, asked = [0.0], io.StringIO(), []
+  progress = ProgressLog("smt run", 10, 0, 5.0, out, lambda: clock[0])
+  for step in range(1, 11):
+    clock[0] = 2.0 * step  # One update every 2 s: 0.5 updates/s.
+    progress.update(step, lambda step=step: asked.append(step) or 1.0 / step)
+  assert asked == [3, 6, 9]  # A line once 5 s have passed since the last (6 s, 12 s, 18 s).
+  assert out.getvalue().splitlines() == [
+    "smt run: step 3/10 (30%), 0.5 updates/s, loss 0.3333, ETA 14s",
+    "smt run: step 6/10 (60%), 0.5 updates/s, loss 0.1667, ETA 8s",
+    "smt run: step 9/10 (90%), 0.5 updates/s, loss 0.1111, ETA 2s",
+  ]
+  assert [format_duration(s) for s in (59.9, 185, 7620)] == ["59s", "3m05s", "2h07m"]
+
+
+def test_a_run_without_a_terminal_prints_progress_lines(tmp_path, capsys):
+  cfg = make_tiny_config(
+    **{
+      "method": "bptt",
+      "train.num_steps": 3,
+      "train.batch_size": 2,
+      "train.eval_batches": 1,
+      "train.eval_batch_size": 2,
+      "log.every": 1,
+      "ckpt.every": 3,
+      "log.plot": False,
+      "train.final_eval": False,
+      "log.progress_every_s": 1e-9,  # A line after every update.
+    }
+  )
+  train_and_evaluate(cfg, tmp_path)
+  lines = [ln for ln in capsys.readouterr().err.splitlines() if ": step " in ln]
+  losses = [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl", "train")]
+  assert len(lines) == 3 and len(losses) == 3
+  for step, (line, loss) in enumerate(zip(lines, losses), 1):
+    assert f": step {step}/3 " in line and f"loss {loss:.4f}, ETA " in line

@@ -26,6 +26,7 @@ from smt_jax.models import init_params, readout_from_decoder
 from smt_jax.train import workdir as workdir_lib
 from smt_jax.train.metrics import (
   MetricWriter,
+  ProgressLog,
   first_nonfinite,
   mean_metrics,
   plot_curves,
@@ -326,16 +327,19 @@ class _Run:
     cfg, keys, mesh, ckpt = self.cfg, self.keys, self.mesh, self.ckpt
     step_fn = training_step_fn(cfg, tx, keys, mesh, state, train_data)
     eval_fn = make_eval_fn(cfg, mesh)
-    total = cfg.train.num_steps
+    total, name = cfg.train.num_steps, f"{cfg.method} {self.workdir.name}"
     bar = tqdm.tqdm(
       total=total,
       initial=min(start, total),
       unit="step",
       file=sys.stderr,
       dynamic_ncols=True,
-      desc=f"{cfg.method} {self.workdir.name}",
+      desc=name,
       disable=not (self.main and cfg.log.progress and sys.stderr.isatty()),
     )
+    lines = None  # Where no bar can be drawn: a progress line every log.progress_every_s.
+    if self.main and cfg.log.progress_every_s > 0 and not sys.stderr.isatty():
+      lines = ProgressLog(name, total, start, cfg.log.progress_every_s)
     history, last_log, last_time, done = [], start, time.time(), start
     results = None
     try:
@@ -346,6 +350,8 @@ class _Run:
         history.append(metrics)
         bar.update(1)
         done = step + 1
+        if lines is not None:
+          lines.update(done, lambda: float(metrics["loss"]))
         if done % cfg.log.every == 0 or done == total:
           history = jax.device_get(history)
           bad = first_nonfinite(history, last_log)

@@ -1,6 +1,8 @@
 """Metrics of a run: one JSON object per line in workdir/metrics.jsonl, and a PNG of the curves.
 
-Each row is appended in one write; a process killed mid-write can leave a torn last line (no
+`ProgressLog` prints a line every few seconds (step, updates/s, loss, ETA) where no progress
+bar can be drawn (stderr is not a terminal: a cluster's log file). Each row is appended in one
+write; a process killed mid-write can leave a torn last line (no
 newline, not JSON), which `read_metrics` drops with a warning. Truncation rewrites the file
 atomically (temp file, then rename), so no row before the cut can be lost.
 """
@@ -10,6 +12,8 @@ import math
 import os
 import pathlib
 import sys
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -120,3 +124,48 @@ def plot_curves(metrics_path: str | pathlib.Path, out_path: str | pathlib.Path) 
   fig.tight_layout()
   fig.savefig(out_path, dpi=100)
   plt.close(fig)
+
+
+class ProgressLog:
+  """A progress line on `stream` at most every `every_s` seconds of `clock`:
+  "NAME: step 120/400 (30%), 2.41 updates/s, loss 2.3456, ETA 1m56s". The rate is over the
+  steps since the previous line (or since the start); ETA = remaining steps / that rate."""
+
+  def __init__(
+    self,
+    name: str,
+    total: int,
+    start: int,
+    every_s: float,
+    stream=None,
+    clock: Callable[[], float] = time.monotonic,
+  ):
+    self.name, self.total, self.every_s = name, total, every_s
+    self.stream, self.clock = stream, clock  # stream None: sys.stderr at each line.
+    self.last_step, self.last_time = start, clock()
+
+  def update(self, step: int, loss: Callable[[], float]) -> None:
+    """After update `step` (1-based); `loss()` (the latest training loss) is called only when a
+    line is printed, as it may wait for the device."""
+    now = self.clock()
+    if now - self.last_time < self.every_s or step == self.last_step:
+      return
+    rate = (step - self.last_step) / (now - self.last_time)
+    eta = format_duration((self.total - step) / rate)
+    print(
+      f"{self.name}: step {step}/{self.total} ({100 * step // self.total}%), {rate:.3g} "
+      f"updates/s, loss {loss():.4f}, ETA {eta}",
+      file=self.stream or sys.stderr,
+      flush=True,
+    )
+    self.last_step, self.last_time = step, now
+
+
+def format_duration(seconds: float) -> str:
+  """12s, 3m05s or 2h07m (rounded down)."""
+  s = int(seconds)
+  if s < 60:
+    return f"{s}s"
+  if s < 3600:
+    return f"{s // 60}m{s % 60:02d}s"
+  return f"{s // 3600}h{s % 3600 // 60:02d}m"

@@ -191,6 +191,10 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
   resolve_eval(cfg, image_pixels(dataset))
   _require(lg.every >= 1, f"log.every={lg.every} must be >= 1.")
   _require(
+    lg.progress_every_s >= 0,
+    f"log.progress_every_s={lg.progress_every_s} must be >= 0 (0 = no progress lines).",
+  )
+  _require(
     not lg.tensorboard or tensorboard.available(),
     "log.tensorboard=True needs the tensorboardX package (pip install tensorboardX), or set "
     "log.tensorboard=False.",
