@@ -1,5 +1,5 @@
 """A researcher's workflow around a trained run: command-line overrides of pipeline configs,
-merged evaluations, dry runs, progress lines without a terminal."""
+merged evaluations, dry runs, progress lines without a terminal, generation."""
 
 import io
 import json
@@ -8,17 +8,18 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import pytest
-from conftest import make_tiny_config
+from conftest import CompiledModels, make_tiny_config
 
 from experiments import evaluate as evaluate_cli
-from experiments import run
+from experiments import generate, run
 from experiments.cli import load_config_file
 from smt_jax import checkpointing
 from smt_jax.config import strict
 from smt_jax.errors import ConfigError
 from smt_jax.eval import evaluate
-from smt_jax.models import init_params
+from smt_jax.models import build_models, init_params
 from smt_jax.train import train_and_evaluate
 from smt_jax.train.metrics import ProgressLog, format_duration, read_metrics
 from smt_jax.train.pipeline import check_overrides, stage_config
@@ -180,3 +181,116 @@ def test_a_run_without_a_terminal_prints_progress_lines(tmp_path, capsys):
   assert len(lines) == 3 and len(losses) == 3
   for step, (line, loss) in enumerate(zip(lines, losses), 1):
     assert f": step {step}/3 " in line and f"loss {loss:.4f}, ETA " in line
+
+
+def reference_sample(key, logits, temperature, top_k):
+  """A token per row of logits (B, V): argmax at temperature 0, else softmax(logits / T) over
+  the top_k largest (all if 0), drawn with jax.random.categorical."""
+  logits = np.asarray(logits, np.float32)
+  if temperature == 0:
+    return np.argmax(logits, -1)
+  if top_k:
+    kth = np.sort(logits, -1)[:, -top_k][:, None]
+    logits = np.where(logits >= kth, logits, -np.inf)
+  return np.asarray(jax.random.categorical(key, jnp.asarray(logits) / temperature, axis=-1))
+
+
+@pytest.mark.parametrize(
+  "method,temperature,top_k", [("smt", 1.0, 3), ("dmt", 0.0, 0), ("bptt", 0.7, 0)]
+)
+def test_rnn_generation_equals_a_python_loop_over_step_and_read(method, temperature, top_k):
+  cfg = make_tiny_config(method=method)
+  models, cmodels = build_models(cfg), CompiledModels(cfg)
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(1))
+  prompt = jnp.array([[1, 4, 2], [3, 0, 6]], jnp.int32)
+  key, length = jax.random.key(5), 6
+  out = jax.jit(
+    lambda p, x, k: generate.generate_rnn(cfg, models, p, x, k, length, temperature, top_k)
+  )(params, prompt, key)
+  # SMT's RNN reads through a copy of the decoder; SMT and DMT start at m_empty, BPTT at init.
+  rnn = {**params, "readout": {"decoder": params["decoder"]}} if method == "smt" else params
+  start = cmodels.initial_memory if method == "bptt" else cmodels.empty_memory
+  m = start(rnn, 2)
+  for t in range(prompt.shape[1]):
+    m = cmodels.step(rnn, m, prompt[:, t])
+  expected = []
+  for step_key in jax.random.split(key, length):
+    token = reference_sample(step_key, cmodels.read(rnn, m), temperature, top_k)
+    expected.append(token)
+    m = cmodels.step(rnn, m, jnp.asarray(token, jnp.int32))
+  np.testing.assert_array_equal(out, np.stack(expected, 1))
+
+
+def test_teacher_generation_equals_a_python_loop_over_encode_and_decode():
+  cfg = make_tiny_config()  # Window encoder, Tc = 4.
+  models, cmodels = build_models(cfg), CompiledModels(cfg)
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(1))
+  prompt = jnp.array([[1, 4], [3, 0]], jnp.int32)
+  key, length, tc = jax.random.key(2), 5, cfg.model.teacher.Tc
+  out = jax.jit(lambda p, x, k: generate.generate_teacher(models, p, x, k, length, 1.0, 0))(
+    params, prompt, key
+  )
+  seq = np.asarray(prompt)
+  for step_key in jax.random.split(key, length):
+    window = np.full((2, tc), -1, np.int32)  # The last Tc tokens, left-padded.
+    tail = seq[:, -tc:]
+    window[:, tc - tail.shape[1] :] = tail
+    m = cmodels.encode(params, jnp.asarray(window))
+    logits = cmodels.decode(params, m, jnp.zeros((2, 0), jnp.int32))[:, 0]
+    seq = np.concatenate([seq, reference_sample(step_key, logits, 1.0, 0)[:, None]], 1)
+  np.testing.assert_array_equal(out, seq[:, prompt.shape[1] :])
+
+
+def test_generate_cli_text_from_a_pipeline_stage_is_deterministic(tmp_path, capsys):
+  data = tmp_path / "bytes"
+  data.mkdir()
+  text = np.frombuffer(b"in the beginning god created the heaven and the earth. " * 4, np.uint8)
+  for split in ("train", "test"):
+    np.save(data / f"{split}.npy", text)
+  (data / "meta.json").write_text(json.dumps({"tokenizer": "byte"}))
+  cfg = make_tiny_config(**{"data.name": "tokens", "data.path": str(data), "data.vocab_size": 256})
+  pipeline = strict(cfg)
+  pipeline.pipeline.order = ("smt", "dmt")
+  pipeline.pipeline.stages = ml_collections.ConfigDict({"smt": {}, "dmt": {"method": "dmt"}})
+  folder = tmp_path / "run"
+  save_run(folder / "dmt", make_dmt(cfg))
+  (folder / "config.json").write_text(pipeline.to_json_best_effort(indent=2))
+  argv = ["generate.py", f"--workdir={folder}", "--prompt=in the ", "--length=12"]
+  argv += ["--num_samples=2", "--top_k=5"]
+  assert generate.main(argv) == 1  # A pipeline folder needs --stage.
+  assert "its stages are smt, dmt: pass --stage=STAGE" in capsys.readouterr().err
+  outputs = []
+  for seed in (7, 7):
+    assert generate.main(argv + ["--stage=dmt", f"--seed={seed}"]) == 0
+    outputs.append(capsys.readouterr().out)
+  assert outputs[0] == outputs[1]
+  lines = outputs[0].splitlines()
+  assert len(lines) == 2 and all(line.startswith("in the  || ") for line in lines)
+  assert generate.main(argv + ["--stage=dmt", "--prompt_ids=1,2"]) == 1  # Two prompts.
+  assert "exactly one of --prompt" in capsys.readouterr().err
+
+
+def make_dmt(cfg):
+  dmt = strict(cfg)
+  dmt.method = "dmt"
+  return dmt
+
+
+def test_generate_cli_completes_an_image_from_its_top_rows(tmp_path, capsys):
+  digits = tmp_path / "digits"
+  digits.mkdir()
+  (digits / "meta.json").write_text(
+    json.dumps({"name": "digits", "kind": "pixels", "image_shape": [2, 3]})
+  )
+  pixels = np.random.default_rng(0).integers(0, 256, 20 * 6).astype(np.uint8)
+  for split in ("train", "test"):
+    np.save(digits / f"{split}.npy", pixels)
+  cfg = make_tiny_config(
+    **{"data.name": "digits", "data.vocab_size": 256, "data.path": str(digits), "method": "bptt"}
+  )
+  save_run(tmp_path / "run", cfg)
+  np.save(tmp_path / "prompt.npy", np.arange(6).reshape(2, 3) * 40)
+  argv = ["generate.py", f"--workdir={tmp_path / 'run'}", f"--prompt_image={tmp_path}/prompt.npy"]
+  assert generate.main(argv + ["--prompt_rows=1", f"--out={tmp_path / 'g.png'}"]) == 0
+  assert (tmp_path / "g.png").stat().st_size > 0
+  assert "3 prompt tokens, 3 written" in capsys.readouterr().err
