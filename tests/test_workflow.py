@@ -1,9 +1,12 @@
 """A researcher's workflow around a trained run: command-line overrides of pipeline configs,
-merged evaluations, dry runs, progress lines without a terminal, generation."""
+merged evaluations, dry runs, progress lines without a terminal, generation,
+export."""
 
 import io
 import json
 import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +18,7 @@ from conftest import CompiledModels, make_tiny_config
 from experiments import evaluate as evaluate_cli
 from experiments import generate, run
 from experiments.cli import load_config_file
-from smt_jax import checkpointing
+from smt_jax import checkpointing, export
 from smt_jax.config import strict
 from smt_jax.errors import ConfigError
 from smt_jax.eval import evaluate
@@ -294,3 +297,74 @@ def test_generate_cli_completes_an_image_from_its_top_rows(tmp_path, capsys):
   assert generate.main(argv + ["--prompt_rows=1", f"--out={tmp_path / 'g.png'}"]) == 0
   assert (tmp_path / "g.png").stat().st_size > 0
   assert "3 prompt tokens, 3 written" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["smt", "bptt"])
+def test_exported_rnn_round_trips_and_equals_step_and_read(method, tmp_path):
+  cfg = make_tiny_config(method=method)
+  params = save_run(tmp_path / "run", cfg, step=4)
+  out = tmp_path / "rnn.npz"
+  assert export.main([str(tmp_path / "run"), "--out", str(out)]) == 0
+  rnn = export.load(out)
+  assert rnn.config["step"] == 4 and rnn.config["method"] == method
+  # SMT's RNN reads through a copy of the decoder from m_empty; BPTT's from its initial memory.
+  expected = {**params, "readout": {"decoder": params["decoder"]}} if method == "smt" else params
+  assert set(rnn.params) == {"updater", "readout"}
+  jax.tree.map(np.testing.assert_array_equal, rnn.params, {g: expected[g] for g in rnn.params})
+  models = CompiledModels(cfg)
+  start = models.initial_memory if method == "bptt" else models.empty_memory
+  np.testing.assert_allclose(rnn.m_start, start(expected, 1)[0], rtol=1e-6, atol=1e-6)
+  for batch in (1, 3):  # Any batch size.
+    m = jax.random.normal(jax.random.key(batch), (batch, rnn.config["mem_size"]))
+    x = jnp.arange(batch, dtype=jnp.int32) % cfg.data.vocab_size
+    np.testing.assert_allclose(rnn.step(m, x), models.step(expected, m, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rnn.read(m), models.read(expected, m), rtol=1e-5, atol=1e-5)
+
+
+def test_export_of_a_pipeline_folder_names_its_stages(tmp_path, capsys):
+  pipeline = strict(make_tiny_config())
+  pipeline.pipeline.order = ("smt", "dmt")
+  (tmp_path / "config.json").write_text(pipeline.to_json_best_effort())
+  assert export.main([str(tmp_path), "--out", str(tmp_path / "x.npz")]) == 1
+  assert "its stages are smt, dmt: pass --stage=STAGE" in capsys.readouterr().err
+  assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.integration
+def test_exported_rnn_runs_with_numpy_and_jax_alone(tmp_path):
+  cfg = make_tiny_config(method="dmt")
+  params = save_run(tmp_path / "run", cfg)
+  export.export_workdir(tmp_path / "run", tmp_path / "rnn.npz")
+  script = """
+import json, sys
+import numpy as np
+from jax import export
+f = np.load(sys.argv[1])
+meta = json.loads(f["config.json"].tobytes())
+params = {}
+for key in meta["params"]:
+  node, *parts, leaf = key.split("/")[1:]
+  node = params.setdefault(node, {})
+  for part in parts:
+    node = node.setdefault(part, {})
+  node[leaf] = f[key]
+step = export.deserialize(bytearray(f["step.jax_export"]))
+read = export.deserialize(bytearray(f["read.jax_export"]))
+m = np.tile(f["m_start"], (2, 1))
+for token in (3, 1):
+  m = step.call(params, m, np.full((2,), token, np.int32))
+assert not any(name.startswith("smt_jax") for name in sys.modules)
+np.save(sys.argv[2], np.asarray(read.call(params, m)))
+"""
+  subprocess.run(
+    [sys.executable, "-c", script, str(tmp_path / "rnn.npz"), str(tmp_path / "l.npy")],
+    check=True,
+    cwd=tmp_path,
+  )
+  models = CompiledModels(cfg)
+  m = models.empty_memory(params, 2)
+  for token in (3, 1):
+    m = models.step(params, m, jnp.full((2,), token, jnp.int32))
+  np.testing.assert_allclose(
+    np.load(tmp_path / "l.npy"), models.read(params, m), rtol=1e-5, atol=1e-5
+  )
