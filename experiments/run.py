@@ -114,7 +114,7 @@ def configs_help(folder: pathlib.Path = pathlib.Path(__file__).parent / "configs
   """One line per config file of `folder`: its path and the start of its docstring."""
   lines = []
   for path in sorted(folder.glob("*.py")):
-    if path.name != "__init__.py":
+    if not path.name.startswith("_"):  # __init__.py and helpers hold no config.
       doc = (ast.get_docstring(ast.parse(path.read_text())) or "").partition("\n\n")[0]
       lines.append(f"  {path.name:20s} {textwrap.shorten(doc, 78, placeholder=' ...')}")
   return (

@@ -1,7 +1,8 @@
 """A researcher's workflow around a trained run: command-line overrides of pipeline configs,
 merged evaluations, dry runs, progress lines without a terminal, generation,
-export."""
+export, GPU-sized configs."""
 
+import functools
 import io
 import json
 import pathlib
@@ -23,9 +24,11 @@ from smt_jax.config import strict
 from smt_jax.errors import ConfigError
 from smt_jax.eval import evaluate
 from smt_jax.models import build_models, init_params
+from smt_jax.objectives import method_of
 from smt_jax.train import train_and_evaluate
 from smt_jax.train.metrics import ProgressLog, format_duration, read_metrics
 from smt_jax.train.pipeline import check_overrides, stage_config
+from smt_jax.train.validate import validate_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -145,7 +148,7 @@ def test_help_names_every_config_file(capsys):
   assert run.main(["run.py", "--help"]) == 0
   out = capsys.readouterr().out
   for path in CONFIGS.glob("*.py"):
-    assert (path.name in out) == (path.name != "__init__.py"), path.name
+    assert (path.name in out) == (not path.name.startswith("_")), path.name
 
 
 def test_progress_lines_follow_a_fake_clock():
@@ -368,3 +371,19 @@ np.save(sys.argv[2], np.asarray(read.call(params, m)))
   np.testing.assert_allclose(
     np.load(tmp_path / "l.npy"), models.read(params, m), rtol=1e-5, atol=1e-5
   )
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*_gpu.py")))
+def test_gpu_configs_build_and_trace_every_stage(name):
+  cfg = load_config_file(str(CONFIGS / f"{name}.py"))
+  assert cfg.model.d_model == 256 and cfg.model.mem_tokens == 16
+  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
+  for stage in cfg.pipeline.order:
+    run_cfg = stage_config(cfg, stage, "/tmp/unused")
+    validate_model(run_cfg)
+    params = jax.eval_shape(lambda k, c=run_cfg: init_params(c, k), key)
+    B, T = run_cfg.train.batch_size, run_cfg.data.T
+    batch = {n: jax.ShapeDtypeStruct((B, T), jnp.int32) for n in ("x", "y")}
+    loss_fn = functools.partial(method_of(run_cfg).loss, cfg=run_cfg)
+    loss, _ = jax.eval_shape(loss_fn, params, batch, key)
+    assert loss.shape == () and loss.dtype == jnp.float32, (stage, loss)
