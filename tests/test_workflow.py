@@ -387,3 +387,16 @@ def test_gpu_configs_build_and_trace_every_stage(name):
     loss_fn = functools.partial(method_of(run_cfg).loss, cfg=run_cfg)
     loss, _ = jax.eval_shape(loss_fn, params, batch, key)
     assert loss.shape == () and loss.dtype == jnp.float32, (stage, loss)
+
+
+def test_repro_run_all_only_takes_both_spellings_and_is_in_its_help(capsys):
+  from experiments.repro import credit, run_all, state
+
+  assert run_all.selected(["--only=credit", "--quick"]) == [credit.STUDY]
+  assert run_all.selected(["--only", "credit,state"]) == [state.STUDY, credit.STUDY]
+  assert run_all.selected(["--quick"]) == list(run_all.STUDIES.values())
+  with pytest.raises(SystemExit, match="no study named"):
+    run_all.selected(["--only=nope"])
+  with pytest.raises(SystemExit) as e:
+    run_all.main(["--help"])
+  assert e.value.code == 0 and "--only" in capsys.readouterr().out

@@ -2,9 +2,10 @@
 study's report:
 
   python experiments/repro/run_all.py [--quick] [--out DIR] [--jobs 2] [--seeds N] [--doc PATH]
-  python experiments/repro/run_all.py --quick --only credit,state
+  python experiments/repro/run_all.py --quick --only credit,state   # or --only=credit,state
 """
 
+import argparse
 import sys
 
 from experiments.repro import ablations, credit, dmt_matters, length, runner, state, updaters
@@ -13,16 +14,28 @@ from experiments.repro import ablations, credit, dmt_matters, length, runner, st
 STUDIES = {m.STUDY.name: m.STUDY for m in (state, length, dmt_matters, updaters, ablations, credit)}
 
 
+def only_flag() -> argparse.ArgumentParser:
+  """--only STUDY[,STUDY...] (or --only=...), a parent parser of the studies' flags."""
+  p = argparse.ArgumentParser(add_help=False)
+  p.add_argument(
+    "--only",
+    default="",
+    help=f"run these studies only, comma-separated (of {', '.join(STUDIES)}); default: all",
+  )
+  return p
+
+
+def selected(argv: list) -> list:
+  """The studies that --only names (all without it); exits naming an unknown one."""
+  only = [s for s in only_flag().parse_known_args(argv)[0].only.split(",") if s]
+  unknown = sorted(set(only) - set(STUDIES))
+  if unknown:
+    sys.exit(f"--only: no study named {unknown}; the studies are {sorted(STUDIES)}")
+  return [s for name, s in STUDIES.items() if not only or name in only]
+
+
 def main(argv: list) -> None:
-  only = None
-  if "--only" in argv:
-    i = argv.index("--only")
-    only, argv = argv[i + 1].split(","), argv[:i] + argv[i + 2 :]
-    unknown = set(only) - set(STUDIES)
-    if unknown:
-      sys.exit(f"--only: no study named {sorted(unknown)}; the studies are {sorted(STUDIES)}")
-  studies = [s for name, s in STUDIES.items() if only is None or name in only]
-  runner.run_studies(studies, argv, "experiments/repro/run_all.py")
+  runner.run_studies(selected(argv), argv, "experiments/repro/run_all.py", [only_flag()])
 
 
 if __name__ == "__main__":

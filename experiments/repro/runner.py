@@ -247,9 +247,10 @@ def collect(todo: list) -> list:
   ]
 
 
-def parse_args(description: str, argv=None) -> argparse.Namespace:
-  """The flags shared by every study driver and run_all."""
-  p = argparse.ArgumentParser(description=description)
+def parse_args(description: str, argv=None, parents=()) -> argparse.Namespace:
+  """The flags shared by every study driver and run_all, plus those of `parents` (argparse
+  parsers made with add_help=False)."""
+  p = argparse.ArgumentParser(description=description, parents=list(parents))
   p.add_argument(
     "--quick",
     action="store_true",
@@ -279,10 +280,11 @@ def parse_args(description: str, argv=None) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-def run_studies(studies: list, argv: list, script: str) -> list:
+def run_studies(studies: list, argv: list, script: str, parents=()) -> list:
   """Validates every run of `studies`, trains them all in one queue (--jobs at once; runs shared
-  by studies once), then writes each study's report. Returns the reports' paths."""
-  args = parse_args("; ".join(f"{s.title}. {s.claim}" for s in studies), argv)
+  by studies once), then writes each study's report. Returns the reports' paths. `parents`: the
+  caller's own flags (parse_args)."""
+  args = parse_args("; ".join(f"{s.title}. {s.claim}" for s in studies), argv, parents)
   plans = {}
   for study in studies:
     runs = study.runs(args.quick, args.seeds)
