@@ -400,3 +400,22 @@ def test_repro_run_all_only_takes_both_spellings_and_is_in_its_help(capsys):
   with pytest.raises(SystemExit) as e:
     run_all.main(["--help"])
   assert e.value.code == 0 and "--only" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_inference_benchmark_runs_on_a_tiny_grid(tmp_path):
+  from experiments.bench import inference
+
+  res = inference.main(["--quick", "--contexts", "8,16", "--batches", "1", "--out", str(tmp_path)])
+  assert (tmp_path / "inference_cpu_quick.png").stat().st_size > 0
+  assert json.loads((tmp_path / "inference_cpu_quick.json").read_text())["rows"] == json.loads(
+    json.dumps(res["rows"])
+  )
+  d, blocks, z = (res["model"][k] for k in ("d_model", "transformer_blocks", "Z"))
+  for row in res["rows"]:  # The cache grows with the context; the RNN's memory does not.
+    assert row["transformer"]["step"]["state_bytes"] == 2 * blocks * row["context"] * d * 4
+    assert row["rnn"]["step"]["state_bytes"] == z * 4
+    for side in inference.SIDES:
+      for mode in inference.MODES:
+        assert len(row[side][mode]["round_s"]) == res["rounds"]
+        assert row[side][mode]["tokens_per_s"] > 0
