@@ -28,7 +28,7 @@ from smt_jax.objectives import method_of
 from smt_jax.train import train_and_evaluate
 from smt_jax.train.metrics import ProgressLog, format_duration, read_metrics
 from smt_jax.train.pipeline import check_overrides, stage_config
-from smt_jax.train.validate import validate_model
+from smt_jax.train.validate import validate, validate_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -419,3 +419,8 @@ def test_inference_benchmark_runs_on_a_tiny_grid(tmp_path):
       for mode in inference.MODES:
         assert len(row[side][mode]["round_s"]) == res["rounds"]
         assert row[side][mode]["tokens_per_s"] > 0
+
+
+def test_a_negative_progress_interval_is_refused_naming_the_field():
+  with pytest.raises(ConfigError, match=r"log\.progress_every_s=-1\.0 must be >= 0"):
+    validate(make_tiny_config(**{"log.progress_every_s": -1.0}))
