@@ -222,6 +222,19 @@ def run(args) -> dict:
   return res
 
 
+def markdown_table(res: dict) -> str:
+  """The rows as a Markdown table: tokens/s of each side and mode, state per stream."""
+  head = "| B | context | " + " | ".join(f"{s} {m} tok/s" for s in SIDES for m in MODES)
+  head += " | RNN state / stream | KV cache / stream |"
+  lines = [head, "|" + " ---: |" * (2 + len(SIDES) * len(MODES) + 2)]
+  for r in res["rows"]:
+    cells = [str(r["batch"]), str(r["context"])]
+    cells += [f"{r[s][m]['tokens_per_s']:.0f}" for s in SIDES for m in MODES]
+    cells += [f"{r[s]['step']['state_bytes'] / 2**10:.1f} KiB" for s in SIDES]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def plot(res: dict, path: str) -> None:
   """Tokens/s and state memory per stream against the context, both sides, every batch size."""
   import matplotlib
@@ -277,6 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
   with open(os.path.join(args.out, name + ".json"), "w") as f:
     json.dump(res, f, indent=1, default=float)
   plot(res, os.path.join(args.out, name + ".png"))
+  print(markdown_table(res))
   print(f"[inference] wrote {args.out}/{name}.json and .png")
   return res
 
