@@ -14,8 +14,9 @@ cache is donated). Both sides produce logits for every token. Two ways to feed t
   step   a jitted one-token call (generation): tokens/s = B / seconds per call
   chunk  a lax.scan over --chunk tokens in one call (reading a prompt): B * chunk / seconds
 Memory per stream: the state one stream carries (RNN: Z floats; Transformer: 2 * blocks * L * d
-floats of cache) and XLA's peak estimate of the step call (arguments + outputs + temporaries -
-donated aliases) less the shared parameters, divided by B.
+floats of cache), and from XLA's compiled memory analysis the call's outputs (the new state,
+which aliases the donated one, and the logits) plus its temporaries, divided by B: what a stream
+costs beyond the shared parameters.
 
 The two sides alternate in --rounds rounds (so a drifting load hits both); each number is the
 median over rounds of the median call time in a round. Writes
@@ -82,7 +83,8 @@ def transformer_token(params: dict, cache: jax.Array, x: jax.Array, pos: jax.Arr
 
 
 def sides(cfg, context: int, batch: int, chunk: int) -> dict:
-  """{side: {mode: (jitted fn, args builder, state bytes per stream)}} at `context` tokens."""
+  """{side: {mode: (jitted fn with the state donated, args builder, state bytes per stream)}}
+  at `context` tokens."""
   models = build_models(cfg)
   rnn_params = init_params(cfg, jax.random.key(0))
   rnn_params = {g: rnn_params[g] for g in ("updater", "readout")}
@@ -118,7 +120,6 @@ def sides(cfg, context: int, batch: int, chunk: int) -> dict:
     "rnn": {
       "step": (jax.jit(rnn_token, donate_argnums=1), lambda: (rnn_params, m(), x), z * 4),
       "chunk": (jax.jit(rnn_chunk, donate_argnums=1), lambda: (rnn_params, m(), xs), z * 4),
-      "params": rnn_params,
     },
     "transformer": {
       "step": (
@@ -131,19 +132,17 @@ def sides(cfg, context: int, batch: int, chunk: int) -> dict:
         lambda: (tf_arrays, cache(), xs, jnp.asarray(context - chunk, jnp.int32)),
         2 * blocks * context * d * 4,
       ),
-      "params": tf_arrays,
     },
   }
 
 
 def measure(cfg, context: int, batch: int, chunk: int, rounds: int, repeats: int) -> dict:
   """{side: {mode: {tokens_per_s, call_s (median of round medians), round_s, state_bytes,
-  peak_bytes_per_stream}}} at one (context, batch), the sides alternating in each round."""
+  call_bytes_per_stream}}} at one (context, batch), the sides alternating in each round."""
   built = sides(cfg, context, batch, chunk)
   out = {side: {} for side in SIDES}
   runners = {}
   for side in SIDES:
-    param_bytes = sum(a.nbytes for a in jax.tree.leaves(built[side]["params"]))
     for mode in MODES:
       fn, make_args, state_bytes = built[side][mode]
       compiled = fn.lower(*make_args()).compile()
@@ -158,10 +157,10 @@ def measure(cfg, context: int, batch: int, chunk: int, rounds: int, repeats: int
         return logits
 
       runners[side, mode] = call
-      peak = stats.get("peak_bytes")
+      live = stats.get("output_size_in_bytes", 0) + stats.get("temp_size_in_bytes", 0)
       out[side][mode] = {
         "state_bytes": state_bytes,
-        "peak_bytes_per_stream": None if peak is None else (peak - param_bytes) / batch,
+        "call_bytes_per_stream": live / batch if "temp_size_in_bytes" in stats else None,
         "round_s": [],
       }
   for r in range(rounds):
@@ -223,14 +222,17 @@ def run(args) -> dict:
 
 
 def markdown_table(res: dict) -> str:
-  """The rows as a Markdown table: tokens/s of each side and mode, state per stream."""
+  """The rows as a Markdown table: tokens/s of each side and mode, state and one-token call
+  memory per stream."""
   head = "| B | context | " + " | ".join(f"{s} {m} tok/s" for s in SIDES for m in MODES)
-  head += " | RNN state / stream | KV cache / stream |"
-  lines = [head, "|" + " ---: |" * (2 + len(SIDES) * len(MODES) + 2)]
+  head += " | RNN state / stream | KV cache / stream | RNN step call / stream"
+  head += " | Transformer step call / stream |"
+  lines = [head, "|" + " ---: |" * (2 + len(SIDES) * len(MODES) + 4)]
   for r in res["rows"]:
     cells = [str(r["batch"]), str(r["context"])]
     cells += [f"{r[s][m]['tokens_per_s']:.0f}" for s in SIDES for m in MODES]
     cells += [f"{r[s]['step']['state_bytes'] / 2**10:.1f} KiB" for s in SIDES]
+    cells += [f"{(r[s]['step']['call_bytes_per_stream'] or 0) / 2**10:.1f} KiB" for s in SIDES]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
