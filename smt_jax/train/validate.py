@@ -8,7 +8,7 @@ import jax
 import ml_collections
 
 from smt_jax.checkpointing import checkpoint_dir
-from smt_jax.data import TASK_NAMES, make_dataset
+from smt_jax.data import SYNTHETIC_NAMES, TASK_NAMES, make_dataset
 from smt_jax.errors import ConfigError
 from smt_jax.eval.config import image_pixels, resolve_eval
 from smt_jax.models import ENCODER_NAMES, GROUPS, UPDATER_NAMES
@@ -113,6 +113,17 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
   )
 
 
+def _check_task_length(cfg: ml_collections.ConfigDict, dataset, lengths: list) -> None:
+  """A synthetic task's own length rule (`check_length`) at each (field, T) of `lengths`."""
+  if cfg.data.name not in SYNTHETIC_NAMES:
+    return
+  for field, T in lengths:
+    try:
+      dataset.check_length(T, field)
+    except ValueError as e:
+      raise ConfigError(f"{e}.") from e
+
+
 def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False) -> None:
   """Checks a whole run config before anything compiles; raises ConfigError naming the field.
 
@@ -127,6 +138,7 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     dataset = make_dataset(cfg.data, split="train")
   except (ValueError, FileNotFoundError) as e:
     raise ConfigError(str(e)) from e
+  _check_task_length(cfg, dataset, [("data.T", cfg.data.T)])
   _require(
     dataset.vocab_size == cfg.data.vocab_size,
     f"data.vocab_size={cfg.data.vocab_size} differs from the {cfg.data.name!r} dataset's "
@@ -188,7 +200,10 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     min(tr.eval_every, tr.eval_batches, tr.eval_batch_size) >= 1,
     "train.eval_every, train.eval_batches and train.eval_batch_size must be >= 1.",
   )
-  resolve_eval(cfg, image_pixels(dataset))
+  ev = resolve_eval(cfg, image_pixels(dataset))
+  if tr.final_eval:  # The final evaluation reads sequences of eval.T and eval.lengths.
+    lengths = [("eval.lengths", n) for n in ev.lengths] if "length" in ev.sections else []
+    _check_task_length(cfg, dataset, [("eval.T", ev.T), *lengths])
   _require(lg.every >= 1, f"log.every={lg.every} must be >= 1.")
   _require(
     not lg.tensorboard or tensorboard.available(),
