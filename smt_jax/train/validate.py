@@ -19,6 +19,7 @@ from smt_jax.train import tensorboard
 from smt_jax.train.optimizer import SCHEDULES
 
 DTYPES = ("float32", "bfloat16", "float64")
+STOP_METRICS = ("", "teacher_acc", "rnn_acc")  # train.stop_at_metric: evaluation accuracies.
 
 
 def _require(ok: bool, message: str) -> None:
@@ -165,6 +166,16 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     f"use a subset of {GROUPS} (or () for the method's default).",
   )
   _require(tr.num_steps >= 1, f"train.num_steps={tr.num_steps} must be >= 1.")
+  _require(
+    tr.stop_at_metric in STOP_METRICS
+    and (tr.stop_at_metric != "teacher_acc" or METHODS[cfg.method].has_teacher),
+    f'train.stop_at_metric={tr.stop_at_metric!r} must be one of {STOP_METRICS} ("" = no early '
+    f"stop; teacher_acc only for a method with a teacher, not {cfg.method!r}).",
+  )
+  _require(
+    0 < tr.stop_at_value <= 1,
+    f"train.stop_at_value={tr.stop_at_value} must be an accuracy in (0, 1].",
+  )
   _require(tr.batch_size >= 1, f"train.batch_size={tr.batch_size} must be >= 1.")
   _require(
     tr.grad_accum >= 1 and tr.batch_size % tr.grad_accum == 0,
