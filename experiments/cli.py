@@ -20,7 +20,7 @@ import ml_collections
 from absl import flags, logging
 
 from smt_jax import parallel
-from smt_jax.data import TASK_NAMES, knobs
+from smt_jax.data import knobs, parse_knob
 from smt_jax.errors import ConfigError
 from smt_jax.train import Interrupted, NonFiniteLossError
 
@@ -95,15 +95,46 @@ def check_overrides(argv: list[str], cfg: ml_collections.ConfigDict) -> None:
       near = difflib.get_close_matches(name, candidates, n=1, cutoff=0.3)
       near = near or difflib.get_close_matches(name, known, n=1, cutoff=0.3)
       hint = f"; did you mean {near[0]}?" if near else ""
-      if group == "data.kwargs" and cfg.data.name in TASK_NAMES:
-        hint = (
-          f"; the command line sets only knobs the config file sets. The knobs of "
-          f"{cfg.data.name!r}: {', '.join(sorted(knobs(cfg.data.name))) or 'none'}"
-        )
       raise ConfigError(
         f"--config.{name}: the config has no field {name}{hint} (every field is documented in "
         "smt_jax/config.py)."
       )
+
+
+_KNOB = re.compile(r"^--?(no)?config\.data\.kwargs\.([^=]+)(=.*)?$", re.S)
+
+
+def task_knobs(
+  argv: list[str], cfg: ml_collections.ConfigDict
+) -> tuple[list[str], ml_collections.ConfigDict]:
+  """The task choice and knobs of a command line, applied to the data group of the config file's
+  `cfg`: `--config.data.name=X` for a task other than the file's resets data.kwargs to X's
+  defaults (data.vocab_size stays the file's); `--config.data.kwargs.KNOB=V` sets any knob of
+  the chosen task, the file's or not (a bool knob also as `--config.data.kwargs.KNOB` /
+  `--noconfig.data.kwargs.KNOB`). Returns argv without the knob arguments (the config flag
+  accepts only fields the file sets) and the resulting data.kwargs, to set once the flags are
+  parsed. ConfigError for an unknown task, a knob the task lacks (naming its knobs) or a value
+  of the wrong type."""
+  name = _flag_value(argv, "config.data.name") or cfg.data.name
+  try:
+    kwargs = cfg.data.kwargs.to_dict() if name == cfg.data.name else knobs(name)
+    rest, i = [argv[0]], 1
+    while i < len(argv):
+      match = _KNOB.match(argv[i])
+      if not match:
+        rest.append(argv[i])
+        i += 1
+        continue
+      negated, field, text = match.groups()
+      is_bool = isinstance(knobs(name).get(field), bool)
+      if text is None and not is_bool and not negated and i + 1 < len(argv):
+        i, text = i + 1, "=" + argv[i + 1]  # --config.data.kwargs.KNOB V
+      value = "false" if negated else (text or "=true")[1:]
+      kwargs[field] = parse_knob(name, field, value)
+      i += 1
+  except ValueError as e:
+    raise ConfigError(f"--config.{_one_line(e)}") from None
+  return rest, ml_collections.ConfigDict(kwargs)
 
 
 def _flag_value(argv: list[str], name: str) -> str | None:
@@ -180,12 +211,17 @@ def main(argv: list[str], doc: str, define, body, base_config=None) -> int:
   try:
     try:
       spec = _flag_value(argv, "config")
+      kwargs = None  # data.kwargs from the command line's task and knobs.
       if base_config is None and spec is not None:
-        check_overrides(argv, load_config_file(spec))
+        file_cfg = load_config_file(spec)
+        argv, kwargs = task_knobs(argv, file_cfg)
+        check_overrides(argv, file_cfg)
       elif base_config is not None:
         check_overrides(argv, base_config)
       define(fv, argv)  # A config flag parses its overrides as it is defined.
       rest = fv(argv)
+      if kwargs is not None:
+        fv["config"].value.data.kwargs = kwargs
     except ConfigError:
       raise
     except flags.Error as e:

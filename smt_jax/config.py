@@ -144,6 +144,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_every = 200  # Evaluate on held-out data every this many steps (and at the end).
   c.train.eval_batch_size = 64  # Held-out sequences per evaluation batch.
   c.train.eval_batches = 2  # Held-out batches per evaluation (the same batches every time).
+  c.train.stop_at_metric = ""  # Stop early at the first evaluation whose metric ("teacher_acc" or
+  #                               "rnn_acc") reaches train.stop_at_value; num_steps is the cap.
+  #                               "" = train num_steps.
+  c.train.stop_at_value = 1.0  # The accuracy train.stop_at_metric stops at.
   c.train.final_eval = True  # At the end, run smt_jax.eval.evaluate (the `eval` group): eval.json
   #                            and PNGs in the workdir.
 

@@ -357,3 +357,33 @@ def test_keys_values_filling_T_needs_enough_distinct_keys():
     ValueError, match=r"T=21 fits 9 pairs \(data\.kwargs\.n_pairs=0\) but only 6\*\*1"
   ):
     ds.sample(jax.random.key(0), 2, 21)
+
+
+# The variants study 9 sweeps, and every other task, at T = 256: (name, vocab_size, kwargs).
+AT_LENGTH = [
+  ("retrieval", 8, {"pos_lo": 0.4, "pos_hi": 0.5}),
+  ("copy", 8, {"reverse": True}),
+  ("stack", 6, {"depth": 64}),
+  ("keys_values", 16, {"n_pairs": 16}),
+  ("keys_values", 16, {"n_pairs": 16, "disjoint": True}),
+  ("modular", 17, {"coef_frac": 0.2, "warmup_pairs": 0}),
+  ("parity", 2, {}),
+  ("recency", 8, {}),
+  ("primacy", 8, {}),
+]
+
+
+@pytest.mark.parametrize("name,vocab,kwargs", AT_LENGTH, ids=lambda c: str(c))
+def test_generators_at_T256_match_their_definition(name, vocab, kwargs):
+  """A few sequences of length 256 against the plain-Python solver of the task's definition
+  (labels, their positions, the disjoint key / value vocabularies)."""
+  T, draws = 256, 4
+  batch = make_dataset(data_config(name, vocab, **kwargs)).sample(cheap_key(7), draws, T)
+  x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+  assert x.shape == y.shape == (draws, T)
+  for xs, ys in zip(x.tolist(), y.tolist()):
+    assert ys == SOLVERS[name](xs, vocab, **kwargs), (name, xs)
+  if name == "copy":  # Fills the sequence: T / 2 symbols, the separator, the reversed copy.
+    assert all(xs.index(vocab - 1) == T // 2 for xs in x.tolist())
+  if name == "retrieval":  # The needle marker in [0.4, 0.5) of the 254 marker slots.
+    assert all(101 <= xs.index(vocab - 1) < 127 for xs in x.tolist())

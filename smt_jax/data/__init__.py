@@ -16,6 +16,7 @@ from smt_jax.data.registry import (
   default_data_config,
   knobs,
   make_dataset,
+  parse_knob,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
   "default_data_config",
   "knobs",
   "make_dataset",
+  "parse_knob",
 ]

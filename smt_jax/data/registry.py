@@ -32,6 +32,30 @@ def knobs(name: str) -> dict:
   return {f.name: f.default for f in fields if f.name not in ("vocab_size", "split_salt")}
 
 
+def parse_knob(name: str, field: str, text: str):
+  """The value of knob ``field`` of task ``name`` written as ``text`` (as on a command line:
+  "True"/"false"/"1" for a bool, "8" for an int, "0.2" for a float), typed like its default.
+
+  ValueError names the task's knobs when ``field`` is not one, and the expected type when
+  ``text`` does not parse."""
+  defaults = knobs(name)
+  if field not in defaults:
+    raise ValueError(
+      f"data.kwargs.{field} is not a knob of task {name!r}. The knobs of {name!r}: "
+      f"{', '.join(sorted(defaults)) or 'none'}"
+    )
+  kind = type(defaults[field])
+  word = text.strip().lower()
+  try:
+    if kind is bool:
+      return {"true": True, "1": True, "false": False, "0": False}[word]
+    return kind(word)
+  except (KeyError, ValueError):
+    raise ValueError(
+      f"data.kwargs.{field}={text!r}: expected {kind.__name__} (task {name!r})"
+    ) from None
+
+
 def default_data_config(name: str) -> ml_collections.ConfigDict:
   """A complete ``data`` config for ``name`` with default vocabulary and knobs."""
   vocab = VOCAB_SIZE if name in STREAM_NAMES or name == TOKENS else _task_class(name).default_vocab

@@ -82,12 +82,18 @@ class SyntheticTask:
     """One sequence: ``(x int32[T], y int32[T])``."""
     raise NotImplementedError
 
-  def sample(self, key: jax.Array, batch_size: int, T: int) -> dict[str, jax.Array]:
-    """``{"x": int32[B, T], "y": int32[B, T]}``, a pure function of ``key``."""
+  def check_length(self, T: int, field: str = "T") -> None:
+    """The task's length rule: ValueError naming ``field`` (e.g. "data.T") unless sequences of
+    length ``T`` fit the knobs. ``sample`` and config validation both call it."""
     if T < self.min_length():
       raise ValueError(
-        f"T={T} is too short for task {self.name!r} with {self}: needs T >= {self.min_length()}"
+        f"{field}={T} is too short for task {self.name!r} with {self}: needs {field} >= "
+        f"{self.min_length()} (raise {field} or shrink the task's data.kwargs)"
       )
+
+  def sample(self, key: jax.Array, batch_size: int, T: int) -> dict[str, jax.Array]:
+    """``{"x": int32[B, T], "y": int32[B, T]}``, a pure function of ``key``."""
+    self.check_length(T)
     return _sample(self, key, batch_size, T)
 
   def decode(self, tokens) -> str | list[str]:
@@ -251,12 +257,13 @@ class KeysValues(SyntheticTask):
     _require(self.n_pairs >= 0, "n_pairs", self.n_pairs, "must be >= 0 (0 = as many as fit)")
     self._check_distinct(self.n_pairs, T=None)
 
-  def _check_distinct(self, n: int, T: int | None) -> None:
-    """Raises unless ``n`` distinct keys exist (T: the length that chose n, when n_pairs = 0)."""
+  def _check_distinct(self, n: int, T: int | None, field: str = "T") -> None:
+    """Raises unless ``n`` distinct keys exist (T: the length, named ``field``, that chose n
+    when n_pairs = 0)."""
     if n <= self.key_symbols**self.key_len:
       return
     what = (
-      f"T={T} fits {n} pairs (data.kwargs.n_pairs=0)"
+      f"{field}={T} fits {n} pairs (data.kwargs.n_pairs=0)"
       if self.n_pairs == 0
       else f"data.kwargs.n_pairs={n}"
     )
@@ -282,9 +289,12 @@ class KeysValues(SyntheticTask):
   def min_length(self) -> int:
     return (max(self.n_pairs, 1) + 1) * (self.key_len + self.value_len) - 1 + self.marker_len
 
+  def check_length(self, T: int, field: str = "T") -> None:
+    super().check_length(T, field)
+    self._check_distinct(self.pairs_for(T), T, field)
+
   def example(self, key, T):
     n, kl, vl = self.pairs_for(T), self.key_len, self.value_len
-    self._check_distinct(n, T)
     k_idx, k_perm, k_val, k_q = jax.random.split(key, 4)
     # n distinct key indices: sorted draws shifted by their rank, then shuffled.
     ks, mark = self.key_symbols, self.marker_len

@@ -51,11 +51,21 @@ def memory_spread(cfg: ml_collections.ConfigDict, workdir: str, num: int = 64) -
 
 
 def last_label_trace(cfg: ml_collections.ConfigDict, workdir: str, num: int = 256) -> dict:
-  """`trace_last_label` of the run in `workdir` on `num` test sequences, as lists:
-  {"t": [0 .. T - 1], "enc_acc", "rnn_acc" (None where no last label is within reach), "drift"}.
-  """
+  """`answer_trace` of each sequence's last label only (retrieval: the needle, asked at the
+  end)."""
+  return answer_trace(cfg, workdir, num, last_only=True)
+
+
+def answer_trace(
+  cfg: ml_collections.ConfigDict, workdir: str, num: int = 256, last_only: bool = False
+) -> dict:
+  """`trace_answers` of the run in `workdir` on `num` test sequences (of its last labels only
+  when `last_only`), as lists: {"t": [0 .. T - 1], "enc_acc", "rnn_acc" (None where no answer
+  is within reach), "drift"}."""
   params, _ = load_params(workdir)
   batch = make_dataset(cfg.data, "test").sample(jax.random.key(4321), num, cfg.data.T)
+  if last_only:
+    batch = {**batch, "y": last_label_only(batch["y"])}
   # Decoding every memory costs B * T * (Tf + K) tokens: bound a chunk to about 2^19 of them.
   tokens = cfg.data.T * (cfg.model.teacher.Tf + cfg.model.mem_tokens)
   enc, rnn, drift = trace_in_chunks(cfg, params, batch, max(1, 2**19 // tokens))
@@ -68,8 +78,15 @@ def last_label_trace(cfg: ml_collections.ConfigDict, workdir: str, num: int = 25
   }
 
 
+def last_label_only(y: jax.Array) -> jax.Array:
+  """y (B, T) with every label but each row's last set to -1."""
+  t = jnp.arange(y.shape[1])
+  last = jnp.max(jnp.where(y >= 0, t, -1), axis=1, keepdims=True)
+  return jnp.where(t == last, y, -1)
+
+
 def trace_in_chunks(cfg: ml_collections.ConfigDict, params: dict, batch: dict, chunk: int):
-  """`trace_last_label` of the whole batch, computed `chunk` sequences at a time (jitted once per
+  """`trace_answers` of the whole batch, computed `chunk` sequences at a time (jitted once per
   chunk shape) and combined exactly: hits and counts are summed before dividing."""
   counts = jax.jit(lambda p, b: _trace_counts(cfg, p, b))
   num = batch["x"].shape[0]
@@ -81,18 +98,24 @@ def trace_in_chunks(cfg: ml_collections.ConfigDict, params: dict, batch: dict, c
 
 
 def trace_last_label(cfg: ml_collections.ConfigDict, params: dict, batch: dict):
-  """Where along a sequence the information for its last label is held or lost (a method with
-  a teacher; e.g. retrieval, whose one label is the needle, asked at the end).
+  """`trace_answers` of each sequence's last label only (e.g. retrieval, whose one label is the
+  needle, asked at the end)."""
+  return trace_answers(cfg, params, {**batch, "y": last_label_only(batch["y"])})
 
-  For each memory position t, the teacher decoder predicts each sequence's last label y[j] from
-  m_t, reading the true inputs x[t+1 .. j] (where 0 <= j - t < Tf), once from the encoder's m_t
-  and once from the RNN's m_t (after reading x[0 .. t] from its read start). Before the
-  information arrives (the needle), the decoder can still find it in those inputs: there the
-  numbers measure the decoder, after it they measure the memory.
+
+def trace_answers(cfg: ml_collections.ConfigDict, params: dict, batch: dict):
+  """Where along a sequence the information for its answers is held or lost (a method with a
+  teacher; any task: the answers are the labelled positions, y >= 0).
+
+  For each memory position t, the teacher decoder predicts every answer y[j] with
+  0 <= j - t < Tf from m_t, reading the true inputs x[t+1 .. j], once from the encoder's m_t and
+  once from the RNN's m_t (after reading x[0 .. t] from its read start). Where an answer's
+  information arrives after t, the decoder can still find it in those inputs: there the numbers
+  measure the decoder; where it lies in x[0 .. t], they measure the memory.
 
   Args: batch {"x", "y"} (B, T). Returns (enc_acc (T,), rnn_acc (T,), drift (T,)): accuracies
-  over the sequences whose last label is within reach of t (NaN where none is), and the mean
-  squared distance between the RNN's and the encoder's m_t.
+  over the answers within reach of t in all sequences (NaN where none is), and the mean squared
+  distance between the RNN's and the encoder's m_t.
   """
   return _trace_ratios(*_trace_counts(cfg, params, batch), batch["x"].shape[0])
 
@@ -104,24 +127,20 @@ def _trace_ratios(enc_hits, rnn_hits, reach, squares, num: int):
 
 
 def _trace_counts(cfg: ml_collections.ConfigDict, params: dict, batch: dict):
-  """Per position t (T,): the encoder's and the RNN's hits on the last label, the sequences
-  whose last label is within reach, and the summed mean squared distance of the memories."""
+  """Per position t (T,): the encoder's and the RNN's hits on the answers within reach of t,
+  the number of those answers, and the summed mean squared distance of the memories."""
   models = build_models(cfg)
   x, y = batch["x"], batch["y"]
   T, tf = x.shape[1], cfg.model.teacher.Tf
   t = jnp.broadcast_to(jnp.arange(T), x.shape)
-  last = jnp.max(jnp.where(y >= 0, jnp.arange(T), -1), axis=1)  # (B,) j; -1 = no label
-  k = last[:, None] - t  # (B, T): index of y[j] in m_t's decoded future
-  reach = (last[:, None] >= 0) & (k >= 0) & (k < tf)
-  answer = jnp.take_along_axis(y, jnp.maximum(last, 0)[:, None], axis=1)  # (B, 1)
-  inputs, _ = futures(x, y, t, tf)
+  inputs, targets = futures(x, y, t, tf)  # targets (B, T, Tf): y[t + k], -1 = no answer
+  reach = targets >= 0
 
   def hits(m):  # (B, T, Z) -> (T,)
     logits = over_time(lambda mt, xf: models.decode(params, mt, xf))(m, inputs)  # (B, T, Tf, V)
-    at_k = jnp.take_along_axis(logits, jnp.clip(k, 0, tf - 1)[:, :, None, None], axis=2)[:, :, 0]
-    return ((jnp.argmax(at_k, -1) == answer) & reach).sum(0)
+    return ((jnp.argmax(logits, -1) == targets) & reach).sum((0, 2))
 
   enc = encoder_memories(models, params, x, t)
   rnn = rnn_memories(models, params, x, read_start(cfg))
   squares = jnp.sum(jnp.mean(jnp.square(rnn - enc), axis=2), axis=0)
-  return hits(enc), hits(rnn), reach.sum(0), squares
+  return hits(enc), hits(rnn), reach.sum((0, 2)), squares

@@ -130,6 +130,13 @@ def evaluate(eval_fn, params, dataset, cfg: ml_collections.ConfigDict, keys: Key
   return results
 
 
+def stop_reached(cfg: ml_collections.ConfigDict, results: dict) -> bool:
+  """Whether an evaluation's `results` reach train.stop_at_value in train.stop_at_metric (the
+  early stop at a stated accuracy; never when stop_at_metric is "")."""
+  metric = cfg.train.stop_at_metric
+  return bool(metric) and results[metric] >= cfg.train.stop_at_value
+
+
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
   """Trains cfg.method for cfg.train.num_steps, resuming from workdir's newest readable checkpoint,
   else from ckpt.init_from, else from scratch; returns the final eval metrics with "step" and
@@ -341,10 +348,13 @@ class _Run:
     if self.main and cfg.log.progress_every_s > 0 and not sys.stderr.isatty():
       lines = ProgressLog(name, total, start, cfg.log.progress_every_s)
     history, last_log, last_time, done = [], start, time.time(), start
-    results = None
+    results, reached = None, False
+    if cfg.train.stop_at_metric and 0 < start < total:  # Resumed: had it stopped early?
+      results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
+      reached = stop_reached(cfg, results)
     try:
       for step in range(start, total):
-        if self.stop:
+        if self.stop or reached:
           break
         state, metrics = step_fn(state, step)
         history.append(metrics)
@@ -371,7 +381,8 @@ class _Run:
           if any(not math.isfinite(v) for k, v in results.items() if k.endswith("loss")):
             raise _nonfinite(done, "the evaluation loss", ckpt)
           self.log(done, "eval", results)
-        if done % cfg.ckpt.every == 0 or done == total:
+          reached = stop_reached(cfg, results)
+        if done % cfg.ckpt.every == 0 or done == total or reached:
           self.save(done, state)
     finally:
       bar.close()
@@ -388,7 +399,7 @@ class _Run:
       )
     if results is None:  # Already finished: report without logging again.
       results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
-    step = max(start, total)
+    step = done if reached else max(start, total)
     if self.main and cfg.log.plot:
       plot_curves(self.workdir / "metrics.jsonl", self.workdir / "curves.png")
     if cfg.train.final_eval:

@@ -8,7 +8,7 @@ import jax
 import ml_collections
 
 from smt_jax.checkpointing import checkpoint_dir
-from smt_jax.data import TASK_NAMES, make_dataset
+from smt_jax.data import SYNTHETIC_NAMES, TASK_NAMES, make_dataset
 from smt_jax.errors import ConfigError
 from smt_jax.eval.config import image_pixels, resolve_eval
 from smt_jax.models import ENCODER_NAMES, GROUPS, UPDATER_NAMES
@@ -19,6 +19,7 @@ from smt_jax.train import tensorboard
 from smt_jax.train.optimizer import SCHEDULES
 
 DTYPES = ("float32", "bfloat16", "float64")
+STOP_METRICS = ("", "teacher_acc", "rnn_acc")  # train.stop_at_metric: evaluation accuracies.
 
 
 def _require(ok: bool, message: str) -> None:
@@ -113,6 +114,17 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
   )
 
 
+def _check_task_length(cfg: ml_collections.ConfigDict, dataset, lengths: list) -> None:
+  """A synthetic task's own length rule (`check_length`) at each (field, T) of `lengths`."""
+  if cfg.data.name not in SYNTHETIC_NAMES:
+    return
+  for field, T in lengths:
+    try:
+      dataset.check_length(T, field)
+    except ValueError as e:
+      raise ConfigError(f"{e}.") from e
+
+
 def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False) -> None:
   """Checks a whole run config before anything compiles; raises ConfigError naming the field.
 
@@ -127,6 +139,7 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     dataset = make_dataset(cfg.data, split="train")
   except (ValueError, FileNotFoundError) as e:
     raise ConfigError(str(e)) from e
+  _check_task_length(cfg, dataset, [("data.T", cfg.data.T)])
   _require(
     dataset.vocab_size == cfg.data.vocab_size,
     f"data.vocab_size={cfg.data.vocab_size} differs from the {cfg.data.name!r} dataset's "
@@ -153,6 +166,16 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     f"use a subset of {GROUPS} (or () for the method's default).",
   )
   _require(tr.num_steps >= 1, f"train.num_steps={tr.num_steps} must be >= 1.")
+  _require(
+    tr.stop_at_metric in STOP_METRICS
+    and (tr.stop_at_metric != "teacher_acc" or METHODS[cfg.method].has_teacher),
+    f'train.stop_at_metric={tr.stop_at_metric!r} must be one of {STOP_METRICS} ("" = no early '
+    f"stop; teacher_acc only for a method with a teacher, not {cfg.method!r}).",
+  )
+  _require(
+    0 < tr.stop_at_value <= 1,
+    f"train.stop_at_value={tr.stop_at_value} must be an accuracy in (0, 1].",
+  )
   _require(tr.batch_size >= 1, f"train.batch_size={tr.batch_size} must be >= 1.")
   _require(
     tr.grad_accum >= 1 and tr.batch_size % tr.grad_accum == 0,
@@ -188,7 +211,10 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     min(tr.eval_every, tr.eval_batches, tr.eval_batch_size) >= 1,
     "train.eval_every, train.eval_batches and train.eval_batch_size must be >= 1.",
   )
-  resolve_eval(cfg, image_pixels(dataset))
+  ev = resolve_eval(cfg, image_pixels(dataset))
+  if tr.final_eval:  # The final evaluation reads sequences of eval.T and eval.lengths.
+    lengths = [("eval.lengths", n) for n in ev.lengths] if "length" in ev.sections else []
+    _check_task_length(cfg, dataset, [("eval.T", ev.T), *lengths])
   _require(lg.every >= 1, f"log.every={lg.every} must be >= 1.")
   _require(
     lg.progress_every_s >= 0,

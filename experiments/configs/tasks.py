@@ -1,0 +1,99 @@
+"""Study 9 (experiments/repro/tasks.py): the paper's synthetic tasks at length, SMT -> DMT beside
+BPTT of the same RNN, every RNN read from x[0].
+
+  get_config("task=copy,T=64,quick=0"): task = one of VARIANTS, T = sequence length (default 32),
+  quick = 1 for the reduced `--quick` budgets.
+
+  python experiments/run.py --config=experiments/configs/tasks.py:task=stack,T=128 --workdir=DIR
+
+Variants (VARIANTS; the PyTorch original's where it has one):
+- copy: string copy, reversed as the original; the string fills the sequence (T / 2 symbols).
+- keys_values: associative recall with `<query>`, values over every symbol; as many pairs as fit
+  T (T / 4 - 1 pairs of 2 + 2 tokens), so the memory holds more pairs as T grows.
+- keys_values_disjoint: the original's variant: keys from the lower half of the symbols, values
+  from the upper half, the bare query key; pairs fill T likewise (V = 18: 8**2 = 64 distinct
+  keys for the 63 pairs of T = 256).
+- modular: in-context w * u + b mod 17 with w, b < int(0.2 * 17) = 3, no warmup (the original's).
+- stack: push / pop with the depth bound growing with T (T / 4), so pops reach far back.
+
+Settings follow repro_retrieval.py (measured there): the full-past streaming teacher (Tc = Tf = T);
+SMT every position -1..T-1 up to T = 64, 32 sampled positions beyond; DMT from m_empty over the
+whole sequence with gradients through the rollout (DMT_STAGE; lr DMT_LR_LONG from T = 128 on, as
+curriculum.py). The teacher trains until its held-out accuracy reaches TEACHER_TARGET or its cap
+(train.stop_at_metric; the study reports the updates it took). BPTT gets BPTT_FACTOR times the
+SMT cap and DMT updates (the study driver re-sizes it per updater by the project's budget rule).
+"""
+
+import ml_collections
+
+from experiments.configs import BPTT_FACTOR, parse_int_args, smt_dmt_bptt_stages
+from experiments.configs.curriculum import DMT_LR_LONG
+from smt_jax.config import base_config
+from smt_jax.errors import ConfigError
+
+# Variant -> (data.name, data.vocab_size, data.kwargs as a function of T, chance at an answer).
+VARIANTS = {
+  "copy": ("copy", 8, lambda T: {"reverse": True}, 1 / 6),
+  "keys_values": ("keys_values", 18, lambda T: {"n_pairs": 0}, 1 / 16),
+  "keys_values_disjoint": (
+    "keys_values",
+    18,
+    lambda T: {"n_pairs": 0, "disjoint": True},
+    1 / 8,
+  ),
+  "modular": ("modular", 17, lambda T: {"coef_frac": 0.2, "warmup_pairs": 0}, 1 / 17),
+  "stack": ("stack", 6, lambda T: {"depth": max(T // 4, 2), "p_push": 0.5}, 1 / 5),
+}
+TEACHER_TARGET = 0.95  # The teacher (SMT) stops at this held-out accuracy ...
+
+
+def teacher_cap(T: int) -> int:
+  """... or after this many SMT updates (repro_retrieval's budget: 400 at T = 32, 2400 T / 64)."""
+  return 400 if T <= 32 else 2400 * T // 64
+
+
+def parse_args(arg: str) -> dict:
+  """{"task", "T", "quick"} of get_config's argument "task=NAME,T=64,quick=1"."""
+  parts = [p for p in (arg or "").split(",") if p.strip()]
+  task = [p.partition("=")[2].strip() for p in parts if p.partition("=")[0].strip() == "task"]
+  if task and task[-1] not in VARIANTS:
+    raise ConfigError(f"config argument task={task[-1]!r} is unknown; use one of {list(VARIANTS)}.")
+  rest = ",".join(p for p in parts if p.partition("=")[0].strip() != "task")
+  return {"task": task[-1] if task else "copy", **parse_int_args(rest, {"T": 32, "quick": 0})}
+
+
+def get_config(arg: str = ""):
+  a = parse_args(arg)
+  T, quick = a["T"], a["quick"]
+  name, vocab, kwargs, _ = VARIANTS[a["task"]]
+  c = base_config()
+  c.data.name = name  # The task (VARIANTS).
+  c.data.vocab_size = vocab  # V (VARIANTS).
+  c.data.T = T  # Sequence length.
+  c.data.kwargs = ml_collections.ConfigDict(kwargs(T))  # The variant's knobs at T.
+  c.model.d_model = 32  # d.
+  c.model.num_heads = 2  # Heads.
+  c.model.mlp_ratio = 2  # MLP width 2d.
+  c.model.teacher.encoder = "stream"  # All memories of a sequence in one pass.
+  c.model.teacher.Tc = T  # The full past: m_t = E(x_0..x_t).
+  c.model.teacher.Tf = T  # Every later answer is within the decoder's future.
+  c.model.rnn.depth = 1  # Updater blocks.
+  c.model.rnn.hidden = 128  # Width of the MLP / GRU updaters.
+  c.smt.n_t = 0 if T <= 64 else 32  # Every position up to T = 64; 32 sampled ones beyond.
+  c.dmt.k = 1  # DMT from m_empty over the whole sequence regresses every rolled memory.
+  c.optim.lr = 3e-3  # Peak learning rate of SMT and BPTT (DMT: DMT_STAGE).
+  c.optim.warmup_steps = 20 if quick else 50  # Warmup.
+  c.train.eval_every = 50 if quick else 100  # Held-out evaluation (and the teacher's stop test).
+  c.log.every = 25  # Training metrics every 25 updates.
+  c.log.plot = False  # No per-run curves (the study plots).
+  c.ckpt.every = 50 if quick else 100  # Checkpoints.
+  c.ckpt.keep = 1  # Keep only the last.
+  c.eval.sections = ("read", "drift")  # Final evaluation when a study turns train.final_eval on.
+  c.eval.prefix = T // 2  # The extra column: the encoder reads the first half, then the RNN.
+  smt, dmt = (100, 50) if quick else (teacher_cap(T), 2000)  # SMT's cap, DMT's updates.
+  c.pipeline.order = ("smt", "dmt")  # The study chooses smt,dmt or bptt.
+  dmt_stage = {"optim": {"lr": DMT_LR_LONG}} if T >= 128 else None
+  c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, BPTT_FACTOR * (smt + dmt), dmt_stage)
+  c.pipeline.stages.smt.train.stop_at_metric = "teacher_acc"  # The teacher stops at ...
+  c.pipeline.stages.smt.train.stop_at_value = TEACHER_TARGET  # ... this accuracy, or its cap.
+  return c

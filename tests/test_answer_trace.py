@@ -1,0 +1,68 @@
+"""The answer trace (smt_jax.eval.measures.trace_answers) of any task's answer positions against
+a Python loop over one memory, one answer and one future at a time, on a tiny model."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from conftest import make_tiny_config, random_batch
+
+from smt_jax.eval.measures import last_label_only, trace_answers, trace_in_chunks
+from smt_jax.models import build_models, init_params
+
+
+def window_at(x, t, tc):
+  """The encoder window ending at t, left-padded with -1: (B, Tc)."""
+  lo = max(t - tc + 1, 0)
+  return jnp.concatenate(
+    [jnp.full((x.shape[0], tc - (t + 1 - lo)), -1, x.dtype), x[:, lo : t + 1]], axis=1
+  )
+
+
+def reference(cfg, models, params, x, y):
+  """(enc_acc, rnn_acc) per t: over every answer y[b, j] >= 0 with 0 <= j - t < Tf, whether the
+  decoder reading m_t (encoder's, or the RNN's from m_empty) and x[t+1 .. j] predicts it."""
+  T, tf, tc = x.shape[1], cfg.model.teacher.Tf, models.encoder_window
+  encode = jax.jit(models.encode)
+  step, decode = jax.jit(models.step), jax.jit(models.decode)
+  hits, count = np.zeros((2, T)), np.zeros(T)
+  empty = encode(params, jnp.full((1, tc), -1))
+  for b in range(len(x)):
+    m = empty
+    for t in range(T):
+      m = step(params, m, jnp.asarray(x[b : b + 1, t]))
+      enc = encode(params, window_at(jnp.asarray(x[b : b + 1]), t, tc))
+      future = [int(x[b, i]) if i < T else -1 for i in range(t + 1, t + tf)]
+      logits = [decode(params, mem, jnp.asarray([future]))[0] for mem in (enc, m)]
+      for j in range(t, min(t + tf, T)):
+        if y[b, j] >= 0:
+          count[t] += 1
+          for row in range(2):
+            hits[row, t] += int(np.argmax(logits[row][j - t])) == y[b, j]
+  with np.errstate(invalid="ignore"):
+    return np.where(count > 0, hits / count, np.nan)
+
+
+def test_answer_trace_matches_python_loop():
+  cfg = make_tiny_config(**{"model.rnn.updater": "gru"})
+  models = build_models(cfg)
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  T = cfg.data.T
+  batch = random_batch(jax.random.key(3), 6, T, cfg.data.vocab_size)
+  x = np.asarray(batch["x"])
+  y = np.full_like(x, -1)  # Several answers per row (labels = tokens of x), none at t = 0, 1.
+  for b in range(len(x)):
+    for j in (2 + b % 3, 5, 6 + b % 2):
+      y[b, j] = x[b, (3 * j + b) % T]
+  expected = reference(cfg, models, params, x, y)
+  whole = jax.jit(lambda p: trace_answers(cfg, p, {"x": batch["x"], "y": jnp.asarray(y)}))(params)
+  chunked = trace_in_chunks(cfg, params, {"x": batch["x"], "y": jnp.asarray(y)}, 4)  # 4 + 2
+  for enc_acc, rnn_acc, _ in (whole, chunked):
+    np.testing.assert_allclose(enc_acc, expected[0], atol=1e-6)
+    np.testing.assert_allclose(rnn_acc, expected[1], atol=1e-6)
+  assert np.nansum(expected) > 0  # The check has teeth: some answers are decoded.
+
+
+def test_last_label_only_keeps_each_rows_last_answer():
+  y = np.array([[-1, 3, -1, 4, -1], [-1, -1, -1, -1, -1], [2, -1, -1, -1, 5]])
+  expected = np.array([[-1, -1, -1, 4, -1], [-1] * 5, [-1, -1, -1, -1, 5]])
+  np.testing.assert_array_equal(last_label_only(jnp.asarray(y)), expected)

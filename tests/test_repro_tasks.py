@@ -1,0 +1,108 @@
+"""Study 9's driver (experiments/repro/tasks.py): its run list and its report on fake results."""
+
+import json
+
+import pytest
+
+from experiments.configs import tasks as task_configs
+from experiments.repro import reporting, runner, tasks
+
+pytestmark = pytest.mark.integration  # Study tests: the second tier.
+
+
+def test_run_list_covers_every_task_T_and_method():
+  runs = tasks.runs(quick=False, seeds=0)
+  assert len(runs) == 5 * 4 * 5 and len({r.name for r in runs}) == len(runs)
+  cells = {(r.tags["task"], r.tags["T"], r.tags["updater"], r.tags["method"]) for r in runs}
+  for variant in ("copy", "keys_values", "keys_values_disjoint", "modular", "stack"):
+    for T in (32, 64, 128, 256):
+      for updater in ("transformer", "mlp"):
+        assert (variant, T, updater, "SMT→DMT") in cells and (variant, T, updater, "BPTT") in cells
+      assert (variant, T, "gru", "BPTT") in cells
+  for run in runs:
+    cfg = runner.run_config(run)
+    assert cfg.model.rnn.updater == run.tags["updater"] and not cfg.train.final_eval
+    stages = cfg.pipeline.stages
+    if run.tags["method"] == "BPTT":
+      assert list(cfg.pipeline.order) == ["bptt"]
+      budget = stages.smt.train.num_steps + stages.dmt.train.num_steps  # The teacher's cap.
+      factor = tasks.bptt_factor(run.tags["updater"], run.tags["T"])
+      assert stages.bptt.train.num_steps == factor * budget
+    else:
+      assert list(cfg.pipeline.order) == ["smt", "dmt"]
+      assert stages.smt.train.stop_at_metric == "teacher_acc"
+
+
+def test_configs_set_each_variants_task_at_T():
+  for T in (32, 256):
+    c = runner.load_config(f"tasks.py:task=stack,T={T}")
+    assert (c.data.name, c.data.T, c.data.kwargs.depth) == ("stack", T, T // 4)
+    c = runner.load_config(f"tasks.py:task=keys_values_disjoint,T={T}")
+    assert c.data.kwargs.disjoint and c.data.kwargs.n_pairs == 0
+  c = runner.load_config("tasks.py:task=modular,T=64")
+  assert int(c.data.kwargs.coef_frac * c.data.vocab_size) == 3  # w, b < 0.2 * 17.
+  assert runner.load_config("tasks.py:task=copy").data.kwargs.reverse
+  with pytest.raises(Exception, match="task='nope' is unknown"):
+    runner.load_config("tasks.py:task=nope")
+
+
+def test_quick_runs_validate():
+  for run in tasks.runs(quick=True, seeds=0)[:5]:  # One task: every method at T = 16.
+    runner.validate_run(run)
+
+
+def fake(tmp_path, task, T, updater, method, acc, teacher=None, teacher_steps=None):
+  name = f"{task}_T{T}_{updater}_{method}"
+  workdir = tmp_path / name
+  stages = {}
+  if method == "SMT→DMT":
+    (workdir / "smt").mkdir(parents=True)
+    rows = [{"step": s, "split": "eval"} for s in range(100, teacher_steps + 1, 100)]
+    (workdir / "smt" / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
+    (workdir / "dmt").mkdir()
+    trace = {"t": list(range(4)), "enc_acc": [None, 1.0, 0.9, 0.7], "rnn_acc": [0.1, 0.2, 0.5, 0.3]}
+    (workdir / "dmt" / "trace.json").write_text(json.dumps({**trace, "drift": [0, 1, 2, 3]}))
+    stages["smt"] = {"method": "smt", "teacher_acc": teacher, "wall_s": 10.0, "steps": 400}
+    stages["dmt"] = {"method": "dmt", "rnn_acc": acc, "wall_s": 10.0, "steps": 200}
+  else:
+    stages["bptt"] = {"method": "bptt", "rnn_acc": acc, "wall_s": 30.0, "steps": 4800}
+  tags = {"task": task, "T": T, "updater": updater, "method": method}
+  return {"run": {"name": name, "tags": tags, "seed": 0}, "stages": stages, "workdir": str(workdir)}
+
+
+def test_report_on_fake_results(tmp_path):
+  results = []
+  # copy: SMT→DMT of both updaters at 0.9 of a 0.98 teacher and above BPTT at 128 and 256; at 256
+  # the MLP's falls below 0.9 of its teacher. BPTT of the transformer is within 0.1 of chance
+  # (1/6) from T = 128 on, the MLP's never.
+  for T, smt, mlp_smt, bptt in ((128, 0.9, 0.9, 0.2), (256, 0.89, 0.8, 0.15)):
+    results += [
+      fake(tmp_path, "copy", T, "transformer", "SMT→DMT", smt, 0.98, 300),
+      fake(tmp_path, "copy", T, "mlp", "SMT→DMT", mlp_smt, 0.98, 400),
+      fake(tmp_path, "copy", T, "transformer", "BPTT", bptt),
+      fake(tmp_path, "copy", T, "mlp", "BPTT", 0.5),
+      fake(tmp_path, "copy", T, "gru", "BPTT", 1.0),
+    ]
+  # stack at 128: BPTT of the MLP ahead, so the claim fails there.
+  results += [
+    fake(tmp_path, "stack", 128, "transformer", "SMT→DMT", 0.9, 0.95, 200),
+    fake(tmp_path, "stack", 128, "mlp", "SMT→DMT", 0.6, 0.95, 200),
+    fake(tmp_path, "stack", 128, "transformer", "BPTT", 0.5),
+    fake(tmp_path, "stack", 128, "mlp", "BPTT", 0.7),
+  ]
+  rep = reporting.Report(tasks.STUDY, tmp_path, quick=False)
+  text = tasks.report(results, rep)
+  assert rep.plots == ["tasks_copy.png", "tasks_stack.png"]
+  assert all((tmp_path / f).is_file() for f in rep.plots)
+  # 0.89 >= 0.9 * 0.98 = 0.882 and above BPTT (0.15): the transformer holds at 256.
+  assert "transformer: SMT→DMT ≥ 0.9 of its teacher and above BPTT up to T = 256" in text
+  assert "BPTT within 0.1 of chance from T = 128" in text
+  assert "mlp: SMT→DMT ≥ 0.9 of its teacher and above BPTT up to T = 128" in text
+  assert "BPTT within 0.1 of chance from T = none measured" in text
+  assert "BPTT of the GRU: [1.00, 1.00]" in text
+  assert "copy: holds; keys_values: not measured" in text and "stack: fails" in text
+  assert "It holds on 1 of these 4 tasks" in text and "not met here." in text
+  assert "| transformer | SMT→DMT | 128 | — | 0.900 | 0.980 | 300 | 600 | 20 |" in text
+  # The answer trace's means over t >= T/2 of the fake trace (t = 2, 3).
+  assert "| mlp | 128 | 0.800 | 0.400 | 2.000 | 3.000 |" in text
+  assert task_configs.TEACHER_TARGET == 0.95 and "0.95 or its cap" in text
