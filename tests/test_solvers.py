@@ -5,10 +5,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import random_batch
 
+from smt_jax.errors import ConfigError
+from smt_jax.eval.read import rnn_read_stats, summarize
 from smt_jax.models import UPDATER_NAMES, build_models, init_params
-from smt_jax.objectives import solvers
+from smt_jax.objectives import bptt, dmt, solvers
 from smt_jax.objectives.rollout import rollout
+from smt_jax.train.validate import validate_model
 
 SOLVE = {"deer": solvers.deer_rollout, "quasi_deer": solvers.quasi_deer_rollout}
 
@@ -202,3 +206,40 @@ def test_lyapunov_exponent_of_maps_with_known_exponents():
   zeros = jnp.zeros((300, 2))
   got = solvers.lyapunov_exponent(squash, m0, zeros, jax.random.PRNGKey(4), burn_in=100)
   np.testing.assert_allclose(got, np.log(0.7), atol=1e-3)
+
+
+def test_objectives_and_the_eval_read_dispatch_on_the_configured_solver(tiny_config):
+  """bptt.solver / dmt.solver / eval.solver = a Newton solver: the same loss, gradients and read
+  stats as the scan, plus the solver's metrics."""
+  base = {"newton.tol": 1e-6, "newton.max_iters": 8, "model.rnn.updater": "elman"}
+  batch = random_batch(jax.random.PRNGKey(1), 2, 8, 7)
+  rng = jax.random.PRNGKey(2)
+  for objective, field, solver in (
+    (bptt.bptt_loss, "bptt", "deer"),
+    (dmt.dmt_loss, "dmt", "quasi_deer"),
+  ):
+    results = {}
+    for s in ("scan", solver):
+      cfg = tiny_config(**base, **{f"{field}.solver": s})
+      params = init_params(cfg, jax.random.PRNGKey(0))
+      grad_fn = jax.jit(jax.grad(lambda p: objective(p, batch, rng, cfg), has_aux=True))
+      results[s] = grad_fn(params)
+    (g_ref, m_ref), (g, m) = results["scan"], results[solver]
+    assert float(m["solver_converged"]) == 1.0 and "solver_iters" not in m_ref
+    np.testing.assert_allclose(m["loss"], m_ref["loss"], rtol=1e-5, err_msg=field)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+      np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4, err_msg=field)
+  cfg = tiny_config(**base)
+  models, params = build_models(cfg), init_params(cfg, jax.random.PRNGKey(0))
+  ref = summarize(rnn_read_stats(models, params, batch, 0))
+  got = summarize(rnn_read_stats(models, params, batch, 0, "deer", cfg.newton))
+  assert got["solver_unconverged"] == 0 and 1 <= got["solver_iters_mean"] <= 8
+  np.testing.assert_allclose(got["loss"], ref["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+  "field, value", [("dmt.solver", "newton"), ("eval.solver", "DEER"), ("newton.tol", 0.0)]
+)
+def test_bad_solver_settings_are_config_errors(tiny_config, field, value):
+  with pytest.raises(ConfigError, match=field):
+    validate_model(tiny_config(**{field: value}))
