@@ -165,6 +165,16 @@ def test_a_chaotic_map_with_a_low_cap_reports_non_convergence_and_can_fall_back(
     np.testing.assert_allclose(traj, ref, atol=1e-6)
 
 
+def test_a_diverged_iterate_never_reads_as_converged():
+  """All-NaN, partly-inf and finite differences against a NumPy reference (NaN when any entry
+  is not finite); a large all-NaN array is where a fast max reduction would return -inf."""
+  a = jnp.zeros((128, 2, 128))
+  assert np.isnan(float(solvers.max_residual(a, jnp.full_like(a, jnp.nan))))
+  assert np.isnan(float(solvers.max_residual(a, a.at[5, 1, 7].set(jnp.inf))))
+  b = jax.random.normal(jax.random.PRNGKey(0), a.shape)
+  np.testing.assert_allclose(solvers.max_residual(a, b), np.max(np.abs(np.asarray(b))))
+
+
 def test_rollout_with_dispatches_and_reports_metrics():
   w, f = tanh_rnn(0.5)
   xs = jax.random.randint(jax.random.PRNGKey(2), (8, 2), 0, 5)

@@ -31,7 +31,7 @@ class Diagnostics(NamedTuple):
   """How a parallel solve ended (no gradient flows through these)."""
 
   iterations: jax.Array  # int32: Newton updates applied.
-  residual: jax.Array  # float32: max_t |M_t - f(M_{t-1}, x_t)| of the returned trajectory.
+  residual: jax.Array  # float32: max_t |M_t - f(M_{t-1}, x_t)| of the last Newton iterate.
   converged: jax.Array  # bool: residual <= tol (False on NaN / inf).
   fell_back: jax.Array  # bool: not converged, and the `lax.scan` result was returned instead.
 
@@ -98,6 +98,13 @@ def linear_recurrence(a: jax.Array, b: jax.Array, diagonal: bool) -> jax.Array:
   return jax.lax.associative_scan(combine, (a, b))[1]
 
 
+def max_residual(traj: jax.Array, values: jax.Array) -> jax.Array:
+  """max |traj - values| as float32, NaN unless every entry is finite: a diverged iterate must
+  never read as converged (XLA's CPU max reduction can skip NaNs and return -inf)."""
+  diff = jnp.abs(traj - values)
+  return jnp.where(jnp.all(jnp.isfinite(diff)), jnp.max(diff), jnp.nan).astype(jnp.float32)
+
+
 def newton_solve(fn: Callable, m0: jax.Array, length: int, settings: Settings):
   """Solves M_t = fn(P)_t, P = (m0, M_0 .. M_{L-2}), by (quasi-)Newton from M = m0 everywhere.
 
@@ -110,9 +117,6 @@ def newton_solve(fn: Callable, m0: jax.Array, length: int, settings: Settings):
   shift = lambda traj: jnp.concatenate([m0[None], traj[:-1]], axis=0)
   scale = 1.0 / (1.0 + settings.damping)
 
-  def residual(traj, values):
-    return jnp.max(jnp.abs(traj - values)).astype(jnp.float32)
-
   def body(state):
     traj, _, k, _ = state
     prev = shift(traj)
@@ -124,7 +128,7 @@ def newton_solve(fn: Callable, m0: jax.Array, length: int, settings: Settings):
       offset = values - jnp.einsum("...ij,...j->...i", jac, prev)
     new = linear_recurrence(jac, offset.at[0].set(values[0]), settings.diagonal)  # P_0 = m0
     new_values = fn(shift(new))
-    return new, new_values, k + 1, residual(new, new_values)
+    return new, new_values, k + 1, max_residual(new, new_values)
 
   def cond(state):
     _, _, k, res = state
@@ -132,7 +136,7 @@ def newton_solve(fn: Callable, m0: jax.Array, length: int, settings: Settings):
 
   traj = jnp.broadcast_to(m0, (length, *m0.shape))
   values = fn(shift(traj))
-  init = (traj, values, jnp.int32(0), residual(traj, values))
+  init = (traj, values, jnp.int32(0), max_residual(traj, values))
   traj, _, iters, res = jax.lax.while_loop(cond, body, init)
   return traj, iters, res
 
