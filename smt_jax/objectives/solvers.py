@@ -189,8 +189,10 @@ def solve(
   """The rollout of `rollout.rollout` (same arguments and (L, B, Z) result) by (quasi-)Newton.
 
   Differentiable in m0, xs and whatever step_fn closes over (the parameters) by the implicit
-  adjoint of `_solve_bwd`, not by unrolling the iterations. fallback: when not converged, return
-  the `lax.scan` rollout instead (Diagnostics.fell_back says so); otherwise the last iterate.
+  adjoint of `_solve_bwd`, not by unrolling the iterations: exact at a converged solve (an
+  unconverged iterate gets the adjoint of its own Jacobians). fallback: when not converged,
+  return the `lax.scan` rollout and its gradients instead (Diagnostics.fell_back says so);
+  otherwise the last iterate.
   """
   length, batch = jax.tree.leaves(xs)[0].shape[:2]
   flat_xs = jax.tree.map(lambda a: a.reshape(length * batch, *a.shape[2:]), xs)
