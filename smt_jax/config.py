@@ -112,6 +112,7 @@ def base_config() -> ml_collections.ConfigDict:
   #                              encoder memory), as the original; False: steps 1..Td.
   c.dmt.coef_dec = 0.0  # Weight of the decoder CE on the target memories (original: 1).
   c.dmt.coef_unif = 0.0  # Weight of the target memories' whole-vector uniformity (original: 0.01).
+  c.dmt.solver = "scan"  # How the rollout is solved: scan | deer | quasi_deer (see c.newton).
 
   c.bptt = ml_collections.ConfigDict()
   c.bptt.remat = True  # jax.checkpoint each scanned step: recompute instead of storing. Less
@@ -119,6 +120,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.bptt.start = "init"  # Memory before x[0]: init = the updater's initial memory (zeros, the
   #                        paper's); empty = m_empty of a trained encoder (ckpt.init_from an SMT /
   #                        DMT run: BPTT fine-tuning of the SMT -> DMT RNN, read from m_empty).
+  c.bptt.solver = "scan"  # How the rollout is solved: scan | deer | quasi_deer (see c.newton).
+
+  c.newton = ml_collections.ConfigDict()  # Parallel-in-time rollouts (dmt / bptt / eval.solver
+  #   deer or quasi_deer, smt_jax.objectives.solvers): Newton iterations, each a linear recurrence
+  #   solved by an associative scan; the metrics report solver_iters and solver_converged.
+  c.newton.max_iters = 64  # Cap on Newton iterations (T always suffices: the sweep property).
+  c.newton.tol = 1e-4  # Converged when max_t |m_t - f(m_{t-1}, x_t)| <= tol (memory units).
+  c.newton.damping = 0.0  # >= 0: Jacobians scaled by 1 / (1 + damping) (stabilises chaotic runs).
+  c.newton.chunk = 0  # Jacobian columns computed at once (bounds memory); 0 = all Z.
+  c.newton.fallback = False  # Not converged: use the lax.scan rollout instead (solver_fell_back).
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-3  # Peak learning rate of AdamW.
@@ -192,6 +203,7 @@ def base_config() -> ml_collections.ConfigDict:
   #                          rounded up so that prompt + samples are whole images).
   c.eval.temperature = 1.0  # Sampling temperature; 0 = greedy.
   c.eval.top_k = 0  # Sample among the k most likely tokens; 0 = all.
+  c.eval.solver = "scan"  # How the RNN's teacher-forced reads are solved: scan | deer | quasi_deer.
 
   c.pipeline = ml_collections.ConfigDict()
   c.pipeline.order = ()  # Stages run one after another into workdir/STAGE, e.g. ("smt", "dmt");

@@ -10,7 +10,7 @@ import pytest
 from conftest import CompiledModels, make_tiny_config, random_batch
 
 from smt_jax.models import init_params, mem_size
-from smt_jax.objectives import bptt, dmt, smt
+from smt_jax.objectives import bptt, dmt, smt, solvers
 from smt_jax.objectives.rollout import rollout
 
 ATOL, RTOL = 2e-5, 2e-4
@@ -377,7 +377,7 @@ def test_dmt_stop_gradient_cuts_the_rollout(monkeypatch, backprop):
     def perturbed(original, step_fn, m0, xs, **kw):
       return original(lambda m, inp: step_fn(m, inp[0]) + inp[1], m0, (xs, eps), **kw)
 
-    _with_perturbed(monkeypatch, dmt, "rollout", perturbed)
+    _with_perturbed(monkeypatch, solvers, "rollout", perturbed)  # dmt rolls out by solvers
     return dmt.dmt_loss(params, batch, jax.random.key(0), cfg)[0]
 
   grads = np.abs(jax.grad(loss_of)(jnp.zeros((5, 2, mem_size(cfg))))).max(axis=(1, 2))

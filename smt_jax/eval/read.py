@@ -10,12 +10,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from smt_jax.models import Models
-from smt_jax.objectives.rollout import rollout
+from smt_jax.objectives.solvers import rollout_with
 from smt_jax.objectives.windows import encoder_memories, over_time
 
 
 def rnn_memories(models: Models, params: dict, x: jax.Array, prefix: int | None) -> jax.Array:
-  """Memories of the RNN reading x, teacher-forced.
+  """Memories of the RNN reading x, teacher-forced (`rnn_rollout` by `lax.scan`)."""
+  return rnn_rollout(models, params, x, prefix)[0]
+
+
+def rnn_rollout(
+  models: Models, params: dict, x: jax.Array, prefix: int | None, solver: str = "scan", newton=None
+) -> tuple[jax.Array, dict]:
+  """Memories of the RNN reading x, teacher-forced, and the solver's metrics.
 
   Args:
     x: (B, T) tokens.
@@ -23,8 +30,10 @@ def rnn_memories(models: Models, params: dict, x: jax.Array, prefix: int | None)
       reading x[0 ..]. 0: from m_empty, the encoder's memory of the empty past (SMT / DMT's
       start), reading x[0 ..]. p >= 1: from the encoder's memory of the window ending at p - 1,
       reading x[p ..].
+    solver, newton: how the read is solved (`solvers.rollout_with`; cfg.eval.solver, cfg.newton).
   Returns:
-    (B, T - max(p - 1, 0), Z): the memories at positions max(p - 1, 0) .. T - 1.
+    (B, T - max(p - 1, 0), Z): the memories at positions max(p - 1, 0) .. T - 1; the metrics of
+    `rollout_with` ({} for the scan).
   """
   step = lambda m, xt: models.step(params, m, xt)
   if not prefix:
@@ -34,8 +43,9 @@ def rnn_memories(models: Models, params: dict, x: jax.Array, prefix: int | None)
     start = jnp.full((x.shape[0], 1), prefix - 1)
     m0 = encoder_memories(models, params, x, start)[:, 0]
     inputs = x[:, prefix:]
-  mems = jnp.swapaxes(rollout(step, m0, inputs.T), 0, 1)
-  return mems if not prefix else jnp.concatenate([m0[:, None], mems], axis=1)
+  mems, metrics = rollout_with(solver, step, m0, inputs.T, newton=newton)
+  mems = jnp.swapaxes(mems, 0, 1)
+  return (mems if not prefix else jnp.concatenate([m0[:, None], mems], axis=1)), metrics
 
 
 def position_stats(logits: jax.Array, labels: jax.Array) -> dict:
@@ -58,17 +68,25 @@ def position_stats(logits: jax.Array, labels: jax.Array) -> dict:
   }
 
 
-def rnn_read_stats(models: Models, params: dict, batch: dict, prefix: int | None) -> dict:
+def rnn_read_stats(
+  models: Models, params: dict, batch: dict, prefix: int | None, solver: str = "scan", newton=None
+) -> dict:
   """`position_stats` of the RNN's readout over all T positions of batch {"x", "y"} (B, T).
 
   The RNN starts as in `rnn_memories(prefix)`; positions before max(prefix - 1, 0) count no
-  labels (the encoder, not the RNN, covered them).
+  labels (the encoder, not the RNN, covered them). With a Newton solver the stats also count
+  "solver_reads" (1), "solver_unconverged" (0 / 1) and "solver_iters", which add up over batches.
   """
-  mems = rnn_memories(models, params, batch["x"], prefix)
+  mems, metrics = rnn_rollout(models, params, batch["x"], prefix, solver, newton)
   skipped = batch["y"].shape[1] - mems.shape[1]
   logits = over_time(lambda m: models.read(params, m))(mems)
   stats = position_stats(logits, batch["y"][:, skipped:])
-  return {name: jnp.pad(value, (skipped, 0)) for name, value in stats.items()}
+  stats = {name: jnp.pad(value, (skipped, 0)) for name, value in stats.items()}
+  if metrics:
+    stats["solver_reads"] = jnp.float32(1)
+    stats["solver_unconverged"] = 1 - metrics["solver_converged"]
+    stats["solver_iters"] = metrics["solver_iters"]
+  return stats
 
 
 def teacher_read_stats(models: Models, params: dict, batch: dict, chunk: int = 0) -> dict:
@@ -105,16 +123,21 @@ def add_stats(a: dict | None, b: dict) -> dict:
 
 def summarize(stats: dict) -> dict:
   """Stats -> {"loss", "acc" (floats over all labels), "loss_per_position",
-  "acc_per_position" (NumPy (T,), NaN where nothing is labelled), "num_labels" (int)}."""
+  "acc_per_position" (NumPy (T,), NaN where nothing is labelled), "num_labels" (int)}, plus
+  "solver_unconverged" (reads) and "solver_iters_mean" for reads by a Newton solver."""
   loss_sum, hits, count = (np.asarray(stats[k], np.float64) for k in ("loss_sum", "hits", "count"))
   total = max(count.sum(), 1.0)
   with np.errstate(invalid="ignore", divide="ignore"):
     per_loss = np.where(count > 0, loss_sum / count, np.nan)
     per_acc = np.where(count > 0, hits / count, np.nan)
-  return {
+  out = {
     "loss": float(loss_sum.sum() / total),
     "acc": float(hits.sum() / total),
     "loss_per_position": per_loss,
     "acc_per_position": per_acc,
     "num_labels": int(count.sum()),
   }
+  if "solver_reads" in stats:  # A Newton solver read: how many reads did not converge.
+    out["solver_unconverged"] = int(stats["solver_unconverged"])
+    out["solver_iters_mean"] = float(stats["solver_iters"] / stats["solver_reads"])
+  return out

@@ -5,7 +5,7 @@ import ml_collections
 
 from smt_jax.models import build_models
 from smt_jax.objectives import losses
-from smt_jax.objectives.rollout import rollout
+from smt_jax.objectives.solvers import rollout_with
 
 BPTT_STARTS = ("init", "empty")  # cfg.bptt.start: the updater's initial memory, or m_empty.
 
@@ -24,7 +24,9 @@ def bptt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Con
   x, y = batch["x"], batch["y"]
   start = models.empty_memory if cfg.bptt.start == "empty" else models.initial_memory
   m0 = start(params, x.shape[0])
-  mems = rollout(lambda m, xt: models.step(params, m, xt), m0, x.T, remat=cfg.bptt.remat)
+  step, b = (lambda m, xt: models.step(params, m, xt)), cfg.bptt
+  mems, solver_metrics = rollout_with(b.solver, step, m0, x.T, remat=b.remat, newton=cfg.newton)
   logits = jax.vmap(lambda m: models.read(params, m))(mems)  # (T, B, V)
   loss, num_labels = losses.masked_cross_entropy(logits, y.T)
-  return loss, {"loss": loss, "acc": losses.masked_accuracy(logits, y.T), "num_labels": num_labels}
+  acc = losses.masked_accuracy(logits, y.T)
+  return loss, {"loss": loss, "acc": acc, "num_labels": num_labels, **solver_metrics}

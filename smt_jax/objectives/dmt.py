@@ -8,8 +8,9 @@ import numpy as np
 
 from smt_jax.models import build_models
 from smt_jax.objectives import losses
-from smt_jax.objectives.rollout import regrow, rollout
+from smt_jax.objectives.rollout import regrow
 from smt_jax.objectives.smt import uniformity_of
+from smt_jax.objectives.solvers import rollout_with
 from smt_jax.objectives.windows import encoder_memories, futures, memories_at, over_time
 
 
@@ -63,8 +64,13 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   step = lambda p: lambda m, xt: models.step(p, m, xt)
   bp = d.backprop_through_rollout  # Else the rollout runs without gradients and `regrow` gives
   #                                  the supervised memories theirs (one update each).
-  rolled = rollout(
-    step(params if bp else jax.lax.stop_gradient(params)), m_start, inputs.T, remat=d.remat and bp
+  rolled, solver_metrics = rollout_with(
+    d.solver,
+    step(params if bp else jax.lax.stop_gradient(params)),
+    m_start,
+    inputs.T,
+    remat=d.remat and bp,
+    newton=cfg.newton,
   )
   chain = jnp.concatenate([m_start[:, None], jnp.swapaxes(rolled, 0, 1)], axis=1)  # steps 0..
   predicted = chain[:, supervised] if bp else regrow(step(params), chain, inputs, supervised)
@@ -93,4 +99,5 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
     "drift_last": errors[-1],
     "num_labels": num_labels,
     **extra,
+    **solver_metrics,
   }

@@ -161,9 +161,10 @@ def make_eval_fn(cfg: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Ca
   def eval_fn(params, batch, rng):
     _, metrics = objective(params, batch, rng, cfg)
     rnn_params = readout_from_decoder(params) if copy_decoder else params
-    stats = {"rnn": rnn_read_stats(models, rnn_params, batch, read_start(cfg))}
+    solve = dict(solver=cfg.eval.solver, newton=cfg.newton)
+    stats = {"rnn": rnn_read_stats(models, rnn_params, batch, read_start(cfg), **solve)}
     if method.has_teacher:
-      stats["rnn_enc"] = rnn_read_stats(models, rnn_params, batch, prefix)
+      stats["rnn_enc"] = rnn_read_stats(models, rnn_params, batch, prefix, **solve)
       stats["teacher"] = teacher_read_stats(models, params, batch)
     return metrics, stats
 

@@ -14,6 +14,7 @@ from smt_jax.eval.config import image_pixels, resolve_eval
 from smt_jax.models import ENCODER_NAMES, GROUPS, UPDATER_NAMES
 from smt_jax.objectives import METHODS
 from smt_jax.objectives.bptt import BPTT_STARTS
+from smt_jax.objectives.solvers import SOLVERS
 from smt_jax.parallel import mesh_shape
 from smt_jax.train import tensorboard
 from smt_jax.train.optimizer import SCHEDULES
@@ -106,6 +107,13 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
     cfg.bptt.start in BPTT_STARTS,
     f"bptt.start={cfg.bptt.start!r} is unknown; use one of {BPTT_STARTS}.",
   )
+  for field, value in (("dmt", d.solver), ("bptt", cfg.bptt.solver), ("eval", cfg.eval.solver)):
+    _require(value in SOLVERS, f"{field}.solver={value!r} is unknown; use one of {SOLVERS}.")
+  n = cfg.newton
+  _require(n.max_iters >= 1, f"newton.max_iters={n.max_iters} must be >= 1.")
+  _require(n.tol > 0, f"newton.tol={n.tol} must be > 0 (a residual in memory units).")
+  _require(n.damping >= 0, f"newton.damping={n.damping} must be >= 0 (0 = plain Newton).")
+  _require(n.chunk >= 0, f"newton.chunk={n.chunk} must be >= 0 (0 = all Jacobian columns).")
   _require(
     not r.readout_from_decoder or r.readout_depth == t.decoder_depth,
     f"model.rnn.readout_from_decoder copies the decoder into the readout, so "
