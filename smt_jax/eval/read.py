@@ -26,16 +26,29 @@ def rnn_memories(models: Models, params: dict, x: jax.Array, prefix: int | None)
   Returns:
     (B, T - max(p - 1, 0), Z): the memories at positions max(p - 1, 0) .. T - 1.
   """
-  step = lambda m, xt: models.step(params, m, xt)
   if not prefix:
     start = models.initial_memory if prefix is None else models.empty_memory
-    m0, inputs = start(params, x.shape[0]), x
-  else:
-    start = jnp.full((x.shape[0], 1), prefix - 1)
-    m0 = encoder_memories(models, params, x, start)[:, 0]
-    inputs = x[:, prefix:]
-  mems = jnp.swapaxes(rollout(step, m0, inputs.T), 0, 1)
-  return mems if not prefix else jnp.concatenate([m0[:, None], mems], axis=1)
+    return memories_from(models, params, start(params, x.shape[0]), x)
+  start = jnp.full((x.shape[0], 1), prefix - 1)
+  m0 = encoder_memories(models, params, x, start)[:, 0]
+  mems = memories_from(models, params, m0, x[:, prefix:])
+  return jnp.concatenate([m0[:, None], mems], axis=1)
+
+
+def memories_from(models: Models, params: dict, m0: jax.Array, x: jax.Array) -> jax.Array:
+  """Memories (B, L, Z) of the RNN (params' updater) reading x (B, L) teacher-forced from m0
+  (B, Z): the memory after each token."""
+  step = lambda m, xt: models.step(params, m, xt)
+  return jnp.swapaxes(rollout(step, m0, x.T), 0, 1)
+
+
+def read_stats_from(models: Models, params: dict, m0: jax.Array, batch: dict) -> dict:
+  """`position_stats` of the RNN (params' updater and readout) reading batch {"x", "y"} (B, T)
+  from the memory m0 (B, Z): all it needs of a trained run is those two groups and its start."""
+  logits = over_time(lambda m: models.read(params, m))(
+    memories_from(models, params, m0, batch["x"])
+  )
+  return position_stats(logits, batch["y"])
 
 
 def position_stats(logits: jax.Array, labels: jax.Array) -> dict:
@@ -105,7 +118,8 @@ def add_stats(a: dict | None, b: dict) -> dict:
 
 def summarize(stats: dict) -> dict:
   """Stats -> {"loss", "acc" (floats over all labels), "loss_per_position",
-  "acc_per_position" (NumPy (T,), NaN where nothing is labelled), "num_labels" (int)}."""
+  "acc_per_position" (NumPy (T,), NaN where nothing is labelled), "num_labels", "num_hits"
+  (ints: labels scored and those read right)}."""
   loss_sum, hits, count = (np.asarray(stats[k], np.float64) for k in ("loss_sum", "hits", "count"))
   total = max(count.sum(), 1.0)
   with np.errstate(invalid="ignore", divide="ignore"):
@@ -117,4 +131,5 @@ def summarize(stats: dict) -> dict:
     "loss_per_position": per_loss,
     "acc_per_position": per_acc,
     "num_labels": int(count.sum()),
+    "num_hits": int(hits.sum()),
   }
