@@ -134,6 +134,7 @@ def test_pipeline_row_reports_the_test_split_with_intervals(trained):
   cfg_off.train.final_eval = False  # No final evaluation: the validation numbers, labelled so.
   fallback = pipeline.stage_row("smt", cfg_off, final, workdir)
   assert fallback["split"] == "val" and fallback["rnn_acc"] == final["rnn_acc"]
+  assert fallback["num_sequences"] == 4 and "rnn_acc_interval" not in fallback
 
 
 def test_remeasure_reproduces_the_final_read_and_draws_fresh_sequences(trained, capsys):

@@ -29,6 +29,7 @@ TABLE_COLUMNS = (
   "teacher_acc",
   "updates",
   "wall_s",
+  "split",
   "num_sequences",
   "workdir",
 )
@@ -96,8 +97,9 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
 def stage_row(stage: str, run: ml_collections.ConfigDict, final: dict, workdir: pathlib.Path):
   """The summary row of a finished stage: its read accuracies and loss from the final
   evaluation's test split (workdir/eval.json, with "*_interval" 95 % intervals and
-  "num_sequences"; "split": "test"), or, without one (train.final_eval off, no read section,
-  a process other than 0), from the last validation evaluation in `final` ("split": "val")."""
+  "num_sequences"; "split": "test"), or, without one (train.final_eval off, or no eval.json with
+  a read section, as on processes other than 0), from the last validation evaluation in `final`
+  ("split": "val")."""
   row = {
     "stage": stage,
     "method": run.method,
@@ -110,6 +112,7 @@ def stage_row(stage: str, run: ml_collections.ConfigDict, final: dict, workdir: 
     "updates": run.train.num_steps,
     "wall_s": final["wall_s"],
     "split": "val",
+    "num_sequences": run.train.eval_batch_size * run.train.eval_batches,
     "workdir": str(workdir),
   }
   path = workdir / "eval.json"
@@ -128,8 +131,8 @@ def stage_row(stage: str, run: ml_collections.ConfigDict, final: dict, workdir: 
 def format_table(rows: list[dict]) -> str:
   """A plain-text table of pipeline rows: accuracy and loss of the RNN's read from x[0]
   (rnn_read_from), its accuracy after an encoder prefix (enc_prefix, rnn_acc_enc), the
-  teacher's, each as "acc [lo, hi]" where the row has a 95 % interval, the test sequences they
-  were read on, and each stage's budget (updates, wall_s)."""
+  teacher's, each as "acc [lo, hi]" where the row has a 95 % interval, each stage's budget
+  (updates, wall_s), and the split and number of sequences the accuracies were read on."""
   fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
   cell = lambda r, c: (
     format_acc(r.get(c), r.get(f"{c}_interval")) if c in INTERVAL_OF else fmt(r.get(c))
