@@ -60,6 +60,9 @@ def body(fv: flags.FlagValues) -> int:
       "eval.batch_size)."
     )
   cfg = load_run_config(str(workdir))
+  if cfg.pipeline.order:
+    stages = ", ".join(str(workdir / s) for s in cfg.pipeline.order)
+    raise ConfigError(f"--workdir={workdir} is a pipeline's folder; name one stage: {stages}.")
   seed = cfg.eval.seed if fv["seed"].value is None else fv["seed"].value
   params, step = load_params(workdir)
   rnn, m_start = rnn_alone(cfg, params)

@@ -153,6 +153,9 @@ def test_remeasure_reproduces_the_final_read_and_draws_fresh_sequences(trained, 
   assert fresh["seed"] == 7 and fresh["loss"] != pytest.approx(rnn["loss"])
 
 
-def test_remeasure_refuses_a_folder_without_a_run(tmp_path, capsys):
+def test_remeasure_refuses_a_folder_without_a_run_and_a_pipeline_folder(tmp_path, capsys):
   assert remeasure.main(["remeasure.py", f"--workdir={tmp_path}"]) == 1
   assert "has no config.json" in capsys.readouterr().err
+  (tmp_path / "config.json").write_text(json.dumps({"pipeline": {"order": ["smt", "dmt"]}}))
+  assert remeasure.main(["remeasure.py", f"--workdir={tmp_path}"]) == 1
+  assert f"name one stage: {tmp_path / 'smt'}, {tmp_path / 'dmt'}" in capsys.readouterr().err
