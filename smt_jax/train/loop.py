@@ -113,9 +113,10 @@ def abstract_state(cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh):
 
 
 def evaluate(eval_fn, params, dataset, cfg: ml_collections.ConfigDict, keys: Keys, mesh) -> dict:
-  """Scalar metrics over cfg.train.eval_batches fixed held-out batches (the same every call, on
-  every process, split over `mesh`): the objective's metrics (averaged) and
-  "{rnn,teacher}_{loss,acc}" over all labelled tokens."""
+  """Scalar metrics over cfg.train.eval_batches fixed batches of `dataset` (the trainer passes
+  its "val" split: the same batches every call, on every process, split over `mesh`): the
+  objective's metrics (averaged) and "{rnn,teacher}_{loss,acc}" over all labelled tokens.
+  These guide choices; reported accuracies come from the final evaluation's test split."""
   history, totals = [], {}
   for i in range(cfg.train.eval_batches):
     batch = batch_for_step(dataset, keys.eval_data, i, cfg.train.eval_batch_size, cfg.data.T)
@@ -141,7 +142,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
   """Trains cfg.method for cfg.train.num_steps, resuming from workdir's newest readable checkpoint,
   else from ckpt.init_from, else from scratch; returns the final eval metrics with "step" and
   "wall_s": the run's wall-clock seconds since step 0, summed over the calls that trained it
-  (train rows log it as "elapsed_s"), plus this call's.
+  (train rows log it as "elapsed_s"), plus this call's. The eval metrics are those of the
+  validation split; the final evaluation (train.final_eval) writes the test split's to
+  workdir/eval.json.
 
   The workdir is locked for the call. Nothing in it changes until the checkpoint is restored and
   matches the config; config.json is rewritten (atomically) only with the first checkpoint this
@@ -244,7 +247,7 @@ def _train(cfg, workdir: pathlib.Path, stop, start_time: float) -> dict:
     )
 
   keys = Keys.from_seed(cfg.seed)
-  train_data, test_data = make_dataset(cfg.data, "train"), make_dataset(cfg.data, "test")
+  train_data, val_data = make_dataset(cfg.data, "train"), make_dataset(cfg.data, "val")
   tx = make_optimizer(cfg)
   mesh = parallel.make_mesh(cfg.mesh)
   total = cfg.train.num_steps
@@ -293,7 +296,7 @@ def _train(cfg, workdir: pathlib.Path, stop, start_time: float) -> dict:
     earlier = [r["elapsed_s"] for r in rows if r["step"] <= start and "elapsed_s" in r]
     start_time -= earlier[-1] if earlier else 0.0
     run = _Run(cfg, workdir, stop, ckpt, writer, tb, keys, mesh, config_pending, start_time)
-    results = run.train(state, start, train_data, test_data, tx)
+    results = run.train(state, start, train_data, val_data, tx)
   except BaseException:
     with contextlib.suppress(Exception):
       ckpt.close()
@@ -330,7 +333,7 @@ class _Run:
       self.config_pending = False
     self.ckpt.save(step, state.params, state.opt_state)
 
-  def train(self, state: TrainState, start: int, train_data, test_data, tx) -> dict:
+  def train(self, state: TrainState, start: int, train_data, val_data, tx) -> dict:
     cfg, keys, mesh, ckpt = self.cfg, self.keys, self.mesh, self.ckpt
     step_fn = training_step_fn(cfg, tx, keys, mesh, state, train_data)
     eval_fn = make_eval_fn(cfg, mesh)
@@ -350,7 +353,7 @@ class _Run:
     history, last_log, last_time, done = [], start, time.time(), start
     results, reached = None, False
     if cfg.train.stop_at_metric and 0 < start < total:  # Resumed: had it stopped early?
-      results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
+      results = evaluate(eval_fn, state.params, val_data, cfg, keys, mesh)
       reached = stop_reached(cfg, results)
     try:
       for step in range(start, total):
@@ -377,7 +380,7 @@ class _Run:
           bad = first_nonfinite(jax.device_get(history), last_log)  # Steps not yet logged.
           if bad is not None:
             raise _nonfinite(bad, "the loss or gradient norm", ckpt)
-          results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
+          results = evaluate(eval_fn, state.params, val_data, cfg, keys, mesh)
           if any(not math.isfinite(v) for k, v in results.items() if k.endswith("loss")):
             raise _nonfinite(done, "the evaluation loss", ckpt)
           self.log(done, "eval", results)
@@ -398,7 +401,7 @@ class _Run:
         self.stop.signum,
       )
     if results is None:  # Already finished: report without logging again.
-      results = evaluate(eval_fn, state.params, test_data, cfg, keys, mesh)
+      results = evaluate(eval_fn, state.params, val_data, cfg, keys, mesh)
     step = done if reached else max(start, total)
     if self.main and cfg.log.plot:
       plot_curves(self.workdir / "metrics.jsonl", self.workdir / "curves.png")

@@ -14,6 +14,7 @@ import ml_collections
 
 from smt_jax.config import strict
 from smt_jax.errors import ConfigError
+from smt_jax.eval.measures import format_acc
 from smt_jax.objectives import encoder_prefix, read_start
 from smt_jax.train.loop import train_and_evaluate
 from smt_jax.train.validate import validate
@@ -29,8 +30,11 @@ TABLE_COLUMNS = (
   "teacher_acc",
   "updates",
   "wall_s",
+  "split",
+  "num_sequences",
   "workdir",
 )
+INTERVAL_OF = {"rnn_acc": "rnn", "rnn_acc_enc": "rnn_enc", "teacher_acc": "teacher"}
 
 
 def stage_names(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -125,7 +129,7 @@ def resolve_stages(
 
 def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> list[dict]:
   """Runs every stage into workdir/STAGE (each resumable); writes workdir/config.json and
-  workdir/summary.json; returns one row per stage with the TABLE_COLUMNS."""
+  workdir/summary.json; returns one row per stage with the TABLE_COLUMNS (`stage_row`)."""
   workdir = pathlib.Path(workdir)
   configs = resolve_stages(cfg, workdir)
   main = jax.process_index() == 0  # Every process trains; process 0 alone writes files.
@@ -135,32 +139,56 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
   rows = []
   for s, run in configs.items():
     final = train_and_evaluate(run, workdir / s)
-    rows.append(
-      {
-        "stage": s,
-        "method": run.method,
-        "rnn_read_from": read_start_name(run),
-        "rnn_acc": final["rnn_acc"],
-        "rnn_loss": final["rnn_loss"],
-        "enc_prefix": f"enc[:{encoder_prefix(run)}]" if "rnn_enc_acc" in final else None,
-        "rnn_acc_enc": final.get("rnn_enc_acc"),
-        "teacher_acc": final.get("teacher_acc"),
-        "updates": run.train.num_steps,
-        "wall_s": final["wall_s"],
-        "workdir": str(workdir / s),
-      }
-    )
+    rows.append(stage_row(s, run, final, workdir / s))
   if main:
     (workdir / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
   return rows
 
 
+def stage_row(stage: str, run: ml_collections.ConfigDict, final: dict, workdir: pathlib.Path):
+  """The summary row of a finished stage: its read accuracies and loss from the final
+  evaluation's test split (workdir/eval.json, with "*_interval" 95 % intervals and
+  "num_sequences"; "split": "test"), or, without one (train.final_eval off, or no eval.json with
+  a read section, as on processes other than 0), from the last validation evaluation in `final`
+  ("split": "val")."""
+  row = {
+    "stage": stage,
+    "method": run.method,
+    "rnn_read_from": read_start_name(run),
+    "rnn_acc": final["rnn_acc"],
+    "rnn_loss": final["rnn_loss"],
+    "enc_prefix": f"enc[:{encoder_prefix(run)}]" if "rnn_enc_acc" in final else None,
+    "rnn_acc_enc": final.get("rnn_enc_acc"),
+    "teacher_acc": final.get("teacher_acc"),
+    "updates": run.train.num_steps,
+    "wall_s": final["wall_s"],
+    "split": "val",
+    "num_sequences": run.train.eval_batch_size * run.train.eval_batches,
+    "workdir": str(workdir),
+  }
+  path = workdir / "eval.json"
+  read = json.loads(path.read_text()).get("read") if path.is_file() else None
+  if not run.train.final_eval or not read or "roles" not in read:
+    return row
+  row.update(split="test", rnn_loss=read["curves"][read["roles"]["rnn"]]["loss"])
+  for column, role in INTERVAL_OF.items():
+    if role in read["roles"]:
+      curve = read["curves"][read["roles"][role]]
+      row.update({column: curve["acc"], f"{column}_interval": curve["acc_interval"]})
+      row["num_sequences"] = curve["num_sequences"]
+  return row
+
+
 def format_table(rows: list[dict]) -> str:
   """A plain-text table of pipeline rows: accuracy and loss of the RNN's read from x[0]
   (rnn_read_from), its accuracy after an encoder prefix (enc_prefix, rnn_acc_enc), the
-  teacher's, and each stage's budget (updates, wall_s)."""
+  teacher's, each as "acc [lo, hi]" where the row has a 95 % interval, each stage's budget
+  (updates, wall_s), and the split and number of sequences the accuracies were read on."""
   fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-  cells = [list(TABLE_COLUMNS)] + [[fmt(r.get(c)) for c in TABLE_COLUMNS] for r in rows]
+  cell = lambda r, c: (
+    format_acc(r.get(c), r.get(f"{c}_interval")) if c in INTERVAL_OF else fmt(r.get(c))
+  )
+  cells = [list(TABLE_COLUMNS)] + [[cell(r, c) for c in TABLE_COLUMNS] for r in rows]
   widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]
   return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 
