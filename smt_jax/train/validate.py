@@ -102,6 +102,11 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
   td = d.Td or T - 1 - start
   _require(1 <= d.k <= td, f"dmt.k={d.k} must be in [1, dmt.Td = {td}].")
   _require(
+    d.grad_steps >= 0,
+    f"dmt.grad_steps={d.grad_steps} must be >= 0 (0 = through the whole rollout, g >= 1 = at "
+    "most g updates).",
+  )
+  _require(
     cfg.bptt.start in BPTT_STARTS,
     f"bptt.start={cfg.bptt.start!r} is unknown; use one of {BPTT_STARTS}.",
   )
