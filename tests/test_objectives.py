@@ -487,3 +487,17 @@ def test_saved_backprop_flag_reads_as_grad_steps(tmp_path, saved, expected):
   cfg = load_run_config(str(tmp_path))
   assert cfg.dmt.grad_steps == expected and cfg.dmt.k == 1
   assert cfg.pipeline.stages.dmt.dmt.to_dict() == {"grad_steps": expected, "k": 1}
+
+
+def test_the_replaced_backprop_flag_is_refused():
+  """A config that still sets dmt.backprop_through_rollout (an unlocked copy: a script written
+  before dmt.grad_steps) fails validation instead of silently running the whole rollout."""
+  import ml_collections
+
+  from smt_jax.errors import ConfigError
+  from smt_jax.train.validate import validate_model
+
+  cfg = ml_collections.ConfigDict(make_tiny_config(method="dmt").to_dict())
+  cfg.dmt.backprop_through_rollout = False
+  with pytest.raises(ConfigError, match="dmt.grad_steps=0 for True"):
+    validate_model(cfg)

@@ -102,6 +102,11 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
   td = d.Td or T - 1 - start
   _require(1 <= d.k <= td, f"dmt.k={d.k} must be in [1, dmt.Td = {td}].")
   _require(
+    "backprop_through_rollout" not in d,
+    "dmt.backprop_through_rollout was replaced by dmt.grad_steps: set dmt.grad_steps=0 for "
+    "True (the whole rollout), 1 for False (a stop-gradient before every update).",
+  )
+  _require(
     d.grad_steps >= 0,
     f"dmt.grad_steps={d.grad_steps} must be >= 0 (0 = through the whole rollout, g >= 1 = at "
     "most g updates).",
