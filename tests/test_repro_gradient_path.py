@@ -86,6 +86,6 @@ def test_report_on_fake_results(tmp_path):
   assert "T = 64: shortest path reaching ≥ 0.9 from x[0]: 4 updates (k4)" in text
   assert "| 64 | rs16 | 16 | 0.920 | 0.100 | 2000 | 108 | 9.0 |" in text
   assert "| 64 | k1 | 1 | 0.160 |" in text and "| 64 | k64 | 64 | 1.000 |" in text
-  assert "| 64 | k1 | 0.500 | 0.500 |" in text  # Diagnosis: the needle trace's columns.
+  assert "| 64 | k1 | 0.500 | 0.500 | 0.500 |" in text  # Diagnosis: the needle trace's columns.
   results = [r for r in results if r["run"]["tags"]["variant"] in ("k1", "k2")]
   assert "none of the finished variants" in gradient_path.report(results, rep)

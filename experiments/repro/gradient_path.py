@@ -190,7 +190,7 @@ def diagnosis(cells: dict) -> str:
     at = {r: i for i, r in enumerate(tr["offset"])}
     rows.append(
       [T, variant]
-      + [fmt(tr["step_acc"][at[0]])]
+      + [fmt(tr["enc_acc"][at[0]]), fmt(tr["step_acc"][at[0]])]
       + [fmt(tr["rnn_acc"][at[r]]) for r in (0, 1, T // 4, T // 2 - 1)]
       + [fmt(tr["step_err_needle"]), fmt(tr["step_err_elsewhere"]), fmt(tr["drift"][at[0]])]
     )
@@ -198,6 +198,7 @@ def diagnosis(cells: dict) -> str:
     [
       "T",
       "variant",
+      "encoder at the needle",
       "one update from enc, at the needle",
       "RNN at the needle",
       "RNN +1",
@@ -214,8 +215,9 @@ def diagnosis(cells: dict) -> str:
     "token after the first marker, at 0.4T-0.5T): the teacher's decoder predicts the answer from "
     "a memory at the needle + r, reading the true tokens after it (the query included, not the "
     "needle): from the RNN's own memory after reading x[0 .. needle + r] from m_empty ('RNN'), "
-    "and from one update of the encoder's memory just before the needle by the needle ('one "
-    "update from enc': can the updater write the needle when handed the teacher's memory?). The "
+    "from the encoder's own memory there ('encoder': what the targets hold), and from one "
+    "update of the encoder's memory just before the needle by the needle ('one update from "
+    "enc': can the updater write the needle when handed the teacher's memory?). The "
     "write MSE is that update's squared distance to the encoder's memory at the needle, against "
     "the same one-step error at every other position; drift is the RNN's distance there. "
     f"Chance is 1/7.\n\n{table}\n"
@@ -254,8 +256,8 @@ def study(Ts: tuple, teacher_out: str, extra: dict):
   return runner.Study(
     name="gradient_path",
     title="Study 10: how short can DMT's gradient path be? (retrieval, read from x[0])",
-    claim="SMT assigns credit with one-update gradient paths; DMT then only corrects drift, so a "
-    "short gradient path through the rollout should suffice to store the needle from x[0].",
+    claim="DMT corrects drift once SMT's one-update gradient paths have assigned credit, so a "
+    "short gradient path through DMT's rollout should suffice to store the needle from x[0].",
     runs=lambda quick, seeds: make_runs(Ts, quick, teacher_out, extra),
     report=report,
   )
