@@ -103,11 +103,13 @@ def base_config() -> ml_collections.ConfigDict:
   #                             is then ignored; needs Td >= 1).
   c.dmt.coef_dyn = 1.0  # Weight of the rollout MSE.
   c.dmt.coef_readout = 1.0  # Weight of the readout cross-entropy on rolled memories.
-  c.dmt.backprop_through_rollout = True  # True: gradients flow through the whole rollout;
-  #                     False: a stop-gradient on the memory before each update. From m_empty only
-  #                     True learns to store (docs/results.md).
+  c.dmt.grad_steps = 0  # Updates a gradient runs back through the rollout: 0 = all of them;
+  #                     g >= 1 = block truncation, a stop-gradient on the memory entering updates
+  #                     1, g + 1, 2g + 1, .. (each target's path is 1 .. g updates; the cost stays
+  #                     one rollout, where a sliding window of g costs g); 1 = before every update.
+  #                     From m_empty with 1 DMT does not learn to store (docs/results.md).
   c.dmt.remat = False  # jax.checkpoint each rollout step: recompute instead of storing (with
-  #                     backprop_through_rollout; without, the rollout keeps no activations).
+  #                     grad_steps != 1; with 1 the rollout keeps no activations).
   c.dmt.include_start = False  # Readout and MSE over rollout steps 0..Td-1 (step 0 = the start's
   #                              encoder memory), as the original; False: steps 1..Td.
   c.dmt.coef_dec = 0.0  # Weight of the decoder CE on the target memories (original: 1).
@@ -230,4 +232,15 @@ def strict(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for part in dotted.split("."):
       group = group[part]
     group.unlock()
+  return out
+
+
+def upgrade_saved(saved: dict) -> dict:
+  """A saved config (config.json as a dict) in today's schema: the bool
+  dmt.backprop_through_rollout that dmt.grad_steps replaced becomes grad_steps 0 (True: the whole
+  rollout) or 1 (False: a stop-gradient before every update), wherever a group holds it (the dmt
+  group, pipeline stages)."""
+  out = {k: upgrade_saved(v) if isinstance(v, dict) else v for k, v in saved.items()}
+  if "backprop_through_rollout" in out:
+    out["grad_steps"] = 0 if out.pop("backprop_through_rollout") else 1
   return out

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import make_tiny_config, random_batch
 
+from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
 from smt_jax.eval import (
   drift_stats,
@@ -18,7 +19,12 @@ from smt_jax.eval import (
   teacher_read_stats,
   write_samples,
 )
-from smt_jax.eval.measures import trace_in_chunks, trace_last_label
+from smt_jax.eval.measures import (
+  needle_positions,
+  trace_in_chunks,
+  trace_last_label,
+  trace_needle,
+)
 from smt_jax.models import build_models, init_params
 from smt_jax.objectives.windows import encoder_memories
 
@@ -258,3 +264,63 @@ def test_trace_of_the_last_label_matches_python_loop(setup):
     np.testing.assert_allclose(rnn_acc, expected[1], atol=1e-6)
     np.testing.assert_allclose(got_drift, drift, rtol=1e-4, atol=1e-7)
   assert np.nansum(expected) > 0 and np.isnan(expected).any()  # The check has teeth.
+
+
+def test_needle_trace_matches_python_loop(setup):
+  """trace_needle against one memory at a time: at t = source + r, the encoder's m_t, the RNN's
+  m_t (from m_empty), and one update of the encoder's m_{t-1} (m_empty at t = 0) by x[t]."""
+  cfg, models, params, ref = setup
+  T, tf, tc = cfg.data.T, cfg.model.teacher.Tf, models.encoder_window
+  batch = random_batch(jax.random.key(9), 6, T, cfg.data.vocab_size)
+  x = np.asarray(batch["x"])
+  y = np.full_like(x, -1)
+  y[:, T - 1] = x[:, 2]  # The last label asks for x[2], or (row 5) none.
+  y[5] = -1
+  source, offsets = np.array([2, 0, 5, 7, 3, 1]), np.arange(-3, 4)
+  names = ("enc", "rnn", "step")
+  hits, reach = np.zeros((3, offsets.size)), np.zeros(offsets.size)
+  mse, count = np.zeros((2, offsets.size)), np.zeros(offsets.size)
+  empty = ref.encode(params, jnp.full((1, tc), -1))
+  for b in range(len(x)):
+    row = jnp.asarray(x[b : b + 1])
+    rnn, m = [], empty
+    for t in range(T):
+      m = ref.step(params, m, row[:, t])
+      rnn.append(m)
+    for i, r in enumerate(offsets):
+      t = source[b] + r
+      if not 0 <= t < T:
+        continue
+      enc = ref.encode(params, window_at(row, t, tc))
+      stepped = ref.step(params, ref.encode(params, window_at(row, t - 1, tc)), row[:, t])
+      count[i] += 1
+      mse[:, i] += [float(jnp.mean((rnn[t] - enc) ** 2)), float(jnp.mean((stepped - enc) ** 2))]
+      if y[b, T - 1] >= 0 and T - 1 - t < tf:
+        future = [int(x[b, j]) if j < T else -1 for j in range(t + 1, t + tf)]
+        reach[i] += 1
+        for n, mem in enumerate((enc, rnn[t], stepped)):
+          logits = ref.decode(params, mem, jnp.asarray([future]))[0, T - 1 - t]
+          hits[n, i] += int(np.argmax(logits)) == y[b, T - 1]
+  got = jax.jit(
+    lambda p: trace_needle(cfg, p, {"x": batch["x"], "y": jnp.asarray(y)}, source, offsets)
+  )(params)
+  with np.errstate(invalid="ignore"):
+    for n, name in enumerate(names):
+      expected = np.where(reach > 0, hits[n] / reach, np.nan)
+      np.testing.assert_allclose(got[f"{name}_acc"], expected, atol=1e-6)
+    np.testing.assert_allclose(got["drift"], mse[0] / count, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got["step_err"], mse[1] / count, rtol=1e-4, atol=1e-7)
+  assert np.isnan(got["rnn_acc"]).any() and np.nansum(hits) > 0  # Unreachable and hit offsets.
+
+
+def test_needle_positions_of_retrieval():
+  cfg = make_tiny_config(**{"data.name": "retrieval", "data.T": 12})
+  batch = make_dataset(cfg.data, "test").sample(jax.random.key(0), 64, 12)
+  x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+  q = np.asarray(needle_positions(cfg, batch["x"]))
+  mark = cfg.data.vocab_size - 1  # The first special token is the top of the vocabulary.
+  for b in range(64):  # The needle follows the first marker and is the answer.
+    assert x[b, q[b] - 1] == mark and not np.any(x[b, : q[b] - 1] == mark)
+    assert y[b, -1] == x[b, q[b]]
+  with pytest.raises(ConfigError, match="data.name"):
+    needle_positions(make_tiny_config(**{"data.name": "copy"}), x)

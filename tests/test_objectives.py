@@ -10,8 +10,8 @@ import pytest
 from conftest import CompiledModels, make_tiny_config, random_batch
 
 from smt_jax.models import init_params, mem_size
-from smt_jax.objectives import bptt, dmt, smt, solvers
-from smt_jax.objectives.rollout import rollout
+from smt_jax.objectives import bptt, dmt, gradient_path_length, smt, solvers
+from smt_jax.objectives.rollout import regrow, rollout
 
 ATOL, RTOL = 2e-5, 2e-4
 
@@ -100,7 +100,7 @@ def loop_dmt_loss(params, batch, cfg):
   for b in range(x.shape[0]):
     m = enc(b, s)  # s = -1: the all-padding window, m_empty.
     for j in range(1, td + 1):
-      if not d.backprop_through_rollout:
+      if d.grad_steps and (j - 1) % d.grad_steps == 0:  # Block truncation (1: every update).
         m = jax.lax.stop_gradient(m)
       m = models.step(params, m[None], jnp.array([int(x[b, s + j])]))[0]
       if j % d.k == 0:
@@ -241,22 +241,33 @@ def test_bptt_matches_python_loop(updater, start):
 
 
 @pytest.mark.parametrize(
-  "backprop, start, td, teacher",
+  "grad_steps, start, td, teacher",
   [
-    (False, 1, 5, {}),
+    (1, 1, 5, {}),
     # A start inside the sequence and the gradient through the rollout: each in another case
     # (slow: CI time).
-    pytest.param(True, 1, 5, {}, marks=pytest.mark.slow),
-    (False, -1, 0, {}),
-    (True, -1, 0, {}),
-    (True, -1, 0, {"model.teacher.encoder": "stream"}),
-    (False, 1, 5, {"model.teacher.encoder": "stream"}),
+    pytest.param(0, 1, 5, {}, marks=pytest.mark.slow),
+    (1, -1, 0, {}),
+    (0, -1, 0, {}),
+    (0, -1, 0, {"model.teacher.encoder": "stream"}),
+    (1, 1, 5, {"model.teacher.encoder": "stream"}),
     # Targets at -1, 1, 3, 5, 7: windows of 2, 2, 4, 8, 8 tokens (classes 8, 4, 2).
-    (False, -1, 0, {"model.teacher.buckets": 3}),
+    (1, -1, 0, {"model.teacher.buckets": 3}),
+    # Block truncation: stop-gradients before updates 1, 4, 7 (paths of 1 .. 3 updates).
+    (3, -1, 0, {}),
   ],
-  ids=["detach", "bp", "empty-detach", "empty-bp", "empty-bp-stream", "detach-stream", "buckets"],
+  ids=[
+    "detach",
+    "bp",
+    "empty-detach",
+    "empty-bp",
+    "empty-bp-stream",
+    "detach-stream",
+    "buckets",
+    "empty-truncated",
+  ],
 )
-def test_dmt_matches_python_loop(backprop, start, td, teacher):
+def test_dmt_matches_python_loop(grad_steps, start, td, teacher):
   """start -1, Td 0: the rollout starts at m_empty and reads the whole sequence x[0..T-1]. The
   stream encoder has one block here, so its m_t is the encoder applied to its own window."""
   cfg = make_tiny_config(
@@ -264,7 +275,7 @@ def test_dmt_matches_python_loop(backprop, start, td, teacher):
       "method": "dmt",
       "dmt.start": start,
       "dmt.Td": td,
-      "dmt.backprop_through_rollout": backprop,
+      "dmt.grad_steps": grad_steps,
       "dmt.coef_dyn": 2.0,
       "model.teacher.Tc": 8,
       "model.teacher.Tf": 8,
@@ -359,15 +370,15 @@ def test_smt_dynamics_loss_couples_only_adjacent_memories(monkeypatch):
       ), (s, u, coupling)
 
 
-@pytest.mark.parametrize("backprop", [False, True])
-def test_dmt_stop_gradient_cuts_the_rollout(monkeypatch, backprop):
+@pytest.mark.parametrize("grad_steps", [0, 1, 2, 3])
+def test_dmt_stop_gradient_cuts_the_rollout(monkeypatch, grad_steps):
   cfg = make_tiny_config(
     **{
       "dmt.Td": 5,
       "dmt.k": 5,
       "dmt.start": 0,
       "dmt.coef_readout": 0.0,
-      "dmt.backprop_through_rollout": backprop,
+      "dmt.grad_steps": grad_steps,
     }
   )
   params = init_params(cfg, jax.random.key(0))
@@ -381,10 +392,13 @@ def test_dmt_stop_gradient_cuts_the_rollout(monkeypatch, backprop):
     return dmt.dmt_loss(params, batch, jax.random.key(0), cfg)[0]
 
   grads = np.abs(jax.grad(loss_of)(jnp.zeros((5, 2, mem_size(cfg))))).max(axis=(1, 2))
-  if backprop:  # The supervised memory itself, and two updates back.
-    assert grads[4] > 1e-6 and grads[2] > 1e-6
-  else:  # The supervised memory is regrown from its detached predecessor, off the rollout.
-    assert np.all(grads == 0.0)
+  # The one target is the memory after update 5. Its path reaches eps[j] (after update j + 1)
+  # when no stop-gradient sits before updates j + 2 .. 5: stop-gradients before updates
+  # 1, g + 1, .. leave update 5 in the block that starts at update 4 (g = 3) or 5 (g = 2).
+  reached = {0: range(5), 1: (), 2: (4,), 3: (3, 4)}[grad_steps]
+  for j in range(5):
+    # g = 1: the supervised memory is regrown from its detached predecessor, off the rollout.
+    assert (grads[j] > 1e-6) if j in reached else (grads[j] == 0.0), (j, grads)
 
 
 def test_rollout_is_the_python_recurrence():
@@ -398,3 +412,92 @@ def test_rollout_is_the_python_recurrence():
     np.testing.assert_allclose(
       rollout(step, jnp.ones((3, 4)), xs, remat=remat), jnp.stack(expected), rtol=1e-6
     )
+
+
+def _dmt_grads(cfg, batch):
+  params = init_params(cfg, jax.random.key(0))
+  loss = lambda p: dmt.dmt_loss(p, batch, jax.random.key(3), cfg)[0]
+  return jax.jit(jax.grad(loss))(params)
+
+
+def test_dmt_truncation_to_the_whole_rollout_is_full_backprop():
+  """grad_steps = Td (and beyond) cuts only before update 1, where m_start is already fixed."""
+  base = {"method": "dmt", "dmt.start": -1, "dmt.Td": 0, "dmt.k": 1}
+  batch = random_batch(jax.random.key(5), 2, 8, 7, label_every=1)
+  full = _dmt_grads(make_tiny_config(**base, **{"dmt.grad_steps": 0}), batch)
+  for g in (8, 20):  # Td = T = 8 from m_empty.
+    _assert_trees_close(_dmt_grads(make_tiny_config(**base, **{"dmt.grad_steps": g}), batch), full)
+
+
+def test_truncated_rollout_of_one_step_is_regrow():
+  """Block truncation with g = 1 inside the scan gives the gradients of the per-step
+  stop-gradient's rollout-without-gradients plus `regrow`."""
+  w = jax.random.normal(jax.random.key(0), (4, 4)) * 0.5
+  step = lambda w: lambda m, x: jnp.tanh(m @ w + x[:, None])
+  xs = jax.random.normal(jax.random.key(1), (3, 6))  # (B, L)
+  m0 = jnp.ones((3, 4))
+  steps = np.array([2, 3, 6])
+  target = jax.random.normal(jax.random.key(2), (3, steps.size, 4))
+
+  def chain_of(rolled):
+    return jnp.concatenate([m0[:, None], jnp.swapaxes(rolled, 0, 1)], axis=1)
+
+  def truncated(w, g=1):
+    chain = chain_of(rollout(step(w), m0, xs.T, truncate=g))
+    return jnp.sum(jnp.square(chain[:, steps] - target))
+
+  def regrown(w):
+    chain = chain_of(rollout(step(jax.lax.stop_gradient(w)), m0, xs.T))
+    return jnp.sum(jnp.square(regrow(step(w), chain, xs, steps) - target))
+
+  np.testing.assert_allclose(jax.grad(truncated)(w), jax.grad(regrown)(w), rtol=1e-5, atol=1e-6)
+  full = jax.grad(lambda w: truncated(w, g=0))(w)  # The check can fail: the paths differ.
+  assert not np.allclose(full, jax.grad(regrown)(w), rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+  "overrides, expected",
+  [
+    ({"method": "smt"}, 1),
+    ({"method": "bptt"}, 8),
+    ({"method": "dmt", "dmt.Td": 0, "dmt.start": -1}, 8),  # From m_empty: all T tokens.
+    ({"method": "dmt", "dmt.Td": 0, "dmt.start": 2}, 5),  # x[3 .. 7].
+    ({"method": "dmt", "dmt.Td": 0, "dmt.grad_steps": 3}, 3),
+    ({"method": "dmt", "dmt.Td": 0, "dmt.grad_steps": 1}, 1),
+    ({"method": "dmt", "dmt.Td": 4, "dmt.grad_steps": 20}, 4),  # Beyond Td: the whole rollout.
+    ({"method": "dmt", "dmt.Td": 4, "dmt.random_start": True}, 4),
+    # The original's alignment: Td memories from m_s itself, so Td - 1 updates.
+    ({"method": "dmt", "dmt.Td": 4, "dmt.start": 2, "dmt.include_start": True}, 3),
+  ],
+)
+def test_gradient_path_length(overrides, expected):
+  assert gradient_path_length(make_tiny_config(**overrides), 8) == expected
+
+
+@pytest.mark.parametrize("saved, expected", [(True, 0), (False, 1)])
+def test_saved_backprop_flag_reads_as_grad_steps(tmp_path, saved, expected):
+  """A config.json written before dmt.grad_steps (with the bool it replaced) still loads."""
+  import json
+
+  from smt_jax.eval.suite import load_run_config
+
+  stage = {"dmt": {"backprop_through_rollout": saved, "k": 1}}
+  config = {**stage, "pipeline": {"stages": {"dmt": stage}}}
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  cfg = load_run_config(str(tmp_path))
+  assert cfg.dmt.grad_steps == expected and cfg.dmt.k == 1
+  assert cfg.pipeline.stages.dmt.dmt.to_dict() == {"grad_steps": expected, "k": 1}
+
+
+def test_the_replaced_backprop_flag_is_refused():
+  """A config that still sets dmt.backprop_through_rollout (an unlocked copy: a script written
+  before dmt.grad_steps) fails validation instead of silently running the whole rollout."""
+  import ml_collections
+
+  from smt_jax.errors import ConfigError
+  from smt_jax.train.validate import validate_model
+
+  cfg = ml_collections.ConfigDict(make_tiny_config(method="dmt").to_dict())
+  cfg.dmt.backprop_through_rollout = False
+  with pytest.raises(ConfigError, match="dmt.grad_steps=0 for True"):
+    validate_model(cfg)

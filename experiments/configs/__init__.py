@@ -28,7 +28,7 @@ BPTT_FACTOR = 8
 
 DMT_STAGE = {  # The DMT stage's own fields in smt_dmt_bptt_stages (measured, docs/results.md).
   "optim": {"lr": 3e-3, "warmup_steps": 50, "schedule": "warmup_cosine", "final_lr_frac": 0.1},
-  "dmt": {"backprop_through_rollout": True, "coef_dyn": 1.0},
+  "dmt": {"grad_steps": 0, "coef_dyn": 1.0},
 }
 
 

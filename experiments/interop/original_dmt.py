@@ -17,7 +17,7 @@ import pathlib
 
 import ml_collections
 
-from smt_jax.config import base_config
+from smt_jax.config import base_config, upgrade_saved
 
 
 def _merge(into: ml_collections.ConfigDict, values: dict) -> None:
@@ -30,7 +30,7 @@ def _merge(into: ml_collections.ConfigDict, values: dict) -> None:
 
 def get_config(workdir: str):
   c = base_config()
-  saved = json.loads((pathlib.Path(workdir) / "config.json").read_text())
+  saved = upgrade_saved(json.loads((pathlib.Path(workdir) / "config.json").read_text()))
   saved.pop("pipeline", None)
   _merge(c, saved)
   c.method = "dmt"  # DMT of the RNN; the teacher is frozen (the original's hot_* defaults).

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 
 from smt_jax.checkpointing import load_params, write_atomic
-from smt_jax.config import base_config, strict
+from smt_jax.config import base_config, strict, upgrade_saved
 from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
 from smt_jax.eval import plots
@@ -242,7 +242,7 @@ def load_run_config(workdir: str, overrides: dict | None = None) -> ml_collectio
     raise FileNotFoundError(f"{path} not found: --workdir must be the folder of a training run.")
   cfg = strict(base_config())
   try:
-    cfg.update(json.loads(path.read_text()))
+    cfg.update(upgrade_saved(json.loads(path.read_text())))
     cfg.update_from_flattened_dict(overrides or {})
   except (KeyError, TypeError) as e:
     raise ConfigError(f"{path}: {e}") from e

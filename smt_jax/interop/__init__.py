@@ -38,7 +38,7 @@ def original_options(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   d.random_start = False
   d.include_start = True
   d.coef_dec, d.coef_dyn, d.coef_unif, d.coef_readout = 1.0, 10.0, 0.01, 1.0
-  d.backprop_through_rollout = True  # The original's default (its detach_rnn=True).
+  d.grad_steps = 0  # Through the whole rollout: the original's default (its detach_rnn=True).
   # The original detaches the readout's input (detach_readout) and keeps the teacher frozen, as
   # smt_jax's DMT always does.
   o = cfg.optim

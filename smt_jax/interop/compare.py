@@ -117,7 +117,7 @@ def outputs(path: str) -> tuple[dict, dict]:
   for detach in (True, False):
     case = f"dmt_detach_rnn_{detach}"
     dcfg = config(sizes, teacher, rnn, "dmt")
-    dcfg.dmt.backprop_through_rollout = detach  # The original's flag means the opposite.
+    dcfg.dmt.grad_steps = 0 if detach else 1  # detach_rnn=True: the whole rollout.
     metrics, grads = run(dcfg, "dmt", ("updater", "readout"))
     for ours_name, name in (
       ("loss", "loss"),

@@ -20,6 +20,13 @@ def rollout_length(cfg: ml_collections.ConfigDict, length: int) -> int:
   return cfg.dmt.Td or length - 1 - cfg.dmt.start
 
 
+def gradient_path_length(cfg: ml_collections.ConfigDict, length: int) -> int:
+  """The most updater applications a DMT gradient passes through on length-`length` sequences:
+  the rollout's updates (Td, or Td - 1 with dmt.include_start), at most dmt.grad_steps."""
+  updates = rollout_length(cfg, length) - (1 if cfg.dmt.include_start else 0)
+  return min(cfg.dmt.grad_steps or updates, updates)
+
+
 def rollout_starts(rng: jax.Array, batch_size: int, length: int, cfg: ml_collections.ConfigDict):
   """Start positions s (B,), -1 = m_empty: cfg.dmt.start, or with dmt.random_start uniform per
   sequence in [-1, T - 1 - Td]."""
@@ -32,13 +39,15 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   """coef_dyn * MSE(rolled memories every k steps, encoder memories) + coef_readout * CE.
 
   From the encoder memory m_s (s = -1: m_empty, the memory of the empty past), the updater reads
-  x[s+1 .. s+Td] (a `lax.scan`), producing memories at s+1 .. s+Td. Steps j = k, 2k, .. <= Td
-  are regressed onto the encoder memory at s + j; the readout is trained on every rolled memory
-  against y[s+j]. With dmt.include_start (the original's alignment) the steps are j = 0 .. Td - 1
-  instead: step 0 is m_s itself, the MSE covers j = 0, k, .. < Td. dmt.coef_dec and
-  dmt.coef_unif add the decoder's cross-entropy and the whole-memory uniformity of the target
-  memories, as the original's DMT loss does. With a fixed start the targets' windows are encoded
-  in model.teacher.buckets length classes (`memories_at`).
+  x[s+1 .. s+Td] (a `lax.scan`), producing memories at s+1 .. s+Td. Gradients run back through
+  the rollout (dmt.grad_steps = 0), or through blocks of g = dmt.grad_steps updates with a
+  stop-gradient on the memory entering updates 1, g + 1, 2g + 1, .. (g = 1: before every
+  update). Steps j = k, 2k, .. <= Td are regressed onto the encoder memory at s + j; the readout
+  is trained on every rolled memory against y[s+j]. With dmt.include_start (the original's
+  alignment) the steps are j = 0 .. Td - 1 instead: step 0 is m_s itself, the MSE covers
+  j = 0, k, .. < Td. dmt.coef_dec and dmt.coef_unif add the decoder's cross-entropy and the
+  whole-memory uniformity of the target memories, as the original's DMT loss does. With a fixed
+  start the targets' windows are encoded in model.teacher.buckets length classes (`memories_at`).
 
   Args and returns as `smt_loss`; metrics include the rollout MSE at its last supervised step.
   """
@@ -62,18 +71,19 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
 
   inputs = jnp.take_along_axis(x, starts[:, None] + jnp.arange(1, td + first), axis=1)
   step = lambda p: lambda m, xt: models.step(p, m, xt)
-  bp = d.backprop_through_rollout  # Else the rollout runs without gradients and `regrow` gives
-  #                                  the supervised memories theirs (one update each).
+  per_step = d.grad_steps == 1  # The rollout then runs without gradients and `regrow` gives the
+  #                               supervised memories theirs (one update each).
   rolled, solver_metrics = rollout_with(
     d.solver,
-    step(params if bp else jax.lax.stop_gradient(params)),
+    step(jax.lax.stop_gradient(params) if per_step else params),
     m_start,
     inputs.T,
-    remat=d.remat and bp,
+    remat=d.remat and not per_step,
+    truncate=0 if per_step else d.grad_steps,  # Block truncation: paths of 1 .. grad_steps.
     newton=cfg.newton,
   )
   chain = jnp.concatenate([m_start[:, None], jnp.swapaxes(rolled, 0, 1)], axis=1)  # steps 0..
-  predicted = chain[:, supervised] if bp else regrow(step(params), chain, inputs, supervised)
+  predicted = regrow(step(params), chain, inputs, supervised) if per_step else chain[:, supervised]
   errors = jnp.mean(jnp.square(predicted - targets), axis=(0, 2))
   loss_dyn = jnp.mean(errors)
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import ml_collections
 
+from smt_jax.objectives import dmt
 from smt_jax.objectives.bptt import bptt_loss
-from smt_jax.objectives.dmt import dmt_loss
 from smt_jax.objectives.smt import smt_loss
 
 
@@ -29,6 +29,8 @@ class Method:
     learned), for a method that trains no encoder.
   readout_untrained: the run never trains the readout, so with model.rnn.readout_from_decoder
     the RNN is read through a copy of the decoder (what DMT then starts from).
+  gradient_path: `(cfg, T) -> int`, the most updater applications one gradient of the loss
+    passes through on length-T sequences (`gradient_path_length`).
   """
 
   loss: Callable
@@ -36,6 +38,7 @@ class Method:
   has_teacher: bool
   read_start: int | None
   readout_untrained: bool
+  gradient_path: Callable[[ml_collections.ConfigDict, int], int]
 
 
 METHODS = {
@@ -45,12 +48,23 @@ METHODS = {
     has_teacher=True,
     read_start=0,
     readout_untrained=True,
+    gradient_path=lambda cfg, T: 1,  # One update from the encoder's memory.
   ),
   "dmt": Method(
-    dmt_loss, ("updater", "readout"), has_teacher=True, read_start=0, readout_untrained=False
+    dmt.dmt_loss,
+    ("updater", "readout"),
+    has_teacher=True,
+    read_start=0,
+    readout_untrained=False,
+    gradient_path=dmt.gradient_path_length,  # The rollout's updates, at most dmt.grad_steps.
   ),
   "bptt": Method(
-    bptt_loss, ("updater", "readout"), has_teacher=False, read_start=None, readout_untrained=False
+    bptt_loss,
+    ("updater", "readout"),
+    has_teacher=False,
+    read_start=None,
+    readout_untrained=False,
+    gradient_path=lambda cfg, T: T,  # The last label's loss reaches back through all T updates.
   ),
 }
 
@@ -60,6 +74,13 @@ def method_of(cfg: ml_collections.ConfigDict) -> Method:
   if cfg.method not in METHODS:
     raise ValueError(f"method={cfg.method!r} is unknown; use one of {tuple(METHODS)}.")
   return METHODS[cfg.method]
+
+
+def gradient_path_length(cfg: ml_collections.ConfigDict, length: int) -> int:
+  """The most updater applications one gradient of cfg.method's loss passes through on
+  sequences of `length` tokens: SMT 1, BPTT `length`, DMT its rollout's updates (Td; from m_empty
+  with Td = 0, `length`), at most dmt.grad_steps (1 with the per-step stop-gradient)."""
+  return method_of(cfg).gradient_path(cfg, length)
 
 
 def trainable_groups(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ def rollout(
   xs: Any,
   *,
   remat: bool = False,
+  truncate: int = 0,
 ) -> jax.Array:
   """Runs m_t = step_fn(m_{t-1}, xs[t]) with `lax.scan` over the leading axis of xs.
 
@@ -22,17 +23,24 @@ def rollout(
     m0: (B, Z) memory before xs[0].
     xs: pytree with leading time axis L (e.g. int32 tokens (L, B)).
     remat: recompute each step in the backward pass (`jax.checkpoint`) instead of storing it.
+    truncate: k >= 1 puts a stop-gradient on the memory entering steps 0, k, 2k, .. (block
+      truncation): the gradient of output t reaches back through its last (t mod k) + 1 steps,
+      never to m0. 0: none (gradients reach m0 through every step).
   Returns:
     (L, B, Z) memories m_0 .. m_{L-1} after each input.
   """
 
-  def body(m, x):
+  def body(m, inp):
+    x, t = inp
+    if truncate:
+      m = jnp.where(t % truncate == 0, jax.lax.stop_gradient(m), m)
     m_next = step_fn(m, x)
     return m_next, m_next
 
   if remat:
     body = jax.checkpoint(body)
-  return jax.lax.scan(body, m0, xs)[1]
+  length = jax.tree.leaves(xs)[0].shape[0]
+  return jax.lax.scan(body, m0, (xs, jnp.arange(length)))[1]
 
 
 def regrow(
@@ -44,7 +52,7 @@ def regrow(
   """The memories of a rollout at `steps`, each recomputed by one update of its detached
   predecessor: the gradient path a stop-gradient before every update leaves them.
 
-  With a stop-gradient on the memory before every update (dmt.backprop_through_rollout False), a
+  With a stop-gradient on the memory before every update (dmt.grad_steps = 1), a
   loss on the memories at `steps` reaches the parameters through those updates only: a rollout
   run without gradients plus `regrow` gives the same values and gradients for len(steps)
   updates' backward pass, where differentiating the `scan` would run all L (mostly on zeros).

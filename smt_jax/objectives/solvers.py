@@ -246,6 +246,7 @@ def rollout_with(
   xs: Any,
   *,
   remat: bool = False,
+  truncate: int = 0,
   newton: Any = None,
 ) -> tuple[jax.Array, dict]:
   """`rollout.rollout` by the named solver (one of SOLVERS), with its diagnostics as metrics.
@@ -253,6 +254,8 @@ def rollout_with(
   Args:
     solver: "scan" (`lax.scan`, remat as in `rollout`), "deer" or "quasi_deer" (remat unused:
       their backward pass is the implicit adjoint, which keeps only the trajectory).
+    truncate: block truncation of the gradient (`rollout`); "scan" only, since the Newton
+      solvers' implicit adjoint differentiates the whole trajectory.
     newton: the config's `newton` group (max_iters, tol, damping, chunk, fallback); unused by
       "scan".
   Returns:
@@ -260,9 +263,11 @@ def rollout_with(
     solver_residual, solver_converged (1 / 0) and solver_fell_back (1 / 0).
   """
   if solver == "scan":
-    return rollout(step_fn, m0, xs, remat=remat), {}
+    return rollout(step_fn, m0, xs, remat=remat, truncate=truncate), {}
   if solver not in SOLVERS:
     raise ValueError(f"solver={solver!r} is unknown; use one of {SOLVERS}.")
+  if truncate:
+    raise ValueError(f"solver={solver!r} differentiates the whole rollout: truncate must be 0.")
   settings = Settings(
     solver == "quasi_deer", newton.max_iters, newton.tol, newton.damping, newton.chunk
   )

@@ -104,11 +104,26 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
   td = d.Td or T - 1 - start
   _require(1 <= d.k <= td, f"dmt.k={d.k} must be in [1, dmt.Td = {td}].")
   _require(
+    "backprop_through_rollout" not in d,
+    "dmt.backprop_through_rollout was replaced by dmt.grad_steps: set dmt.grad_steps=0 for "
+    "True (the whole rollout), 1 for False (a stop-gradient before every update).",
+  )
+  _require(
+    d.grad_steps >= 0,
+    f"dmt.grad_steps={d.grad_steps} must be >= 0 (0 = through the whole rollout, g >= 1 = at "
+    "most g updates).",
+  )
+  _require(
     cfg.bptt.start in BPTT_STARTS,
     f"bptt.start={cfg.bptt.start!r} is unknown; use one of {BPTT_STARTS}.",
   )
   for field, value in (("dmt", d.solver), ("bptt", cfg.bptt.solver), ("eval", cfg.eval.solver)):
     _require(value in SOLVERS, f"{field}.solver={value!r} is unknown; use one of {SOLVERS}.")
+  _require(
+    d.solver == "scan" or d.grad_steps in (0, 1),
+    f"dmt.grad_steps={d.grad_steps} truncates the scan's gradient; dmt.solver={d.solver!r} "
+    "differentiates the whole rollout: use dmt.grad_steps 0 or 1, or dmt.solver=scan.",
+  )
   n = cfg.newton
   _require(n.max_iters >= 1, f"newton.max_iters={n.max_iters} must be >= 1.")
   _require(n.tol > 0, f"newton.tol={n.tol} must be > 0 (a residual in memory units).")
