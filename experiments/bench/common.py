@@ -91,7 +91,8 @@ def small_config(T: int = 64) -> ml_collections.ConfigDict:
 
 # A benchmark "variant": method plus the knobs that distinguish the rows of the tables. "dmt" is
 # the DMT the studies run (experiments/configs DMT_STAGE, rollout from m_empty over the whole
-# sequence, gradients through it: a gradient path of T updates); "dmt_sg" the same rollout with
+# sequence, gradients through it: a gradient path of T updates; a target at every step, k = 1,
+# as the retrieval and stack configs set it); "dmt_sg" the same rollout with
 # the memory detached before every update (gradient path 1). "dmt_32*" start, like the PyTorch
 # original, from the encoder memory of the first Tc tokens for Td 32 steps.
 VARIANTS = {
@@ -121,6 +122,7 @@ def variant_config(base: ml_collections.ConfigDict, variant: str) -> ml_collecti
     for group, fields in DMT_STAGE.items():
       c[group].update(fields)
     c.dmt.start, c.dmt.Td, c.dmt.random_start, c.dmt.include_start = -1, 0, False, False
+    c.dmt.k = 1
   if v.get("like_original"):  # The original's rollout: from the memory of a full first window,
     c.dmt.start = c.model.teacher.Tc - 1  # with readout and MSE from that memory on.
     c.dmt.include_start = True

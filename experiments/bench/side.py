@@ -300,7 +300,7 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
       g["stream_batch"],
       None,
       "the project alone (the original's DMT starts from an encoder memory at Tc); gradient "
-      "path T updates, dense targets every k = 4 steps, teacher frozen, the updater trained "
+      "path T updates, a dense target at every step (k = 1), teacher frozen, the updater trained "
       "alone (readout frozen), AdamW and clipping of experiments/run.py",
     ),
     Row(
