@@ -92,16 +92,16 @@ def small_config(T: int = 64) -> ml_collections.ConfigDict:
 # A benchmark "variant": method plus the knobs that distinguish the rows of the tables. "dmt" is
 # the DMT the studies run (experiments/configs DMT_STAGE, rollout from m_empty over the whole
 # sequence, gradients through it: a gradient path of T updates; a target at every step, k = 1,
-# as the retrieval and stack configs set it); "dmt_sg" the same rollout with
-# the memory detached before every update (gradient path 1). "dmt_32*" start, like the PyTorch
-# original, from the encoder memory of the first Tc tokens for Td 32 steps.
+# from the streaming teacher, as the retrieval and stack configs set them); "dmt_sg" the same
+# rollout with the memory detached before every update (gradient path 1). "dmt_32*" start,
+# like the PyTorch original, from the encoder memory of the first Tc tokens for Td 32 steps.
 VARIANTS = {
   "smt_all": dict(method="smt", n_t=0),
   "smt_all_stream": dict(method="smt", n_t=0, encoder="stream"),
   "smt_n1": dict(method="smt", n_t=1),
   "smt_n8": dict(method="smt", n_t=8),
-  "dmt": dict(method="dmt", recipe=True, backprop=True),
-  "dmt_sg": dict(method="dmt", recipe=True, backprop=False),
+  "dmt": dict(method="dmt", recipe=True, backprop=True, encoder="stream"),
+  "dmt_sg": dict(method="dmt", recipe=True, backprop=False, encoder="stream"),
   "dmt_32": dict(method="dmt", like_original=True, backprop=False),
   "dmt_32_bp": dict(method="dmt", like_original=True, backprop=True),
   "bptt": dict(method="bptt", remat=False),
@@ -117,7 +117,7 @@ def variant_config(base: ml_collections.ConfigDict, variant: str) -> ml_collecti
   T = c.data.T
   if v["method"] == "smt":
     c.smt.n_t = min(v["n_t"], T - 1)
-    c.model.teacher.encoder = v.get("encoder", "window")
+  c.model.teacher.encoder = v.get("encoder", "window")
   if v.get("recipe"):  # The studies' DMT stage: from m_empty through all T tokens.
     for group, fields in DMT_STAGE.items():
       c[group].update(fields)
@@ -349,6 +349,7 @@ def environment() -> dict:
     "cpu": cpu,
     "cpu_count": os.cpu_count(),
     "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    "loadavg": list(os.getloadavg()),
     "python": platform.python_version(),
     "jax": jax.__version__,
     "jaxlib": getattr(__import__("jaxlib"), "__version__", "?"),

@@ -325,7 +325,12 @@ def write_markdown(res, path, pngs):
     + (" — QUICK smoke run" if res["quick"] else ""),
     f"- started {res['started']}, took {res['elapsed_s'] / 60:.1f} min",
     f"- device: {env['device']} ({env['cpu']}, {env['cpu_count']} cores, affinity "
-    f"{env['affinity']}); backend {env['backend']}",
+    f"{env['affinity']}); backend {env['backend']}"
+    + (
+      f"; load average {', '.join(f'{x:.1f}' for x in env['loadavg'])} (1, 5, 15 min) at the start"
+      if "loadavg" in env
+      else ""
+    ),
     f"- versions: python {env['python']}, jax {env['jax']}, jaxlib {env['jaxlib']}, flax "
     f"{env['flax']}, optax {env['optax']}, numpy {env['numpy']}; commit {env['commit']}; "
     f"XLA_FLAGS='{env['xla_flags']}'",

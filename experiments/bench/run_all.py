@@ -316,6 +316,14 @@ def main(argv=None):
     "--rows", default="", help="side by side: only the rows whose key matches this regex"
   )
   ap.add_argument(
+    "--sweep_Ts", default="", help="sweep and depth: these T only, e.g. 64,256 ('' = by device)"
+  )
+  ap.add_argument(
+    "--sweep_variants",
+    default="",
+    help="sweep: these variants only, e.g. dmt,dmt_sg,bptt ('' = by device)",
+  )
+  ap.add_argument(
     "--report_only",
     action="store_true",
     help="re-derive the targets, plots and markdown from the run's JSON in --out; time nothing",
@@ -334,6 +342,10 @@ def main(argv=None):
     write_reports(res, args, name)
     return
   g = grid(device, args.quick)
+  if args.sweep_Ts:
+    g["sweep_Ts"] = tuple(int(t) for t in args.sweep_Ts.split(","))
+  if args.sweep_variants:
+    g["sweep_variants"] = tuple(args.sweep_variants.split(","))
   sections = set(args.sections.split(","))
   os.makedirs(args.out, exist_ok=True)
   t_start = time.time()
@@ -371,10 +383,14 @@ def main(argv=None):
 
 
 def write_reports(res: dict, args, name: str) -> None:
-  """Targets into `res`, then its JSON, plots, printed tables and (--docs) the markdown."""
-  res["targets"] = report.targets(res)
-  with open(os.path.join(args.out, name + ".json"), "w") as f:
-    json.dump(res, f, indent=1, default=float)
+  """Targets into `res`, then its JSON, plots, printed tables and (--docs) the markdown. The
+  measurements are written first, so that a failing report step loses none of them."""
+  path = os.path.join(args.out, name + ".json")
+  for with_targets in (False, True):
+    if with_targets:
+      res["targets"] = report.targets(res)
+    with open(path, "w") as f:
+      json.dump(res, f, indent=1, default=float)
   pngs = report.plots(res, args.out, name)
   log(f"[report] wrote {args.out}/{name}.json and {len(pngs)} PNG")
   report.print_tables(res)

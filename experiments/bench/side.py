@@ -300,8 +300,9 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
       g["stream_batch"],
       None,
       "the project alone (the original's DMT starts from an encoder memory at Tc); gradient "
-      "path T updates, a dense target at every step (k = 1), teacher frozen, the updater trained "
-      "alone (readout frozen), AdamW and clipping of experiments/run.py",
+      "path T updates, a dense target at every step (k = 1) from the streaming teacher, teacher "
+      "frozen, the updater trained alone (readout frozen), AdamW and clipping of "
+      "experiments/run.py",
     ),
     Row(
       "dmt_stopgrad",
@@ -353,9 +354,9 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
   return rows
 
 
-def _variant(base, name, encoder="window", buckets=1, n_dec=0):
+def _variant(base, name, encoder=None, buckets=1, n_dec=0):
   c = common.variant_config(base, name)
-  c.model.teacher.encoder = encoder
+  c.model.teacher.encoder = encoder or c.model.teacher.encoder
   c.model.teacher.buckets = buckets
   c.smt.n_dec = n_dec
   return c
