@@ -11,6 +11,8 @@ import pytest
 from conftest import make_tiny_config
 
 from experiments.bench import common, credit, depth
+from smt_jax.models import init_params
+from smt_jax.objectives import method_of
 
 W = jnp.eye(3) * 0.5
 X = jnp.ones((7, 3))
@@ -97,23 +99,40 @@ def tiny_config(method, T=8):
     ("smt_n1", 1, 1),
     ("bptt", 8, 8),
     ("bptt_remat", 8, 8),
-    ("dmt", 8, 1),  # Td = 7 scanned updates, then regrow's batched one on their outputs.
-    ("dmt_bp", 7, 7),
+    ("dmt", 8, 8),  # The studies' DMT: T = 8 updates from m_empty, gradients through them all.
+    ("dmt_sg", 9, 1),  # 8 scanned updates, then regrow's batched one on their outputs.
+    ("dmt_32", 4, 1),  # From the memory after x[0..Tc-1]: Td - 1 = 3 updates, detached.
+    ("dmt_32_bp", 3, 3),  # The same 3 updates, gradients through them.
   ],
 )
 def test_depth_of_the_objectives(variant, forward, gradient):
   cfg = common.variant_config(tiny_config("smt"), variant)
-  params = jax.eval_shape(lambda: common.init_params(cfg, jax.random.PRNGKey(0)))
-  batch = jax.eval_shape(lambda: common.random_batch(jax.random.PRNGKey(0), 2, 8, 16))
-  loss = lambda p, b, r: common.METHODS[cfg.method].loss(p, b, r, cfg)[0]
-  with depth.mark_updater():
-    assert depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0)) == forward
-    assert (
-      depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0), cut_stop_gradient=True)
-      == gradient
-    )
+  got = depth.objective_depths(cfg)
+  assert (got["forward_depth"], got["gradient_path_depth"]) == (forward, gradient)
   # The patch is undone: no marked call remains.
+  params = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
+  batch = jax.eval_shape(lambda: common.random_batch(jax.random.PRNGKey(0), 2, 8, 16))
+  loss = lambda p, b, r: method_of(cfg).loss(p, b, r, cfg)[0]
   assert depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0)) == 0
+
+
+@pytest.mark.parametrize("T", [8, 12])
+def test_gradient_path_of_the_two_dmt_rows_is_T_and_1(T):
+  """The studies' DMT (from m_empty through all T tokens, gradients through the rollout) and
+  the per-step stop-gradient DMT, measured on the backward pass of the objective."""
+  base = make_tiny_config(method="dmt", **{"data.T": T, "data.vocab_size": 16})
+  paths = {v: depth.objective_depths(common.variant_config(base, v)) for v in ("dmt", "dmt_sg")}
+  assert paths["dmt"]["gradient_path_depth"] == T
+  assert paths["dmt_sg"]["gradient_path_depth"] == 1
+
+
+def test_backward_depth_counts_the_calls_a_gradient_crosses():
+  assert depth.backward_depth(scan_rnn, W, X) == 7
+  assert depth.backward_depth(lambda w, xs: scan_rnn(w, xs, per_step=2), W, X) == 14
+  assert depth.backward_depth(lambda w, xs: scan_rnn(w, xs, cut=True), W, X) == 1
+  # Calls off the gradient's way (on a detached input) are not counted, however long.
+  off = lambda w, xs: jnp.sum(jax.lax.stop_gradient(f(w, f(w, xs[0])))) + jnp.sum(f(w, xs[1]))
+  assert depth.backward_depth(off, W, X) == 1
 
 
 def _distinct_token_batch(T, vocab):
@@ -128,7 +147,7 @@ def test_bptt_credit_matches_embedding_table_gradient():
   from smt_jax.models import build_models
 
   models = build_models(cfg)
-  params = common.init_params(cfg, jax.random.PRNGKey(1))
+  params = init_params(cfg, jax.random.PRNGKey(1))
   batch = _distinct_token_batch(8, 16)
   t = 6
   got = np.asarray(credit.bptt_credit(cfg, params, batch, t))
@@ -153,7 +172,7 @@ def test_smt_encoder_credit_matches_embedding_table_gradient_and_is_zero_past_th
   from smt_jax.models import build_models
 
   models = build_models(cfg)
-  params = common.init_params(cfg, jax.random.PRNGKey(2))
+  params = init_params(cfg, jax.random.PRNGKey(2))
   batch = _distinct_token_batch(8, 16)
   t, tc = 5, cfg.model.teacher.Tc
   got = np.asarray(credit.smt_encoder_credit(cfg, params, batch, t))
@@ -200,19 +219,34 @@ def test_select_rows_by_key_pattern():
     side.select_rows(rows, "nope")
 
 
-def test_side_by_side_method_scope_updates_only_the_trainable_groups():
-  from experiments.bench import side
+@pytest.mark.parametrize("variant", ["dmt", "dmt_32"])
+def test_the_bench_step_is_the_training_step_of_a_run(variant, tmp_path):
+  """One step of the bench's compiled step from its fresh state gives the parameters and loss
+  of one step of train_and_evaluate (what experiments/run.py runs) with the same config."""
+  from smt_jax.train import load_params, train_and_evaluate
+  from smt_jax.train.metrics import read_metrics
 
-  cfg = make_tiny_config(**{"method": "dmt", "dmt.start": 0})
-  init_state, step = side.train_step(cfg, scope="method")
-  state = init_state(jax.random.PRNGKey(0))
-  batch = common.random_batch(jax.random.PRNGKey(1), 2, cfg.data.T, cfg.data.vocab_size)
-  (params, _), loss = jax.jit(step)(state, batch, jax.random.PRNGKey(2))
-  assert np.isfinite(float(loss))
-  for group in ("encoder", "decoder"):
-    jax.tree.map(np.testing.assert_array_equal, params[group], state[0][group])
-  moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), params["updater"], state[0]["updater"])
-  assert any(jax.tree.leaves(moved))
+  cfg = common.variant_config(tiny_config("smt"), variant)
+  cfg.data.name = "retrieval"
+  cfg.update_from_flattened_dict(
+    {
+      "train.num_steps": 1,
+      "train.batch_size": 4,
+      "train.eval_batches": 1,
+      "train.eval_batch_size": 2,
+    }
+  )
+  cfg.update_from_flattened_dict({"log.every": 1, "log.plot": False, "train.final_eval": False})
+  step = common.CompiledStep(cfg, cfg.train.batch_size)
+  metrics = jax.device_get(step.call())
+  train_and_evaluate(cfg, tmp_path)
+  params, at = load_params(tmp_path)
+  assert at == 1
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), step.state.params, params
+  )
+  (row,) = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
+  np.testing.assert_allclose(row["loss"], metrics["loss"], rtol=1e-6)
 
 
 def test_stream_targets_compare_both_stream_rows_with_the_original_and_window_smt():

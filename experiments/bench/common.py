@@ -1,5 +1,7 @@
-"""Shared pieces of the benchmarks: configs, batches, jitted train steps, timing, XLA analyses.
+"""Shared pieces of the benchmarks: configs, the compiled training step, timing, XLA analyses.
 
+Every project row is timed and traced through the training step that `experiments/run.py` runs
+(`smt_jax.train.loop.fresh_start`): its optimizer, clipping, frozen groups and data sampling.
 Nothing here is timed in tests; the fast tests (tests/test_bench*.py) check the non-timing logic.
 """
 
@@ -19,9 +21,11 @@ import ml_collections
 import numpy as np
 import optax
 
+from experiments.bench import depth
+from experiments.configs import DMT_STAGE
 from smt_jax.config import base_config
-from smt_jax.models import init_params
-from smt_jax.objectives import METHODS
+from smt_jax.objectives.dmt import rollout_length
+from smt_jax.train.loop import fresh_start
 from smt_jax.train.validate import validate_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -85,16 +89,21 @@ def small_config(T: int = 64) -> ml_collections.ConfigDict:
   return c
 
 
-# A benchmark "variant": method plus the knobs that distinguish the rows of the tables.
+# A benchmark "variant": method plus the knobs that distinguish the rows of the tables. "dmt" is
+# the DMT the studies run (experiments/configs DMT_STAGE, rollout from m_empty over the whole
+# sequence, gradients through it: a gradient path of T updates; a target at every step, k = 1,
+# from the streaming teacher, as the retrieval and stack configs set them); "dmt_sg" the same
+# rollout with the memory detached before every update (gradient path 1). "dmt_32*" start,
+# like the PyTorch original, from the encoder memory of the first Tc tokens for Td 32 steps.
 VARIANTS = {
   "smt_all": dict(method="smt", n_t=0),
   "smt_all_stream": dict(method="smt", n_t=0, encoder="stream"),
   "smt_n1": dict(method="smt", n_t=1),
   "smt_n8": dict(method="smt", n_t=8),
-  "dmt": dict(method="dmt", Td_eq_T=True),
-  "dmt_bp": dict(method="dmt", Td_eq_T=True, backprop=True),
-  "dmt_32": dict(method="dmt", like_original=True),
-  "dmt_32_remat": dict(method="dmt", like_original=True, remat=True),
+  "dmt": dict(method="dmt", recipe=True, backprop=True, encoder="stream"),
+  "dmt_sg": dict(method="dmt", recipe=True, backprop=False, encoder="stream"),
+  "dmt_32": dict(method="dmt", like_original=True, backprop=False),
+  "dmt_32_bp": dict(method="dmt", like_original=True, backprop=True),
   "bptt": dict(method="bptt", remat=False),
   "bptt_remat": dict(method="bptt", remat=True),
 }
@@ -108,20 +117,21 @@ def variant_config(base: ml_collections.ConfigDict, variant: str) -> ml_collecti
   T = c.data.T
   if v["method"] == "smt":
     c.smt.n_t = min(v["n_t"], T - 1)
-    c.model.teacher.encoder = v.get("encoder", "window")
-  if v.get("Td_eq_T"):
-    c.dmt.Td = T - 1  # "Td = T": the longest rollout a length-T sequence holds (start 0).
-    c.dmt.start = 0
+  c.model.teacher.encoder = v.get("encoder", "window")
+  if v.get("recipe"):  # The studies' DMT stage: from m_empty through all T tokens.
+    for group, fields in DMT_STAGE.items():
+      c[group].update(fields)
+    c.dmt.start, c.dmt.Td, c.dmt.random_start, c.dmt.include_start = -1, 0, False, False
+    c.dmt.k = 1
   if v.get("like_original"):  # The original's rollout: from the memory of a full first window,
     c.dmt.start = c.model.teacher.Tc - 1  # with readout and MSE from that memory on.
     c.dmt.include_start = True
-  c.dmt.Td = min(c.dmt.Td, T - 1)
-  c.dmt.k = min(c.dmt.k, c.dmt.Td)
+    c.dmt.Td = min(c.dmt.Td, T - 1)
+  if v["method"] == "dmt":
+    c.dmt.k = min(c.dmt.k, rollout_length(c, T))
+    c.dmt.backprop_through_rollout = v["backprop"]
   if v["method"] == "bptt":
     c.bptt.remat = v["remat"]
-  if v["method"] == "dmt":  # Per-step stop-gradient unless the variant backpropagates through.
-    c.dmt.remat = v.get("remat", False)
-    c.dmt.backprop_through_rollout = v.get("backprop", False)
   # The teacher windows must fit in T (validation); shrink them for short sequences.
   t = c.model.teacher
   if t.Tc + t.Tf > T:
@@ -131,6 +141,28 @@ def variant_config(base: ml_collections.ConfigDict, variant: str) -> ml_collecti
   return c
 
 
+def memory_labels(cfg: ml_collections.ConfigDict, batch_size: int) -> int:
+  """Memory labels (dynamics targets) per step: SMT's pairs from m_empty on (T, or n_t per
+  sequence), DMT's supervised rollout steps (Td // k per sequence), none for BPTT."""
+  if cfg.method == "smt":
+    return batch_size * (cfg.data.T if cfg.smt.n_t == 0 else cfg.smt.n_t)
+  if cfg.method == "dmt":
+    return batch_size * (rollout_length(cfg, cfg.data.T) // cfg.dmt.k)
+  return 0
+
+
+def starts_from(cfg: ml_collections.ConfigDict) -> str:
+  """Where the row's recurrence starts, in words (the tables' "from" column)."""
+  if cfg.method == "smt":
+    return "encoder memory (m_empty for x[0])"
+  if cfg.method == "dmt":
+    d = cfg.dmt
+    if d.random_start:
+      return "encoder memory at a random position"
+    return "m_empty" if d.start < 0 else f"encoder memory of x[0..{d.start}]"
+  return "m_empty" if cfg.bptt.start == "empty" else "the updater's initial memory"
+
+
 def random_batch(rng: jax.Array, batch_size: int, T: int, vocab: int) -> dict:
   """Random tokens; y is the next token (the last position has no label)."""
   seq = jax.random.randint(rng, (batch_size, T + 1), 0, vocab, dtype=jnp.int32)
@@ -138,36 +170,61 @@ def random_batch(rng: jax.Array, batch_size: int, T: int, vocab: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Train steps (a tiny AdamW step: the real trainer lives in smt_jax.train).
+# Steps.
 
 
-def make_train_step(cfg: ml_collections.ConfigDict, loss_fn: Callable | None = None):
-  """(init_state, step) with step(state, batch, rng) -> (state, loss); AdamW on every group.
+def training_step(cfg: ml_collections.ConfigDict, batch_size: int) -> tuple:
+  """(state, step_fn) of cfg with train.batch_size = batch_size, as `experiments/run.py` starts a
+  run (`smt_jax.train.loop.fresh_start`): step_fn(state, step) -> (state, metrics) is the jitted
+  update (state donated) that samples the batch of `step` from cfg.data inside the program."""
+  c = ml_collections.ConfigDict(cfg.to_dict())
+  c.train.batch_size, c.train.grad_accum = batch_size, 1
+  return fresh_start(c)
 
-  Every parameter group is trained (also the teacher under DMT, whose loss gives it no
-  gradient with the default detach_targets) so that all methods pay the same updater cost.
+
+class CompiledStep:
+  """A step compiled once and called round after round, each call advancing its state.
+
+  With cfg: the training step of `training_step`, called with the step index. With fns =
+  (init_state, step) instead (the plain Transformer LM): step(state, batch, rng) -> (state,
+  loss) jitted with the state donated, on one random batch of (batch_size, T) tokens.
+  `stats` holds XLA's memory and cost figures and the jaxpr's matmul FLOPs (scans counted by
+  their length).
   """
-  loss_fn = loss_fn or METHODS[cfg.method].loss
-  tx = optax.adamw(1e-4, weight_decay=0.01)
 
-  def init_state(rng):
-    params = init_params(cfg, rng)
-    return params, tx.init(params)
+  def __init__(
+    self,
+    cfg: ml_collections.ConfigDict | None,
+    batch_size: int,
+    fns: tuple | None = None,
+    T: int | None = None,
+    vocab: int | None = None,
+  ):
+    if fns is None:
+      self.state, jitted = training_step(cfg, batch_size)
+      self._args = lambda i: (i,)
+    else:
+      init_state, step = fns
+      rng = jax.random.PRNGKey(0)
+      self.state = init_state(rng)
+      batch = random_batch(jax.random.PRNGKey(1), batch_size, T, vocab)
+      self._args = lambda i: (batch, jax.random.fold_in(rng, i))
+      jitted = jax.jit(step, donate_argnums=0)
+    t0 = time.perf_counter()
+    self.compiled = jitted.lower(self.state, *self._args(0)).compile()
+    self.compile_s = time.perf_counter() - t0
+    self.stats = xla_stats(self.compiled)
+    self.stats["jaxpr_matmul_flops"] = depth.matmul_flops(jitted, self.state, *self._args(0))
+    self.i = 0  # The next call's step index.
 
-  def step(state, batch, rng):
-    params, opt_state = state
-    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, rng, cfg)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), loss
+  def call(self):
+    """One step; returns its output (metrics or loss), not yet blocked on."""
+    self.state, out = self.compiled(self.state, *self._args(self.i))
+    self.i += 1
+    return out
 
-  return init_state, step
-
-
-def compile_step(step, state, batch, rng):
-  """Lowers and compiles the jitted step (state donated); returns (compiled, seconds)."""
-  t0 = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=0).lower(state, batch, rng).compile()
-  return compiled, time.perf_counter() - t0
+  def time(self, reps: int, warmup: int = 0, max_seconds: float | None = None) -> list[float]:
+    return time_calls(self.call, reps, warmup, max_seconds)
 
 
 def xla_stats(compiled) -> dict:
@@ -224,47 +281,32 @@ def time_calls(
 
 
 def bench_step(
-  cfg: ml_collections.ConfigDict,
+  cfg: ml_collections.ConfigDict | None,
   batch_size: int,
   repeats: int = 5,
   max_seconds: float | None = None,
-  loss_fn: Callable | None = None,
   fns: tuple | None = None,
   T: int | None = None,
   vocab: int | None = None,
   max_peak_bytes: float | None = None,
 ) -> dict:
-  """Compiles and times one train step; returns timings and XLA statistics.
-
-  fns = (init_state, step) overrides the step built from cfg (e.g. the plain Transformer).
-  When XLA's peak-memory estimate exceeds max_peak_bytes the step is compiled but not run.
-  """
-  init_state, step = fns if fns is not None else make_train_step(cfg, loss_fn)
-  T = T or cfg.data.T
-  vocab = vocab or cfg.data.vocab_size
-  rng = jax.random.PRNGKey(0)
-  state = init_state(rng)
-  batch = random_batch(jax.random.PRNGKey(1), batch_size, T, vocab)
-  compiled, compile_s = compile_step(step, state, batch, rng)
-  stats = xla_stats(compiled)
+  """Compiles and times one step (a CompiledStep of cfg, or of fns); returns timings and XLA
+  statistics. When XLA's peak-memory estimate exceeds max_peak_bytes the step is compiled but
+  not run."""
+  step = CompiledStep(cfg, batch_size, fns, T, vocab)
+  stats = step.stats
   if max_peak_bytes is not None and stats.get("peak_bytes", 0) > max_peak_bytes:
     return dict(
       step_s=float("nan"),
       step_times_s=[],
-      compile_s=compile_s,
+      compile_s=step.compile_s,
       skipped=f"peak {stats['peak_bytes'] / 2**30:.1f} GiB > limit",
       **stats,
     )
-  holder = {"state": state, "i": 0}
-
-  def call():
-    holder["i"] += 1
-    holder["state"], loss = compiled(holder["state"], batch, jax.random.fold_in(rng, holder["i"]))
-    return loss
-
-  times = time_calls(call, repeats, warmup=1, max_seconds=max_seconds)
-  med = statistics.median(times)
-  return dict(step_s=med, step_times_s=times, compile_s=compile_s, **stats)
+  times = step.time(repeats, warmup=1, max_seconds=max_seconds)
+  return dict(
+    step_s=statistics.median(times), step_times_s=times, compile_s=step.compile_s, **stats
+  )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -307,6 +349,7 @@ def environment() -> dict:
     "cpu": cpu,
     "cpu_count": os.cpu_count(),
     "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    "loadavg": list(os.getloadavg()),
     "python": platform.python_version(),
     "jax": jax.__version__,
     "jaxlib": getattr(__import__("jaxlib"), "__version__", "?"),

@@ -9,6 +9,11 @@ example's gradient at every distance; we report the mean over examples of the pe
 
   * BPTT: the RNN scanned from its initial memory, delta_s added to the updater's token
     embedding at step s; loss_t = CE(read(m_t), y_t). The gradient crosses k updater steps.
+  * DMT (the studies' recipe): the updater rolled out from m_empty, delta_s added to its token
+    embedding at step s; loss_t = the squared error of the rolled memory m_t against the
+    encoder's memory of x[0..t] (DMT's dense target). With gradients through the rollout the
+    gradient crosses k updater steps, as BPTT's; with a stop-gradient on the memory before every
+    update (dmt.backprop_through_rollout False) it reaches k = 0 only.
   * SMT (encoder path): m_t = E(x[t-Tc+1 .. t]); loss_t = CE of the decoder's first prediction
     (an empty future, i.e. the readout) against y_t; delta added to the encoder's embedding of
     window position Tc - 1 - k. The gradient crosses one encoder and one decoder, for every k
@@ -20,12 +25,13 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from smt_jax.models import build_models
 from smt_jax.models import updaters as updater_modules
 from smt_jax.models.teacher import Encoder
-from smt_jax.objectives.windows import context_windows
+from smt_jax.objectives.windows import context_windows, memories_at
 
 # The modules whose nn.Embed is the RNN updater's token embedding.
 UPDATER_CORES = (
@@ -74,6 +80,29 @@ def bptt_credit(cfg, params, batch, t: int) -> jax.Array:
   g = jax.grad(loss)(jnp.zeros((t + 1, B, d), jnp.float32))  # (t+1, B, d)
   norms = jnp.mean(jnp.linalg.norm(g, axis=-1), axis=1)  # (t+1,) indexed by position s
   return norms[::-1]  # indexed by distance k = t - s
+
+
+def dmt_credit(cfg, params, batch, t: int) -> jax.Array:
+  """(t + 1,) mean per-example ||d loss_t / d e_{t-k}|| for k = 0..t, through DMT's rollout
+  from m_empty (loss_t: squared error of m_t against the encoder's memory of x[0..t])."""
+  models = build_models(cfg)
+  x = batch["x"]
+  B = x.shape[0]
+  mems = jax.lax.stop_gradient(memories_at(models, params, x, np.array([-1, t])))
+  through = cfg.dmt.backprop_through_rollout
+
+  def loss(delta):  # delta (t + 1, B, d)
+    def body(m, inp):
+      xt, dt = inp
+      m = m if through else jax.lax.stop_gradient(m)
+      with nn.intercept_methods(_add_to_embedding(UPDATER_CORES, lambda: dt)):
+        return models.step(params, m, xt), None
+
+    m, _ = jax.lax.scan(body, mems[:, 0], (x[:, : t + 1].T, delta))
+    return jnp.sum(jnp.mean(jnp.square(m - mems[:, 1]).reshape(B, -1), axis=-1))
+
+  g = jax.grad(loss)(jnp.zeros((t + 1, B, cfg.model.d_model), jnp.float32))
+  return jnp.mean(jnp.linalg.norm(g, axis=-1), axis=1)[::-1]  # indexed by distance k = t - s
 
 
 def smt_encoder_credit(cfg, params, batch, t: int) -> jax.Array:

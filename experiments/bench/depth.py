@@ -18,6 +18,10 @@ over the jaxpr:
 With `cut_stop_gradient=True`, `stop_gradient` severs the dependency: the result is the longest
 chain that a *gradient* can travel (the credit-assignment path length).
 
+`objective_depths(cfg)` applies the pass to cfg's objective (the function the training step
+differentiates): its gradient path is the longest chain of updater applications that a gradient
+crosses, measured rather than read off the config.
+
 `mark_updater()` temporarily wraps `smt_jax.models.Models.step` in a `jax.jit` named MARK so
 that every objective's updater applications are visible in its jaxpr without changing it.
 """
@@ -194,6 +198,47 @@ def sequential_depth(
   depth = max((float(np.max(o)) for o in outs), default=0.0)
   depth = int(depth) if math.isfinite(depth) else 0
   return (depth, sorted(analysis.notes)) if return_notes else depth
+
+
+def backward_depth(loss: Callable, params, *args, mark: str = MARK) -> int:
+  """Longest chain of dependent `mark` calls in the backward pass of the scalar
+  loss(params, *args) w.r.t. params: the calls of its VJP that depend on the output cotangent
+  (the forward's calls, and the recomputations of remat, do not). This is the gradient path the
+  training step runs: with a stop_gradient before every update it is 1 whatever the rollout's
+  length, with gradients through a rollout of L updates it is L."""
+
+  def backward(ct, params, *args):
+    return jax.vjp(lambda p: loss(p, *args), params)[1](ct)
+
+  ct = jax.ShapeDtypeStruct((), jax.eval_shape(loss, params, *args).dtype)
+  closed = jax.make_jaxpr(backward)(ct, params, *args)
+  n_in = len(closed.jaxpr.invars)
+  seed = np.array([0.0, 0.0])  # Sources: (0) independent of the cotangent, (1) the cotangent.
+  rest = np.array([0.0, NEG])
+  outs = _Analysis(mark, cut_stop_gradient=False).run(closed.jaxpr, [seed] + [rest] * (n_in - 1), 2)
+  depth = max((float(o[1]) for o in outs), default=NEG)
+  return int(depth) if math.isfinite(depth) else 0
+
+
+def objective_depths(cfg, batch_size: int = 2) -> dict:
+  """The depths of cfg's objective (`smt_jax.objectives.method_of(cfg).loss`, the function the
+  training step differentiates) on a (batch_size, cfg.data.T) batch: "forward_depth" (sequential
+  depth of the loss), "gradient_path_depth" (`backward_depth`: updates a gradient crosses) and
+  "fwd_bwd_depth" (sequential depth of the loss and its gradient). Traced on abstract values:
+  nothing is initialised or run."""
+  from smt_jax.models import init_params
+  from smt_jax.objectives import method_of
+
+  params = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
+  tokens = jax.ShapeDtypeStruct((batch_size, cfg.data.T), np.int32)
+  batch, rng = {"x": tokens, "y": tokens}, jax.random.PRNGKey(0)
+  loss = lambda p, b, r: method_of(cfg).loss(p, b, r, cfg)[0]
+  with mark_updater():
+    return dict(
+      forward_depth=sequential_depth(loss, params, batch, rng),
+      gradient_path_depth=backward_depth(loss, params, batch, rng),
+      fwd_bwd_depth=sequential_depth(jax.grad(loss), params, batch, rng),
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ vocab 256, batch 32, Tc 64, Tf 32, float32), each the original's own forward fun
 backward, its per-module gradient-norm clipping and AdamW, as in its training scripts:
   plain_dh32   a causal x-transformers LM, d 128, depth 4, 4 heads of width 32, T 128
   smt_n1       forward_smt, T 128 (one memory label per sequence)
-  dmt_32       forward_dmt, Td 32, k 4, the memory detached before every update and the
-               teacher frozen (requires_grad off): like the project's DMT
+  dmt_32       forward_dmt, Td 32, k 4, the memory detached before every update (gradient
+               path 1) and the teacher frozen (requires_grad off): side.py's dmt_32 row
   dmt_32_orig  forward_dmt with the original's defaults (gradients through the whole rollout,
-               teacher parameters keep requires_grad)
+               teacher parameters keep requires_grad): side.py's dmt_32_bp row
   bptt_T64     forward_bptt, T 64
 """
 

@@ -12,8 +12,10 @@ VARIANT_LABEL = {
   "smt_all_stream": "SMT, all timesteps, streaming encoder",
   "smt_n8": "SMT, n_t = 8",
   "smt_n1": "SMT, n_t = 1",
-  "dmt": "DMT, Td = T - 1",
-  "dmt_32": "DMT, Td 32, k 4",
+  "dmt": "DMT as the studies run it (from m_empty, gradients through all T updates)",
+  "dmt_sg": "DMT, per-step stop-gradient (from m_empty)",
+  "dmt_32": "DMT, Td 32, k 4, per-step stop-gradient",
+  "dmt_32_bp": "DMT, Td 32, k 4, gradients through the rollout",
   "bptt": "BPTT",
   "bptt_remat": "BPTT + remat",
 }
@@ -58,6 +60,17 @@ def _matmul(res):
     return rounds
   vals = [v for v in (res.get("matmul_gflops"), res.get("matmul_gflops_end")) if v]
   return float(np.mean(vals)) if vals else float("nan")
+
+
+def path_text(rows: list[dict]) -> str:
+  """The gradient path (updates a gradient crosses) of rows of one variant at several T: "T"
+  when it equals T at every T, the number when it is the same everywhere, else the list."""
+  paths = [r.get("gradient_path_depth") for r in rows]
+  if any(p is None for p in paths):
+    return "—"
+  if len(rows) > 1 and all(p == r["T"] for p, r in zip(paths, rows)):
+    return "T"
+  return str(paths[0]) if len(set(paths)) == 1 else ", ".join(map(str, paths))
 
 
 def _side_rows(res) -> dict:
@@ -137,7 +150,12 @@ def targets(res) -> list[dict]:
           window, r, rows.get("smt_all_stream_dec") if not r.get("n_dec") else None
         ),
       )
-  for key, name in (("dmt_32", "DMT (Td 32, k 4)"), ("bptt_T64", "BPTT (T 64)")):
+  like = (
+    ("dmt_32", "DMT (Td 32, k 4, per-step stop-gradient)"),
+    ("dmt_32_bp", "DMT (Td 32, k 4, gradients through the rollout)"),
+    ("bptt_T64", "BPTT (T 64)"),
+  )
+  for key, name in like:
     for k in dict.fromkeys((key, key.replace("_T", "_remat_T"))):
       r = rows.get(k)
       if r and "ratio" in r:
@@ -261,12 +279,8 @@ def plots(res, out_dir, name) -> list[str]:
   cr = res.get("credit")
   if cr:
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, style in (
-      ("bptt_init", "C0--"),
-      ("bptt_trained", "C0-"),
-      ("smt_init", "C1--"),
-      ("smt_trained", "C1-"),
-    ):
+    for i, key in enumerate(CREDIT_KEYS):
+      style = f"C{i // 2}{'-' if key.endswith('trained') else '--'}"
       if key in cr:
         v = np.asarray(cr[key])
         ax.plot(np.arange(len(v)), np.maximum(v, 1e-12), style, label=key.replace("_", ", "))
@@ -281,6 +295,9 @@ def plots(res, out_dir, name) -> list[str]:
   return paths
 
 
+CREDIT_KEYS = tuple(
+  f"{m}_{when}" for m in ("bptt", "smt", "dmt", "dmt_sg") for when in ("init", "trained")
+)
 SMALL_SWEEP = (
   "d 64, K 2, encoder 2 / decoder 1 / updater 2 / readout 1, Tc 32, Tf 8, vocab 256, float32"
 )
@@ -308,7 +325,12 @@ def write_markdown(res, path, pngs):
     + (" — QUICK smoke run" if res["quick"] else ""),
     f"- started {res['started']}, took {res['elapsed_s'] / 60:.1f} min",
     f"- device: {env['device']} ({env['cpu']}, {env['cpu_count']} cores, affinity "
-    f"{env['affinity']}); backend {env['backend']}",
+    f"{env['affinity']}); backend {env['backend']}"
+    + (
+      f"; load average {', '.join(f'{x:.1f}' for x in env['loadavg'])} (1, 5, 15 min) at the start"
+      if "loadavg" in env
+      else ""
+    ),
     f"- versions: python {env['python']}, jax {env['jax']}, jaxlib {env['jaxlib']}, flax "
     f"{env['flax']}, optax {env['optax']}, numpy {env['numpy']}; commit {env['commit']}; "
     f"XLA_FLAGS='{env['xla_flags']}'",
@@ -325,7 +347,21 @@ def write_markdown(res, path, pngs):
     "- the machine is shared: absolute times drift with its load; ratios come from "
     "alternating rounds of this one run"
   )
-  lines.append("")
+  lines += [
+    "",
+    "**What runs.** Every project row times and traces the training step that "
+    "`experiments/run.py` runs (`smt_jax.train.loop.fresh_start`: AdamW with global-norm "
+    "clipping on the method's trainable groups, the batch sampled inside the step). "
+    '"Gradient path" is the longest chain of updater applications that the step\'s gradient '
+    "crosses, measured on the backward pass of the objective (`experiments/bench/depth.py`). "
+    "SMT's is one updater application. DMT as the studies run it (the DMT stage of "
+    "`experiments/configs`: from m_empty through all T tokens, gradients through the rollout, "
+    "dense targets: the encoder's memory at every step) has a gradient path of T updates, "
+    "as long as BPTT's: what differs from BPTT is the dense targets, not the path length. The "
+    "per-step stop-gradient DMT (gradient path 1) is a second row; it does not learn to store "
+    "from x[0] (docs/results.md).",
+    "",
+  ]
   if res.get("targets"):
     lines += [
       "## Targets (issue 16)",
@@ -356,14 +392,15 @@ def write_markdown(res, path, pngs):
       "Ratio: for step rows the original's step time / the project's; for SMT all-timestep rows "
       "the project's memory labels per second / the original's (one label per sequence).",
       "",
-      "| row | T | B | project | original | ratio | what differs | peak memory | XLA GFLOP "
-      "| jaxpr matmul GFLOP | achieved GFLOP/s | memory labels/s |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "| row | T | B | from | gradient path | project | original | ratio | what differs | peak "
+      "memory | XLA GFLOP | jaxpr matmul GFLOP | achieved GFLOP/s | memory labels/s |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in side["rows"]:
       ratio = r.get("ratio")
       lines.append(
-        f"| {r['label']} | {r['T']} | {r['batch']} | {fmt_s(r['step_s'])} | "
+        f"| {r['label']} | {r['T']} | {r['batch']} | {r.get('starts_from', '—')} | "
+        f"{path_text([r])} | {fmt_s(r['step_s'])} | "
         f"{fmt_s(r.get('peer_step_s'))} | {'—' if ratio is None else f'{ratio:.2f}x'} | "
         f"{r['differs']} | {fmt_b(r.get('peak_bytes'))} | "
         f"{r.get('flops', float('nan')) / 1e9:.1f} | "
@@ -389,15 +426,18 @@ def write_markdown(res, path, pngs):
       f"batch {r0['batch']}. Cells: median step / XLA peak memory. '—' = compiled but not "
       "run (peak above the CPU limit).",
       "",
-      "| variant | " + " | ".join(f"T {t}" for t in Ts) + " |",
-      "|---|" + "---|" * len(Ts),
+      "| variant | from | gradient path | " + " | ".join(f"T {t}" for t in Ts) + " |",
+      "|---|---|---|" + "---|" * len(Ts),
     ]
     for n in names:
       cells = []
       for t in Ts:
         r = next((r for r in sweep if r["name"] == n and r["T"] == t), None)
         cells.append("" if r is None else f"{fmt_s(r['step_s'])} / {fmt_b(r.get('peak_bytes'))}")
-      lines.append(f"| {VARIANT_LABEL.get(n, n)} | " + " | ".join(cells) + " |")
+      rows = sorted((r for r in sweep if r["name"] == n), key=lambda r: r["T"])
+      start = rows[0].get("starts_from", "—")
+      lead = f"| {VARIANT_LABEL.get(n, n)} | {start} | {path_text(rows)} | "
+      lines.append(lead + " | ".join(cells) + " |")
     lines.append("")
   dep = res.get("depth")
   if dep:
@@ -407,8 +447,8 @@ def write_markdown(res, path, pngs):
       "",
       "Longest chain of dependent updater applications, found by a max-plus pass over the "
       "jaxpr (`experiments/bench/depth.py`): sequential depth of the forward loss / "
-      "gradient path (stop_gradient cuts the chain) / the whole forward+backward "
-      "computation.",
+      "gradient path (the chain of the backward pass that carries the gradient) / the loss "
+      "and its gradient / the whole training step of `experiments/run.py`.",
       "",
       "| variant | " + " | ".join(f"T {t}" for t in Ts) + " |",
       "|---|" + "---|" * len(Ts),
@@ -418,6 +458,7 @@ def write_markdown(res, path, pngs):
         next(
           (
             f"{d['forward_depth']} / {d['gradient_path_depth']} / {d['fwd_bwd_depth']}"
+            + (f" / {d['train_step_depth']}" if "train_step_depth" in d else "")
             for d in dep
             if d["variant"] == v and d["T"] == t
           ),
@@ -435,18 +476,21 @@ def write_markdown(res, path, pngs):
       "",
       f"Mean per-example ||d loss_t / d e_(t-k)|| at t = {cr['t']} (a delayed-copy task, "
       f"y_t = x_(t-{cr['lag']}), vocab {cr['vocab']}, T {cr['T']}, sweep config; "
-      f"{cr['steps']} AdamW steps of each method; SMT with n_t = 8). e is the embedding the "
-      "model reads: the "
-      "updater's token embedding for BPTT, the encoder's for SMT (whose gradient path "
-      "crosses one encoder and one decoder; beyond Tc it is exactly 0).",
+      f"{cr['steps']} steps of each method's training update; SMT with n_t = 8). e is the "
+      "embedding the model reads: the updater's token embedding for BPTT and DMT, the "
+      "encoder's for SMT (whose gradient path crosses one encoder and one decoder; beyond Tc "
+      "it is exactly 0). DMT's loss_t is the squared error of its memory rolled from m_empty "
+      "against the encoder's memory of x[0..t] (its dense target); its teacher is the "
+      "untrained encoder, frozen, so the DMT curves show how far its gradient reaches, not a "
+      "trained model.",
       "",
       "| curve | " + " | ".join(f"k {k}" for k in ks) + " | final train loss / acc |",
       "|---|" + "---|" * (len(ks) + 1),
     ]
-    for key in ("bptt_init", "bptt_trained", "smt_init", "smt_trained"):
+    for key in CREDIT_KEYS:
       if key in cr:
         v = cr[key]
-        curve = cr.get(key.split("_")[0] + "_train_curve")
+        curve = cr.get(key.rsplit("_", 1)[0] + "_train_curve")
         last = (
           f"{curve[-1][0]:.3f} / {curve[-1][1]:.3f}" if key.endswith("trained") and curve else ""
         )

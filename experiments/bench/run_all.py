@@ -29,21 +29,20 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from experiments.bench import common, credit, depth, report, side
 from experiments.bench.common import (
   bench_step,
   environment,
-  init_params,
   matmul_gflops,
   paper_config,
-  random_batch,
   reference_config,
   small_config,
   variant_config,
 )
-from smt_jax.objectives import METHODS
+from smt_jax.models import init_params
+from smt_jax.train.optimizer import make_optimizer
+from smt_jax.train.step import TrainState, make_train_step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -65,7 +64,7 @@ def grid(device: str, quick: bool) -> dict:
       sweep_cfg=small_config,
       sweep_batch=4,
       sweep_Ts=(64, 256, 1024, 2048),
-      sweep_variants=("smt_all", "smt_all_stream", "dmt", "bptt", "bptt_remat"),
+      sweep_variants=("smt_all", "smt_all_stream", "dmt", "dmt_sg", "bptt", "bptt_remat"),
       repeats=5,
       sweep_repeats=3,
       max_seconds=15.0,
@@ -105,7 +104,7 @@ def grid(device: str, quick: bool) -> dict:
       sweep_cfg=paper_config,
       sweep_batch=128,
       sweep_Ts=(64, 128, 256, 512, 1024, 2048),
-      sweep_variants=("smt_all", "smt_all_stream", "smt_n8", "dmt", "bptt", "bptt_remat"),
+      sweep_variants=("smt_all", "smt_all_stream", "smt_n8", "dmt", "dmt_sg", "bptt", "bptt_remat"),
       repeats=10,
       sweep_repeats=5,
       max_seconds=60.0,
@@ -135,8 +134,9 @@ def fmt_s(s):
   )
 
 
-def step_row(name, cfg, batch, g, loss_fn=None, **kw):
-  """Times one configuration and adds the derived throughput figures."""
+def step_row(name, cfg, batch, g, **kw):
+  """Times cfg's training step (common.bench_step) and adds its gradient path (depth.py) and the
+  derived throughput figures."""
   t0 = time.time()
   r = bench_step(
     cfg,
@@ -144,7 +144,6 @@ def step_row(name, cfg, batch, g, loss_fn=None, **kw):
     repeats=kw.pop("repeats", g["repeats"]),
     max_seconds=g["max_seconds"],
     max_peak_bytes=None if g["max_peak_gib"] is None else g["max_peak_gib"] * 2**30,
-    loss_fn=loss_fn,
     **kw,
   )
   T = cfg.data.T
@@ -159,23 +158,10 @@ def step_row(name, cfg, batch, g, loss_fn=None, **kw):
     remat=cfg.bptt.remat,
     Tc=cfg.model.teacher.Tc,
     Tf=cfg.model.teacher.Tf,
+    starts_from=common.starts_from(cfg),
+    memory_labels=common.memory_labels(cfg, batch),
+    gradient_path_depth=depth.objective_depths(cfg)["gradient_path_depth"],
   )
-  if cfg.method == "smt":
-    r["memory_labels"] = batch * ((T - 1) if cfg.smt.n_t == 0 else cfg.smt.n_t)
-  elif cfg.method == "dmt":
-    r["memory_labels"] = batch * (cfg.dmt.Td // cfg.dmt.k)
-  else:
-    r["memory_labels"] = 0
-  # Matmul FLOPs from the jaxpr (exact under scans) of the loss gradient.
-  try:
-    params = init_params(cfg, jax.random.PRNGKey(0))
-    b = random_batch(jax.random.PRNGKey(1), batch, T, cfg.data.vocab_size)
-    fn = loss_fn or METHODS[cfg.method].loss
-    loss = lambda p, b, r_: fn(p, b, r_, cfg)[0]
-    r["jaxpr_matmul_flops"] = depth.matmul_flops(jax.grad(loss), params, b, jax.random.PRNGKey(0))
-  except Exception as e:  # pragma: no cover
-    r["jaxpr_matmul_flops"] = float("nan")
-    r["jaxpr_error"] = repr(e)
   s = r["step_s"]
   if s and not math.isnan(s):
     r["tokens_per_s"] = batch * T / s
@@ -185,8 +171,8 @@ def step_row(name, cfg, batch, g, loss_fn=None, **kw):
   log(
     f"  {name:<22} T={T:<5} B={batch:<4} step {fmt_s(s):>10}  peak "
     f"{r.get('peak_bytes', 0) / 2**20:8.0f} MiB  matmul {r['jaxpr_matmul_flops'] / 1e9:8.1f} "
-    f"GFLOP  (compile {r['compile_s']:.0f} s, wall {time.time() - t0:.0f} s)"
-    + (f"  [{r['skipped']}]" if r.get("skipped") else "")
+    f"GFLOP  gradient path {r['gradient_path_depth']}  (compile {r['compile_s']:.0f} s, wall "
+    f"{time.time() - t0:.0f} s)" + (f"  [{r['skipped']}]" if r.get("skipped") else "")
   )
   return r
 
@@ -224,77 +210,76 @@ def sweep_section(g) -> list:
   return rows
 
 
+DEPTH_VARIANTS = ("smt_all", "smt_n8", "dmt", "dmt_sg", "bptt", "bptt_remat")
+
+
 def depth_section(g) -> list:
-  """Sequential depth (all dependencies) and gradient-path depth (stop_gradient cuts) of the
-  forward loss, and of the whole gradient computation, per method and T."""
+  """Sequential depth, gradient path (the updates a gradient crosses, measured on the backward
+  pass) and forward+backward depth of each variant's objective (depth.objective_depths), and the
+  sequential depth of its whole training step, per T."""
   rows = []
   for T in g["sweep_Ts"]:
     base = g["sweep_cfg"](T)
-    for v in ("smt_all", "smt_n8", "dmt", "bptt", "bptt_remat"):
+    for v in DEPTH_VARIANTS:
       cfg = variant_config(base, v)
-      params = jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))
-      b = jax.eval_shape(lambda: random_batch(jax.random.PRNGKey(1), 2, T, cfg.data.vocab_size))
-      rng = jax.random.PRNGKey(0)
-      loss = lambda p, b, r_: METHODS[cfg.method].loss(p, b, r_, cfg)[0]
-      with depth.mark_updater():
-        fwd = depth.sequential_depth(loss, params, b, rng)
-        grad_path = depth.sequential_depth(loss, params, b, rng, cut_stop_gradient=True)
-        train = depth.sequential_depth(jax.grad(loss), params, b, rng)
-      rows.append(
-        dict(variant=v, T=T, forward_depth=fwd, gradient_path_depth=grad_path, fwd_bwd_depth=train)
-      )
+      d = depth.objective_depths(cfg)
+      with depth.mark_updater():  # A step built inside the block: its trace holds the marks.
+        state, step_fn = common.training_step(cfg, 2)
+        d["train_step_depth"] = depth.sequential_depth(step_fn, state, 0)
+      rows.append(dict(variant=v, T=T, **d))
       log(
-        f"  {v:<12} T={T:<5} sequential depth {fwd:>5}  gradient path {grad_path:>5}  "
-        f"forward+backward {train:>5}"
+        f"  {v:<12} T={T:<5} sequential depth {d['forward_depth']:>5}  gradient path "
+        f"{d['gradient_path_depth']:>5}  forward+backward {d['fwd_bwd_depth']:>5}  training step "
+        f"{d['train_step_depth']:>5}"
       )
   return rows
 
 
+CREDIT_CURVES = {  # curve name -> (variant, credit measure)
+  "bptt": ("bptt", credit.bptt_credit),
+  "smt": ("smt_n8", credit.smt_encoder_credit),
+  "dmt": ("dmt", credit.dmt_credit),
+  "dmt_sg": ("dmt_sg", credit.dmt_credit),
+}
+
+
 def credit_section(g) -> dict:
-  """||d loss_t / d e_{t-k}|| vs k: BPTT at init and after training on a delayed copy; SMT's
-  encoder path at init and after the same number of SMT (n_t = 8) steps."""
+  """||d loss_t / d e_{t-k}|| vs k at init and after credit_steps updates of the training step
+  (smt_jax.train.step.make_train_step with the run's optimizer) on a delayed copy: BPTT, SMT's
+  encoder path (n_t = 8), and DMT through its rollout from m_empty (the studies' recipe, and with
+  the per-step stop-gradient; its teacher is the untrained, frozen encoder)."""
   T, lag, vocab, B = g["credit_T"], 8, 16, g["credit_batch"]
   base = g["sweep_cfg"](T)
   base.data.vocab_size = vocab
   out = dict(T=T, lag=lag, vocab=vocab, batch=B, steps=g["credit_steps"], t=T - 1)
   probe = credit.delayed_copy_batch(jax.random.PRNGKey(123), B, T, vocab, lag)
-  for method, variant in (("bptt", "bptt"), ("smt", "smt_n8")):
+  for name, (variant, measure_fn) in CREDIT_CURVES.items():
     cfg = variant_config(base, variant)
-    tx = optax.adamw(1e-3, weight_decay=0.01)
+    cfg.train.num_steps = g["credit_steps"]
+    cfg.optim.warmup_steps = min(cfg.optim.warmup_steps, g["credit_steps"] // 10)
+    tx = make_optimizer(cfg)
     params = init_params(cfg, jax.random.PRNGKey(0))
-    opt = tx.init(params)
-    measure = (
-      jax.jit(lambda p: credit.bptt_credit(cfg, p, probe, T - 1))
-      if method == "bptt"
-      else jax.jit(lambda p: credit.smt_encoder_credit(cfg, p, probe, T - 1))
-    )
-    out[f"{method}_init"] = np.asarray(measure(params)).tolist()
-
-    @jax.jit
-    def train(params, opt, i):
-      batch = credit.delayed_copy_batch(
-        jax.random.fold_in(jax.random.PRNGKey(7), i), B, T, vocab, lag
-      )
-      (loss, m), grads = jax.value_and_grad(METHODS[cfg.method].loss, has_aux=True)(
-        params, batch, jax.random.fold_in(jax.random.PRNGKey(8), i), cfg
-      )
-      updates, opt = tx.update(grads, opt, params)
-      acc = m.get("acc", m.get("acc_dec_first"))
-      return optax.apply_updates(params, updates), opt, loss, acc
+    state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+    measure = jax.jit(lambda p, cfg=cfg, fn=measure_fn: fn(cfg, p, probe, T - 1))
+    out[f"{name}_init"] = np.asarray(measure(params)).tolist()
+    update = jax.jit(make_train_step(cfg, tx))
 
     t0 = time.time()
     losses = []
     for i in range(g["credit_steps"]):
-      params, opt, loss, acc = train(params, opt, i)
-      losses.append((float(loss), float(acc)))
-    out[f"{method}_trained"] = np.asarray(measure(params)).tolist()
-    out[f"{method}_train_curve"] = losses
+      batch = credit.delayed_copy_batch(
+        jax.random.fold_in(jax.random.PRNGKey(7), i), B, T, vocab, lag
+      )
+      state, m = update(state, batch, jax.random.fold_in(jax.random.PRNGKey(8), i))
+      losses.append((float(m["loss"]), float(m.get("acc", m.get("acc_dec_first")))))
+    out[f"{name}_trained"] = np.asarray(measure(state.params)).tolist()
+    out[f"{name}_train_curve"] = losses
     log(
-      f"  {method}: {g['credit_steps']} steps in {time.time() - t0:.0f} s, loss "
+      f"  {name}: {g['credit_steps']} steps in {time.time() - t0:.0f} s, loss "
       f"{losses[0][0]:.3f} -> {losses[-1][0]:.3f}, acc {losses[-1][1]:.3f}"
     )
     for key in ("init", "trained"):
-      v = out[f"{method}_{key}"]
+      v = out[f"{name}_{key}"]
       ks = [k for k in (0, 1, 2, 4, 8, 16, 31, 63) if k < len(v)]
       log(f"    {key:<8} " + "  ".join(f"k={k}: {v[k]:.3g}" for k in ks))
   return out
@@ -331,6 +316,14 @@ def main(argv=None):
     "--rows", default="", help="side by side: only the rows whose key matches this regex"
   )
   ap.add_argument(
+    "--sweep_Ts", default="", help="sweep and depth: these T only, e.g. 64,256 ('' = by device)"
+  )
+  ap.add_argument(
+    "--sweep_variants",
+    default="",
+    help="sweep: these variants only, e.g. dmt,dmt_sg,bptt ('' = by device)",
+  )
+  ap.add_argument(
     "--report_only",
     action="store_true",
     help="re-derive the targets, plots and markdown from the run's JSON in --out; time nothing",
@@ -349,6 +342,10 @@ def main(argv=None):
     write_reports(res, args, name)
     return
   g = grid(device, args.quick)
+  if args.sweep_Ts:
+    g["sweep_Ts"] = tuple(int(t) for t in args.sweep_Ts.split(","))
+  if args.sweep_variants:
+    g["sweep_variants"] = tuple(args.sweep_variants.split(","))
   sections = set(args.sections.split(","))
   os.makedirs(args.out, exist_ok=True)
   t_start = time.time()
@@ -386,10 +383,14 @@ def main(argv=None):
 
 
 def write_reports(res: dict, args, name: str) -> None:
-  """Targets into `res`, then its JSON, plots, printed tables and (--docs) the markdown."""
-  res["targets"] = report.targets(res)
-  with open(os.path.join(args.out, name + ".json"), "w") as f:
-    json.dump(res, f, indent=1, default=float)
+  """Targets into `res`, then its JSON, plots, printed tables and (--docs) the markdown. The
+  measurements are written first, so that a failing report step loses none of them."""
+  path = os.path.join(args.out, name + ".json")
+  for with_targets in (False, True):
+    if with_targets:
+      res["targets"] = report.targets(res)
+    with open(path, "w") as f:
+      json.dump(res, f, indent=1, default=float)
   pngs = report.plots(res, args.out, name)
   log(f"[report] wrote {args.out}/{name}.json and {len(pngs)} PNG")
   report.print_tables(res)

@@ -8,7 +8,11 @@ drifts on a shared machine hit both sides alike; the headline ratios are medians
 rounds of this one run. Without a checkout and a torch Python the same rows are timed for this
 project alone.
 
-Every row says what differs between the two sides beyond the framework.
+Every project row runs the training step of `experiments/run.py` (common.CompiledStep: its
+optimizer with global-norm clipping, the method's trainable groups, data sampled in the step).
+A row set against the original runs the same gradient path as the original's step (DMT rows: a
+detached memory before every update against its detached rollout, gradients through the rollout
+against its default); every row says what differs between the two sides beyond the framework.
 """
 
 from __future__ import annotations
@@ -21,12 +25,9 @@ import statistics
 import subprocess
 from collections.abc import Callable
 
-import jax
 import ml_collections
-import optax
 
 from experiments.bench import common, depth, plain
-from smt_jax.objectives import METHODS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,7 +48,6 @@ class Row:
   peer: str | None  # peer_driver step name
   differs: str
   labels_vs_peer: bool = False  # compare memory labels per second instead of step time
-  scope: str = "all"  # "all" | "method": which parameter groups AdamW updates
   reps: int = 1  # timed calls per round
 
 
@@ -102,87 +102,33 @@ def open_peer(src: str | None, python: str | None):
     return None, f"the peer driver did not start under {python}: {e!r}; this project alone"
 
 
-def train_step(cfg, scope: str = "all", clip: float = 1.0):
-  """(init_state, step): AdamW after global-norm clipping, on every group ("all") or on the
-  method's trainable groups only ("method", gradients taken for those alone)."""
-  loss_fn = METHODS[cfg.method].loss
-  groups = METHODS[cfg.method].trainable if scope == "method" else None
-  tx = optax.chain(optax.clip_by_global_norm(clip), optax.adamw(1e-4, weight_decay=0.01))
-
-  def split(params):
-    if groups is None:
-      return params, {}
-    return {g: params[g] for g in groups}, {g: v for g, v in params.items() if g not in groups}
-
-  def init_state(rng):
-    params = common.init_params(cfg, rng)
-    return params, tx.init(split(params)[0])
-
-  def step(state, batch, rng):
-    params, opt_state = state
-    hot, cold = split(params)
-    loss_of = lambda h: loss_fn({**cold, **h}, batch, rng, cfg)
-    (loss, _), grads = jax.value_and_grad(loss_of, has_aux=True)(hot)
-    updates, opt_state = tx.update(grads, opt_state, hot)
-    return ({**cold, **optax.apply_updates(hot, updates)}, opt_state), loss
-
-  return init_state, step
-
-
 class Prepared:
-  """A compiled project step with its state, ready to be timed round after round."""
+  """A compiled step of a row (common.CompiledStep) with its gradient path, ready to be timed
+  round after round."""
 
   def __init__(self, row: Row, plain_shape: dict):
     if row.cfg is None:
       init_state, step, _ = plain.plain_step_fns(
         256, plain_shape["d_model"], plain_shape["depth"], plain_shape["heads"]
       )
-      T, vocab = plain_shape["T"], 256
+      self.T = plain_shape["T"]
+      self.step = common.CompiledStep(None, row.batch, (init_state, step), self.T, 256)
     else:
-      init_state, step = train_step(row.cfg, row.scope)
-      T, vocab = row.cfg.data.T, row.cfg.data.vocab_size
-    self.T = T
-    rng = jax.random.PRNGKey(0)
-    self.batch = common.random_batch(jax.random.PRNGKey(1), row.batch, T, vocab)
-    self.state = init_state(rng)
-    self.compiled, self.compile_s = common.compile_step(step, self.state, self.batch, rng)
-    self.stats = common.xla_stats(self.compiled)
-    self.rng, self.i = rng, 0
-    self.stats["jaxpr_matmul_flops"] = float("nan")
-    if row.cfg is not None:
-      cfg = row.cfg
-      params = jax.eval_shape(lambda: common.init_params(cfg, rng))
-      loss = lambda p, b, r_: METHODS[cfg.method].loss(p, b, r_, cfg)[0]
-      try:
-        self.stats["jaxpr_matmul_flops"] = depth.matmul_flops(
-          jax.grad(loss), params, self.batch, rng
-        )
-      except Exception as e:  # pragma: no cover
-        self.stats["jaxpr_error"] = repr(e)
-    common.time_calls(self.call, 1, warmup=1)
+      self.T = row.cfg.data.T
+      self.step = common.CompiledStep(row.cfg, row.batch)
+      self.step.stats.update(depth.objective_depths(row.cfg))
+    self.compiled, self.compile_s, self.stats = (
+      self.step.compiled,
+      self.step.compile_s,
+      self.step.stats,
+    )
+    self.step.time(1, warmup=1)
 
   def call(self):
-    self.i += 1
-    self.state, loss = self.compiled(self.state, self.batch, jax.random.fold_in(self.rng, self.i))
-    return loss
+    return self.step.call()
 
   def time(self, reps: int) -> list[float]:
-    return common.time_calls(self.call, reps, warmup=0)
-
-
-def memory_labels(row: Row, T: int) -> int:
-  """Memory labels (dynamics targets) per step of a project row."""
-  if row.cfg is None:
-    return 0
-  c = row.cfg
-  if c.method == "smt":
-    return row.batch * (T if c.smt.n_t == 0 else c.smt.n_t)  # Pairs from m_-1 (m_empty) on.
-  if c.method == "dmt":
-    return row.batch * (c.dmt.Td // c.dmt.k)
-  return 0
-
-
-PEER_LABELS = {"smt_n1": 32, "dmt_32": 32 * 8, "dmt_32_orig": 32 * 8}
+    return self.step.time(reps)
 
 
 def select_rows(rows: list[Row], pattern: str) -> list[Row]:
@@ -239,14 +185,13 @@ def side_section(
   for row in rows:
     p = prepared[row.key]
     s = statistics.median(times[row.key])
-    labels = memory_labels(row, p.T)
+    labels = 0 if row.cfg is None else common.memory_labels(row.cfg, row.batch)
     r = dict(
       key=row.key,
       label=row.label,
       T=p.T,
       batch=row.batch,
       differs=row.differs,
-      scope=row.scope,
       step_s=s,
       step_times_s=times[row.key],
       compile_s=p.compile_s,
@@ -258,12 +203,18 @@ def side_section(
     )
     if row.cfg is not None:
       t = row.cfg.model.teacher
-      r.update(method=row.cfg.method, encoder=t.encoder, buckets=t.buckets, n_dec=row.cfg.smt.n_dec)
+      r.update(
+        method=row.cfg.method,
+        encoder=t.encoder,
+        buckets=t.buckets,
+        n_dec=row.cfg.smt.n_dec,
+        starts_from=common.starts_from(row.cfg),
+      )
     if row.peer and row.peer in peer_times:
       ps = statistics.median(peer_times[row.peer])
       r.update(peer=row.peer, peer_step_s=ps, peer_times_s=peer_times[row.peer])
       if row.labels_vs_peer:
-        peer_lps = PEER_LABELS[row.peer] / ps
+        peer_lps = peer_info[row.peer]["labels"] / ps
         r.update(peer_labels_per_s=peer_lps, ratio=r["labels_per_s"] / peer_lps)
         r["ratio_kind"] = "memory labels per second, project / original"
       else:
@@ -284,6 +235,7 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
   ref_T, B, Ball = g["ref_T"], g["ref_batch"], g["smt_all_batch"]
   v = lambda name, T=ref_T, **kw: _variant(base_cfg(T), name, **kw)
   clip = "both clip gradient norms (the original per module, the project globally)"
+  adam = "AdamW on the groups the loss reaches both sides"
   rows = [
     Row(
       "plain",
@@ -299,7 +251,7 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
       v("smt_n1"),
       B,
       "smt_n1",
-      f"{ORIGINAL_DIFFERS}; AdamW on every group both sides; {clip}",
+      f"{ORIGINAL_DIFFERS}; {adam}; {clip}",
     ),
     Row(
       "smt_all_window",
@@ -342,15 +294,45 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
       labels_vs_peer=True,
     ),
     Row(
+      "dmt",
+      "DMT as the studies run it: from m_empty, all T updates, gradients through the rollout",
+      v("dmt"),
+      g["stream_batch"],
+      None,
+      "the project alone (the original's DMT starts from an encoder memory at Tc); gradient "
+      "path T updates, a dense target at every step (k = 1) from the streaming teacher, teacher "
+      "frozen, the updater trained alone (readout frozen), AdamW and clipping of "
+      "experiments/run.py",
+    ),
+    Row(
+      "dmt_stopgrad",
+      "DMT, per-step stop-gradient (otherwise as the studies')",
+      v("dmt_sg"),
+      g["stream_batch"],
+      None,
+      "as dmt, the memory detached before every update: gradient path 1",
+    ),
+    Row(
       "dmt_32",
-      "DMT, Td 32, k 4, like for like",
+      "DMT, Td 32, k 4, per-step stop-gradient, like for like",
       v("dmt_32"),
       B,
       "dmt_32",
-      "both: from the memory of the first Tc tokens, memory detached before every update, "
-      "teacher frozen, AdamW on the RNN only; the original also computes its frozen decoder's "
-      f"loss on the targets (the project skips it, dmt.coef_dec 0); {ORIGINAL_DIFFERS}",
-      scope="method",
+      "both: from the memory of the first Tc tokens, memory detached before every update "
+      "(gradient path 1), teacher frozen, AdamW on the RNN only; the original also computes its "
+      f"frozen decoder's loss on the targets (the project skips it, dmt.coef_dec 0); "
+      f"{ORIGINAL_DIFFERS}",
+    ),
+    Row(
+      "dmt_32_bp",
+      "DMT, Td 32, k 4, gradients through the rollout, like for like",
+      v("dmt_32_bp"),
+      B,
+      "dmt_32_orig",
+      "both: as dmt_32 but gradients through the rollout (gradient path Td - 1 = 31 updates "
+      "after the start memory; the original's default); the original's teacher keeps "
+      "requires_grad, so its backward also runs through the encoder (not updated); "
+      f"{ORIGINAL_DIFFERS}",
     ),
     Row(
       "bptt_T64",
@@ -359,7 +341,6 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
       B,
       "bptt_T64",
       f"{ORIGINAL_DIFFERS}; AdamW on the RNN only both sides",
-      scope="method",
     ),
     Row(
       "bptt_remat_T64",
@@ -368,15 +349,14 @@ def reference_rows(g: dict, base_cfg: Callable) -> list[Row]:
       B,
       "bptt_T64",
       "as bptt_T64, the project recomputing each scanned step in the backward pass",
-      scope="method",
     ),
   ]
   return rows
 
 
-def _variant(base, name, encoder="window", buckets=1, n_dec=0):
+def _variant(base, name, encoder=None, buckets=1, n_dec=0):
   c = common.variant_config(base, name)
-  c.model.teacher.encoder = encoder
+  c.model.teacher.encoder = encoder or c.model.teacher.encoder
   c.model.teacher.buckets = buckets
   c.smt.n_dec = n_dec
   return c
