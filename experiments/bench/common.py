@@ -129,7 +129,7 @@ def variant_config(base: ml_collections.ConfigDict, variant: str) -> ml_collecti
     c.dmt.Td = min(c.dmt.Td, T - 1)
   if v["method"] == "dmt":
     c.dmt.k = min(c.dmt.k, rollout_length(c, T))
-    c.dmt.backprop_through_rollout = v["backprop"]
+    c.dmt.grad_steps = 0 if v["backprop"] else 1
   if v["method"] == "bptt":
     c.bptt.remat = v["remat"]
   # The teacher windows must fit in T (validation); shrink them for short sequences.

@@ -13,7 +13,7 @@ example's gradient at every distance; we report the mean over examples of the pe
     embedding at step s; loss_t = the squared error of the rolled memory m_t against the
     encoder's memory of x[0..t] (DMT's dense target). With gradients through the rollout the
     gradient crosses k updater steps, as BPTT's; with a stop-gradient on the memory before every
-    update (dmt.backprop_through_rollout False) it reaches k = 0 only.
+    update (dmt.grad_steps 1) it reaches k = 0 only.
   * SMT (encoder path): m_t = E(x[t-Tc+1 .. t]); loss_t = CE of the decoder's first prediction
     (an empty future, i.e. the readout) against y_t; delta added to the encoder's embedding of
     window position Tc - 1 - k. The gradient crosses one encoder and one decoder, for every k
@@ -89,7 +89,9 @@ def dmt_credit(cfg, params, batch, t: int) -> jax.Array:
   x = batch["x"]
   B = x.shape[0]
   mems = jax.lax.stop_gradient(memories_at(models, params, x, np.array([-1, t])))
-  through = cfg.dmt.backprop_through_rollout
+  if cfg.dmt.grad_steps not in (0, 1):
+    raise ValueError(f"dmt.grad_steps={cfg.dmt.grad_steps}: the credit trace covers 0 and 1.")
+  through = cfg.dmt.grad_steps == 0
 
   def loss(delta):  # delta (t + 1, B, d)
     def body(m, inp):
