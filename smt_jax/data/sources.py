@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smt_jax.data.tokenizers import ByteTokenizer, PixelTokenizer, check_tokens
+from smt_jax.data.tokenizers import VOCAB_SIZE, ByteTokenizer, PixelTokenizer, check_tokens
 
 
 class MissingSource(FileNotFoundError):
@@ -32,11 +32,13 @@ class MissingSource(FileNotFoundError):
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-  """Token streams of one source: uint8[n] per split, plus the image shape for pixel data."""
+  """Token streams of one source: uint8[n] per split, plus the image shape for pixel data and
+  the number of token values (256; the grey levels of quantised images)."""
 
   train: np.ndarray
   test: np.ndarray
   image_shape: tuple[int, int] | None = None
+  vocab_size: int = VOCAB_SIZE
 
   @property
   def kind(self) -> str:
@@ -64,6 +66,32 @@ def split_at_line(tokens: np.ndarray, test_fraction: float) -> tuple[np.ndarray,
   newlines = np.flatnonzero(tokens[: int(len(tokens) * (1 - test_fraction))] == ord("\n"))
   cut = int(newlines[-1]) + 1 if newlines.size else 0
   return tokens[:cut], tokens[cut:]
+
+
+def downsample(images: np.ndarray, size: int, levels: int) -> np.ndarray:
+  """Grey images [N, H, W] (0..255) -> uint8 [N, H/f, W/f] of grey levels 0..levels-1, f = H /
+  size: each f x f block's mean, quantised into `levels` equal bins of 0..256 (level =
+  floor(mean * levels / 256)). size = H keeps the resolution; levels = 256 the values."""
+  n, h, w = images.shape
+  if size < 1 or h % size or w % (h // size):
+    raise ValueError(
+      f"--size={size} must divide the image height {h}, and {h} / size the width {w}"
+    )
+  if not 2 <= levels <= VOCAB_SIZE:
+    raise ValueError(f"--levels={levels} must be in [2, {VOCAB_SIZE}]")
+  f = h // size
+  blocks = np.asarray(images, np.float64).reshape(n, h // f, f, w // f, f).mean(axis=(2, 4))
+  return np.minimum(np.floor(blocks * levels / VOCAB_SIZE), levels - 1).astype(np.uint8)
+
+
+def reduce_pixels(data: Prepared, size: int, levels: int) -> Prepared:
+  """`data` (pixels at 256 levels) downsampled to size x size and quantised to `levels` grey
+  levels (`downsample`); the token vocabulary becomes `levels`."""
+  tok = PixelTokenizer(*data.image_shape)
+  images = {s: downsample(tok.decode(getattr(data, s)), size, levels) for s in ("train", "test")}
+  shape = images["train"].shape[1:]
+  small = PixelTokenizer(*shape, vocab_size=levels)
+  return Prepared(small.encode(images["train"]), small.encode(images["test"]), shape, levels)
 
 
 # --- MNIST (IDX files) ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from smt_jax.errors import ConfigError
 from smt_jax.eval import plots
 from smt_jax.eval.config import SECTIONS, image_pixels, resolve_eval
 from smt_jax.eval.drift import drift_stats, rnn_step_fn
+from smt_jax.eval.measures import bits, bits_unit
 from smt_jax.eval.read import add_stats, rnn_read_stats, summarize, teacher_read_stats
 from smt_jax.eval.write import samples_text, write_samples
 from smt_jax.models import Models, build_models, readout_from_decoder
@@ -63,15 +64,19 @@ class _Evaluator:
       yield self.ds.sample(jax.random.fold_in(key, i), batch_size, length)
 
   def read_summaries(self, section: str, length: int, prefixes: dict) -> dict:
-    """{name: summarize(stats)} over eval.num_batches batches, for the RNN started at each
-    prefixes {name: prefix} and, when there is one, for the teacher."""
+    """{name: summarize(stats) with "bits" and "bits_per_position" (the losses in bits per
+    token)} over eval.num_batches batches, for the RNN started at each prefixes {name: prefix}
+    and, when there is one, for the teacher."""
     totals = {}
     for batch in self.batches(section, length, self.ec.num_batches, self.ec.batch_size):
       for name, prefix in prefixes.items():
         totals[name] = add_stats(totals.get(name), self.rnn(self.rnn_params, batch, prefix))
       if self.has_teacher:
         totals["teacher"] = add_stats(totals.get("teacher"), self.teacher(self.params, batch))
-    return {name: summarize(stats) for name, stats in totals.items()}
+    out = {name: summarize(stats) for name, stats in totals.items()}
+    for s in out.values():
+      s.update(bits=bits(s["loss"]), bits_per_position=bits(s["loss_per_position"]))
+    return out
 
 
 def _read(ev: _Evaluator, workdir: str) -> dict:
@@ -117,6 +122,7 @@ def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dic
   for name in rows[0]:
     out[f"{name}_acc"] = [r[name]["acc"] for r in rows]
     out[f"{name}_loss"] = [r[name]["loss"] for r in rows]
+    out[f"{name}_bits"] = [r[name]["bits"] for r in rows]
   plots.plot_length(
     out["lengths"],
     {legends[name]: out[f"{name}_acc"] for name in rows[0]},
@@ -183,7 +189,9 @@ def evaluate(
 
   Writes into workdir, for each section in eval.sections: read.png, drift.png, length.png, and
   samples.png (pixel data) or samples.txt (tokens); then eval.json, the summary it returns:
-    {"step", "eval" (resolved knobs), one entry per section, "files"}.
+    {"step", "eval" (resolved knobs), "bits_unit" (what the "bits" entries count: bits per pixel,
+    character or token), one entry per section, "files"}. Losses are in nats, "bits" the same
+    losses in bits.
   """
   ds = make_dataset(cfg.data, "test")
   ec = resolve_eval(cfg, image_pixels(ds))
@@ -195,7 +203,7 @@ def evaluate(
     "length": lambda: _length(ev, cfg, workdir),
     "write": lambda: _write(ev, workdir),
   }
-  summary = {"step": step, "eval": ec.to_dict()}
+  summary = {"step": step, "eval": ec.to_dict(), "bits_unit": f"bits per {bits_unit(ds)}"}
   summary.update({name: run[name]() for name in ec.sections})
   summary["files"] = ["eval.json"] + [summary[name]["file"] for name in ec.sections]
   summary = _jsonable(summary)
@@ -231,9 +239,12 @@ def format_table(summary: dict) -> str:
   fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
   lines = [f"evaluation at step {summary['step']}"]
   if "read" in summary:
-    lines.append(f"read (T={summary['read']['T']}){'':22s}  loss    acc")
+    unit = summary.get("bits_unit", "bits")
+    lines.append(f"read (T={summary['read']['T']}){'':22s}  nats    acc  {unit}")
     for name, curve in summary["read"]["curves"].items():
-      lines.append(f"  {name:32s} {fmt(curve['loss'])} {fmt(curve['acc'])}")
+      lines.append(
+        f"  {name:32s} {fmt(curve['loss'])} {fmt(curve['acc'])} {fmt(curve.get('bits'))}"
+      )
   if "drift" in summary:
     d = summary["drift"]
     lines.append(

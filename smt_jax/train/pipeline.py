@@ -12,7 +12,9 @@ import jax
 import ml_collections
 
 from smt_jax.config import strict
+from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
+from smt_jax.eval.measures import bits, bits_unit
 from smt_jax.objectives import encoder_prefix, read_start
 from smt_jax.train.loop import train_and_evaluate
 from smt_jax.train.validate import validate
@@ -23,9 +25,12 @@ TABLE_COLUMNS = (
   "rnn_read_from",
   "rnn_acc",
   "rnn_loss",
+  "rnn_bits",
+  "bits_per",
   "enc_prefix",
   "rnn_acc_enc",
   "teacher_acc",
+  "teacher_bits",
   "updates",
   "wall_s",
   "workdir",
@@ -91,9 +96,12 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
         "rnn_read_from": read_start_name(run),
         "rnn_acc": final["rnn_acc"],
         "rnn_loss": final["rnn_loss"],
+        "rnn_bits": bits(final["rnn_loss"]),
+        "bits_per": bits_unit(make_dataset(run.data, "test")),
         "enc_prefix": f"enc[:{encoder_prefix(run)}]" if "rnn_enc_acc" in final else None,
         "rnn_acc_enc": final.get("rnn_enc_acc"),
         "teacher_acc": final.get("teacher_acc"),
+        "teacher_bits": bits(final.get("teacher_loss")),
         "updates": run.train.num_steps,
         "wall_s": final["wall_s"],
         "workdir": str(workdir / s),
@@ -105,9 +113,10 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
 
 
 def format_table(rows: list[dict]) -> str:
-  """A plain-text table of pipeline rows: accuracy and loss of the RNN's read from x[0]
-  (rnn_read_from), its accuracy after an encoder prefix (enc_prefix, rnn_acc_enc), the
-  teacher's, and each stage's budget (updates, wall_s)."""
+  """A plain-text table of pipeline rows: accuracy and loss (nats; rnn_bits: the same in bits per
+  `bits_per`: pixel, character or token) of the RNN's read from x[0] (rnn_read_from), its
+  accuracy after an encoder prefix (enc_prefix, rnn_acc_enc), the teacher's, and each stage's
+  budget (updates, wall_s)."""
   fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
   cells = [list(TABLE_COLUMNS)] + [[fmt(r.get(c)) for c in TABLE_COLUMNS] for r in rows]
   widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]

@@ -113,6 +113,25 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
   )
 
 
+def _check_whole_images(cfg: ml_collections.ConfigDict, dataset, ec) -> None:
+  """Pixel data: every sequence the run samples (training, read, length, drift) is whole images,
+  so none cuts an image mid-way or is mostly the black border of its first rows."""
+  pixels = image_pixels(dataset)
+  if not pixels:
+    return
+  tok, name = dataset.tokenizer, cfg.data.name
+  lengths = [("data.T", cfg.data.T), ("eval.T", ec.T), ("eval.drift_steps", ec.drift_steps)]
+  lengths += [("eval.lengths", n) for n in ec.lengths]
+  for field, n in lengths:
+    _require(
+      n % pixels == 0,
+      f"{field}={n} cuts the {tok.height}x{tok.width} = {pixels}-pixel images of data.name="
+      f"{name!r} mid-way (a pixel sequence is whole images; a short window would be mostly the "
+      f"black border): use a multiple of {pixels} ({pixels} = one image), or downsample the "
+      f"images (`python -m smt_jax.data.prepare {name} --size S --levels L`, then T = S*S).",
+    )
+
+
 def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False) -> None:
   """Checks a whole run config before anything compiles; raises ConfigError naming the field.
 
@@ -188,7 +207,7 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     min(tr.eval_every, tr.eval_batches, tr.eval_batch_size) >= 1,
     "train.eval_every, train.eval_batches and train.eval_batch_size must be >= 1.",
   )
-  resolve_eval(cfg, image_pixels(dataset))
+  _check_whole_images(cfg, dataset, resolve_eval(cfg, image_pixels(dataset)))
   _require(lg.every >= 1, f"log.every={lg.every} must be >= 1.")
   _require(
     not lg.tensorboard or tensorboard.available(),
