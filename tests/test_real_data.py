@@ -9,13 +9,16 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from conftest import make_tiny_config
+from conftest import make_tiny_config, random_batch
 
 from smt_jax.data import make_dataset
 from smt_jax.data.prepare import main as prepare_main
 from smt_jax.errors import ConfigError
-from smt_jax.eval import evaluate
-from smt_jax.models import init_params
+from smt_jax.eval import evaluate, format_table, resolve_eval, summarize
+from smt_jax.models import build_models, init_params, param_counts
+from smt_jax.objectives import lm_loss
+from smt_jax.train.pipeline import read_model_size
+from smt_jax.train.step import make_eval_fn
 from smt_jax.train.validate import validate
 
 
@@ -54,8 +57,6 @@ def test_uniform_readout_reads_log2_v_bits_per_token(tmp_path):
     assert curve["bits"] == pytest.approx(math.log2(7), rel=1e-5)
     assert all(b == pytest.approx(math.log2(7), rel=1e-5) for b in curve["bits_per_position"] if b)
   assert summary["length"]["rnn_bits"] == [pytest.approx(math.log2(7), rel=1e-5)]
-  from smt_jax.eval import format_table
-
   assert f"{math.log2(7):6.3f}" in format_table(summary)
 
 
@@ -118,3 +119,58 @@ def test_prepare_mnist_downsamples_and_quantises(tmp_path):
   with pytest.raises(ValueError, match=r"data\.vocab_size=256: .* set it to 4"):
     make_dataset(stream_config("mnist", out))
   assert prepare_main(["mnist", "--src", str(tmp_path), "--out", str(out), "--size", "3"]) == 1
+
+
+# --- the Transformer LM baseline -----------------------------------------------------------------
+
+
+def test_lm_loss_and_read_equal_a_loop_over_prefixes():
+  """The LM's loss, and the read the trainer evaluates it by, equal a Python loop in which the
+  logits for y[t] come from the model applied to the prefix x[:t+1] alone (so nothing after t
+  is seen)."""
+  cfg = make_tiny_config(method="lm")
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(1))
+  batch = random_batch(jax.random.key(2), 3, cfg.data.T, cfg.data.vocab_size, label_every=2)
+  models = build_models(cfg)
+  x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+  nll, hits = [], []
+  for t in range(cfg.data.T):
+    logits = np.asarray(models.lm_logits(params, batch["x"][:, : t + 1])[:, t], np.float64)
+    for b in range(x.shape[0]):
+      if y[b, t] >= 0:
+        log_z = np.log(np.exp(logits[b] - logits[b].max()).sum()) + logits[b].max()
+        nll.append(log_z - logits[b, y[b, t]])
+        hits.append(int(np.argmax(logits[b]) == y[b, t]))
+  loss, metrics = lm_loss(params, batch, jax.random.key(0), cfg)
+  assert float(loss) == pytest.approx(np.mean(nll), rel=1e-5)
+  assert float(metrics["acc"]) == pytest.approx(np.mean(hits))
+  _, stats = make_eval_fn(cfg)(params, batch, jax.random.key(0))
+  assert set(stats) == {"rnn"}
+  assert summarize(stats["rnn"])["loss"] == pytest.approx(np.mean(nll), rel=1e-5)
+  grads = jax.grad(lambda p: lm_loss(p, batch, None, cfg)[0])(params)
+  for group in ("encoder", "updater", "readout"):
+    assert all(not np.any(g) for g in jax.tree.leaves(grads[group])), group
+
+
+def test_param_counts_per_group_and_the_lm_read_model():
+  tree = {"a": {"w": np.zeros((3, 4)), "b": np.zeros(4)}, "c": {"v": np.zeros((2, 2, 2))}}
+  assert param_counts(tree) == {"a": 16, "c": 8}
+  cfg = make_tiny_config(method="lm")
+  counts = param_counts(init_params(cfg, jax.random.key(0)))
+  assert read_model_size(cfg) == counts["decoder"]
+  cfg.method = "bptt"
+  assert read_model_size(cfg) == counts["updater"] + counts["readout"]
+
+
+def test_lm_evaluates_like_the_rnns(tmp_path):
+  cfg = make_tiny_config(method="lm")
+  cfg.eval.update({"num_batches": 1, "lengths": (8, 16)})
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  summary = evaluate(cfg, params, str(tmp_path))
+  assert list(summary["read"]["curves"]) == ["transformer LM from x[0] (causal)"]
+  curve = summary["read"]["curves"]["transformer LM from x[0] (causal)"]
+  assert curve["bits"] == pytest.approx(curve["loss"] / math.log(2))
+  assert len(summary["length"]["rnn_bits"]) == 2 and "write" not in summary
+  assert summary["params"]["read_model"] == param_counts(params)["decoder"]
+  asked = make_tiny_config(method="lm", **{"eval.sections": ("drift", "length", "write")})
+  assert resolve_eval(asked).sections == ("length",)

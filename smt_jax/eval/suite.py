@@ -19,12 +19,19 @@ from smt_jax.eval import plots
 from smt_jax.eval.config import SECTIONS, image_pixels, resolve_eval
 from smt_jax.eval.drift import drift_stats, rnn_step_fn
 from smt_jax.eval.measures import bits, bits_unit
-from smt_jax.eval.read import add_stats, rnn_read_stats, summarize, teacher_read_stats
+from smt_jax.eval.read import (
+  add_stats,
+  lm_read_stats,
+  rnn_read_stats,
+  summarize,
+  teacher_read_stats,
+)
 from smt_jax.eval.write import samples_text, write_samples
-from smt_jax.models import Models, build_models, readout_from_decoder
-from smt_jax.objectives import method_of, read_start, reads_through_decoder
+from smt_jax.models import Models, build_models, param_counts, readout_from_decoder
+from smt_jax.objectives import method_of, read_groups, read_start, reads_through_decoder
 
 START_NAMES = {0: "m_empty", None: "initial memory"}  # Method.read_start -> its name.
+LM_READ = "transformer LM from x[0] (causal)"  # The read's name for a method without an RNN.
 
 
 class _Evaluator:
@@ -44,7 +51,12 @@ class _Evaluator:
     method = method_of(cfg)
     self.has_teacher, self.read_start = method.has_teacher, read_start(cfg)
     self.key = jax.random.key(ec.seed)
-    self.rnn = jax.jit(lambda p, b, prefix: rnn_read_stats(models, p, b, prefix), static_argnums=2)
+    self.recurrent = method.recurrent
+    if method.recurrent:
+      read = lambda p, b, prefix: rnn_read_stats(models, p, b, prefix)
+    else:  # The Transformer LM reads every prefix of x itself: from x[0], always.
+      read = lambda p, b, prefix: lm_read_stats(models, p, b)
+    self.rnn = jax.jit(read, static_argnums=2)
     self.teacher = jax.jit(lambda p, b: teacher_read_stats(models, p, b, ec.chunk))
     self.drift = jax.jit(
       lambda p, x, start, steps: drift_stats(rnn_step_fn(models, p), models, p, x, start, steps),
@@ -81,7 +93,8 @@ class _Evaluator:
 
 def _read(ev: _Evaluator, workdir: str) -> dict:
   ec = ev.ec
-  starts = {f"rnn from x[0] ({START_NAMES[ev.read_start]})": ev.read_start}
+  name = f"rnn from x[0] ({START_NAMES[ev.read_start]})" if ev.recurrent else LM_READ
+  starts = {name: ev.read_start}
   if ev.has_teacher:
     starts[f"rnn from encoder prefix {ec.prefix}"] = ec.prefix
   curves = ev.read_summaries("read", ec.T, starts)
@@ -190,7 +203,8 @@ def evaluate(
   Writes into workdir, for each section in eval.sections: read.png, drift.png, length.png, and
   samples.png (pixel data) or samples.txt (tokens); then eval.json, the summary it returns:
     {"step", "eval" (resolved knobs), "bits_unit" (what the "bits" entries count: bits per pixel,
-    character or token), one entry per section, "files"}. Losses are in nats, "bits" the same
+    character or token), "params" ({"read_model": parameters of the model read from x[0],
+    "groups": per group}), one entry per section, "files"}. Losses are in nats, "bits" the same
     losses in bits.
   """
   ds = make_dataset(cfg.data, "test")
@@ -203,7 +217,13 @@ def evaluate(
     "length": lambda: _length(ev, cfg, workdir),
     "write": lambda: _write(ev, workdir),
   }
-  summary = {"step": step, "eval": ec.to_dict(), "bits_unit": f"bits per {bits_unit(ds)}"}
+  counts = param_counts(params)
+  summary = {
+    "step": step,
+    "eval": ec.to_dict(),
+    "bits_unit": f"bits per {bits_unit(ds)}",
+    "params": {"read_model": sum(counts[g] for g in read_groups(cfg)), "groups": counts},
+  }
   summary.update({name: run[name]() for name in ec.sections})
   summary["files"] = ["eval.json"] + [summary[name]["file"] for name in ec.sections]
   summary = _jsonable(summary)
@@ -238,6 +258,8 @@ def format_table(summary: dict) -> str:
   """A short plain-text table of an `evaluate` summary (the sections it has)."""
   fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
   lines = [f"evaluation at step {summary['step']}"]
+  if "params" in summary:
+    lines.append(f"parameters of the model read from x[0]: {summary['params']['read_model']:,}")
   if "read" in summary:
     unit = summary.get("bits_unit", "bits")
     lines.append(f"read (T={summary['read']['T']}){'':22s}  nats    acc  {unit}")

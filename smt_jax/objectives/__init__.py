@@ -3,11 +3,13 @@ the table of per-method rules (`METHODS`)."""
 
 from smt_jax.objectives.bptt import bptt_loss
 from smt_jax.objectives.dmt import dmt_loss
+from smt_jax.objectives.lm import lm_loss
 from smt_jax.objectives.methods import (
   METHODS,
   Method,
   encoder_prefix,
   method_of,
+  read_groups,
   read_start,
   reads_through_decoder,
   trainable_groups,
@@ -19,10 +21,12 @@ __all__ = [
   "Method",
   "method_of",
   "encoder_prefix",
+  "read_groups",
   "read_start",
   "reads_through_decoder",
   "trainable_groups",
   "smt_loss",
   "dmt_loss",
   "bptt_loss",
+  "lm_loss",
 ]

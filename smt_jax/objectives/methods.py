@@ -1,4 +1,5 @@
-"""The one table of what differs between SMT, DMT and BPTT, and the rules read from it.
+"""The one table of what differs between SMT, DMT, BPTT and the Transformer LM baseline, and the
+rules read from it.
 
 Everything method-specific outside the objectives themselves (which groups train by default,
 whether the run has a teacher to evaluate, where the RNN read starts, whether the RNN reads
@@ -12,6 +13,7 @@ import ml_collections
 
 from smt_jax.objectives.bptt import bptt_loss
 from smt_jax.objectives.dmt import dmt_loss
+from smt_jax.objectives.lm import lm_loss
 from smt_jax.objectives.smt import smt_loss
 
 
@@ -29,6 +31,8 @@ class Method:
     learned), for a method that trains no encoder.
   readout_untrained: the run never trains the readout, so with model.rnn.readout_from_decoder
     the RNN is read through a copy of the decoder (what DMT then starts from).
+  recurrent: the model read from x[0] is the RNN (updater and readout); False: it is the causal
+    Transformer LM of the trainable groups (`Models.lm_logits`), with no memory and no teacher.
   """
 
   loss: Callable
@@ -36,6 +40,7 @@ class Method:
   has_teacher: bool
   read_start: int | None
   readout_untrained: bool
+  recurrent: bool = True
 
 
 METHODS = {
@@ -51,6 +56,14 @@ METHODS = {
   ),
   "bptt": Method(
     bptt_loss, ("updater", "readout"), has_teacher=False, read_start=None, readout_untrained=False
+  ),
+  "lm": Method(
+    lm_loss,
+    ("decoder",),
+    has_teacher=False,
+    read_start=None,
+    readout_untrained=False,
+    recurrent=False,
   ),
 }
 
@@ -96,3 +109,10 @@ def encoder_prefix(cfg: ml_collections.ConfigDict) -> int:
 def reads_through_decoder(cfg: ml_collections.ConfigDict) -> bool:
   """Whether this run's RNN is read through a copy of the teacher decoder."""
   return method_of(cfg).readout_untrained and cfg.model.rnn.readout_from_decoder
+
+
+def read_groups(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The parameter groups of the model read from x[0] (whose size the tables state): the RNN's
+  updater and readout, or the LM's groups (Method.recurrent = False)."""
+  method = method_of(cfg)
+  return ("updater", "readout") if method.recurrent else method.trainable

@@ -15,7 +15,8 @@ from smt_jax.config import strict
 from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
 from smt_jax.eval.measures import bits, bits_unit
-from smt_jax.objectives import encoder_prefix, read_start
+from smt_jax.models import init_params, param_counts
+from smt_jax.objectives import encoder_prefix, method_of, read_groups, read_start
 from smt_jax.train.loop import train_and_evaluate
 from smt_jax.train.validate import validate
 
@@ -31,6 +32,7 @@ TABLE_COLUMNS = (
   "rnn_acc_enc",
   "teacher_acc",
   "teacher_bits",
+  "params",
   "updates",
   "wall_s",
   "workdir",
@@ -102,6 +104,7 @@ def run_pipeline(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) ->
         "rnn_acc_enc": final.get("rnn_enc_acc"),
         "teacher_acc": final.get("teacher_acc"),
         "teacher_bits": bits(final.get("teacher_loss")),
+        "params": read_model_size(run),
         "updates": run.train.num_steps,
         "wall_s": final["wall_s"],
         "workdir": str(workdir / s),
@@ -116,7 +119,7 @@ def format_table(rows: list[dict]) -> str:
   """A plain-text table of pipeline rows: accuracy and loss (nats; rnn_bits: the same in bits per
   `bits_per`: pixel, character or token) of the RNN's read from x[0] (rnn_read_from), its
   accuracy after an encoder prefix (enc_prefix, rnn_acc_enc), the teacher's, and each stage's
-  budget (updates, wall_s)."""
+  budget (updates, wall_s) beside the size of the model read (params)."""
   fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
   cells = [list(TABLE_COLUMNS)] + [[fmt(r.get(c)) for c in TABLE_COLUMNS] for r in rows]
   widths = [max(len(row[i]) for row in cells) for i in range(len(TABLE_COLUMNS))]
@@ -124,9 +127,17 @@ def format_table(rows: list[dict]) -> str:
 
 
 def read_start_name(cfg: ml_collections.ConfigDict) -> str:
-  """Where the table's main RNN read starts: x[0], from m_empty (a method with a teacher) or
-  from the updater's initial memory."""
+  """Where the table's main read starts: x[0], from m_empty (a method with a teacher), from the
+  updater's initial memory, or by causal attention (the Transformer LM)."""
+  if not method_of(cfg).recurrent:
+    return "x[0] (causal LM)"
   return "x[0] (m_empty)" if read_start(cfg) == 0 else "x[0] (init)"
+
+
+def read_model_size(cfg: ml_collections.ConfigDict) -> int:
+  """Parameters of the model read from x[0] (`read_groups`: the RNN, or the LM)."""
+  counts = param_counts(jax.eval_shape(lambda: init_params(cfg, jax.random.key(0))))
+  return sum(counts[g] for g in read_groups(cfg))
 
 
 def _check(ok: bool, message: str) -> None:

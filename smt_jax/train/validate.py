@@ -106,6 +106,11 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
     f"bptt.start={cfg.bptt.start!r} is unknown; use one of {BPTT_STARTS}.",
   )
   _require(
+    cfg.method != "lm" or not t.shared_embed,
+    "method='lm' trains the decoder alone as a causal Transformer LM, so it needs its own token "
+    "embedding: set model.teacher.shared_embed=False.",
+  )
+  _require(
     not r.readout_from_decoder or r.readout_depth == t.decoder_depth,
     f"model.rnn.readout_from_decoder copies the decoder into the readout, so "
     f"model.rnn.readout_depth={r.readout_depth} must equal model.teacher.decoder_depth="
