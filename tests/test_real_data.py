@@ -1,6 +1,7 @@
 """Real-data evaluation: bits beside nats, pixel sequences of whole images, downsampled MNIST."""
 
 import gzip
+import importlib
 import json
 import math
 import struct
@@ -16,8 +17,8 @@ from smt_jax.data.prepare import main as prepare_main
 from smt_jax.errors import ConfigError
 from smt_jax.eval import evaluate, format_table, resolve_eval, summarize
 from smt_jax.models import build_models, init_params, param_counts
-from smt_jax.objectives import lm_loss
-from smt_jax.train.pipeline import read_model_size
+from smt_jax.objectives import lm_loss, method_of
+from smt_jax.train.pipeline import read_model_size, stage_config, stage_names
 from smt_jax.train.step import make_eval_fn
 from smt_jax.train.validate import validate
 
@@ -174,3 +175,38 @@ def test_lm_evaluates_like_the_rnns(tmp_path):
   assert summary["params"]["read_model"] == param_counts(params)["decoder"]
   asked = make_tiny_config(method="lm", **{"eval.sections": ("drift", "length", "write")})
   assert resolve_eval(asked).sections == ("length",)
+
+
+# --- the real-data configs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist", "kjv"])
+def test_real_data_configs_validate_and_trace_every_stage(name, tmp_path):
+  """Each stage of digits.py, mnist.py and kjv.py validates against a stream shaped like the one
+  its docstring prepares, and one training step's loss traces (abstractly: no compile)."""
+  module = importlib.import_module(f"experiments.configs.{name}")
+  cfg = module.get_config()
+  options = getattr(module, "PREPARE", {})
+  if name == "kjv":
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "meta.json").write_text(json.dumps({"name": "kjv", "kind": "text"}))
+    for split in ("train", "test"):
+      np.save(tmp_path / "s" / f"{split}.npy", np.arange(4096).astype(np.uint8))
+  else:
+    side, levels = options.get("size", 8), options["levels"]
+    tokens = np.arange(side * side * 20) % levels
+    write_pixel_stream(tmp_path / "s", side, side, tokens, name, levels)
+  cfg.data.path = str(tmp_path / "s")
+  assert set(stage_names(cfg)) >= {"smt", "dmt", "bptt", "lm"}
+  T = cfg.data.T
+  batch = {k: jax.ShapeDtypeStruct((cfg.train.batch_size, T), np.int32) for k in ("x", "y")}
+  for stage in stage_names(cfg):
+    run = stage_config(cfg, stage, tmp_path)
+    validate(run, init_from_pending=run.ckpt.init_from.startswith(str(tmp_path)))
+    params = jax.eval_shape(lambda: init_params(run, jax.random.key(0)))
+    loss, _ = jax.eval_shape(
+      lambda p, b: method_of(run).loss(p, b, jax.random.key(0), run), params, batch
+    )
+    assert loss.shape == ()
+  assert cfg.pipeline.stages.dmt.ckpt.init_from == "smt" and cfg.dmt.start == -1
+  assert cfg.model.teacher.encoder == "stream" and cfg.model.teacher.Tc == T
