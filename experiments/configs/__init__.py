@@ -86,9 +86,10 @@ def real_data_config(
   curriculum.py); BPTT of the same RNN from scratch; "lm", the causal Transformer LM baseline at
   the same width with `lm_depth` blocks (`lm_stage`). Every model is read from x[0].
 
-  budgets: updates of each stage {"smt", "dmt", "bptt", "lm"} (BPTT's sized to at least SMT ->
-  DMT's wall-clock; the studies report both). From T = 128 on SMT decodes 32 random memories per
-  sequence (smt.n_dec) instead of all T + 1.
+  budgets: updates of each stage {"smt", "dmt", "bptt", "lm"}; BPTT's are meant to give it at
+  least SMT -> DMT's wall-clock (estimated from the retrieval rates, not measured on these data:
+  the studies report every run's wall-clock, and a short budget is raised there). From T = 128
+  on SMT decodes 32 random memories per sequence (smt.n_dec) instead of all T + 1.
   """
   c = base_config()
   c.data.name = name  # Prepared stream (see the config's docstring for the command).

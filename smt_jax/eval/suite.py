@@ -131,7 +131,10 @@ def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dic
   start = {"rnn": ev.read_start}
   rows = [ev.read_summaries("length", n, start) for n in ev.ec.lengths]
   out = {"lengths": list(ev.ec.lengths), "train_T": cfg.data.T, "file": "length.png"}
-  legends = {"rnn": "RNN (reads from the start)", "teacher": "teacher (re-encodes its window)"}
+  legends = {
+    "rnn": "RNN (reads from the start)" if ev.recurrent else "Transformer LM (causal)",
+    "teacher": "teacher (re-encodes its window)",
+  }
   for name in rows[0]:
     out[f"{name}_acc"] = [r[name]["acc"] for r in rows]
     out[f"{name}_loss"] = [r[name]["loss"] for r in rows]
