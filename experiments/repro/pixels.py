@@ -40,8 +40,7 @@ NUM_COMPLETIONS = 256  # Held-out top halves completed per run.
 
 class DigitClassifier:
   """A digit classifier on grey-level images [N, h, w]: an RBF support-vector machine on levels /
-  (L - 1), trained on at most `max_train` real images (logistic regression read barely 0.9 of
-  the digits' held-out writers).
+  (L - 1), trained on at most `max_train` real images.
 
   `test_acc` is its accuracy on held-out real images, measured when it is built; below
   MIN_CLASSIFIER_ACC it refuses to exist (ValueError), so no completion is scored by a
