@@ -139,8 +139,8 @@ def curves_plots(results: list, rep: reporting.Report, prefix: str, unit: str) -
     cfg = runner.run_config(runner.Run(**r["run"]))
     seen, wall, bits = learning_curve(r, cfg.train.batch_size * cfg.data.T)
     label = f"{r['run']['tags']['method']} ({r['run']['tags']['updater']})"
-    by_seen[label] = (seen, bits, f"C{i % 10}-")
-    by_wall[label] = (wall, bits, f"C{i % 10}-")
+    by_seen[label] = (seen, bits, f"C{i % 10}.-")
+    by_wall[label] = (wall, bits, f"C{i % 10}.-")
   ylabel = f"bits per {unit} from x[0]"
   return (
     rep.curves_plot(f"{prefix}_by_{unit}s.png", by_seen, f"{unit}s seen", ylabel, "against data")
@@ -156,7 +156,7 @@ def position_plot(results: list, rep: reporting.Report, filename: str, unit: str
   for i, r in enumerate(results):
     per = main_curve(eval_json(r)).get("bits_per_position") or []
     label = f"{r['run']['tags']['method']} ({r['run']['tags']['updater']})"
-    curves[label] = (list(range(len(per))), per, f"C{i % 10}-")
+    curves[label] = (list(range(len(per))), per, f"C{i % 10}.-")
   return rep.curves_plot(filename, curves, "position t", f"bits per {unit}", "loss by position")
 
 
