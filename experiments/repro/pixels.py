@@ -129,14 +129,14 @@ def report(results: list, rep: reporting.Report) -> str:
         + [text.fmt(lr["completion_class"])]
         + row[5:]
       )
-    headers = text.HEADERS[:5] + ["bottom | top", "bottom alone", "completion class"]
+    headers = text.HEADERS[:5] + ["bottom given top", "bottom alone", "completion class"]
     parts.append(
       f"### {name}\n\n{reporting.md_table(headers + text.HEADERS[5:], rows)}\n\n"
       f"The completion classifier reads {classifier.test_acc:.3f} of the real test images "
       f"(an RBF support-vector machine on the grey levels; it scores only above "
       f"{MIN_CLASSIFIER_ACC}). "
       "'completion class': the fraction of sampled completions of held-out top halves that it "
-      "gives the real image's class; 'bottom | top' and 'bottom alone': bits per pixel of the "
+      "gives the real image's class; 'bottom given top' and 'bottom alone': bits per pixel of the "
       "bottom half's pixels after the first, read after the top half or alone.\n\n"
       f"{text.curves_plots(rs, rep, name, 'pixel')}\n"
     )
