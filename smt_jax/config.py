@@ -14,7 +14,8 @@ import ml_collections
 def base_config() -> ml_collections.ConfigDict:
   """A small, CPU-sized configuration with the paper's loss coefficients."""
   c = ml_collections.ConfigDict()
-  c.method = "smt"  # Objective trained by this run: smt | dmt | bptt.
+  c.method = "smt"  # Objective trained by this run: smt | dmt | bptt | lm (the decoder alone as
+  #                  a causal Transformer LM, the baseline; depth model.teacher.decoder_depth).
   c.seed = 0  # Seeds parameters and data; data is a pure function of (seed, step).
 
   c.data = ml_collections.ConfigDict()

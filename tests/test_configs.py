@@ -22,18 +22,23 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "experiments" / "configs").glob("[!_]*.py"))
 
 
-def load_config(path: pathlib.Path):
+def load_module(path: pathlib.Path):
   spec = importlib.util.spec_from_file_location(path.stem, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module
+
+
+def load_config(path: pathlib.Path):
+  return load_module(path).get_config()
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_every_config_builds_and_validates(path, tmp_path):
   cfg = load_config(path)
   if cfg.data.name in STREAM_NAMES:  # Token streams validate against their prepared files.
-    cfg.data.path = str(prepare(cfg.data.name, out=str(tmp_path / "data")))
+    options = getattr(load_module(path), "PREPARE", {})  # e.g. mnist's --size and --levels
+    cfg.data.path = str(prepare(cfg.data.name, out=str(tmp_path / "data"), **options))
   if not stage_names(cfg):
     validate(cfg)
   for stage in stage_names(cfg):

@@ -83,12 +83,12 @@ def test_evaluate_draws_an_image_grid_of_samples_for_pixel_data(tmp_path):
   cfg = make_tiny_config(
     **{"data.name": "digits", "data.vocab_size": 256, "data.path": str(tmp_path / "digits")}
   )
-  write_pixel_stream(tmp_path / "digits", 2, 3, images=20)
+  write_pixel_stream(tmp_path / "digits", 2, 4, images=20)  # T = 8: one 2x4 image
   cfg.eval.update({"sections": ("write",), "num_samples": 3, "prefix": 2, "temperature": 0.0})
   params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
   summary = evaluate(cfg, params, str(tmp_path / "run"))
   s = check_outputs(tmp_path / "run", summary, ["eval.json", "samples.png"])
-  assert (s["write"]["prompt"] + s["write"]["length"]) % 6 == 0  # whole 2x3 images
+  assert (s["write"]["prompt"] + s["write"]["length"]) % 8 == 0  # whole 2x4 images
 
 
 @pytest.mark.slow

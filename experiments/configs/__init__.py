@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from smt_jax.config import base_config
 from smt_jax.errors import ConfigError
 
 
@@ -73,3 +74,66 @@ def smt_dmt_bptt_stages(
       },
     }
   )
+
+
+def real_data_config(
+  name: str, path: str, vocab_size: int, T: int, budgets: dict, lm_depth: int
+) -> ml_collections.ConfigDict:
+  """The x[0] recipe on a prepared token stream (digits.py, mnist.py, kjv.py), sized for 2 CPU
+  cores: SMT with the full-past streaming teacher (Tc = T: m_t = E(x_0..x_t), all T + 1
+  memories of a sequence in one pass); DMT from the SMT stage, rolled out from m_empty over the
+  whole sequence with gradients through it (DMT_STAGE, lr 1e-3 from T = 128 on as in
+  curriculum.py); BPTT of the same RNN from scratch; "lm", the causal Transformer LM baseline at
+  the same width with `lm_depth` blocks (`lm_stage`). Every model is read from x[0].
+
+  budgets: updates of each stage {"smt", "dmt", "bptt", "lm"}; BPTT's are meant to give it at
+  least SMT -> DMT's wall-clock (estimated from the retrieval rates, not measured on these data:
+  the studies report every run's wall-clock, and a short budget is raised there). From T = 128
+  on SMT decodes 32 random memories per sequence (smt.n_dec) instead of all T + 1.
+  """
+  c = base_config()
+  c.data.name = name  # Prepared stream (see the config's docstring for the command).
+  c.data.path = path  # Its folder.
+  c.data.vocab_size = vocab_size  # Bytes (256) or grey levels.
+  c.data.T = T  # Tokens per sequence.
+  c.model.d_model = 64  # d (paper: 256).
+  c.model.num_heads = 4  # Heads (paper: 8).
+  c.model.mlp_ratio = 2  # MLP width 2d.
+  c.model.mem_tokens = 4  # K (paper: 16): Z = K * d = 256.
+  c.model.teacher.encoder = "stream"  # All memories of a sequence in one pass.
+  c.model.teacher.Tc = T  # The full past.
+  c.model.teacher.Tf = 16  # Future tokens each memory predicts (paper: 64).
+  c.model.rnn.updater = "transformer"  # The transformer-token updater (studies also run mlp).
+  c.model.rnn.depth = 2  # Updater blocks.
+  c.model.rnn.hidden = 256  # Width of the MLP / GRU updaters' embedding and MLP.
+  c.smt.n_t = 0  # Every memory position -1..T-1 in the dynamics and uniformity terms ...
+  c.smt.n_dec = 32 if T >= 128 else 0  # ... and this many decoded (0 = all).
+  c.dmt.k = 1  # Regress every rolled memory (the stream teacher gives them all in one pass).
+  c.optim.lr = 2e-3  # Peak lr of SMT, BPTT and the LM (DMT: its stage's).
+  c.optim.warmup_steps = 50  # Warmup.
+  c.train.batch_size = 16  # Sequences per update (paper: 128).
+  c.train.eval_every = 100  # Held-out evaluation every 100 updates (the learning curves).
+  c.train.eval_batch_size = 32  # Held-out sequences per evaluation batch.
+  c.log.every = 25  # Training metrics every 25 updates.
+  c.ckpt.every = 100  # Checkpoint every 100 updates.
+  c.ckpt.keep = 1  # Keep the last.
+  c.eval.num_batches = 8  # Final read over 8 * 16 held-out sequences.
+  dmt_stage = {"optim": {"lr": 1e-3}} if T >= 128 else None
+  c.pipeline.order = ("smt", "dmt", "bptt", "lm")  # Stages, each into WORKDIR/STAGE.
+  stages = smt_dmt_bptt_stages(budgets["smt"], budgets["dmt"], budgets["bptt"], dmt_stage)
+  stages.lm = lm_stage(budgets["lm"], lm_depth)
+  c.pipeline.stages = stages
+  return c
+
+
+def lm_stage(steps: int, depth: int) -> dict:
+  """`pipeline.stages.lm`: the causal Transformer LM baseline (method "lm": the decoder, `depth`
+  blocks at the config's width, with its own embedding) trained from scratch for `steps`."""
+  return {
+    "method": "lm",
+    "train": {"num_steps": steps},
+    "model": {
+      "teacher": {"decoder_depth": depth, "shared_embed": False},
+      "rnn": {"readout_from_decoder": False},
+    },
+  }

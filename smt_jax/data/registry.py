@@ -1,8 +1,9 @@
 """``make_dataset(data_cfg, split)``: one entry point for synthetic tasks and token streams.
 
 ``data_cfg`` fields: ``name`` (one of TASK_NAMES), ``vocab_size`` (a knob for synthetic tasks;
-must be 256 for the shipped streams; for ``tokens``, a user's own ids, that of its meta.json or
-above its largest id), ``path`` (prepared stream directory; '' = ``workdirs/data/NAME``;
+that of the prepared stream's meta.json for the shipped streams: 256, or the grey levels of a
+quantised pixel stream; for ``tokens``, a user's own ids, that of its meta.json or above its
+largest id), ``path`` (prepared stream directory; '' = ``workdirs/data/NAME``;
 unused by synthetic tasks) and ``kwargs`` (task knobs, documented on each task class in
 ``smt_jax.data.synthetic``; missing knobs take their defaults, streams take none).
 ``default_data_config(name)`` returns a complete config with every knob at its default.
@@ -91,17 +92,18 @@ def make_dataset(data_cfg, split: str = "train") -> SyntheticTask | TokenStream:
       )
     return open_tokens(data_cfg.get("path", ""), split, data_cfg.vocab_size)
   if name in STREAM_NAMES:
-    if data_cfg.vocab_size != VOCAB_SIZE:
-      raise ValueError(
-        f"data.vocab_size={data_cfg.vocab_size!r}: the {name!r} stream has byte tokens; "
-        f"set it to {VOCAB_SIZE}"
-      )
     if kwargs:
       raise ValueError(
         f"data.kwargs.{next(iter(kwargs))}: the {name!r} stream takes no knobs; "
         "leave data.kwargs empty"
       )
-    return open_stream(name, data_cfg.get("path", ""), split)
+    stream = open_stream(name, data_cfg.get("path", ""), split)
+    if data_cfg.vocab_size != stream.vocab_size:
+      raise ValueError(
+        f"data.vocab_size={data_cfg.vocab_size!r}: the {name!r} stream has "
+        f"{stream.vocab_size} token values; set it to {stream.vocab_size}"
+      )
+    return stream
   cls = _task_class(name)
   defaults = knobs(name)
   for field, value in kwargs.items():

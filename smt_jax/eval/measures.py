@@ -111,6 +111,22 @@ def format_acc(acc: float | None, interval=None) -> str:
   return f"{acc:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
+def bits(nats):
+  """Nats -> bits (nats / ln 2), elementwise for arrays; None (nothing measured) stays None.
+
+  The losses of every language-model-like read (text, pixels, token tasks) are mean
+  cross-entropies per labelled token in nats; in bits they are bits per token (per character of
+  byte text, per pixel of image streams: `bits_unit`).
+  """
+  return None if nats is None else nats / np.log(2.0)
+
+
+def bits_unit(dataset) -> str:
+  """What one token of `dataset` is, for "bits per ...": pixel, character (byte text) or token."""
+  kind = type(getattr(dataset, "tokenizer", None)).__name__
+  return {"PixelTokenizer": "pixel", "ByteTokenizer": "character"}.get(kind, "token")
+
+
 def spread_stats(m: np.ndarray) -> dict:
   """How spread memories m (B, T, Z) are: participation ratio of the covariance spectrum over
   all B * T memories ("eff_dim": 1 = collapsed onto a line, Z = isotropic), mean per-feature

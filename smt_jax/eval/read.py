@@ -102,6 +102,12 @@ def rnn_read_stats(
   return stats
 
 
+def lm_read_stats(models: Models, params: dict, batch: dict) -> dict:
+  """`position_stats` of the causal Transformer LM (method "lm", `Models.lm_logits`) over all T
+  positions of batch {"x", "y"}: the logits at t attend to x[0..t], the LM's read from x[0]."""
+  return position_stats(models.lm_logits(params, batch["x"]), batch["y"])
+
+
 def teacher_read_stats(models: Models, params: dict, batch: dict, chunk: int = 0) -> dict:
   """`position_stats` of the reference the RNN imitates: the encoder re-encodes the Tc-window at
   every position t and the decoder, with an empty future, predicts y[:, t].

@@ -24,13 +24,20 @@ from smt_jax.eval.config import (
   resolve_eval,
 )
 from smt_jax.eval.drift import drift_stats, rnn_step_fn
-from smt_jax.eval.measures import format_acc, read_interval
-from smt_jax.eval.read import add_stats, rnn_read_stats, summarize, teacher_read_stats
+from smt_jax.eval.measures import bits, bits_unit, format_acc, read_interval
+from smt_jax.eval.read import (
+  add_stats,
+  lm_read_stats,
+  rnn_read_stats,
+  summarize,
+  teacher_read_stats,
+)
 from smt_jax.eval.write import samples_text, write_samples
-from smt_jax.models import Models, build_models, readout_from_decoder
-from smt_jax.objectives import method_of, read_start, reads_through_decoder
+from smt_jax.models import Models, build_models, param_counts, readout_from_decoder
+from smt_jax.objectives import method_of, read_groups, read_start, reads_through_decoder
 
 START_NAMES = {0: "m_empty", None: "initial memory"}  # Method.read_start -> its name.
+LM_READ = "transformer LM from x[0] (causal)"  # The read's name for a method without an RNN.
 
 
 class _Evaluator:
@@ -50,7 +57,12 @@ class _Evaluator:
     method = method_of(cfg)
     self.has_teacher, self.read_start = method.has_teacher, read_start(cfg)
     self.key = final_eval_key(ec.seed)  # Of the samples (the batches: `final_eval_batches`).
-    self.rnn = jax.jit(lambda p, b, prefix: rnn_read_stats(models, p, b, prefix), static_argnums=2)
+    self.recurrent = method.recurrent
+    if method.recurrent:
+      read = lambda p, b, prefix: rnn_read_stats(models, p, b, prefix)
+    else:  # The Transformer LM reads every prefix of x itself: from x[0], always.
+      read = lambda p, b, prefix: lm_read_stats(models, p, b)
+    self.rnn = jax.jit(read, static_argnums=2)
     self.teacher = jax.jit(lambda p, b: teacher_read_stats(models, p, b, ec.chunk))
     self.drift = jax.jit(
       lambda p, x, start, steps: drift_stats(rnn_step_fn(models, p), models, p, x, start, steps),
@@ -67,22 +79,27 @@ class _Evaluator:
     return final_eval_batches(self.ds, self.ec.seed, section, length, num, batch_size)
 
   def read_summaries(self, section: str, length: int, prefixes: dict) -> dict:
-    """{name: summarize(stats)} over eval.num_batches batches, for the RNN started at each
-    prefixes {name: prefix} and, when there is one, for the teacher."""
+    """{name: summarize(stats) with "bits" and "bits_per_position" (the losses in bits per
+    token)} over eval.num_batches batches, for the RNN started at each prefixes {name: prefix}
+    and, when there is one, for the teacher."""
     totals = {}
     for batch in self.batches(section, length, self.ec.num_batches, self.ec.batch_size):
       for name, prefix in prefixes.items():
         totals[name] = add_stats(totals.get(name), self.rnn(self.rnn_params, batch, prefix))
       if self.has_teacher:
         totals["teacher"] = add_stats(totals.get("teacher"), self.teacher(self.params, batch))
-    return {name: summarize(stats) for name, stats in totals.items()}
+    out = {name: summarize(stats) for name, stats in totals.items()}
+    for s in out.values():
+      s.update(bits=bits(s["loss"]), bits_per_position=bits(s["loss_per_position"]))
+    return out
 
 
 def _read(ev: _Evaluator, workdir: str) -> dict:
   """The read curves, each with its 95 % interval (`read_interval`), and "roles": which curve
   is the RNN from x[0] ("rnn"), after the encoder prefix ("rnn_enc") and the teacher's."""
   ec = ev.ec
-  roles = {"rnn": f"rnn from x[0] ({START_NAMES[ev.read_start]})"}
+  name = f"rnn from x[0] ({START_NAMES[ev.read_start]})" if ev.recurrent else LM_READ
+  roles = {"rnn": name}
   if ev.has_teacher:
     roles.update(rnn_enc=f"rnn from encoder prefix {ec.prefix}", teacher="teacher")
   starts = {roles["rnn"]: ev.read_start}
@@ -124,10 +141,14 @@ def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dic
   start = {"rnn": ev.read_start}
   rows = [ev.read_summaries("length", n, start) for n in ev.ec.lengths]
   out = {"lengths": list(ev.ec.lengths), "train_T": cfg.data.T, "file": "length.png"}
-  legends = {"rnn": "RNN (reads from the start)", "teacher": "teacher (re-encodes its window)"}
+  legends = {
+    "rnn": "RNN (reads from the start)" if ev.recurrent else "Transformer LM (causal)",
+    "teacher": "teacher (re-encodes its window)",
+  }
   for name in rows[0]:
     out[f"{name}_acc"] = [r[name]["acc"] for r in rows]
     out[f"{name}_loss"] = [r[name]["loss"] for r in rows]
+    out[f"{name}_bits"] = [r[name]["bits"] for r in rows]
   plots.plot_length(
     out["lengths"],
     {legends[name]: out[f"{name}_acc"] for name in rows[0]},
@@ -194,7 +215,10 @@ def evaluate(
 
   Writes into workdir, for each section in eval.sections: read.png, drift.png, length.png, and
   samples.png (pixel data) or samples.txt (tokens); then eval.json, the summary it returns:
-    {"step", "eval" (resolved knobs), one entry per section, "files"}.
+    {"step", "eval" (resolved knobs), "bits_unit" (what the "bits" entries count: bits per pixel,
+    character or token), "params" ({"read_model": parameters of the model read from x[0],
+    "groups": per group}), one entry per section, "files"}. Losses are in nats, "bits" the same
+    losses in bits.
   eval.json is merged, not replaced: the sections of an earlier evaluation of the same step that
   this one does not run are kept (with their files; "eval" is this call's knobs), those of
   another step are dropped (they describe another checkpoint). Written atomically (a temp file,
@@ -212,7 +236,13 @@ def evaluate(
   }
   path = pathlib.Path(workdir) / "eval.json"
   earlier = _earlier_sections(path, step)
-  summary = {"step": step, "eval": ec.to_dict()}
+  counts = param_counts(params)
+  summary = {
+    "step": step,
+    "eval": ec.to_dict(),
+    "bits_unit": f"bits per {bits_unit(ds)}",
+    "params": {"read_model": sum(counts[g] for g in read_groups(cfg)), "groups": counts},
+  }
   summary.update({name: run[name]() for name in ec.sections})
   summary.update({name: v for name, v in earlier.items() if name not in summary})
   done = [name for name in SECTIONS if name in summary]
@@ -260,11 +290,14 @@ def format_table(summary: dict) -> str:
   """A short plain-text table of an `evaluate` summary (the sections it has)."""
   fmt = lambda v: "   n/a" if v is None else f"{v:6.3f}"
   lines = [f"evaluation at step {summary['step']}"]
+  if "params" in summary:
+    lines.append(f"parameters of the model read from x[0]: {summary['params']['read_model']:,}")
   if "read" in summary:
-    lines.append(f"read (T={summary['read']['T']}){'':22s}  loss    acc [95 % interval]")
+    unit = summary.get("bits_unit", "bits")
+    lines.append(f"read (T={summary['read']['T']}){'':22s}  nats    acc [95 % interval]  {unit}")
     for name, curve in summary["read"]["curves"].items():
       acc = format_acc(curve["acc"], curve.get("acc_interval"))
-      lines.append(f"  {name:32s} {fmt(curve['loss'])}  {acc}")
+      lines.append(f"  {name:32s} {fmt(curve['loss'])}  {acc}  {fmt(curve.get('bits'))}")
     some = next(iter(summary["read"]["curves"].values()), {})
     if "num_sequences" in some:
       lines.append(f"  ({some['num_sequences']} test sequences, {some['num_labels']} labels)")

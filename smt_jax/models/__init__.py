@@ -6,6 +6,7 @@ Parameters are a dict of four groups, each a Flax "params" tree:
 """
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -101,10 +102,26 @@ class Models:
     """Readout logits of memories (B, Z) -> (B, V), float32."""
     return self.readout.apply({"params": params["readout"]}, m)
 
+  def lm_logits(self, params: dict, x: jax.Array) -> jax.Array:
+    """The decoder as a plain causal Transformer LM (method "lm"): tokens (B, T) -> float32
+    logits (B, T, V), position t attending to x[0..t] and predicting y[t] = x[t+1].
+
+    The decoder reads K all-zero memory tokens (a constant start, no encoder) before x, so its
+    logits after x[t] are `decode`'s output t + 1; its token embedding must be its own
+    (model.teacher.shared_embed = False).
+    """
+    m = jnp.zeros((x.shape[0], self.updater.mem_size), jnp.float32)
+    return self.decode(params, m, x)[:, 1:]
+
 
 def mem_size(cfg: ml_collections.ConfigDict) -> int:
   """Z = K * d, the size of a flattened memory state."""
   return cfg.model.mem_tokens * cfg.model.d_model
+
+
+def param_counts(params: dict) -> dict[str, int]:
+  """Number of parameters (scalars) in each group of `params` (arrays or ShapeDtypeStructs)."""
+  return {g: sum(math.prod(a.shape) for a in jax.tree.leaves(t)) for g, t in params.items()}
 
 
 def readout_from_decoder(params: dict) -> dict:
@@ -171,6 +188,7 @@ __all__ = [
   "build_models",
   "init_params",
   "mem_size",
+  "param_counts",
   "readout_from_decoder",
   "GROUPS",
   "TEACHER_GROUPS",

@@ -1,4 +1,5 @@
-"""The one table of what differs between SMT, DMT and BPTT, and the rules read from it.
+"""The one table of what differs between SMT, DMT, BPTT and the Transformer LM baseline, and the
+rules read from it.
 
 Everything method-specific outside the objectives themselves (which groups train by default,
 whether the run has a teacher to evaluate, where the RNN read starts, whether the RNN reads
@@ -12,6 +13,7 @@ import ml_collections
 
 from smt_jax.objectives import dmt
 from smt_jax.objectives.bptt import bptt_loss
+from smt_jax.objectives.lm import lm_loss
 from smt_jax.objectives.smt import smt_loss
 
 
@@ -31,6 +33,8 @@ class Method:
     the RNN is read through a copy of the decoder (what DMT then starts from).
   gradient_path: `(cfg, T) -> int`, the most updater applications one gradient of the loss
     passes through on length-T sequences (`gradient_path_length`).
+  recurrent: the model read from x[0] is the RNN (updater and readout); False: it is the causal
+    Transformer LM of the trainable groups (`Models.lm_logits`), with no memory and no teacher.
   """
 
   loss: Callable
@@ -39,6 +43,7 @@ class Method:
   read_start: int | None
   readout_untrained: bool
   gradient_path: Callable[[ml_collections.ConfigDict, int], int]
+  recurrent: bool = True
 
 
 METHODS = {
@@ -66,6 +71,15 @@ METHODS = {
     readout_untrained=False,
     gradient_path=lambda cfg, T: T,  # The last label's loss reaches back through all T updates.
   ),
+  "lm": Method(
+    lm_loss,
+    ("decoder",),
+    has_teacher=False,
+    read_start=None,
+    readout_untrained=False,
+    gradient_path=lambda cfg, T: 0,  # No updater: attention links every pair of tokens directly.
+    recurrent=False,
+  ),
 }
 
 
@@ -79,7 +93,7 @@ def method_of(cfg: ml_collections.ConfigDict) -> Method:
 def gradient_path_length(cfg: ml_collections.ConfigDict, length: int) -> int:
   """The most updater applications one gradient of cfg.method's loss passes through on
   sequences of `length` tokens: SMT 1, BPTT `length`, DMT its rollout's updates (Td; from m_empty
-  with Td = 0, `length`), at most dmt.grad_steps (1 with the per-step stop-gradient)."""
+  with Td = 0, `length`), at most dmt.grad_steps (1 with the per-step stop-gradient); the LM, with no updater, 0."""
   return method_of(cfg).gradient_path(cfg, length)
 
 
@@ -117,3 +131,10 @@ def encoder_prefix(cfg: ml_collections.ConfigDict) -> int:
 def reads_through_decoder(cfg: ml_collections.ConfigDict) -> bool:
   """Whether this run's RNN is read through a copy of the teacher decoder."""
   return method_of(cfg).readout_untrained and cfg.model.rnn.readout_from_decoder
+
+
+def read_groups(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The parameter groups of the model read from x[0] (whose size the tables state): the RNN's
+  updater and readout, or the LM's groups (Method.recurrent = False)."""
+  method = method_of(cfg)
+  return ("updater", "readout") if method.recurrent else method.trainable

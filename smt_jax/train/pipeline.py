@@ -13,9 +13,11 @@ import jax
 import ml_collections
 
 from smt_jax.config import strict
+from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
-from smt_jax.eval.measures import format_acc
-from smt_jax.objectives import encoder_prefix, read_start
+from smt_jax.eval.measures import bits, bits_unit, format_acc
+from smt_jax.models import init_params, param_counts
+from smt_jax.objectives import encoder_prefix, method_of, read_groups, read_start
 from smt_jax.train.loop import train_and_evaluate
 from smt_jax.train.validate import validate
 
@@ -25,9 +27,13 @@ TABLE_COLUMNS = (
   "rnn_read_from",
   "rnn_acc",
   "rnn_loss",
+  "rnn_bits",
+  "bits_per",
   "enc_prefix",
   "rnn_acc_enc",
   "teacher_acc",
+  "teacher_bits",
+  "params",
   "updates",
   "wall_s",
   "split",
@@ -157,9 +163,13 @@ def stage_row(stage: str, run: ml_collections.ConfigDict, final: dict, workdir: 
     "rnn_read_from": read_start_name(run),
     "rnn_acc": final["rnn_acc"],
     "rnn_loss": final["rnn_loss"],
+    "rnn_bits": bits(final["rnn_loss"]),
+    "bits_per": bits_unit(make_dataset(run.data, "test")),
     "enc_prefix": f"enc[:{encoder_prefix(run)}]" if "rnn_enc_acc" in final else None,
     "rnn_acc_enc": final.get("rnn_enc_acc"),
     "teacher_acc": final.get("teacher_acc"),
+    "teacher_bits": bits(final.get("teacher_loss")),
+    "params": read_model_size(run),
     "updates": run.train.num_steps,
     "wall_s": final["wall_s"],
     "split": "val",
@@ -170,7 +180,10 @@ def stage_row(stage: str, run: ml_collections.ConfigDict, final: dict, workdir: 
   read = json.loads(path.read_text()).get("read") if path.is_file() else None
   if not run.train.final_eval or not read or "roles" not in read:
     return row
-  row.update(split="test", rnn_loss=read["curves"][read["roles"]["rnn"]]["loss"])
+  rnn_loss = read["curves"][read["roles"]["rnn"]]["loss"]
+  row.update(split="test", rnn_loss=rnn_loss, rnn_bits=bits(rnn_loss))
+  if "teacher" in read["roles"]:
+    row["teacher_bits"] = bits(read["curves"][read["roles"]["teacher"]]["loss"])
   for column, role in INTERVAL_OF.items():
     if role in read["roles"]:
       curve = read["curves"][read["roles"][role]]
@@ -180,10 +193,11 @@ def stage_row(stage: str, run: ml_collections.ConfigDict, final: dict, workdir: 
 
 
 def format_table(rows: list[dict]) -> str:
-  """A plain-text table of pipeline rows: accuracy and loss of the RNN's read from x[0]
-  (rnn_read_from), its accuracy after an encoder prefix (enc_prefix, rnn_acc_enc), the
-  teacher's, each as "acc [lo, hi]" where the row has a 95 % interval, each stage's budget
-  (updates, wall_s), and the split and number of sequences the accuracies were read on."""
+  """A plain-text table of pipeline rows: accuracy and loss (nats; rnn_bits: the same in bits per
+  `bits_per`: pixel, character or token) of the RNN's read from x[0] (rnn_read_from), its
+  accuracy after an encoder prefix (enc_prefix, rnn_acc_enc), the teacher's, each as
+  "acc [lo, hi]" where the row has a 95 % interval, each stage's budget (updates, wall_s) beside
+  the size of the model read (params), and the split and number of sequences read."""
   fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
   cell = lambda r, c: (
     format_acc(r.get(c), r.get(f"{c}_interval")) if c in INTERVAL_OF else fmt(r.get(c))
@@ -194,9 +208,17 @@ def format_table(rows: list[dict]) -> str:
 
 
 def read_start_name(cfg: ml_collections.ConfigDict) -> str:
-  """Where the table's main RNN read starts: x[0], from m_empty (a method with a teacher) or
-  from the updater's initial memory."""
+  """Where the table's main read starts: x[0], from m_empty (a method with a teacher), from the
+  updater's initial memory, or by causal attention (the Transformer LM)."""
+  if not method_of(cfg).recurrent:
+    return "x[0] (causal LM)"
   return "x[0] (m_empty)" if read_start(cfg) == 0 else "x[0] (init)"
+
+
+def read_model_size(cfg: ml_collections.ConfigDict) -> int:
+  """Parameters of the model read from x[0] (`read_groups`: the RNN, or the LM)."""
+  counts = param_counts(jax.eval_shape(lambda: init_params(cfg, jax.random.key(0))))
+  return sum(counts[g] for g in read_groups(cfg))
 
 
 def _check(ok: bool, message: str) -> None:

@@ -18,7 +18,7 @@ import optax
 from jax.sharding import Mesh
 
 from smt_jax import parallel
-from smt_jax.eval.read import rnn_read_stats, teacher_read_stats
+from smt_jax.eval.read import lm_read_stats, rnn_read_stats, teacher_read_stats
 from smt_jax.models import build_models, readout_from_decoder
 from smt_jax.objectives import (
   encoder_prefix,
@@ -162,7 +162,10 @@ def make_eval_fn(cfg: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Ca
     _, metrics = objective(params, batch, rng, cfg)
     rnn_params = readout_from_decoder(params) if copy_decoder else params
     solve = dict(solver=cfg.eval.solver, newton=cfg.newton)
-    stats = {"rnn": rnn_read_stats(models, rnn_params, batch, read_start(cfg), **solve)}
+    if method.recurrent:
+      stats = {"rnn": rnn_read_stats(models, rnn_params, batch, read_start(cfg), **solve)}
+    else:  # The Transformer LM baseline: its own read from x[0], under the same key.
+      stats = {"rnn": lm_read_stats(models, params, batch)}
     if method.has_teacher:
       stats["rnn_enc"] = rnn_read_stats(models, rnn_params, batch, prefix, **solve)
       stats["teacher"] = teacher_read_stats(models, params, batch)

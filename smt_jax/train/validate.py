@@ -130,6 +130,11 @@ def validate_model(cfg: ml_collections.ConfigDict) -> None:
   _require(n.damping >= 0, f"newton.damping={n.damping} must be >= 0 (0 = plain Newton).")
   _require(n.chunk >= 0, f"newton.chunk={n.chunk} must be >= 0 (0 = all Jacobian columns).")
   _require(
+    cfg.method != "lm" or not t.shared_embed,
+    "method='lm' trains the decoder alone as a causal Transformer LM, so it needs its own token "
+    "embedding: set model.teacher.shared_embed=False.",
+  )
+  _require(
     not r.readout_from_decoder or r.readout_depth == t.decoder_depth,
     f"model.rnn.readout_from_decoder copies the decoder into the readout, so "
     f"model.rnn.readout_depth={r.readout_depth} must equal model.teacher.decoder_depth="
@@ -146,6 +151,25 @@ def _check_task_length(cfg: ml_collections.ConfigDict, dataset, lengths: list) -
       dataset.check_length(T, field)
     except ValueError as e:
       raise ConfigError(f"{e}.") from e
+
+
+def _check_whole_images(cfg: ml_collections.ConfigDict, dataset, ec) -> None:
+  """Pixel data: every sequence the run samples (training, read, length, drift) is whole images,
+  so none cuts an image mid-way or is mostly the black border of its first rows."""
+  pixels = image_pixels(dataset)
+  if not pixels:
+    return
+  tok, name = dataset.tokenizer, cfg.data.name
+  lengths = [("data.T", cfg.data.T), ("eval.T", ec.T), ("eval.drift_steps", ec.drift_steps)]
+  lengths += [("eval.lengths", n) for n in ec.lengths]
+  for field, n in lengths:
+    _require(
+      n % pixels == 0,
+      f"{field}={n} cuts the {tok.height}x{tok.width} = {pixels}-pixel images of data.name="
+      f"{name!r} mid-way (a pixel sequence is whole images; a short window would be mostly the "
+      f"black border): use a multiple of {pixels} ({pixels} = one image), or downsample the "
+      f"images (`python -m smt_jax.data.prepare {name} --size S --levels L`, then T = S*S).",
+    )
 
 
 def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False) -> None:
@@ -235,6 +259,7 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     "train.eval_every, train.eval_batches and train.eval_batch_size must be >= 1.",
   )
   ev = resolve_eval(cfg, image_pixels(dataset))
+  _check_whole_images(cfg, dataset, ev)
   if tr.final_eval:  # The final evaluation reads sequences of eval.T and eval.lengths.
     lengths = [("eval.lengths", n) for n in ev.lengths] if "length" in ev.sections else []
     _check_task_length(cfg, dataset, [("eval.T", ev.T), *lengths])

@@ -1,0 +1,248 @@
+"""Real-data evaluation: bits beside nats, pixel sequences of whole images, downsampled MNIST."""
+
+import gzip
+import importlib
+import json
+import math
+import struct
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from conftest import make_tiny_config, random_batch
+
+from smt_jax.data import make_dataset
+from smt_jax.data.prepare import main as prepare_main
+from smt_jax.data.sources import labelled_images
+from smt_jax.errors import ConfigError
+from smt_jax.eval import evaluate, format_table, resolve_eval, summarize
+from smt_jax.models import build_models, init_params, param_counts
+from smt_jax.objectives import lm_loss, method_of
+from smt_jax.train.pipeline import read_model_size, stage_config, stage_names
+from smt_jax.train.step import make_eval_fn
+from smt_jax.train.validate import validate
+
+
+def write_pixel_stream(directory, height, width, tokens, name="digits", vocab_size=256):
+  """A prepared pixel stream holding `tokens` in both splits, as smt_jax.data.prepare lays it."""
+  directory.mkdir(parents=True)
+  meta = {"name": name, "kind": "pixels", "image_shape": [height, width], "vocab_size": vocab_size}
+  (directory / "meta.json").write_text(json.dumps(meta))
+  for split in ("train", "test"):
+    np.save(directory / f"{split}.npy", np.asarray(tokens, np.uint8))
+
+
+def stream_config(name, path, vocab_size=256):
+  return ml_collections.ConfigDict(
+    {"name": name, "vocab_size": vocab_size, "path": str(path), "kwargs": {}}
+  )
+
+
+# --- bits ----------------------------------------------------------------------------------------
+
+
+def test_uniform_readout_reads_log2_v_bits_per_token(tmp_path):
+  """Zero output heads give uniform logits over V = 7 tokens: ln 7 nats = log2 7 bits per token,
+  for the RNN and the teacher, in eval.json and its table."""
+  cfg = make_tiny_config()
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  zero_head = lambda tree: jax.tree.map(np.zeros_like, tree)
+  params["decoder"]["head"] = zero_head(params["decoder"]["head"])
+  cfg.model.rnn.readout_from_decoder = False  # The RNN reads through its own (zeroed) readout.
+  params["readout"]["decoder"]["head"] = zero_head(params["readout"]["decoder"]["head"])
+  cfg.eval.update({"sections": ("read", "length"), "num_batches": 1, "lengths": (8,)})
+  summary = evaluate(cfg, params, str(tmp_path))
+  assert json.loads((tmp_path / "eval.json").read_text())["bits_unit"] == "bits per token"
+  for curve in summary["read"]["curves"].values():
+    assert curve["loss"] == pytest.approx(math.log(7), rel=1e-5)
+    assert curve["bits"] == pytest.approx(math.log2(7), rel=1e-5)
+    assert all(b == pytest.approx(math.log2(7), rel=1e-5) for b in curve["bits_per_position"] if b)
+  assert summary["length"]["rnn_bits"] == [pytest.approx(math.log2(7), rel=1e-5)]
+  assert f"{math.log2(7):6.3f}" in format_table(summary)
+
+
+# --- pixel sequences are whole images ------------------------------------------------------------
+
+
+def test_pixel_sequences_start_at_image_boundaries_and_cover_whole_images(tmp_path):
+  """A stream of 10 numbered 2x3 images (image i holds pixels 6i .. 6i + 5): every sequence is
+  n consecutive whole images, and a T that cuts an image is refused."""
+  write_pixel_stream(tmp_path / "s", 2, 3, np.arange(60))
+  ds = make_dataset(stream_config("digits", tmp_path / "s"))
+  for images in (1, 3):
+    T = 6 * images
+    x, y = (ds.sample(jax.random.key(images), 200, T)[k] for k in ("x", "y"))
+    first = x[:, 0]
+    assert np.all(first % 6 == 0) and len(set(first.tolist())) > 3
+    np.testing.assert_array_equal(x, first[:, None] + np.arange(T))  # whole images, in order
+    np.testing.assert_array_equal(y, x + 1)
+    assert ds.decode(x).shape == (200, images, 2, 3)
+  with pytest.raises(ValueError, match=r"T=8 cuts the 2x3 = 6-pixel images .* multiple of 6"):
+    ds.sample(jax.random.key(0), 1, 8)
+
+
+def test_a_config_that_cuts_images_is_a_config_error(tmp_path):
+  write_pixel_stream(tmp_path / "s", 2, 4, np.arange(160) % 256)
+  cfg = make_tiny_config(**{"data.name": "digits", "data.vocab_size": 256})
+  cfg.data.path = str(tmp_path / "s")
+  validate(cfg)  # T = 8: one 2x4 image.
+  for field, value in (("data.T", 12), ("eval.lengths", (8, 20))):
+    bad = make_tiny_config(**{"data.name": "digits", "data.vocab_size": 256, field: value})
+    bad.data.path = str(tmp_path / "s")
+    bad.model.teacher.Tc = 4
+    with pytest.raises(ConfigError, match=rf"{field}=\d+ cuts the 2x4 = 8-pixel images"):
+      validate(bad)
+
+
+def write_idx(path, images):
+  data = b"\x00\x00\x08\x03" + struct.pack(">3i", *images.shape) + images.astype(np.uint8).tobytes()
+  path.write_bytes(gzip.compress(data))
+
+
+def test_prepare_mnist_downsamples_and_quantises(tmp_path):
+  """A 4x4 image to 2x2 at 4 grey levels, by hand: block means 127.5, 16, 100, 251.25 ->
+  floor(mean * 4 / 256) = 1, 0, 1, 3."""
+  image = np.array(
+    [[0, 255, 16, 16], [255, 0, 16, 16], [100, 100, 240, 255], [100, 100, 255, 255]], np.uint8
+  )
+  for stem in ("train", "t10k"):
+    write_idx(tmp_path / f"{stem}-images-idx3-ubyte.gz", np.stack([image, 255 - image]))
+  out = tmp_path / "out"
+  args = ["mnist", "--src", str(tmp_path), "--out", str(out), "--size", "2", "--levels", "4"]
+  assert prepare_main(args) == 0
+  meta = json.loads((out / "meta.json").read_text())
+  assert meta["image_shape"] == [2, 2] and meta["vocab_size"] == 4 and meta["name"] == "mnist"
+  # The second image 255 - x: block means 127.5, 239, 155, 3.75 -> 1, 3, 2, 0.
+  assert np.load(out / "train.npy").tolist() == [1, 0, 1, 3, 1, 3, 2, 0]
+  ds = make_dataset(stream_config("mnist", out, vocab_size=4))
+  assert ds.vocab_size == 4
+  np.testing.assert_array_equal(ds.decode(np.array([1, 0, 1, 3])), [[[85, 0], [85, 255]]])
+  with pytest.raises(ValueError, match=r"data\.vocab_size=256: .* set it to 4"):
+    make_dataset(stream_config("mnist", out))
+  assert prepare_main(["mnist", "--src", str(tmp_path), "--out", str(out), "--size", "3"]) == 1
+
+
+# --- the Transformer LM baseline -----------------------------------------------------------------
+
+
+def test_lm_loss_and_read_equal_a_loop_over_prefixes():
+  """The LM's loss, and the read the trainer evaluates it by, equal a Python loop in which the
+  logits for y[t] come from the model applied to the prefix x[:t+1] alone (so nothing after t
+  is seen)."""
+  cfg = make_tiny_config(method="lm")
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(1))
+  batch = random_batch(jax.random.key(2), 3, cfg.data.T, cfg.data.vocab_size, label_every=2)
+  models = build_models(cfg)
+  x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+  nll, hits = [], []
+  for t in range(cfg.data.T):
+    logits = np.asarray(models.lm_logits(params, batch["x"][:, : t + 1])[:, t], np.float64)
+    for b in range(x.shape[0]):
+      if y[b, t] >= 0:
+        log_z = np.log(np.exp(logits[b] - logits[b].max()).sum()) + logits[b].max()
+        nll.append(log_z - logits[b, y[b, t]])
+        hits.append(int(np.argmax(logits[b]) == y[b, t]))
+  loss, metrics = lm_loss(params, batch, jax.random.key(0), cfg)
+  assert float(loss) == pytest.approx(np.mean(nll), rel=1e-5)
+  assert float(metrics["acc"]) == pytest.approx(np.mean(hits))
+  _, stats = make_eval_fn(cfg)(params, batch, jax.random.key(0))
+  assert set(stats) == {"rnn"}
+  assert summarize(stats["rnn"])["loss"] == pytest.approx(np.mean(nll), rel=1e-5)
+  grads = jax.grad(lambda p: lm_loss(p, batch, None, cfg)[0])(params)
+  for group in ("encoder", "updater", "readout"):
+    assert all(not np.any(g) for g in jax.tree.leaves(grads[group])), group
+
+
+def test_param_counts_per_group_and_the_lm_read_model():
+  tree = {"a": {"w": np.zeros((3, 4)), "b": np.zeros(4)}, "c": {"v": np.zeros((2, 2, 2))}}
+  assert param_counts(tree) == {"a": 16, "c": 8}
+  cfg = make_tiny_config(method="lm")
+  counts = param_counts(init_params(cfg, jax.random.key(0)))
+  assert read_model_size(cfg) == counts["decoder"]
+  cfg.method = "bptt"
+  assert read_model_size(cfg) == counts["updater"] + counts["readout"]
+
+
+def test_lm_evaluates_like_the_rnns(tmp_path):
+  cfg = make_tiny_config(method="lm")
+  cfg.eval.update({"num_batches": 1, "lengths": (8, 16)})
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  summary = evaluate(cfg, params, str(tmp_path))
+  assert list(summary["read"]["curves"]) == ["transformer LM from x[0] (causal)"]
+  curve = summary["read"]["curves"]["transformer LM from x[0] (causal)"]
+  assert curve["bits"] == pytest.approx(curve["loss"] / math.log(2))
+  assert len(summary["length"]["rnn_bits"]) == 2 and "write" not in summary
+  assert summary["params"]["read_model"] == param_counts(params)["decoder"]
+  asked = make_tiny_config(method="lm", **{"eval.sections": ("drift", "length", "write")})
+  assert resolve_eval(asked).sections == ("length",)
+
+
+# --- the real-data configs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist", "kjv"])
+def test_real_data_configs_validate_and_trace_every_stage(name, tmp_path):
+  """Each stage of digits.py, mnist.py and kjv.py validates against a stream shaped like the one
+  its docstring prepares, and one training step's loss traces (abstractly: no compile)."""
+  module = importlib.import_module(f"experiments.configs.{name}")
+  cfg = module.get_config()
+  options = getattr(module, "PREPARE", {})
+  if name == "kjv":
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "meta.json").write_text(json.dumps({"name": "kjv", "kind": "text"}))
+    for split in ("train", "test"):
+      np.save(tmp_path / "s" / f"{split}.npy", np.arange(4096).astype(np.uint8))
+  else:
+    side, levels = options.get("size", 8), options["levels"]
+    tokens = np.arange(side * side * 20) % levels
+    write_pixel_stream(tmp_path / "s", side, side, tokens, name, levels)
+  cfg.data.path = str(tmp_path / "s")
+  assert set(stage_names(cfg)) >= {"smt", "dmt", "bptt", "lm"}
+  T = cfg.data.T
+  batch = {k: jax.ShapeDtypeStruct((cfg.train.batch_size, T), np.int32) for k in ("x", "y")}
+  for stage in stage_names(cfg):
+    run = stage_config(cfg, stage, tmp_path)
+    validate(run, init_from_pending=run.ckpt.init_from.startswith(str(tmp_path)))
+    params = jax.eval_shape(lambda: init_params(run, jax.random.key(0)))
+    loss, _ = jax.eval_shape(
+      lambda p, b: method_of(run).loss(p, b, jax.random.key(0), run), params, batch
+    )
+    assert loss.shape == ()
+  assert cfg.pipeline.stages.dmt.ckpt.init_from == "smt" and cfg.dmt.start == -1
+  assert cfg.model.teacher.encoder == "stream" and cfg.model.teacher.Tc == T
+
+
+# --- study 7's completion classifier, the studies' runs ------------------------------------------
+
+
+def test_completion_classifier_reads_real_digits_and_refuses_when_it_cannot():
+  pytest.importorskip("sklearn")
+  from experiments.repro.pixels import MIN_CLASSIFIER_ACC, DigitClassifier
+
+  classifier = DigitClassifier.for_dataset("digits")
+  assert classifier.test_acc > MIN_CLASSIFIER_ACC
+  data = labelled_images("digits", levels=17)
+  images, labels = data["test"]
+  assert np.mean(classifier.predict(images) == labels) == classifier.test_acc
+  shuffled = np.random.default_rng(0).permutation(data["train"][1])
+  with pytest.raises(ValueError, match=r"digit classifier reads 0\.\d+ of the real test images"):
+    DigitClassifier((data["train"][0], shuffled), data["test"], 17)
+
+
+def test_study_runs_cover_the_methods():
+  from experiments.repro import pixels, text
+
+  kinds = lambda runs: {
+    (r.tags["updater"], r.tags["method"], tuple(r.overrides["pipeline.order"])) for r in runs
+  }
+  expected = {
+    ("transformer", "SMT→DMT", ("smt", "dmt")),
+    ("mlp", "SMT→DMT", ("smt", "dmt")),
+    ("transformer", "BPTT", ("bptt",)),
+    ("mlp", "BPTT", ("bptt",)),
+    ("gru", "BPTT", ("bptt",)),
+  }
+  assert kinds(text.runs(False, 0)) == expected | {("—", "LM", ("lm",))}
+  assert kinds(pixels.runs(False, 0)) == expected
+  assert {r.tags["data"] for r in pixels.runs(False, 0)} == {"digits", "mnist"}
