@@ -93,7 +93,8 @@ def method_of(cfg: ml_collections.ConfigDict) -> Method:
 def gradient_path_length(cfg: ml_collections.ConfigDict, length: int) -> int:
   """The most updater applications one gradient of cfg.method's loss passes through on
   sequences of `length` tokens: SMT 1, BPTT `length`, DMT its rollout's updates (Td; from m_empty
-  with Td = 0, `length`), at most dmt.grad_steps (1 with the per-step stop-gradient); the LM, with no updater, 0."""
+  with Td = 0, `length`), at most dmt.grad_steps (1 with the per-step stop-gradient); the LM,
+  with no updater, 0."""
   return method_of(cfg).gradient_path(cfg, length)
 
 
