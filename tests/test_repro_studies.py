@@ -21,9 +21,9 @@ def test_study_runs_validate(name, quick):
 @pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
 def test_credit_bptt_gets_the_pipeline_budget(quick):
   """BPTT gets 4 (T <= 32), 14 (T = 64) or 6 (T >= 128, the curriculum) times the updates of
-  every SMT and DMT stage, except where credit.BPTT_FACTORS gives an updater its own (at least
-  SMT -> DMT's wall-clock at the idle rates): the transformer 8 at T = 128, the MLP 8, 22, 13
-  and 8 (T = 32 ... 256), the GRU 7 from T = 128 on; fine-tuning gets half the config's factor;
+  every SMT and DMT stage, except where budgets.UPDATER_FACTORS gives an updater its own (at
+  least SMT -> DMT's wall-clock at the idle rates): the transformer 8 at T = 128, the MLP 8, 22,
+  13 and 8 (T = 32 ... 256), the GRU 7 from T = 128 on; fine-tuning gets half the config's factor;
   every RNN is read from x[0] by the full-past teacher's pipeline, whose SMT -> DMT runs train
   the curriculum from T = 128 on, with DMT at lr 1e-3 (3e-3 below)."""
   from experiments.repro import credit
@@ -48,9 +48,30 @@ def test_credit_bptt_gets_the_pipeline_budget(quick):
       teacher.sort(key=lambda s: st[s].data.T)
       assert [st[s].data.T for s in teacher] == [64 * 2**i for i in range(len(teacher))]
       assert st[teacher[-1]].data.T == T
-      assert st.dmt.optim.lr == (3e-3 if T < 128 else 1e-3)  # 3e-3: NaN at 256, 0.89 at 128.
+      assert st.dmt.optim.lr == (3e-3 if T < 128 else 1e-3)  # Long rollouts: a smaller step.
       if run.overrides["pipeline.order"][0] != "bptt":
         assert run.overrides["pipeline.order"][: len(teacher)] == teacher
+
+
+@pytest.mark.parametrize(
+  "config,bptt,finetune,dmt_lr",
+  [
+    ("default.py", 9000, 4500, 3e-3),  # Hand-picked beside SMT 400 + DMT 1000.
+    ("repro_stack.py", 8 * (400 + 200), 4 * (400 + 200), 3e-3),
+    ("repro_stack.py:T=128", 8 * (400 + 200), 4 * (400 + 200), 1e-3),
+    ("repro_retrieval.py:T=32", 4 * (400 + 2000), 2 * (400 + 2000), 3e-3),
+    ("repro_retrieval.py:T=64", 14 * (2400 + 2000), 7 * (2400 + 2000), 3e-3),
+    ("repro_retrieval.py:T=128", 14 * (4800 + 2000), 7 * (4800 + 2000), 1e-3),
+    ("curriculum.py:T=64", 6 * (2400 + 2000), 3 * (2400 + 2000), 3e-3),
+    ("curriculum.py:T=256", 6 * (2400 + 200 + 200 + 2000), 3 * (2400 + 200 + 200 + 2000), 1e-3),
+  ],
+)
+def test_each_config_takes_its_budgets_from_the_budget_table(config, bptt, finetune, dmt_lr):
+  """BPTT's and fine-tuning's updates and DMT's lr of each comparison's config, by hand from the
+  rules of experiments/configs/budgets.py (DMT at a smaller lr from T = 128 on)."""
+  st = runner.load_config(config).pipeline.stages
+  assert (st.bptt.train.num_steps, st.finetune.train.num_steps) == (bptt, finetune)
+  assert st.dmt.optim.lr == dmt_lr
 
 
 def test_overrides_reject_unknown_fields():
