@@ -1,5 +1,5 @@
 """Every bad input to experiments/run.py and evaluate.py gives one line on stderr, no traceback,
-exit status 1, and leaves the workdir as it was (issue 14).
+exit status 1, and leaves the workdir as it was.
 
 The table runs each command in-process (`experiments.run.main` / `experiments.evaluate.main`, the
 command lines' own code, which return the exit status); nothing in it trains or compiles. A few

@@ -130,7 +130,7 @@ def test_full_past_teacher_and_rollouts_from_the_empty_memory_validate():
   "name", ["default.py", "repro_retrieval.py", "repro_stack.py", "curriculum.py"]
 )
 def test_finetune_stage_is_bptt_of_the_dmt_rnn_from_the_empty_memory(name, tmp_path):
-  """Stage "finetune" (issue 12 item 8) continues the DMT stage's parameters by BPTT that
+  """Stage "finetune" continues the DMT stage's parameters by BPTT that
   starts, and is read, from m_empty; it validates once the DMT stage has run."""
   from smt_jax.objectives import read_start
 

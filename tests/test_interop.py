@@ -31,7 +31,7 @@ def fixture_parts():
   return compare.load(str(FIXTURE))
 
 
-def test_the_fixture_covers_every_quantity_of_the_issue(results):
+def test_the_fixture_covers_every_quantity_compared(results):
   _, theirs = results
   for name in (
     [

@@ -262,12 +262,12 @@ def test_stream_window_verdict_needs_both_within_tolerance():
   near = reporting.stream_window_verdict(
     {"stream": 0.86, "window": 0.9}, {"stream": 1, "window": 1}
   )
-  assert "within 0.05 or better (issue 16's target met)" in near
+  assert "within 0.05 or better (the streaming teacher's target met)" in near
   for acc, teacher in (((0.84, 0.9), (1.0, 1.0)), ((0.9, 0.9), (0.9, 0.96))):
     far = reporting.stream_window_verdict(
       dict(zip(("stream", "window"), acc)), dict(zip(("stream", "window"), teacher))
     )
-    assert "more than 0.05 below (issue 16's target not met)" in far
+    assert "more than 0.05 below (the streaming teacher's target not met)" in far
 
 
 def test_subset_verdict_reports_accuracy_and_smt_wall_clock_of_each_variant():

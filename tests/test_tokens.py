@@ -1,5 +1,5 @@
 """Bring-your-own tokens (`data.name = "tokens"`), its preparation from text, and TensorBoard
-event files (issue 14)."""
+event files."""
 
 import importlib.util
 import json

@@ -1,4 +1,4 @@
-"""A workdir nothing can damage (issue 14): fault injection through the launcher.
+"""A workdir nothing can damage: fault injection through the launcher.
 
 Each test runs `experiments/run.py` in-process (`experiments.run.main(argv)`, the same code as the
 command line, returning its exit status) on a tiny config file, and checks the exit status, that

@@ -145,7 +145,7 @@ def make_train_step(cfg: ml_collections.ConfigDict, loss_fn: Callable | None = N
   """(init_state, step) with step(state, batch, rng) -> (state, loss); AdamW on every group.
 
   Every parameter group is trained (also the teacher under DMT, whose loss gives it no
-  gradient with the default detach_targets) so that all methods pay the same updater cost.
+  gradient: its targets are fixed labels) so that all methods pay the same updater cost.
   """
   loss_fn = loss_fn or METHODS[cfg.method].loss
   tx = optax.adamw(1e-4, weight_decay=0.01)

@@ -250,7 +250,7 @@ def parse_args(description: str, argv=None) -> argparse.Namespace:
   p.add_argument(
     "--quick",
     action="store_true",
-    help="reduced sizes (about 10 minutes for all studies on 2 CPU cores)",
+    help="reduced budgets: a check of the whole pipeline in minutes, not a result",
   )
   p.add_argument("--out", default=str(REPO / "workdirs" / "repro"), help="results folder")
   p.add_argument("--jobs", type=int, default=1, help="training processes at once")
