@@ -1,10 +1,21 @@
 """Shared test fixtures: tiny configs and batches that compile in seconds on a CPU."""
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import pytest
 
+from experiments.cli import load_config_file
 from smt_jax.config import base_config, strict
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def load_config(name, arg: str = ""):
+  """get_config(arg) of experiments/configs/NAME (or of the config file at a path), loaded as
+  experiments/run.py loads --config=FILE:ARG."""
+  return load_config_file(f"{CONFIGS / name}" + (f":{arg}" if arg else ""))
 
 
 def make_tiny_config(**overrides):

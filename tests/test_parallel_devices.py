@@ -18,6 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from conftest import make_tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240  # Per child process; a hung collective fails the test instead of the suite.
@@ -54,8 +55,6 @@ def run_child(devices: int, *args, cache_dir=None) -> dict:
 
 def tiny_run_config(method: str, **overrides):
   """The tests' tiny model (tests/conftest.py) on retrieval data, 4 updates, no final eval."""
-  from tests.conftest import make_tiny_config
-
   fields = {
     "method": method,
     "data.name": "retrieval",
