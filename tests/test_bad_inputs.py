@@ -465,6 +465,7 @@ PROCESS_CASES = [
 ]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", PROCESS_CASES)
 def test_as_a_process(case, files, tmp_path):
   """The same rows through `python experiments/{run,evaluate}.py`: exit 1, one line."""

@@ -83,6 +83,7 @@ def run_launcher(*flags, env=None):
   )
 
 
+@pytest.mark.integration
 def test_launcher_exits_1_with_the_message(tmp_path):
   result = run_launcher(f"--workdir={tmp_path}", "--config.model.num_heads=3")
   assert result.returncode == 1
@@ -90,6 +91,7 @@ def test_launcher_exits_1_with_the_message(tmp_path):
   assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.integration
 def test_launcher_rejects_batch_not_divisible_by_devices(tmp_path):
   result = run_launcher(
     f"--workdir={tmp_path}",
@@ -136,3 +138,24 @@ def test_finetune_stage_is_bptt_of_the_dmt_rnn_from_the_empty_memory(name, tmp_p
   assert run.ckpt.init_from == str(tmp_path / "dmt") and read_start(run) == 0
   validate(run, init_from_pending=True)
   assert read_start(stage_config(cfg, "bptt", tmp_path)) is None  # BPTT from scratch: its init.
+
+
+@pytest.mark.parametrize(
+  "config,arg,bptt,finetune,dmt_lr",
+  [
+    ("default.py", "", 9000, 4500, 3e-3),  # Hand-picked beside SMT 400 + DMT 1000.
+    ("repro_stack.py", "", 8 * (400 + 200), 4 * (400 + 200), 3e-3),
+    ("repro_stack.py", "T=128", 8 * (400 + 200), 4 * (400 + 200), 1e-3),
+    ("repro_retrieval.py", "T=32", 4 * (400 + 2000), 2 * (400 + 2000), 3e-3),
+    ("repro_retrieval.py", "T=64", 14 * (2400 + 2000), 7 * (2400 + 2000), 3e-3),
+    ("repro_retrieval.py", "T=128", 14 * (4800 + 2000), 7 * (4800 + 2000), 1e-3),
+    ("curriculum.py", "T=64", 6 * (2400 + 2000), 3 * (2400 + 2000), 3e-3),
+    ("curriculum.py", "T=256", 6 * (2400 + 200 + 200 + 2000), 3 * (2400 + 200 + 200 + 2000), 1e-3),
+  ],
+)
+def test_each_config_takes_its_budgets_from_the_budget_table(config, arg, bptt, finetune, dmt_lr):
+  """BPTT's and fine-tuning's updates and DMT's lr of each comparison's config, by hand from the
+  rules of experiments/configs/budgets.py (DMT at a smaller lr from T = 128 on)."""
+  st = load_config(config, arg).pipeline.stages
+  assert (st.bptt.train.num_steps, st.finetune.train.num_steps) == (bptt, finetune)
+  assert st.dmt.optim.lr == dmt_lr

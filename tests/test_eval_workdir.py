@@ -82,6 +82,7 @@ def test_evaluate_draws_an_image_grid_of_samples_for_pixel_data(tmp_path):
   assert (s["write"]["prompt"] + s["write"]["length"]) % 6 == 0  # whole 2x3 images
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_command_line_after_a_real_smoke_run(tmp_path):
   env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}

@@ -12,6 +12,7 @@ import pytest
 
 from experiments.repro import run_all
 
+pytestmark = pytest.mark.integration  # The studies end to end (also slow).
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from experiments.repro import reporting, run_all, runner
 
+pytestmark = pytest.mark.integration  # The studies' bookkeeping: second tier.
+
 
 @pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
 @pytest.mark.parametrize("name", sorted(run_all.STUDIES))
@@ -51,27 +53,6 @@ def test_credit_bptt_gets_the_pipeline_budget(quick):
       assert st.dmt.optim.lr == (3e-3 if T < 128 else 1e-3)  # Long rollouts: a smaller step.
       if run.overrides["pipeline.order"][0] != "bptt":
         assert run.overrides["pipeline.order"][: len(teacher)] == teacher
-
-
-@pytest.mark.parametrize(
-  "config,bptt,finetune,dmt_lr",
-  [
-    ("default.py", 9000, 4500, 3e-3),  # Hand-picked beside SMT 400 + DMT 1000.
-    ("repro_stack.py", 8 * (400 + 200), 4 * (400 + 200), 3e-3),
-    ("repro_stack.py:T=128", 8 * (400 + 200), 4 * (400 + 200), 1e-3),
-    ("repro_retrieval.py:T=32", 4 * (400 + 2000), 2 * (400 + 2000), 3e-3),
-    ("repro_retrieval.py:T=64", 14 * (2400 + 2000), 7 * (2400 + 2000), 3e-3),
-    ("repro_retrieval.py:T=128", 14 * (4800 + 2000), 7 * (4800 + 2000), 1e-3),
-    ("curriculum.py:T=64", 6 * (2400 + 2000), 3 * (2400 + 2000), 3e-3),
-    ("curriculum.py:T=256", 6 * (2400 + 200 + 200 + 2000), 3 * (2400 + 200 + 200 + 2000), 1e-3),
-  ],
-)
-def test_each_config_takes_its_budgets_from_the_budget_table(config, bptt, finetune, dmt_lr):
-  """BPTT's and fine-tuning's updates and DMT's lr of each comparison's config, by hand from the
-  rules of experiments/configs/budgets.py (DMT at a smaller lr from T = 128 on)."""
-  st = runner.load_config(config).pipeline.stages
-  assert (st.bptt.train.num_steps, st.finetune.train.num_steps) == (bptt, finetune)
-  assert st.dmt.optim.lr == dmt_lr
 
 
 def test_overrides_reject_unknown_fields():

@@ -13,15 +13,6 @@ from smt_jax.train import NonFiniteLossError, load_params, loop, train_and_evalu
 from smt_jax.train.metrics import read_metrics
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-  """Runs of the same config in this module compile once (a persistent cache across jits)."""
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  yield
-  jax.config.update("jax_compilation_cache_dir", None)
-
-
 def run_config(tiny_config, method="smt", **overrides):
   """A 4-step run: log, eval and checkpoint every 2 steps; retrieval data at T = 8."""
   fields = {
