@@ -78,7 +78,7 @@ def random_batch(key, batch_size, length, vocab_size, label_every=2):
 class CompiledModels:
   """`build_models(cfg)` with encode, decode, step and read each jitted, for the Python-loop
   references: they call these once per position with one shape each, and a compiled call runs
-  about 2.4x faster than the same ops dispatched one by one (the loop is still the reference)."""
+  faster than the same ops dispatched one by one (the loop is still the reference)."""
 
   def __init__(self, cfg):
     from smt_jax.models import build_models
