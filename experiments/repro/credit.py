@@ -9,6 +9,8 @@ measured them, and as measured).
 Three seeds at T = 32, one at T >= 64 (a run there costs far more). From T = 128 on, the teacher
 comes from the curriculum (experiments/configs/curriculum.py: SMT at 64, then 200 updates per
 doubling).
+
+  python experiments/repro/credit.py [--quick] [--out DIR] [--jobs 2]
 """
 
 import json
