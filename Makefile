@@ -1,9 +1,9 @@
-# smt_jax: `make run` trains the built-in default pipeline, `make test` runs the test suite.
+# smt_jax: `make run` trains the built-in default pipeline, `make test` runs the unit tests.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= workdirs/default
 
-.PHONY: install run lint test test-slow bench clean
+.PHONY: install run lint test test-integration test-all test-slow bench clean
 
 install: $(VENV)/.installed
 
@@ -24,8 +24,16 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
+# Two tiers, both without the slow tests: the unit tier (minutes), and the integration tier
+# (child processes, signals, several devices, study and report bookkeeping).
 test: install
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 -m 'not slow and not integration' --durations=15
+
+test-integration: install
+	$(PY) -m pytest -q -n 2 -m 'not slow and integration' --durations=15
+
+test-all: install
+	$(PY) -m pytest -q -n 2 -m 'not slow' --durations=15
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

@@ -119,7 +119,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.bptt = ml_collections.ConfigDict()
   c.bptt.remat = True  # jax.checkpoint each scanned step: recompute instead of storing. Less
-  #                      memory, and on CPU faster too (docs/benchmarks.md: 1.5-2.2x at T 64).
+  #                      memory, and on CPU faster too (docs/benchmarks.md).
   c.bptt.start = "init"  # Memory before x[0]: init = the updater's initial memory (zeros, the
   #                        paper's); empty = m_empty of a trained encoder (ckpt.init_from an SMT /
   #                        DMT run: BPTT fine-tuning of the SMT -> DMT RNN, read from m_empty).

@@ -1,5 +1,5 @@
 """Every bad input to experiments/run.py and evaluate.py gives one line on stderr, no traceback,
-exit status 1, and leaves the workdir as it was (issue 14).
+exit status 1, and leaves the workdir as it was.
 
 The table runs each command in-process (`experiments.run.main` / `experiments.evaluate.main`, the
 command lines' own code, which return the exit status); nothing in it trains or compiles. A few
@@ -465,6 +465,7 @@ PROCESS_CASES = [
 ]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", PROCESS_CASES)
 def test_as_a_process(case, files, tmp_path):
   """The same rows through `python experiments/{run,evaluate}.py`: exit 1, one line."""

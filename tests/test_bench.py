@@ -161,7 +161,7 @@ def test_bptt_credit_matches_embedding_table_gradient():
     logits = models.read(p, m)
     return -jax.nn.log_softmax(logits)[0, batch["y"][0, t]]
 
-  g = jax.grad(loss)(params["updater"]["core"]["embed"]["embedding"])
+  g = jax.jit(jax.grad(loss))(params["updater"]["core"]["embed"]["embedding"])  # One compile.
   rows = np.asarray(jnp.linalg.norm(g[batch["x"][0, : t + 1]], axis=-1))[::-1]
   np.testing.assert_allclose(got, rows, rtol=1e-4, atol=1e-7)
   assert got.shape == (t + 1,) and np.all(got > 0)
@@ -184,7 +184,7 @@ def test_smt_encoder_credit_matches_embedding_table_gradient_and_is_zero_past_th
     logits = models.decode(p, m, jnp.zeros((1, 0), jnp.int32))[:, 0]
     return -jax.nn.log_softmax(logits)[0, batch["y"][0, t]]
 
-  g = jax.grad(loss)(params["encoder"]["embed"]["embedding"])
+  g = jax.jit(jax.grad(loss))(params["encoder"]["embed"]["embedding"])  # One compile.
   rows = np.asarray(jnp.linalg.norm(g[batch["x"][0, t - tc + 1 : t + 1]], axis=-1))[::-1]
   np.testing.assert_allclose(got, rows, rtol=1e-4, atol=1e-7)
   # Before the sequence start the window is padding: no credit.
@@ -249,6 +249,7 @@ def test_the_bench_step_is_the_training_step_of_a_run(variant, tmp_path):
   np.testing.assert_allclose(row["loss"], metrics["loss"], rtol=1e-6)
 
 
+@pytest.mark.integration
 def test_stream_targets_compare_both_stream_rows_with_the_original_and_window_smt():
   from experiments.bench import report
 
@@ -279,6 +280,7 @@ def test_stream_targets_compare_both_stream_rows_with_the_original_and_window_sm
   }
 
 
+@pytest.mark.integration
 def test_window_target_states_the_flop_bound_from_the_rows_flops():
   """Hand-computed: window 480 MFLOP per label; stream 3.0 GFLOP for 18 labels (166.7 M); the
   16 extra decoded memories of the all-decoded row cost 1.6 GFLOP, 100 M each, 20 decoded per
@@ -305,6 +307,7 @@ def test_window_target_states_the_flop_bound_from_the_rows_flops():
   )
 
 
+@pytest.mark.integration
 def test_report_only_rederives_the_report_from_the_json(tmp_path):
   from experiments.bench import report, run_all
 
@@ -321,6 +324,7 @@ def test_report_only_rederives_the_report_from_the_json(tmp_path):
   assert again["side"] == res["side"] and res["command"] in doc.read_text()
 
 
+@pytest.mark.integration
 def test_side_rounds_measure_the_matmul_rate_that_the_flop_target_uses():
   from experiments.bench import report, side
 

@@ -2,13 +2,14 @@
 message naming the field (in-process, and through experiments/run.py with exit status 1)."""
 
 import ast
-import importlib.util
+import importlib
 import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
+from conftest import load_config
 
 from experiments.configs import parse_int_args
 from smt_jax.config import strict
@@ -19,25 +20,21 @@ from smt_jax.train.pipeline import stage_config, stage_names
 from smt_jax.train.validate import validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "experiments" / "configs").glob("[!_]*.py"))
+CONFIGS = sorted(  # Every config file; the package's other modules (budgets.py) define none.
+  p for p in (ROOT / "experiments" / "configs").glob("*.py") if "\ndef get_config(" in p.read_text()
+)
 
 
-def load_module(path: pathlib.Path):
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def load_config(path: pathlib.Path):
-  return load_module(path).get_config()
+def config_module(path: pathlib.Path):
+  """The module of a config file of experiments/configs (for its module-level options)."""
+  return importlib.import_module(f"experiments.configs.{path.stem}")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_every_config_builds_and_validates(path, tmp_path):
   cfg = load_config(path)
   if cfg.data.name in STREAM_NAMES:  # Token streams validate against their prepared files.
-    options = getattr(load_module(path), "PREPARE", {})  # e.g. mnist's --size and --levels
+    options = getattr(config_module(path), "PREPARE", {})  # e.g. mnist's --size and --levels
     cfg.data.path = str(prepare(cfg.data.name, out=str(tmp_path / "data"), **options))
   if not stage_names(cfg):
     validate(cfg)
@@ -70,7 +67,7 @@ def smoke_with(override: str):
     value = ast.literal_eval(value)
   except (ValueError, SyntaxError):
     pass
-  cfg = strict(load_config(ROOT / "experiments" / "configs" / "smoke.py"))
+  cfg = strict(load_config("smoke.py"))
   cfg.update_from_flattened_dict({field: value})
   return cfg
 
@@ -93,6 +90,7 @@ def run_launcher(*flags, env=None):
   )
 
 
+@pytest.mark.integration
 def test_launcher_exits_1_with_the_message(tmp_path):
   result = run_launcher(f"--workdir={tmp_path}", "--config.model.num_heads=3")
   assert result.returncode == 1
@@ -100,6 +98,7 @@ def test_launcher_exits_1_with_the_message(tmp_path):
   assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.integration
 def test_launcher_rejects_batch_not_divisible_by_devices(tmp_path):
   result = run_launcher(
     f"--workdir={tmp_path}",
@@ -135,14 +134,35 @@ def test_full_past_teacher_and_rollouts_from_the_empty_memory_validate():
   "name", ["default.py", "repro_retrieval.py", "repro_stack.py", "curriculum.py"]
 )
 def test_finetune_stage_is_bptt_of_the_dmt_rnn_from_the_empty_memory(name, tmp_path):
-  """Stage "finetune" (issue 12 item 8) continues the DMT stage's parameters by BPTT that
+  """Stage "finetune" continues the DMT stage's parameters by BPTT that
   starts, and is read, from m_empty; it validates once the DMT stage has run."""
   from smt_jax.objectives import read_start
 
-  cfg = load_config(ROOT / "experiments" / "configs" / name)
+  cfg = load_config(name)
   cfg.pipeline.order = ("dmt", "finetune", "bptt")
   run = stage_config(cfg, "finetune", tmp_path)
   assert run.method == "bptt" and run.bptt.start == "empty"
   assert run.ckpt.init_from == str(tmp_path / "dmt") and read_start(run) == 0
   validate(run, init_from_pending=True)
   assert read_start(stage_config(cfg, "bptt", tmp_path)) is None  # BPTT from scratch: its init.
+
+
+@pytest.mark.parametrize(
+  "config,arg,bptt,finetune,dmt_lr",
+  [
+    ("default.py", "", 9000, 4500, 3e-3),  # Hand-picked beside SMT 400 + DMT 1000.
+    ("repro_stack.py", "", 8 * (400 + 200), 4 * (400 + 200), 3e-3),
+    ("repro_stack.py", "T=128", 8 * (400 + 200), 4 * (400 + 200), 1e-3),
+    ("repro_retrieval.py", "T=32", 4 * (400 + 2000), 2 * (400 + 2000), 3e-3),
+    ("repro_retrieval.py", "T=64", 14 * (2400 + 2000), 7 * (2400 + 2000), 3e-3),
+    ("repro_retrieval.py", "T=128", 14 * (4800 + 2000), 7 * (4800 + 2000), 1e-3),
+    ("curriculum.py", "T=64", 6 * (2400 + 2000), 3 * (2400 + 2000), 3e-3),
+    ("curriculum.py", "T=256", 6 * (2400 + 200 + 200 + 2000), 3 * (2400 + 200 + 200 + 2000), 1e-3),
+  ],
+)
+def test_each_config_takes_its_budgets_from_the_budget_table(config, arg, bptt, finetune, dmt_lr):
+  """BPTT's and fine-tuning's updates and DMT's lr of each comparison's config, by hand from the
+  rules of experiments/configs/budgets.py (DMT at a smaller lr from T = 128 on)."""
+  st = load_config(config, arg).pipeline.stages
+  assert (st.bptt.train.num_steps, st.finetune.train.num_steps) == (bptt, finetune)
+  assert st.dmt.optim.lr == dmt_lr

@@ -1,6 +1,5 @@
 """End to end: `evaluate` writes every file, for token tasks (smoke checkpoint) and pixel data."""
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -10,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_tiny_config
+from conftest import load_config, make_tiny_config
 
 from smt_jax.eval import evaluate, evaluate_workdir
 from smt_jax.models import init_params
@@ -22,14 +21,6 @@ SMALL_EVAL = {
   "eval.num_samples": 2,
   "eval.lengths": (16,),
 }
-
-
-def smoke_config():
-  """The trainer's smoke config (experiments/configs/smoke.py)."""
-  spec = importlib.util.spec_from_file_location("smoke", ROOT / "experiments/configs/smoke.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def check_outputs(workdir: pathlib.Path, summary: dict, files: list) -> dict:
@@ -44,7 +35,7 @@ def check_outputs(workdir: pathlib.Path, summary: dict, files: list) -> dict:
 def test_evaluate_workdir_on_a_smoke_checkpoint(tmp_path):
   from smt_jax import checkpointing
 
-  cfg = smoke_config()
+  cfg = load_config("smoke.py")
   (tmp_path / "config.json").write_text(cfg.to_json_best_effort(indent=2))
   ckpt = checkpointing.Checkpointer(tmp_path / checkpointing.SUBDIR)
   params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
@@ -91,6 +82,7 @@ def test_evaluate_draws_an_image_grid_of_samples_for_pixel_data(tmp_path):
   assert (s["write"]["prompt"] + s["write"]["length"]) % 8 == 0  # whole 2x4 images
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_command_line_after_a_real_smoke_run(tmp_path):
   env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
@@ -106,7 +98,7 @@ def test_command_line_after_a_real_smoke_run(tmp_path):
   ).stdout
   assert "length generalisation" in out
   s = json.loads((tmp_path / "eval.json").read_text())
-  assert s["eval"]["temperature"] == 0.0 and s["step"] == smoke_config().train.num_steps
+  assert s["eval"]["temperature"] == 0.0 and s["step"] == load_config("smoke.py").train.num_steps
   for name in s["files"]:
     assert (tmp_path / name).is_file(), name
 

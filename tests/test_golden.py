@@ -1,9 +1,8 @@
 """Golden values (nanodo-style): two train steps of SMT, DMT and BPTT on a fixed tiny config,
-seed and batch, with the loss and gradient norm pinned to values recorded before the
-restructure of issue 13 (SMT and DMT re-recorded when issue 12 added the memory of the empty
-past to SMT and made DMT roll out from it with gradients through the rollout, updater only;
-BPTT's values did not move). A refactor that changes the numerics of any objective, model or
-the optimizer fails here at once."""
+seed and batch, with the loss and gradient norm pinned to recorded values (SMT's with the memory
+of the empty past, DMT rolling out from it with gradients through the rollout, updater only). A
+refactor that changes the numerics of any objective, model or the optimizer fails here at once;
+a deliberate change of an objective re-records its values in the same commit."""
 
 import jax
 import numpy as np

@@ -4,12 +4,12 @@ outputs (experiments/interop/make_fixture.py wrote it with torch installed). Its
 mapped through smt_jax.interop.mapping, as the importer maps a checkpoint, and every output of
 smt_jax with the original's options must match the original's to float32 precision."""
 
-import importlib.util
 import pathlib
 
 import jax
 import numpy as np
 import pytest
+from conftest import load_config
 
 from smt_jax.interop import compare, import_original, mapping
 from smt_jax.models import init_params
@@ -31,7 +31,7 @@ def fixture_parts():
   return compare.load(str(FIXTURE))
 
 
-def test_the_fixture_covers_every_quantity_of_the_issue(results):
+def test_the_fixture_covers_every_quantity_compared(results):
   _, theirs = results
   for name in (
     [
@@ -184,12 +184,7 @@ def test_import_writes_a_workdir_that_evaluation_and_dmt_read(fixture_parts, tmp
   loss, _ = smt_loss(params, batch, jax.random.key(0), cfg)
   np.testing.assert_allclose(loss, ref["out/smt/loss"], rtol=VALUE_RTOL)
 
-  spec = importlib.util.spec_from_file_location(
-    "original_dmt", ROOT / "experiments" / "interop" / "original_dmt.py"
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  dmt = module.get_config(str(tmp_path / "imported"))
+  dmt = load_config(ROOT / "experiments" / "interop" / "original_dmt.py", tmp_path / "imported")
   dmt.dmt.Td = sizes["Td"]
   assert dmt.data.T == sizes["Tc"] + sizes["Td"] + sizes["Tf"]
   validate_model(dmt)

@@ -5,12 +5,12 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from conftest import make_tiny_config
 from jax.sharding import PartitionSpec as P
 
 from smt_jax import parallel
 from smt_jax.errors import ConfigError
 from smt_jax.train.validate import validate
-from tests.conftest import make_tiny_config
 
 
 @pytest.mark.parametrize(

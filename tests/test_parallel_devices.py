@@ -18,32 +18,31 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from conftest import make_tiny_config
 
+pytestmark = pytest.mark.integration  # Child processes: second tier.
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240  # Per child process; a hung collective fails the test instead of the suite.
 
 
-def child_env(devices: int, cache_dir: pathlib.Path | None = None) -> dict:
-  env = {
+def child_env(devices: int) -> dict:
+  """The environment of a child on `devices` fake CPU devices (with the suite's compilation
+  cache, which tests/conftest.py puts in os.environ)."""
+  return {
     **os.environ,
     "PYTHONPATH": str(ROOT),
     "JAX_PLATFORMS": "cpu",
     "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
     "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
   }
-  if cache_dir is not None:
-    env.update(
-      JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0"
-    )
-  return env
 
 
-def run_child(devices: int, *args, cache_dir=None) -> dict:
+def run_child(devices: int, *args) -> dict:
   """Runs this file's `main(*args)` on `devices` fake CPU devices; its JSON result."""
   result = subprocess.run(
     [sys.executable, __file__, *map(str, args)],
     cwd=ROOT,
-    env=child_env(devices, cache_dir),
+    env=child_env(devices),
     capture_output=True,
     text=True,
     timeout=TIMEOUT_S,
@@ -54,8 +53,6 @@ def run_child(devices: int, *args, cache_dir=None) -> dict:
 
 def tiny_run_config(method: str, **overrides):
   """The tests' tiny model (tests/conftest.py) on retrieval data, 4 updates, no final eval."""
-  from tests.conftest import make_tiny_config
-
   fields = {
     "method": method,
     "data.name": "retrieval",
@@ -174,22 +171,16 @@ def test_checkpoints_move_between_device_counts(tmp_path):
   from smt_jax import checkpointing
   from smt_jax.train import train_and_evaluate
 
-  cache = tmp_path / "jax_cache"
-  jax.config.update("jax_compilation_cache_dir", str(cache))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  try:
-    reference = train_and_evaluate(tiny_run_config("smt"), tmp_path / "reference")
-    one_then_two = tmp_path / "one_then_two" / checkpointing.SUBDIR
-    shutil.copytree(tmp_path / "reference" / checkpointing.SUBDIR / "2", one_then_two / "2")
+  reference = train_and_evaluate(tiny_run_config("smt"), tmp_path / "reference")
+  one_then_two = tmp_path / "one_then_two" / checkpointing.SUBDIR
+  shutil.copytree(tmp_path / "reference" / checkpointing.SUBDIR / "2", one_then_two / "2")
 
-    resumed_on_two, started_on_two = run_child(
-      2, "train", 1, 2, one_then_two.parent, tmp_path / "two_then_one", cache_dir=cache
-    )
-    # Drop the last checkpoint of the 2-device run: resume from its step 2 on 1 device.
-    shutil.rmtree(tmp_path / "two_then_one" / checkpointing.SUBDIR / "4")
-    resumed_on_one = train_and_evaluate(tiny_run_config("smt"), tmp_path / "two_then_one")
-  finally:
-    jax.config.update("jax_compilation_cache_dir", None)
+  resumed_on_two, started_on_two = run_child(
+    2, "train", 1, 2, one_then_two.parent, tmp_path / "two_then_one"
+  )
+  # Drop the last checkpoint of the 2-device run: resume from its step 2 on 1 device.
+  shutil.rmtree(tmp_path / "two_then_one" / checkpointing.SUBDIR / "4")
+  resumed_on_one = train_and_evaluate(tiny_run_config("smt"), tmp_path / "two_then_one")
 
   assert resumed_on_two["step2_param_sum"] == pytest.approx(param_sum(tmp_path / "reference", 2))
   assert param_sum(tmp_path / "two_then_one", 2) == pytest.approx(started_on_two["step2_param_sum"])

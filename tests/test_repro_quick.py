@@ -1,6 +1,6 @@
-"""Slow: every reproduction study end to end in --quick mode through run_all (about 10 minutes
-on 2 CPU cores), checking that each report, its results and its plots exist, the metrics are
-finite, and shared runs were trained once."""
+"""Slow: every reproduction study end to end in --quick mode through run_all, checking that each
+report, its results and its plots exist, the metrics are finite, and shared runs were trained
+once."""
 
 import json
 import math
@@ -12,6 +12,7 @@ import pytest
 
 from experiments.repro import run_all
 
+pytestmark = pytest.mark.integration  # The studies end to end (also slow).
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from experiments.repro import reporting, run_all, runner
 
+pytestmark = pytest.mark.integration  # The studies' bookkeeping: second tier.
+
 
 @pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
 @pytest.mark.parametrize("name", sorted(run_all.STUDIES))
@@ -21,9 +23,9 @@ def test_study_runs_validate(name, quick):
 @pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
 def test_credit_bptt_gets_the_pipeline_budget(quick):
   """BPTT gets 4 (T <= 32), 14 (T = 64) or 6 (T >= 128, the curriculum) times the updates of
-  every SMT and DMT stage, except where credit.BPTT_FACTORS gives an updater its own (at least
-  SMT -> DMT's wall-clock at the idle rates): the transformer 8 at T = 128, the MLP 8, 22, 13
-  and 8 (T = 32 ... 256), the GRU 7 from T = 128 on; fine-tuning gets half the config's factor;
+  every SMT and DMT stage, except where budgets.UPDATER_FACTORS gives an updater its own (at
+  least SMT -> DMT's wall-clock at the idle rates): the transformer 8 at T = 128, the MLP 8, 22,
+  13 and 8 (T = 32 ... 256), the GRU 7 from T = 128 on; fine-tuning gets half the config's factor;
   every RNN is read from x[0] by the full-past teacher's pipeline, whose SMT -> DMT runs train
   the curriculum from T = 128 on, with DMT at lr 1e-3 (3e-3 below)."""
   from experiments.repro import credit
@@ -48,7 +50,7 @@ def test_credit_bptt_gets_the_pipeline_budget(quick):
       teacher.sort(key=lambda s: st[s].data.T)
       assert [st[s].data.T for s in teacher] == [64 * 2**i for i in range(len(teacher))]
       assert st[teacher[-1]].data.T == T
-      assert st.dmt.optim.lr == (3e-3 if T < 128 else 1e-3)  # 3e-3: NaN at 256, 0.89 at 128.
+      assert st.dmt.optim.lr == (3e-3 if T < 128 else 1e-3)  # Long rollouts: a smaller step.
       if run.overrides["pipeline.order"][0] != "bptt":
         assert run.overrides["pipeline.order"][: len(teacher)] == teacher
 
@@ -241,12 +243,12 @@ def test_stream_window_verdict_needs_both_within_tolerance():
   near = reporting.stream_window_verdict(
     {"stream": 0.86, "window": 0.9}, {"stream": 1, "window": 1}
   )
-  assert "within 0.05 or better (issue 16's target met)" in near
+  assert "within 0.05 or better (the streaming teacher's target met)" in near
   for acc, teacher in (((0.84, 0.9), (1.0, 1.0)), ((0.9, 0.9), (0.9, 0.96))):
     far = reporting.stream_window_verdict(
       dict(zip(("stream", "window"), acc)), dict(zip(("stream", "window"), teacher))
     )
-    assert "more than 0.05 below (issue 16's target not met)" in far
+    assert "more than 0.05 below (the streaming teacher's target not met)" in far
 
 
 def test_subset_verdict_reports_accuracy_and_smt_wall_clock_of_each_variant():

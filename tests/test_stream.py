@@ -144,7 +144,7 @@ def test_stream_matches_dense_reference_on_each_prefix(tc, chunk, options, scale
 
 
 def test_stream_equals_itself_applied_to_each_prefix_values_and_gradients():
-  """The issue's test: one pass == the same encoder run on each prefix separately."""
+  """One pass == the same encoder run on each prefix separately."""
   cfg = _stream_config(**{"model.teacher.Tc": 4})
   models = build_models(cfg)
   params = init_params(cfg, jax.random.key(0))

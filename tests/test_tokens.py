@@ -1,13 +1,13 @@
 """Bring-your-own tokens (`data.name = "tokens"`), its preparation from text, and TensorBoard
-event files (issue 14)."""
+event files."""
 
-import importlib.util
 import json
 import pathlib
 import struct
 
 import numpy as np
 import pytest
+from conftest import load_config
 
 from smt_jax.config import strict
 from smt_jax.data import make_dataset
@@ -19,15 +19,8 @@ from smt_jax.train.validate import validate
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def smoke_config():
-  spec = importlib.util.spec_from_file_location("smoke", ROOT / "experiments/configs/smoke.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def tokens_config(path, vocab_size):
-  cfg = strict(smoke_config())
+  cfg = strict(load_config("smoke.py"))
   cfg.data.name, cfg.data.path, cfg.data.vocab_size = "tokens", str(path), vocab_size
   return cfg
 

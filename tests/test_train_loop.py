@@ -7,18 +7,10 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import make_tiny_config, random_batch
 
 from smt_jax.train import NonFiniteLossError, load_params, loop, train_and_evaluate
 from smt_jax.train.metrics import read_metrics
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-  """Runs of the same config in this module compile once (a persistent cache across jits)."""
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  yield
-  jax.config.update("jax_compilation_cache_dir", None)
 
 
 def run_config(tiny_config, method="smt", **overrides):
@@ -47,8 +39,6 @@ def without_timing(rows):
 
 @pytest.fixture(scope="module")
 def smt_workdir(tmp_path_factory):
-  from tests.conftest import make_tiny_config
-
   workdir = tmp_path_factory.mktemp("smt")
   train_and_evaluate(run_config(make_tiny_config, **{"log.plot": True}), workdir)
   return workdir
@@ -172,7 +162,6 @@ def test_per_stage_optim_fields_reach_the_optimizer(tiny_config, tmp_path):
   from smt_jax.train.optimizer import make_optimizer
   from smt_jax.train.pipeline import stage_config
   from smt_jax.train.step import TrainState, make_train_step
-  from tests.conftest import random_batch
 
   cfg = run_config(
     tiny_config,

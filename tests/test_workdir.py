@@ -1,4 +1,4 @@
-"""A workdir nothing can damage (issue 14): fault injection through the launcher.
+"""A workdir nothing can damage: fault injection through the launcher.
 
 Each test runs `experiments/run.py` in-process (`experiments.run.main(argv)`, the same code as the
 command line, returning its exit status) on a tiny config file, and checks the exit status, that
@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 
-import jax
 import pytest
 
 from experiments import run
@@ -62,14 +61,10 @@ def get_config():
 
 @pytest.fixture(scope="module")
 def tiny_file(tmp_path_factory):
-  """The tiny config as a config file; runs in this module share one compilation cache."""
-  folder = tmp_path_factory.mktemp("config")
-  jax.config.update("jax_compilation_cache_dir", str(folder / "jax_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  path = folder / "tiny.py"
+  """The tiny config as a config file."""
+  path = tmp_path_factory.mktemp("config") / "tiny.py"
   path.write_text(TINY)
-  yield path
-  jax.config.update("jax_compilation_cache_dir", None)
+  return path
 
 
 def launch(capsys, config, workdir, *flags):
@@ -205,6 +200,7 @@ def test_metrics_without_checkpoints_are_refused(finished, tiny_file, tmp_path, 
   assert not (workdir / SUBDIR).exists()
 
 
+@pytest.mark.integration
 def test_locked_workdir_exits_1_naming_the_holder(finished, tiny_file, tmp_path, capsys):
   workdir = copy(finished, tmp_path)
   holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -264,14 +260,12 @@ def launch_process(script: str, *args):
     env={
       **os.environ,
       "PYTHONPATH": str(ROOT),
-      "JAX_PLATFORMS": "cpu",
-      # The module's compilation cache: the child compiles nothing the fixture compiled.
-      "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
-      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+      "JAX_PLATFORMS": "cpu",  # The suite's compilation cache comes with os.environ.
     },
   )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
   "signum, times",
   [

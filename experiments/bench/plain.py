@@ -1,4 +1,4 @@
-"""A plain causal Transformer LM step (the per-op speed reference of the issue), built from the
+"""A plain causal Transformer LM step (the benchmark's per-op speed reference), built from the
 library's own blocks: d 128, depth 4, 4 heads, vocab 256, batch 32, T 128 at the reference."""
 
 from __future__ import annotations

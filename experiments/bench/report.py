@@ -111,7 +111,7 @@ def flop_bound_note(window: dict, stream: dict, subset: dict | None) -> str:
 
 
 def targets(res) -> list[dict]:
-  """The issue's targets (issue 16), each {name, value, threshold, ratio, met, note}; ratios
+  """The benchmark's targets, each {name, value, threshold, ratio, met, note}; ratios
   against the original only when it was timed in this run."""
   out = []
   rows = _side_rows(res)
@@ -364,7 +364,7 @@ def write_markdown(res, path, pngs):
   ]
   if res.get("targets"):
     lines += [
-      "## Targets (issue 16)",
+      "## Targets",
       "",
       "| target | result | value | detail |",
       "|---|---|---|---|",

@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from experiments.configs.budgets import DMT_LR
 from smt_jax.config import base_config
 from smt_jax.errors import ConfigError
 
@@ -22,13 +23,9 @@ def parse_int_args(arg: str, defaults: dict) -> dict:
   return out
 
 
-# BPTT updates per SMT + DMT update in the studies' comparisons: at least SMT -> DMT's wall-clock
-# on CPU (default pipeline, T = 32: BPTT ~26-40 updates/s against SMT -> DMT's ~13; SMT's cost
-# grows faster with T than BPTT's). The studies report both wall-clocks.
-BPTT_FACTOR = 8
-
-DMT_STAGE = {  # The DMT stage's own fields in smt_dmt_bptt_stages (measured, docs/results.md).
-  "optim": {"lr": 3e-3, "warmup_steps": 50, "schedule": "warmup_cosine", "final_lr_frac": 0.1},
+DMT_STAGE = {  # The DMT stage's own fields in smt_dmt_bptt_stages (chosen in docs/results.md).
+  # lr: budgets.dmt_lr(T) for a config of sequence length T; this is its value at short T.
+  "optim": {"lr": DMT_LR, "warmup_steps": 50, "schedule": "warmup_cosine", "final_lr_frac": 0.1},
   "dmt": {"grad_steps": 0, "coef_dyn": 1.0},
 }
 

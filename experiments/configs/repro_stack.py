@@ -6,12 +6,13 @@ must emit the symbol on top), SMT -> DMT beside BPTT of the same RNN.
   the memory must track a bounded but unbounded-in-time state: length generalisation reads the
   RNN at 2T and 4T. The teacher (streaming encoder) sees the full past (Tc = T); every RNN is
   read from x[0] (SMT / DMT / finetune: m_empty; BPTT: its initial memory), and DMT rolls out
-  from m_empty (DMT_STAGE). Stage "finetune" continues the SMT -> DMT RNN by BPTT.
+  from m_empty (DMT_STAGE, lr budgets.dmt_lr(T)). Stage "finetune" continues the SMT -> DMT RNN
+  by BPTT.
 """
 
 import ml_collections
 
-from experiments.configs import BPTT_FACTOR, parse_int_args, smt_dmt_bptt_stages
+from experiments.configs import budgets, parse_int_args, smt_dmt_bptt_stages
 from smt_jax.config import base_config
 
 
@@ -41,9 +42,11 @@ def get_config(arg: str = ""):
   c.eval.sections = ("read", "drift")  # Final evaluation when a study turns train.final_eval on.
   smt, dmt = (100, 50) if quick else (400, 200)  # Updates of each stage.
   c.pipeline.order = ("smt", "dmt")  # The studies choose smt,dmt / smt / bptt.
-  # BPTT: BPTT_FACTOR times the updates of SMT and DMT together, at least their wall-clock.
-  # finetune (BPTT of the SMT -> DMT RNN from m_empty): half BPTT's updates, so that SMT, DMT
-  # and the fine-tuning together cost about BPTT's wall-clock (the study reports both).
-  bptt = BPTT_FACTOR * (smt + dmt)
-  c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, bptt, finetune_steps=bptt // 2)
+  # BPTT: at least SMT -> DMT's wall-clock (budgets). finetune (BPTT of the SMT -> DMT RNN from
+  # m_empty): half BPTT's updates, so that SMT, DMT and the fine-tuning together cost about
+  # BPTT's wall-clock (the study reports both).
+  bptt = budgets.bptt_factor("stack", T) * (smt + dmt)
+  c.pipeline.stages = smt_dmt_bptt_stages(
+    smt, dmt, bptt, dmt_stage={"optim": {"lr": budgets.dmt_lr(T)}}, finetune_steps=bptt // 2
+  )
   return c

@@ -18,16 +18,15 @@ Variants (VARIANTS; the PyTorch original's where it has one):
 
 Settings follow repro_retrieval.py (measured there): the full-past streaming teacher (Tc = Tf = T);
 SMT every position -1..T-1 up to T = 64, 32 sampled positions beyond; DMT from m_empty over the
-whole sequence with gradients through the rollout (DMT_STAGE; lr DMT_LR_LONG from T = 128 on, as
-curriculum.py). The teacher trains until its held-out accuracy reaches TEACHER_TARGET or its cap
-(train.stop_at_metric; the study reports the updates it took). BPTT gets BPTT_FACTOR times the
-SMT cap and DMT updates (the study driver re-sizes it per updater by the project's budget rule).
+whole sequence with gradients through the rollout (DMT_STAGE; lr budgets.dmt_lr(T)). The teacher
+trains until its held-out accuracy reaches TEACHER_TARGET or its cap (train.stop_at_metric; the
+study reports the updates it took). BPTT gets budgets.bptt_factor("tasks", T) times the SMT cap
+and DMT updates.
 """
 
 import ml_collections
 
-from experiments.configs import BPTT_FACTOR, parse_int_args, smt_dmt_bptt_stages
-from experiments.configs.curriculum import DMT_LR_LONG
+from experiments.configs import budgets, parse_int_args, smt_dmt_bptt_stages
 from smt_jax.config import base_config
 from smt_jax.errors import ConfigError
 
@@ -92,8 +91,9 @@ def get_config(arg: str = ""):
   c.eval.prefix = T // 2  # The extra column: the encoder reads the first half, then the RNN.
   smt, dmt = (100, 50) if quick else (teacher_cap(T), 2000)  # SMT's cap, DMT's updates.
   c.pipeline.order = ("smt", "dmt")  # The study chooses smt,dmt or bptt.
-  dmt_stage = {"optim": {"lr": DMT_LR_LONG}} if T >= 128 else None
-  c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, BPTT_FACTOR * (smt + dmt), dmt_stage)
+  dmt_stage = {"optim": {"lr": budgets.dmt_lr(T)}}
+  bptt = budgets.bptt_factor("tasks", T) * (smt + dmt)
+  c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, bptt, dmt_stage)
   c.pipeline.stages.smt.train.stop_at_metric = "teacher_acc"  # The teacher stops at ...
   c.pipeline.stages.smt.train.stop_at_value = TEACHER_TARGET  # ... this accuracy, or its cap.
   return c

@@ -1,9 +1,11 @@
 """Writes an equivalence fixture from the PyTorch original (akarshkumar0101/smt, src/model.py).
 
-Run with the separate torch environment (the project itself never imports torch):
+Run with a separate Python that has torch, x-transformers and einops (the project itself never
+imports torch), and the original's src/ folder (default: ../shared/peer/smt-original/src beside
+this checkout):
 
-  /work/.venv-orig/bin/python experiments/interop/make_fixture.py --size tiny \
-      --out tests/fixtures/original_tiny.npz [--original ../shared/peer/smt-original/src]
+  TORCH_PYTHON experiments/interop/make_fixture.py --size tiny \
+      --out tests/fixtures/original_tiny.npz [--original SMT_CHECKOUT/src]
 
 It builds the original's Teacher and RNN with a fixed seed, perturbs every parameter a little
 (so that an RMSNorm gain or a bias mapped to the wrong place shows), and saves into one .npz:

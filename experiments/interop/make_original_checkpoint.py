@@ -1,10 +1,11 @@
 """Trains the PyTorch original for a few iterations with train_smt.py's step and saves what
 train_smt.py saves: SAVE_DIR/checkpoint.pt (torch.save of {"cfg", "logs", "itr", "rnn",
 "teacher", "opt"}, the RNN readout copied from the teacher decoder first) and rnn.pkl,
-teacher.pkl, cfg.pkl (util.save_pkl's pickled modules). Run with the torch environment:
+teacher.pkl, cfg.pkl (util.save_pkl's pickled modules). Run with a Python that has torch,
+x-transformers and einops, and the original's src/ folder (--original, as make_fixture.py):
 
-  /work/.venv-orig/bin/python experiments/interop/make_original_checkpoint.py \
-      --data workdirs/data/kjv/train.npy --save_dir /tmp/orig_smt [--iters 20]
+  TORCH_PYTHON experiments/interop/make_original_checkpoint.py \
+      --data workdirs/data/kjv/train.npy --save_dir /tmp/orig_smt [--original SMT_CHECKOUT/src]
 
 The data is any .npy of byte tokens (one long sequence, as the original's datasets); train_smt.py
 itself needs CUDA and its dataset folders, so its step body is repeated here on CPU, unchanged:

@@ -11,9 +11,9 @@ from experiments.repro.credit import retrieval_run
 from experiments.repro.updaters import SPREAD_NOTE, collapsed, spread_table
 
 DEFAULT = "default (stream encoder, c_unif 0.001, Tf = T, joint labels)"
-# smt.n_dec, issue 16's knob: the decoder loss on 8 random memories per sequence, at the default's
-# SMT updates, and at about its SMT wall-clock (an SMT update then took half the time: 248 vs 500
-# ms, alternating in one process on the loaded 2-core machine).
+# smt.n_dec: the decoder loss on 8 random memories per sequence, at the default's SMT updates, and
+# at about its SMT wall-clock (twice the updates: decoding fewer memories makes an SMT update
+# cheaper; docs/results.md, study 6).
 SUBSET = "decoder on 8 memories per sequence"
 SUBSET_WALL = "decoder on 8 memories, twice the SMT updates"
 VARIANTS = {  # label: (run-name suffix, overrides); the default is study 5's transformer run.
@@ -111,7 +111,7 @@ STUDY = runner.Study(
   "subset)",
   claim="Without the uniformity loss the memory collapses; a longer future (Tf > 1) and joint "
   "(not detached) labels train better memories; the streaming teacher (all memories in one pass) "
-  "trains RNNs as good as the window teacher's; (issue 16) decoding a subset of the memories costs "
+  "trains RNNs as good as the window teacher's; decoding a subset of the memories costs "
   "little accuracy.",
   runs=runs,
   report=report,

@@ -1,15 +1,14 @@
 """Study 1, long-range credit: needle retrieval with the needle in the first half, T in
 {32, 64, 128, 256}; every RNN read from x[0] (SMT -> DMT: from m_empty; BPTT: from its initial
 memory), so each must store the needle and carry it to the query. SMT -> DMT with the
-transformer-token and MLP updaters; BPTT of the same updaters and of a GRU, given 4 or 14 times
-SMT -> DMT's updates (repro_retrieval), sized from the transformer updater's idle rates to give
-at least its wall-clock; the MLP's BPTT runs faster and gets more (BPTT_FACTORS). The table
-shows both budgets, and each verdict BPTT's share of SMT -> DMT's wall-clock (at idle rates
-where experiments/bench/rates.py measured them, and as measured).
-Three seeds at T = 32, one at T >= 64 (a run there costs tens of minutes on 2 CPU cores). From
-T = 128 on, the teacher comes from the curriculum (experiments/configs/curriculum.py: SMT at 64,
-then 200 updates per doubling), and BPTT gets 6 times the updates of its stages (the MLP's
-and the GRU's, faster, get BPTT_FACTORS).
+transformer-token and MLP updaters; BPTT of the same updaters and of a GRU, with budgets that give
+each at least SMT -> DMT's wall-clock at idle rates (experiments/configs/budgets.py: the config's
+factor, or the updater's own where its BPTT runs faster). The table shows both budgets, and each
+verdict BPTT's share of SMT -> DMT's wall-clock (at idle rates where experiments/bench/rates.py
+measured them, and as measured).
+Three seeds at T = 32, one at T >= 64 (a run there costs far more). From T = 128 on, the teacher
+comes from the curriculum (experiments/configs/curriculum.py: SMT at 64, then 200 updates per
+doubling).
 
   python experiments/repro/credit.py [--quick] [--out DIR] [--jobs 2]
 """
@@ -17,6 +16,7 @@ and the GRU's, faster, get BPTT_FACTORS).
 import json
 import pathlib
 
+from experiments.configs import budgets
 from experiments.repro import reporting, runner
 from smt_jax.eval.measures import last_label_trace
 from smt_jax.eval.suite import load_run_config
@@ -28,28 +28,9 @@ METHODS = {"SMT→DMT": "smt,dmt", "BPTT": "bptt"}
 FINETUNE, FINETUNE_ORDER = "SMT→DMT→BPTT", "smt,dmt,finetune"  # SMT -> DMT, then BPTT, ...
 FINETUNE_AT = (16, 32)  # ... at these T, transformer updater: does it pass the teacher?
 REFERENCE = "gru"  # BPTT of a GRU updater beside them: can BPTT learn the task with a gated cell?
-TARGETS = {32: 0.9, 64: 0.9, 128: 0.7}  # Issue 12's targets for SMT -> DMT read from x[0].
+TARGETS = {32: 0.9, 64: 0.9, 128: 0.7}  # SMT -> DMT read from x[0] must reach these ...
 BPTT_CEILING = 0.3  # ... where BPTT at equal wall-clock stays at or below this.
 CURRICULUM_FROM = 128  # From this T on, runs use curriculum.py (SMT at T alone would cost hours).
-# BPTT's updates per SMT or DMT update where the config's factor (sized from the transformer
-# updater's rates) left the updater's BPTT short of its SMT -> DMT's wall-clock: the MLP had
-# 0.57x (T = 32, measured) and 0.82x (T = 64, at the idle rates SMT 1.89, DMT 18.5, BPTT 54.6
-# updates/s); 8 and 18 gave it 1.13x and 1.05x by the same measures. Re-measured by
-# experiments/bench/rates.py (results/rates_cpu.json; rates moved by up to 30 % between the two
-# measurements), the factors below give BPTT at least SMT -> DMT's wall-clock at those rates:
-# the MLP 2.10x (T = 32), 22x -> 1.12x (64; 18x had 0.92x), 13x -> 1.10x (128; 9x had 0.76x),
-# 8x -> 1.07x (256); the transformer 8x -> 1.14x at T = 128 (the curriculum's 6x had 0.86x);
-# the GRU's 7x has 0.80x (128) and 1.10x (256) the transformer's SMT -> DMT (the GRU learned
-# retrieval at T = 128 within 5 % of its budget, so its run was not extended).
-BPTT_FACTORS = {
-  ("transformer", 128): 8,
-  ("mlp", 32): 8,
-  ("mlp", 64): 22,
-  ("mlp", 128): 13,
-  ("mlp", 256): 8,
-  ("gru", 128): 7,
-  ("gru", 256): 7,
-}
 
 
 def retrieval_run(
@@ -91,15 +72,21 @@ def retrieval_run(
   )
 
 
+def comparison(T: int) -> str:
+  """The budgets.py comparison of the retrieval runs at T (the config they come from)."""
+  return "curriculum" if T >= CURRICULUM_FROM else "retrieval"
+
+
 def bptt_budget(config: str, updater: str, T: int) -> dict:
-  """The override giving `updater`'s BPTT BPTT_FACTORS[updater, T] times the SMT and DMT
-  updates of `config`'s pipeline ({} where the config's own factor stands)."""
-  factor = BPTT_FACTORS.get((updater, T))
-  if factor is None:
+  """The override giving `updater`'s BPTT its own factor (budgets.UPDATER_FACTORS) times the SMT
+  and DMT updates of `config`'s pipeline ({} where the config's factor stands)."""
+  if (comparison(T), updater, T) not in budgets.UPDATER_FACTORS:
     return {}
   st = runner.load_config(config).pipeline.stages
   updates = sum(st[s].train.num_steps for s in st if st[s].method == "smt" or s == "dmt")
-  return {"pipeline.stages.bptt.train.num_steps": factor * updates}
+  return {
+    "pipeline.stages.bptt.train.num_steps": budgets.bptt_factor(comparison(T), T, updater) * updates
+  }
 
 
 def runs(quick: bool, seeds: int) -> list:
@@ -180,7 +167,7 @@ def report(results: list, rep: reporting.Report) -> str:
     "from m_empty, BPTT from its initial memory. 'RNN acc after enc[:T/2]' reads the SMT→DMT "
     "RNN after the encoder has read the first half (it then only carries the needle). Updates: "
     "all stages together (from T = 128 on, the curriculum's SMT at 64, 128, ... then DMT); "
-    "BPTT gets 4 (T = 32), 14 (T = 64) or 6 (T ≥ 128) times as many, the faster updaters "
+    f"BPTT gets {config_factors_text()} times as many, the faster updaters "
     f"their own factors ({factors_text()}; same batch size, repro_retrieval and curriculum), "
     "and the wall-clock columns show whether it had at least SMT→DMT's: as measured (on a "
     "shared machine, inflated by whatever else ran) and at the idle rates (each stage's "
@@ -198,11 +185,21 @@ def idle_wall(results: list, rates: dict):
   return None if None in walls else sum(walls) / len(walls)
 
 
+def config_factors_text() -> str:
+  """The configs' factors at the full study's T: "4 (T = 32), 14 (T = 64) or 6 (T ≥ 128)"."""
+  short = [
+    f"{budgets.bptt_factor(comparison(T), T)} (T = {T})" for T in T_FULL if T < CURRICULUM_FROM
+  ]
+  long = f"{budgets.bptt_factor('curriculum', CURRICULUM_FROM)} (T ≥ {CURRICULUM_FROM})"
+  return f"{', '.join(short)} or {long}"
+
+
 def factors_text() -> str:
-  """BPTT_FACTORS in words: "mlp 8 (T = 32), 18 (T = 64); gru 7 (T = 128), ..."."""
-  updaters = dict.fromkeys(u for u, _ in BPTT_FACTORS)
+  """budgets.UPDATER_FACTORS in words: "mlp 8 (T = 32), 22 (T = 64); gru 7 (T = 128), ..."."""
+  own = budgets.UPDATER_FACTORS
+  updaters = dict.fromkeys(u for _, u, _ in own)
   return "; ".join(
-    f"{u} " + ", ".join(f"{f} (T = {T})" for (v, T), f in BPTT_FACTORS.items() if v == u)
+    f"{u} " + ", ".join(f"{f} (T = {T})" for (_, v, T), f in own.items() if v == u)
     for u in updaters
   )
 

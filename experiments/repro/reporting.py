@@ -82,7 +82,7 @@ def finetune_verdict(tuned: float, bptt: float, teacher: float) -> str:
   )
 
 
-STREAM_TOLERANCE = 0.05  # Issue 16: the stream teacher and its RNN within this of the window's.
+STREAM_TOLERANCE = 0.05  # The stream teacher and its RNN must be within this of the window's.
 
 
 def stream_window_verdict(acc: dict, teacher: dict) -> str:
@@ -93,9 +93,9 @@ def stream_window_verdict(acc: dict, teacher: dict) -> str:
     f"stream vs window teacher: RNN from x[0] {acc['stream']:.3f} vs {acc['window']:.3f}, "
     f"teacher {teacher['stream']:.3f} vs {teacher['window']:.3f} — "
     + (
-      f"within {STREAM_TOLERANCE} or better (issue 16's target met)"
+      f"within {STREAM_TOLERANCE} or better (the streaming teacher's target met)"
       if ok
-      else f"more than {STREAM_TOLERANCE} below (issue 16's target not met)"
+      else f"more than {STREAM_TOLERANCE} below (the streaming teacher's target not met)"
     )
   )
 

@@ -16,7 +16,6 @@ e.g. the length study reads the state study's SMT -> DMT runs instead of trainin
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import pathlib
 import re
@@ -28,6 +27,7 @@ from collections.abc import Callable
 
 from absl import logging
 
+from experiments.cli import load_config_file
 from experiments.repro import reporting
 from smt_jax.config import strict
 from smt_jax.eval.measures import memory_spread
@@ -83,14 +83,11 @@ class Study:
 
 
 def load_config(name: str):
-  """get_config() of experiments/configs/NAME[.py][:ARG] (ARG passed to get_config, as
-  --config=FILE:ARG does for experiments/run.py)."""
-  name, _, arg = name.partition(":")
+  """get_config() of experiments/configs/NAME[.py][:ARG], loaded as --config=FILE:ARG loads it
+  for experiments/run.py (experiments.cli.load_config_file)."""
+  name, colon, arg = name.partition(":")
   path = CONFIGS / (name if name.endswith(".py") else f"{name}.py")
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  return load_config_file(f"{path}{colon}{arg}")
 
 
 def run_config(run: Run):
@@ -254,7 +251,7 @@ def parse_args(description: str, argv=None, parents=()) -> argparse.Namespace:
   p.add_argument(
     "--quick",
     action="store_true",
-    help="reduced sizes (about 10 minutes for all studies on 2 CPU cores)",
+    help="reduced budgets: a check of the whole pipeline in minutes, not a result",
   )
   p.add_argument("--out", default=str(REPO / "workdirs" / "repro"), help="results folder")
   p.add_argument("--jobs", type=int, default=1, help="training processes at once")

@@ -1,9 +1,10 @@
-"""Study 2, state tracking: stack (push / pop), SMT -> DMT vs BPTT of the same RNN (BPTT_FACTOR
-times SMT and DMT's updates, at least their wall-clock), and SMT -> DMT -> BPTT: the SMT -> DMT
+"""Study 2, state tracking: stack (push / pop), SMT -> DMT vs BPTT of the same RNN (at least
+SMT -> DMT's wall-clock: experiments/configs/budgets.py), and SMT -> DMT -> BPTT: the SMT -> DMT
 RNN fine-tuned by BPTT from m_empty (stage "finetune", half BPTT's updates, so about BPTT's
 wall-clock in all). Does fine-tuning beat BPTT from scratch, and the teacher SMT imitates? The
 SMT -> DMT runs also measure length generalisation, which study 4 (length.py) reports. A last arm
-trains SMT -> DMT with the window teacher encoder instead of the streaming one (issue 16).
+trains SMT -> DMT with the window teacher encoder instead of the streaming one: is the faster
+streaming teacher as good?
 
   python experiments/repro/state.py [--quick] [--out DIR] [--jobs 2]
 """
@@ -11,7 +12,7 @@ trains SMT -> DMT with the window teacher encoder instead of the streaming one (
 from experiments.repro import reporting, runner
 
 METHODS = {"SMT→DMT": "smt,dmt", "BPTT": "bptt", "SMT→DMT→BPTT": "smt,dmt,finetune"}
-WINDOW = "SMT→DMT, window teacher"  # Issue 16: the streaming teacher against the window one.
+WINDOW = "SMT→DMT, window teacher"  # The streaming teacher against the window one.
 # SMT -> DMT runs end with the final evaluation's length generalisation (read by study 4).
 LENGTH = {"pipeline.stages.smt.train.final_eval": False, "eval.sections": ["length"]}
 

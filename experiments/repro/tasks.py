@@ -12,8 +12,9 @@ it took stand beside each RNN's. BPTT gets `bptt_factor` times the SMT cap and D
 import json
 import pathlib
 
+from experiments.configs import budgets
 from experiments.configs import tasks as task_configs
-from experiments.repro import credit, reporting, runner
+from experiments.repro import reporting, runner
 from smt_jax.eval.measures import answer_trace
 from smt_jax.eval.suite import load_run_config
 
@@ -28,9 +29,9 @@ CLAIM_FROM = 128  # The paper's claim is judged at T >= this.
 
 
 def bptt_factor(updater: str, T: int) -> int:
-  """BPTT's updates per SMT or DMT update of `updater` at T: the project's budget rule (the
-  factors measured for the retrieval study where it has one, else the configs' BPTT_FACTOR)."""
-  return credit.BPTT_FACTORS.get((updater, T), task_configs.BPTT_FACTOR)
+  """BPTT's updates per SMT or DMT update of `updater` at T: the project's budget rule
+  (experiments/configs/budgets.py, comparison "tasks")."""
+  return budgets.bptt_factor("tasks", T, updater)
 
 
 def task_run(variant: str, T: int, updater: str, order: str, quick: bool) -> runner.Run:
@@ -90,8 +91,8 @@ def report(results: list, rep: reporting.Report) -> str:
     "memory); accuracy over every answer of held-out sequences. The teacher (SMT) trains until "
     f"its held-out accuracy reaches {task_configs.TEACHER_TARGET} or its cap (teacher updates: "
     "those it took); BPTT gets "
-    + f"{task_configs.BPTT_FACTOR}x the SMT cap and DMT updates, or the retrieval study's "
-    f"measured factors ({credit.factors_text()}).\n\n"
+    + f"{budgets.bptt_factor('tasks', 32)}x the SMT cap and DMT updates "
+    "(experiments/configs/budgets.py).\n\n"
     + "\n\n".join(sections)
     + "\n\n**Verdict (the paper's claim):** "
     + claim_verdict(results)

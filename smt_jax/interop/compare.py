@@ -6,6 +6,7 @@ an equivalence fixture (experiments/interop/make_fixture.py). No torch needed.
 
 import json
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +67,7 @@ def outputs(path: str) -> tuple[dict, dict]:
   Tc, Tf = sizes["Tc"], sizes["Tf"]
   cfg = config(sizes, teacher, rnn, "smt")
   params = jax.tree.map(jnp.asarray, mapping.to_params(cfg, teacher, rnn))
-  models = build_models(cfg)
+  models = _jitted(build_models(cfg))
   ours, theirs = {}, {}
 
   def put(name, value, expected):
@@ -164,11 +165,20 @@ def train_losses(path: str, **optim) -> np.ndarray:
   tx = make_optimizer(cfg)
   state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
   step = jax.jit(make_train_step(cfg, tx))
+  loss = jax.jit(lambda p: METHODS["smt"].loss(p, batch, jax.random.key(0), cfg)[0])
   losses = []
   for _ in range(3):
-    losses.append(METHODS["smt"].loss(state.params, batch, jax.random.key(0), cfg)[0])
+    losses.append(loss(state.params))
     state, _ = step(state, batch, jax.random.key(0))
   return np.asarray(jnp.stack(losses))
+
+
+def _jitted(models) -> types.SimpleNamespace:
+  """encode, decode, step and read of `models`, each jitted: the comparison calls them with a
+  few shapes each (the BPTT reference once per position), so compiling each beats dispatching
+  its ops one by one."""
+  names = ("encode", "decode", "step", "read")
+  return types.SimpleNamespace(**{name: jax.jit(getattr(models, name)) for name in names})
 
 
 def _put_grads(put, label, grads, ref, *models, case=None):
