@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from experiments.configs.budgets import DMT_LR
+from experiments.configs.budgets import DMT_LR, dmt_lr
 from smt_jax.config import base_config
 from smt_jax.errors import ConfigError
 
@@ -79,9 +79,9 @@ def real_data_config(
   """The x[0] recipe on a prepared token stream (digits.py, mnist.py, kjv.py), sized for 2 CPU
   cores: SMT with the full-past streaming teacher (Tc = T: m_t = E(x_0..x_t), all T + 1
   memories of a sequence in one pass); DMT from the SMT stage, rolled out from m_empty over the
-  whole sequence with gradients through it (DMT_STAGE, lr 1e-3 from T = 128 on as in
-  curriculum.py); BPTT of the same RNN from scratch; "lm", the causal Transformer LM baseline at
-  the same width with `lm_depth` blocks (`lm_stage`). Every model is read from x[0].
+  whole sequence with gradients through it (DMT_STAGE at the lr budgets.dmt_lr(T)); BPTT of
+  the same RNN from scratch; "lm", the causal Transformer LM baseline at the same width with
+  `lm_depth` blocks (`lm_stage`). Every model is read from x[0].
 
   budgets: updates of each stage {"smt", "dmt", "bptt", "lm"}; BPTT's are meant to give it at
   least SMT -> DMT's wall-clock (estimated from the retrieval rates, not measured on these data:
@@ -115,7 +115,7 @@ def real_data_config(
   c.ckpt.every = 100  # Checkpoint every 100 updates.
   c.ckpt.keep = 1  # Keep the last.
   c.eval.num_batches = 8  # Final read over 8 * 16 held-out sequences.
-  dmt_stage = {"optim": {"lr": 1e-3}} if T >= 128 else None
+  dmt_stage = {"optim": {"lr": dmt_lr(T)}}
   c.pipeline.order = ("smt", "dmt", "bptt", "lm")  # Stages, each into WORKDIR/STAGE.
   stages = smt_dmt_bptt_stages(budgets["smt"], budgets["dmt"], budgets["bptt"], dmt_stage)
   stages.lm = lm_stage(budgets["lm"], lm_depth)
