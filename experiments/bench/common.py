@@ -36,7 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def reference_config(T: int = 64) -> ml_collections.ConfigDict:
-  """The issue's reference config (the PyTorch original's comparison point), float32."""
+  """The reference config, the point where the PyTorch original is timed beside us; float32."""
   c = base_config()
   c.data.vocab_size = 256
   c.data.T = T
@@ -58,7 +58,7 @@ def reference_config(T: int = 64) -> ml_collections.ConfigDict:
 
 
 def paper_config(T: int = 1024) -> ml_collections.ConfigDict:
-  """The paper's scale (issue item 5): d 256, 8 heads, K 16, Z 4096, depths 8/4/8/4, bf16."""
+  """The paper's scale: d 256, 8 heads, K 16, Z 4096, depths 8/4/8/4, bf16."""
   c = reference_config(T)
   c.model.d_model = 256
   c.model.num_heads = 8

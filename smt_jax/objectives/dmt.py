@@ -1,5 +1,7 @@
 """DAgger Memory Training: the updater rolls out on its own memories and is regressed onto the
-encoder's memories along the way; the readout learns from these on-policy memories."""
+encoder's memories along the way. The loss also holds the readout's cross-entropy on those
+on-policy memories; it trains the readout only where train.trainable includes it (by default DMT
+trains the updater alone: objectives.methods.trainable_groups)."""
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +45,8 @@ def dmt_loss(params: dict, batch: dict, rng: jax.Array, cfg: ml_collections.Conf
   the rollout (dmt.grad_steps = 0), or through blocks of g = dmt.grad_steps updates with a
   stop-gradient on the memory entering updates 1, g + 1, 2g + 1, .. (g = 1: before every
   update). Steps j = k, 2k, .. <= Td are regressed onto the encoder memory at s + j; the readout
-  is trained on every rolled memory against y[s+j]. With dmt.include_start (the original's
+  reads every rolled memory against y[s+j] (its loss reaches the
+  readout's parameters only, never the memories). With dmt.include_start (the original's
   alignment) the steps are j = 0 .. Td - 1 instead: step 0 is m_s itself, the MSE covers
   j = 0, k, .. < Td. dmt.coef_dec and dmt.coef_unif add the decoder's cross-entropy and the
   whole-memory uniformity of the target memories, as the original's DMT loss does. With a fixed
