@@ -4,7 +4,14 @@ compilation cache for the whole run."""
 import os
 import pathlib
 
-import jax
+# The tests compile hundreds of small programs and run each a few times: LLVM's optimisation
+# passes cost more than they save there (the recorded golden values hold at either level). Set
+# before JAX starts its CPU backend; child processes inherit it.
+os.environ["XLA_FLAGS"] = " ".join(
+  [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]
+).strip()
+
+import jax  # noqa: E402
 import jax.numpy as jnp
 import pytest
 

@@ -4,6 +4,7 @@ a Python loop over one memory, one answer and one future at a time, on a tiny mo
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import make_tiny_config, random_batch
 
 from smt_jax.eval.measures import last_label_only, trace_answers, trace_in_chunks
@@ -42,6 +43,7 @@ def reference(cfg, models, params, x, y):
     return np.where(count > 0, hits / count, np.nan)
 
 
+@pytest.mark.integration
 def test_answer_trace_matches_python_loop():
   cfg = make_tiny_config(**{"model.rnn.updater": "gru"})
   models = build_models(cfg)

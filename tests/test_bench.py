@@ -116,6 +116,7 @@ def test_depth_of_the_objectives(variant, forward, gradient):
   assert depth.sequential_depth(loss, params, batch, jax.random.PRNGKey(0)) == 0
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("T", [8, 12])
 def test_gradient_path_of_the_two_dmt_rows_is_T_and_1(T):
   """The studies' DMT (from m_empty through all T tokens, gradients through the rollout) and
@@ -142,6 +143,7 @@ def _distinct_token_batch(T, vocab):
   return {"x": x, "y": jnp.roll(x, -1, axis=1)}
 
 
+@pytest.mark.integration
 def test_bptt_credit_matches_embedding_table_gradient():
   cfg = common.variant_config(tiny_config("bptt"), "bptt")
   from smt_jax.models import build_models
@@ -167,6 +169,7 @@ def test_bptt_credit_matches_embedding_table_gradient():
   assert got.shape == (t + 1,) and np.all(got > 0)
 
 
+@pytest.mark.integration
 def test_smt_encoder_credit_matches_embedding_table_gradient_and_is_zero_past_the_window():
   cfg = common.variant_config(tiny_config("smt"), "smt_all")
   from smt_jax.models import build_models
@@ -219,6 +222,7 @@ def test_select_rows_by_key_pattern():
     side.select_rows(rows, "nope")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("variant", ["dmt", "dmt_32"])
 def test_the_bench_step_is_the_training_step_of_a_run(variant, tmp_path):
   """One step of the bench's compiled step from its fresh state gives the parameters and loss
@@ -400,6 +404,7 @@ def test_profile_sorts_ops_by_what_their_hlo_computes():
   assert abs(op_profile.flop_bound(10e9, 1.0, share, 50.0) - 12.5) < 1e-9
 
 
+@pytest.mark.integration
 def test_profile_of_a_real_step_covers_its_ops():
   from experiments.bench import op_profile, side
 

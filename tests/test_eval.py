@@ -101,7 +101,7 @@ def test_rnn_read_matches_python_loop(setup, prefix):
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("chunk", [0, 3])
+@pytest.mark.parametrize("chunk", [pytest.param(0, marks=pytest.mark.integration), 3])
 def test_teacher_read_matches_python_loop(setup, chunk):
   cfg, models, params, ref = setup
   batch = random_batch(jax.random.key(2), 2, cfg.data.T, cfg.data.vocab_size, label_every=1)
@@ -154,7 +154,7 @@ def test_top_k_samples_only_the_k_most_likely_tokens():
   assert np.mean(tokens == 1) == pytest.approx(float(probs[0]), abs=0.03)
 
 
-@pytest.mark.parametrize("scratch_start", [None, 0])
+@pytest.mark.parametrize("scratch_start", [pytest.param(None, marks=pytest.mark.integration), 0])
 def test_write_samples_keep_prompts_and_continue_from_their_memories(setup, scratch_start):
   """scratch_start None: the RNN writes from the updater's initial memory; 0: from m_empty."""
   cfg, models, params, ref = setup
@@ -180,6 +180,7 @@ def test_write_samples_keep_prompts_and_continue_from_their_memories(setup, scra
   np.testing.assert_array_equal(out["scratch"][:, 1:], greedy_reference(ref, params, m_scratch, 6))
 
 
+@pytest.mark.integration
 def test_drift_is_exactly_zero_for_an_updater_that_reproduces_the_encoder(setup):
   cfg, models, params, _ = setup
   x = random_batch(jax.random.key(7), 3, cfg.data.T, cfg.data.vocab_size)["x"]
@@ -231,6 +232,7 @@ def test_resolve_eval_derives_defaults_and_names_bad_fields(tiny_config):
     resolve_eval(cfg)
 
 
+@pytest.mark.integration
 def test_trace_of_the_last_label_matches_python_loop(setup):
   """trace_last_label against one memory and one future at a time: each row's last label y[j]
   decoded from the encoder's m_t and from the RNN's m_t (read from m_empty), and the drift."""

@@ -42,6 +42,7 @@ def test_wilson_interval_of_nothing_is_nan_and_formats_without_brackets():
   assert format_acc(None) == "-"
 
 
+@pytest.mark.integration
 def test_train_validation_and_test_streams_are_disjoint_and_deterministic(tiny_config):
   """The sequences each stream draws as the trainer, its validation and the final evaluation
   draw them; a vocabulary of 1000 makes two random sequences coincide only if their keys do."""
@@ -110,6 +111,7 @@ def trained(tmp_path_factory):
   return cfg, workdir, final, splits
 
 
+@pytest.mark.integration
 def test_training_validates_on_val_and_the_final_read_has_intervals(trained):
   cfg, workdir, _, splits = trained
   assert sorted(set(splits)) == ["train", "val"]
@@ -121,6 +123,7 @@ def test_training_validates_on_val_and_the_final_read_has_intervals(trained):
   assert set(read["roles"]) == {"rnn", "rnn_enc", "teacher"}
 
 
+@pytest.mark.integration
 def test_pipeline_row_reports_the_test_split_with_intervals(trained):
   cfg, workdir, final, _ = trained
   row = pipeline.stage_row("smt", cfg, final, workdir)
@@ -137,6 +140,7 @@ def test_pipeline_row_reports_the_test_split_with_intervals(trained):
   assert fallback["num_sequences"] == 4 and "rnn_acc_interval" not in fallback
 
 
+@pytest.mark.integration
 def test_remeasure_reproduces_the_final_read_and_draws_fresh_sequences(trained, capsys):
   _, workdir, _, _ = trained
   read = json.loads((workdir / "eval.json").read_text())["read"]

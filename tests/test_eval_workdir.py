@@ -32,6 +32,7 @@ def check_outputs(workdir: pathlib.Path, summary: dict, files: list) -> dict:
   return on_disk
 
 
+@pytest.mark.integration
 def test_evaluate_workdir_on_a_smoke_checkpoint(tmp_path):
   from smt_jax import checkpointing
 
@@ -70,6 +71,7 @@ def write_pixel_stream(directory: pathlib.Path, height: int, width: int, images:
     np.save(directory / f"{split}.npy", pixels)
 
 
+@pytest.mark.integration
 def test_evaluate_draws_an_image_grid_of_samples_for_pixel_data(tmp_path):
   cfg = make_tiny_config(
     **{"data.name": "digits", "data.vocab_size": 256, "data.path": str(tmp_path / "digits")}
@@ -103,6 +105,7 @@ def test_command_line_after_a_real_smoke_run(tmp_path):
     assert (tmp_path / name).is_file(), name
 
 
+@pytest.mark.integration
 def test_evaluate_reports_the_rnn_alone_for_bptt(tmp_path):
   cfg = make_tiny_config(method="bptt")
   cfg.eval.update({"batch_size": 2, "num_batches": 1, "num_samples": 2, "lengths": (8,)})

@@ -85,6 +85,7 @@ def test_every_gradient_matches_the_original(results):
   assert not bad, bad
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("option", ["decay_all", "clip_per_model"])
 def test_the_original_optimizer_options_are_needed(option, fixture_parts):
   """Without either option, two updates drift from the original's far beyond the tolerance."""
@@ -156,6 +157,7 @@ def test_every_parameter_is_filled(fixture_parts):
   assert shapes(params) == shapes(fresh)
 
 
+@pytest.mark.integration
 def test_import_writes_a_workdir_that_evaluation_and_dmt_read(fixture_parts, tmp_path):
   from smt_jax.checkpointing import load_params
   from smt_jax.eval.suite import load_run_config

@@ -67,7 +67,9 @@ def test_windows_and_futures_by_hand():
 
 
 @pytest.mark.parametrize("kind", UPDATER_NAMES)
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize(
+  "dtype", ["float32", pytest.param("bfloat16", marks=pytest.mark.integration)]
+)
 def test_every_updater_satisfies_the_interface(kind, dtype):
   cfg = make_tiny_config(
     **{"model.rnn.updater": kind, "model.dtype": dtype, "model.rnn.learned_init": kind == "mlp"}
@@ -176,6 +178,7 @@ def test_fsq_rounds_to_the_grid_with_a_straight_through_gradient():
   np.testing.assert_allclose(grad, 1.0 - np.tanh(np.asarray(x)) ** 2, rtol=1e-6)
 
 
+@pytest.mark.integration
 def test_fsq_memories_take_at_most_levels_values_per_token():
   cfg = make_tiny_config(**{"model.fsq_levels": 5})
   models = build_models(cfg)

@@ -139,6 +139,7 @@ def _check_against_loop(objective, reference, cfg, batch, rng=jax.random.key(3))
   ],
   ids=["window", "window-detach-remat", "stream", "window-buckets"],
 )
+@pytest.mark.integration
 def test_smt_every_timestep_matches_python_loop(detach_labels, remat_encoder, teacher):
   cfg = make_tiny_config(
     **{
@@ -184,6 +185,7 @@ def test_smt_sampled_timesteps_include_the_empty_past():
     (4, "stream"),
   ],
 )
+@pytest.mark.integration
 def test_smt_full_past_teacher_matches_python_loop(n_t, encoder):
   """Tc = Tf = T (no Tc + Tf <= T rule): every memory encodes x[0..t] (left-padded to T), its
   decoder predicts every later target, and m_empty -> m_0 is a dynamics pair. With Tc = T the
@@ -211,6 +213,7 @@ def test_smt_full_past_teacher_matches_python_loop(n_t, encoder):
   _check_against_loop(smt.smt_loss, lambda p: loop_smt_loss(p, batch, cfg, times), cfg, batch, rng)
 
 
+@pytest.mark.integration
 def test_smt_trains_the_first_transition_from_the_empty_memory():
   """loss_dyn is the mean over T pairs (-1 -> 0), (0 -> 1), .., (T-2 -> T-1), the first being
   f(E(all padding), x_0) ~ E(x[0]), written out here one pair at a time."""
@@ -232,7 +235,12 @@ def test_smt_trains_the_first_transition_from_the_empty_memory():
 
 
 @pytest.mark.parametrize(
-  "updater, start", [("transformer", "init"), ("gru", "init"), ("transformer", "empty")]
+  "updater, start",
+  [
+    pytest.param("transformer", "init", marks=pytest.mark.integration),
+    pytest.param("gru", "init", marks=pytest.mark.integration),
+    ("transformer", "empty"),
+  ],
 )
 def test_bptt_matches_python_loop(updater, start):
   cfg = make_tiny_config(**{"method": "bptt", "model.rnn.updater": updater, "bptt.start": start})
@@ -243,18 +251,18 @@ def test_bptt_matches_python_loop(updater, start):
 @pytest.mark.parametrize(
   "grad_steps, start, td, teacher",
   [
-    (1, 1, 5, {}),
+    pytest.param(1, 1, 5, {}, marks=pytest.mark.integration),
     # A start inside the sequence and the gradient through the rollout: each in another case
     # (slow: CI time).
     pytest.param(0, 1, 5, {}, marks=pytest.mark.slow),
-    (1, -1, 0, {}),
+    pytest.param(1, -1, 0, {}, marks=pytest.mark.integration),
     (0, -1, 0, {}),
-    (0, -1, 0, {"model.teacher.encoder": "stream"}),
-    (1, 1, 5, {"model.teacher.encoder": "stream"}),
+    pytest.param(0, -1, 0, {"model.teacher.encoder": "stream"}, marks=pytest.mark.integration),
+    pytest.param(1, 1, 5, {"model.teacher.encoder": "stream"}, marks=pytest.mark.integration),
     # Targets at -1, 1, 3, 5, 7: windows of 2, 2, 4, 8, 8 tokens (classes 8, 4, 2).
-    (1, -1, 0, {"model.teacher.buckets": 3}),
+    pytest.param(1, -1, 0, {"model.teacher.buckets": 3}, marks=pytest.mark.integration),
     # Block truncation: stop-gradients before updates 1, 4, 7 (paths of 1 .. 3 updates).
-    (3, -1, 0, {}),
+    pytest.param(3, -1, 0, {}, marks=pytest.mark.integration),
   ],
   ids=[
     "detach",
@@ -292,6 +300,7 @@ def test_dmt_random_starts_stay_in_range():
   assert set(np.unique(starts).tolist()) == set(range(-1, cfg.data.T - cfg.dmt.Td))
 
 
+@pytest.mark.integration
 def test_bptt_gradient_matches_central_finite_differences():
   cfg = make_tiny_config(
     **{"method": "bptt", "model.rnn.updater": "elman", "model.dtype": "float64", "data.T": 6}
@@ -370,7 +379,7 @@ def test_smt_dynamics_loss_couples_only_adjacent_memories(monkeypatch):
       ), (s, u, coupling)
 
 
-@pytest.mark.parametrize("grad_steps", [0, 1, 2, 3])
+@pytest.mark.parametrize("grad_steps", [pytest.param(0, marks=pytest.mark.integration), 1, 2, 3])
 def test_dmt_stop_gradient_cuts_the_rollout(monkeypatch, grad_steps):
   cfg = make_tiny_config(
     **{
@@ -420,6 +429,7 @@ def _dmt_grads(cfg, batch):
   return jax.jit(jax.grad(loss))(params)
 
 
+@pytest.mark.integration
 def test_dmt_truncation_to_the_whole_rollout_is_full_backprop():
   """grad_steps = Td (and beyond) cuts only before update 1, where m_start is already fixed."""
   base = {"method": "dmt", "dmt.start": -1, "dmt.Td": 0, "dmt.k": 1}

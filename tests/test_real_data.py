@@ -126,6 +126,7 @@ def test_prepare_mnist_downsamples_and_quantises(tmp_path):
 # --- the Transformer LM baseline -----------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_lm_loss_and_read_equal_a_loop_over_prefixes():
   """The LM's loss, and the read the trainer evaluates it by, equal a Python loop in which the
   logits for y[t] come from the model applied to the prefix x[:t+1] alone (so nothing after t

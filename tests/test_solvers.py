@@ -26,7 +26,10 @@ def python_loop(step_fn, m0, xs):
   return jnp.stack(out)
 
 
-@pytest.mark.parametrize("updater", UPDATER_NAMES)
+@pytest.mark.parametrize(
+  "updater",
+  [u if u == "elman" else pytest.param(u, marks=pytest.mark.integration) for u in UPDATER_NAMES],
+)
 def test_trajectory_and_gradients_match_scan_for_every_updater(tiny_config, updater):
   cfg = tiny_config(**{"model.rnn.updater": updater})
   models = build_models(cfg)
@@ -64,6 +67,7 @@ def tanh_rnn(gain, size=4, vocab=5, seed=0):
   return w, lambda w_, m, x: jnp.tanh(m @ w_.T + emb[x])
 
 
+@pytest.mark.integration
 def test_gradients_reach_closed_over_params_m0_and_float_inputs():
   w, f = tanh_rnn(0.8)
   xs = jax.random.normal(jax.random.PRNGKey(3), (10, 2, 4))
@@ -100,6 +104,7 @@ def test_linear_recurrence_matches_a_loop():
   np.testing.assert_allclose(solvers.linear_recurrence(d, b, True), jnp.stack(ref), rtol=1e-5)
 
 
+@pytest.mark.integration
 def test_a_linear_updater_converges_in_one_newton_iteration():
   """Newton on an affine map is exact after one linear solve: 1 iteration (quasi-DEER too when
   the map is diagonal; a dense map needs DEER)."""
@@ -116,6 +121,7 @@ def test_a_linear_updater_converges_in_one_newton_iteration():
     np.testing.assert_allclose(traj, python_loop(step, m0, xs), atol=1e-4)
 
 
+@pytest.mark.integration
 def test_piecewise_affine_map_converges_in_two_iterations():
   """m_t = a |m_{t-1}| + x_t, a = 0.5, x_t in [2, 3), from m_{-1} = -1: the true memories are all
   positive. Iteration 1 linearises at the guess -1 (slope -a) and gives M_t = -a M_{t-1} + x_t,
@@ -147,6 +153,7 @@ def test_after_i_iterations_the_first_i_memories_are_exact(solver):
     assert float(jnp.max(jnp.abs(traj[i] - ref[i]))) > 1e-3  # Not exact beyond the sweep.
 
 
+@pytest.mark.integration
 def test_a_chaotic_map_with_a_low_cap_reports_non_convergence_and_can_fall_back():
   """The logistic map m -> 3.9 m (1 - m) (chaotic) over 64 steps does not converge in 4 Newton
   iterations (DEER overflows to NaN, which also stops it): the diagnostics say so; fallback
@@ -175,6 +182,7 @@ def test_a_diverged_iterate_never_reads_as_converged():
   np.testing.assert_allclose(solvers.max_residual(a, b), np.max(np.abs(np.asarray(b))))
 
 
+@pytest.mark.integration
 def test_rollout_with_dispatches_and_reports_metrics():
   w, f = tanh_rnn(0.5)
   xs = jax.random.randint(jax.random.PRNGKey(2), (8, 2), 0, 5)
@@ -218,6 +226,7 @@ def test_lyapunov_exponent_of_maps_with_known_exponents():
   np.testing.assert_allclose(got, np.log(0.7), atol=1e-3)
 
 
+@pytest.mark.integration
 def test_objectives_and_the_eval_read_dispatch_on_the_configured_solver(tiny_config):
   """bptt.solver / dmt.solver / eval.solver = a Newton solver: the same loss, gradients and read
   stats as the scan, plus the solver's metrics."""

@@ -34,6 +34,7 @@ def evals(workdir):
   return [r for r in rows if r["split"] == "eval"]
 
 
+@pytest.mark.integration
 def test_stops_at_the_first_evaluation_reaching_the_value(tmp_path):
   full = train_and_evaluate(config(), tmp_path / "full")
   accs = {r["step"]: r["teacher_acc"] for r in evals(tmp_path / "full")}

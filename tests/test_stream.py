@@ -127,6 +127,7 @@ def _scaled_residuals(params: dict, scale: float) -> dict:
     "window3-chunk2-orig-small-fsq",
   ],
 )
+@pytest.mark.integration
 def test_stream_matches_dense_reference_on_each_prefix(tc, chunk, options, scale):
   cfg = _stream_config(**{"model.teacher.Tc": tc, "model.teacher.stream_chunk": chunk, **options})
   models = build_models(cfg)
@@ -143,6 +144,7 @@ def test_stream_matches_dense_reference_on_each_prefix(tc, chunk, options, scale
   )
 
 
+@pytest.mark.integration
 def test_stream_equals_itself_applied_to_each_prefix_values_and_gradients():
   """One pass == the same encoder run on each prefix separately."""
   cfg = _stream_config(**{"model.teacher.Tc": 4})
@@ -159,6 +161,7 @@ def test_stream_equals_itself_applied_to_each_prefix_values_and_gradients():
   )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("options", [{}, ORIGINAL], ids=["default", "original"])
 def test_stream_padding_and_empty_past_match_the_window_encoder_where_they_coincide(options):
   cfg = _stream_config(**{"model.teacher.Tc": 4, "model.teacher.encoder_depth": 1, **options})
@@ -197,7 +200,11 @@ def test_stream_padding_and_empty_past_match_the_window_encoder_where_they_coinc
 
 @pytest.mark.parametrize(
   "option, value",
-  [("model.rotary_fraction", 0.5), ("model.exact_gelu", True), ("model.norm_eps", 0.0)],
+  [
+    pytest.param("model.rotary_fraction", 0.5, marks=pytest.mark.integration),
+    ("model.exact_gelu", True),
+    ("model.norm_eps", 0.0),
+  ],
 )
 def test_each_block_option_changes_the_stream_memories(option, value):
   """Same parameters, one option changed: the memories move by more than the tolerance of the
@@ -217,6 +224,7 @@ def test_register_std_scales_the_stream_registers_init():
   np.testing.assert_allclose(p1["encoder"]["registers"], 50 * p0["registers"], rtol=1e-5)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("first", [0, -1])
 @pytest.mark.parametrize("tc, buckets", [(4, 3), (8, 8), (5, 4)])
 def test_bucketed_window_encoding_equals_unbucketed(tc, buckets, first):
@@ -256,6 +264,7 @@ def _loss_and_grads(cfg, batch, loss_fn=smt.smt_loss):
   ],
   ids=["remat-window", "remat-stream", "buckets"],
 )
+@pytest.mark.integration
 def test_cheaper_encodings_leave_the_smt_loss_and_gradients_unchanged(extra):
   base = {"model.teacher.encoder_depth": 2, "data.T": 9, "model.teacher.Tc": 5}
   if extra.get("model.teacher.encoder") == "stream":
@@ -267,6 +276,7 @@ def test_cheaper_encodings_leave_the_smt_loss_and_gradients_unchanged(extra):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=ATOL, rtol=RTOL), g1, g0)
 
 
+@pytest.mark.integration
 def test_decoding_a_subset_of_memories():
   base = {"model.teacher.encoder": "stream", "data.T": 9, "model.teacher.Tc": 5}
   batch = random_batch(jax.random.key(1), 2, 9, 7, label_every=1)
@@ -280,6 +290,7 @@ def test_decoding_a_subset_of_memories():
   np.testing.assert_allclose(m3["loss_dyn"], m0["loss_dyn"], atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("n_t", [0, 3])
 def test_stream_teacher_trains_smt_and_dmt(n_t):
   cfg = _stream_config(**{"smt.n_t": n_t, "model.teacher.Tc": 4})

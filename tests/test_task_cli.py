@@ -111,6 +111,7 @@ def _launch(tmp_path, *args):
   )
 
 
+@pytest.mark.integration
 def test_launcher_in_process(tmp_path, capsys, monkeypatch):
   """Through experiments/run.py's own main: the length rule and a bad knob fail before training;
   knobs of another task reach the config the run trains with."""

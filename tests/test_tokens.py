@@ -118,6 +118,7 @@ def read_events(folder: pathlib.Path) -> list:
   return events
 
 
+@pytest.mark.integration
 def test_smoke_config_trains_on_tokens_of_vocab_1000_with_tensorboard(tmp_path):
   folder = write_npy(tmp_path / "data", np.uint16, 1000, meta={"vocab_size": 1000})
   cfg = tokens_config(folder, 1000)

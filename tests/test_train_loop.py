@@ -44,6 +44,7 @@ def smt_workdir(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.integration
 def test_smt_run_writes_config_metrics_checkpoints_and_plot(smt_workdir):
   rows = read_metrics(smt_workdir / "metrics.jsonl")
   assert [(r["step"], r["split"]) for r in rows] == [
@@ -59,6 +60,7 @@ def test_smt_run_writes_config_metrics_checkpoints_and_plot(smt_workdir):
   assert load_params(smt_workdir)[1] == 4
 
 
+@pytest.mark.integration
 def test_dmt_init_from_restores_smt_params_and_keeps_frozen_groups(
   smt_workdir, tmp_path, tiny_config
 ):
@@ -81,6 +83,7 @@ def test_dmt_init_from_restores_smt_params_and_keeps_frozen_groups(
   assert any(jax.tree.leaves(changed))
 
 
+@pytest.mark.integration
 def test_bptt_smoke_with_gradient_accumulation(tmp_path, tiny_config):
   final = train_and_evaluate(run_config(tiny_config, "bptt", **{"train.grad_accum": 2}), tmp_path)
   assert np.isfinite(final["loss"]) and "teacher_acc" not in final
@@ -96,6 +99,7 @@ def wrap_step_fn(monkeypatch, wrapper):
   )
 
 
+@pytest.mark.integration
 def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path, tiny_config, monkeypatch):
   cfg = run_config(tiny_config, "bptt")
   train_and_evaluate(cfg, tmp_path / "straight")
@@ -136,6 +140,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path, tiny_confi
   )
 
 
+@pytest.mark.integration
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
   tmp_path, tiny_config, monkeypatch
 ):
@@ -152,6 +157,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
   assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
 
 
+@pytest.mark.integration
 def test_per_stage_optim_fields_reach_the_optimizer(tiny_config, tmp_path):
   """pipeline.stages.dmt.optim.* overrides the shared optim group for that stage only: Adam's
   first update moves every parameter with a gradient by exactly lr (m_hat / sqrt(v_hat) =

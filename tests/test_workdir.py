@@ -103,6 +103,7 @@ def steps(workdir):
 FULL = [(2, "train"), (2, "eval"), (4, "train"), (4, "eval")]
 
 
+@pytest.mark.integration
 def test_fresh_run_and_rerun_say_what_they_do(finished, tiny_file, tmp_path, capsys):
   workdir = copy(finished, tmp_path)
   code, err = launch(capsys, tiny_file, tmp_path / "new")
@@ -126,6 +127,7 @@ def damage_truncate(checkpoint: pathlib.Path) -> None:
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("damage", ["truncated_array", "deleted_item"])
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(
   damage, finished, tiny_file, tmp_path, capsys
@@ -223,6 +225,7 @@ def test_locked_workdir_exits_1_naming_the_holder(finished, tiny_file, tmp_path,
   assert not (workdir / ".lock").exists()
 
 
+@pytest.mark.integration
 def test_nan_before_the_first_checkpoint_leaves_no_orphan_metrics(tiny_file, tmp_path, capsys):
   code, err = launch(capsys, tiny_file, tmp_path, "--config.optim.lr=1e30")
   assert code == 1 and "is NaN/Inf" in err
@@ -312,6 +315,7 @@ def test_signal_during_a_save_stops_cleanly_and_the_next_run_resumes(
   )
 
 
+@pytest.mark.integration
 def test_load_params_for_evaluation_falls_back_too(finished, tmp_path):
   from smt_jax.errors import ConfigError
   from smt_jax.train import load_params

@@ -93,6 +93,7 @@ def small_eval(cfg, sections):
   return cfg
 
 
+@pytest.mark.integration
 def test_a_second_partial_evaluation_keeps_the_first_sections(tmp_path):
   cfg = make_tiny_config()
   params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
@@ -108,6 +109,7 @@ def test_a_second_partial_evaluation_keeps_the_first_sections(tmp_path):
   assert "read" not in third and json.loads((tmp_path / "eval.json").read_text()) == third
 
 
+@pytest.mark.integration
 def test_evaluate_on_a_pipeline_folder_evaluates_each_trained_stage(tmp_path, capsys):
   cfg = make_tiny_config()
   pipeline = strict(cfg)
@@ -166,6 +168,7 @@ def test_progress_lines_follow_a_fake_clock():
   assert [format_duration(s) for s in (59.9, 185, 7620)] == ["59s", "3m05s", "2h07m"]
 
 
+@pytest.mark.integration
 def test_a_run_without_a_terminal_prints_progress_lines(tmp_path, capsys):
   cfg = make_tiny_config(
     **{
@@ -202,7 +205,12 @@ def reference_sample(key, logits, temperature, top_k):
 
 
 @pytest.mark.parametrize(
-  "method,temperature,top_k", [("smt", 1.0, 3), ("dmt", 0.0, 0), ("bptt", 0.7, 0)]
+  "method,temperature,top_k",
+  [
+    pytest.param("smt", 1.0, 3, marks=pytest.mark.integration),
+    pytest.param("dmt", 0.0, 0, marks=pytest.mark.integration),
+    ("bptt", 0.7, 0),
+  ],
 )
 def test_rnn_generation_equals_a_python_loop_over_step_and_read(method, temperature, top_k):
   cfg = make_tiny_config(method=method)
@@ -247,6 +255,7 @@ def test_teacher_generation_equals_a_python_loop_over_encode_and_decode():
   np.testing.assert_array_equal(out, seq[:, prompt.shape[1] :])
 
 
+@pytest.mark.integration
 def test_generate_cli_text_from_a_pipeline_stage_is_deterministic(tmp_path, capsys):
   data = tmp_path / "bytes"
   data.mkdir()
@@ -282,6 +291,7 @@ def make_dmt(cfg):
   return dmt
 
 
+@pytest.mark.integration
 def test_generate_cli_completes_an_image_from_its_top_rows(tmp_path, capsys):
   digits = tmp_path / "digits"
   digits.mkdir()
@@ -302,7 +312,7 @@ def test_generate_cli_completes_an_image_from_its_top_rows(tmp_path, capsys):
   assert "3 prompt tokens, 3 written" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["smt", "bptt"])
+@pytest.mark.parametrize("method", ["smt", pytest.param("bptt", marks=pytest.mark.integration)])
 def test_exported_rnn_round_trips_and_equals_step_and_read(method, tmp_path):
   cfg = make_tiny_config(method=method)
   params = save_run(tmp_path / "run", cfg, step=4)
@@ -373,6 +383,7 @@ np.save(sys.argv[2], np.asarray(read.call(params, m)))
   )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*_gpu.py")))
 def test_gpu_configs_build_and_trace_every_stage(name):
   cfg = load_config_file(str(CONFIGS / f"{name}.py"))
