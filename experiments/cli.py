@@ -184,10 +184,13 @@ def _on_sigterm(signum, frame):
   raise _Terminated
 
 
-def main(argv: list[str], doc: str, define, body, base_config=None) -> int:
+def main(
+  argv: list[str], doc: str, define, body, base_config=None, workdir_required: bool = True
+) -> int:
   """Runs a command line; returns its exit status. `define(flag_values, argv)` defines the
   flags (a config file flag named "config" unless `base_config` is given: then --config.FIELD
-  overrides that config); `body(flag_values)` does the work."""
+  overrides that config); `body(flag_values)` does the work. With `workdir_required` False a
+  missing --workdir is the body's to handle (it may take another source)."""
   fv = flags.FlagValues()
   flags.DEFINE_integer(
     "verbosity",
@@ -230,12 +233,11 @@ def main(argv: list[str], doc: str, define, body, base_config=None) -> int:
       raise ConfigError(f"bad command line: {type(e).__name__}: {_one_line(e)}") from None
     if len(rest) > 1:
       raise ConfigError(f"unexpected argument {rest[1]!r}; flags are --name=value.")
-    for name in ("config", "workdir"):
-      if name in fv and base_config is None and fv[name].value is None:
-        raise ConfigError(f"--{name} is required (see --help).")
-    if fv["workdir"].value is None:
+    if "config" in fv and base_config is None and fv["config"].value is None:
+      raise ConfigError("--config is required (see --help).")
+    if fv["workdir"].value is None and workdir_required:
       raise ConfigError("--workdir is required (see --help).")
-    if not fv["workdir"].value.strip():
+    if fv["workdir"].value is not None and not fv["workdir"].value.strip():
       raise ConfigError("--workdir is empty; name the folder of the run (e.g. --workdir=DIR).")
     flags.FLAGS.mark_as_parsed()  # absl logging reads the global flags.
     verbosity = fv["verbosity"].value

@@ -4,7 +4,9 @@
 FILE is a NumPy .npz archive (np.load reads it; nothing pickled) with
   "config.json"      uint8 bytes of JSON: {"method", "start" ("m_empty" | "initial_memory"),
                      "step" (the checkpoint's), "vocab_size", "mem_size" (Z), "model" (the
-                     config's model group, which rebuilds the modules with smt_jax),
+                     config's model group, which rebuilds the modules with smt_jax), "data"
+                     and "eval" (its data and eval groups: the task and the test sequences
+                     that experiments/remeasure.py --rnn=FILE reads),
                      "platforms", "params" (the parameter paths, in the exported functions'
                      argument order)}
   "m_start"          float32 (Z,): the memory before x[0] that the RNN read starts from: m_empty,
@@ -73,6 +75,8 @@ def rnn_artefact(cfg, params: dict, step: int, platforms=None) -> dict:
     "vocab_size": cfg.data.vocab_size,
     "mem_size": mem_size(cfg),
     "model": cfg.model.to_dict(),
+    "data": cfg.data.to_dict(),
+    "eval": cfg.eval.to_dict(),
     "platforms": list(platforms),
     "params": list(flat),
   }

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import remeasure
+from smt_jax import export
 from smt_jax.data import make_dataset
 from smt_jax.eval.config import final_eval_batches
 from smt_jax.eval.measures import format_acc, wilson_interval
@@ -155,6 +156,26 @@ def test_remeasure_reproduces_the_final_read_and_draws_fresh_sequences(trained, 
   assert remeasure.main(argv + ["--seed=7", f"--out={workdir / 'fresh.json'}"]) == 0
   fresh = json.loads((workdir / "fresh.json").read_text())
   assert fresh["seed"] == 7 and fresh["loss"] != pytest.approx(rnn["loss"])
+
+
+@pytest.mark.integration
+def test_remeasure_of_the_exported_rnn_equals_that_of_its_workdir(trained, tmp_path, capsys):
+  """The RNN alone (smt_jax.export, as docs/results/rnns keeps the headline RNNs) reads the same
+  test sequences to the same accuracy and loss as its run's checkpoint."""
+  _, workdir, _, _ = trained
+  rnn = tmp_path / "rnn.npz"
+  assert export.main([str(workdir), f"--out={rnn}"]) == 0
+  argv = ["remeasure.py", "--num_sequences=8", "--batch_size=4", "--seed=5"]
+  assert remeasure.main(argv + [f"--workdir={workdir}", f"--out={tmp_path / 'a.json'}"]) == 0
+  assert remeasure.main(argv + [f"--rnn={rnn}", f"--out={tmp_path / 'b.json'}"]) == 0
+  a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+  assert a["num_labels"] == b["num_labels"] > 0 and a["acc"] == b["acc"]
+  assert b["loss"] == pytest.approx(a["loss"], rel=1e-6)
+  capsys.readouterr()
+  assert remeasure.main(argv + [f"--rnn={tmp_path / 'none.npz'}"]) == 1
+  assert "not found" in capsys.readouterr().err
+  assert remeasure.main(argv + [f"--rnn={rnn}", f"--workdir={workdir}"]) == 1
+  assert "exactly one of" in capsys.readouterr().err
 
 
 def test_remeasure_refuses_a_folder_without_a_run_and_a_pipeline_folder(tmp_path, capsys):
