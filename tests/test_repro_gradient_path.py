@@ -79,13 +79,19 @@ def test_report_on_fake_results(tmp_path):
     trace.update(offset=offsets, step_err_needle=0.2, step_err_elsewhere=0.01)
     (stage / "needle_trace.json").write_text(json.dumps(trace))
     name = run.tags["variant"]
+    role = "rnn from x[0] (m_empty)"
+    curve = {"acc": acc[name], "acc_interval": [acc[name] - 0.02, acc[name] + 0.01]}
+    read = {"roles": {"rnn": role}, "curves": {role: {**curve, "num_sequences": 1024}}}
+    (stage / "eval.json").write_text(json.dumps({"read": read}))
     dmt = {"rnn_acc": acc[name], "drift_settled": 0.1, "steps": 2000, "wall_s": 100.0 + i}
     results.append({"run": run.to_json(), "stages": {"dmt": dmt}, "workdir": str(workdir)})
   rep = reporting.Report(gradient_path.study((64,), str(tmp_path), {}), tmp_path, False)
   text = gradient_path.report(results, rep)
   assert "T = 64: shortest path reaching ≥ 0.9 from x[0]: 4 updates (k4)" in text
-  assert "| 64 | rs16 | 16 | 0.920 | 0.100 | 2000 | 108 | 9.0 |" in text
-  assert "| 64 | k1 | 1 | 0.160 |" in text and "| 64 | k64 | 64 | 1.000 |" in text
+  assert "| 64 | rs16 | 16 | 0.920 [0.900, 0.930] | 0.100 | 2000 | 108 | 9.0 |" in text
+  assert "| 64 | k1 | 1 | 0.160 [0.140, 0.170] |" in text
+  assert "| 64 | k64 | 64 | 1.000 [0.980, 1.010] |" in text
+  assert "(the final evaluation: 1024 test sequences" in text
   assert "| 64 | k1 | 0.500 | 0.500 | 0.500 |" in text  # Diagnosis: the needle trace's columns.
   results = [r for r in results if r["run"]["tags"]["variant"] in ("k1", "k2")]
   assert "none of the finished variants" in gradient_path.report(results, rep)

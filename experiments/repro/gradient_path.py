@@ -33,7 +33,7 @@ from experiments.bench.common import xla_stats
 from experiments.repro import credit, reporting, runner
 from smt_jax.checkpointing import SUBDIR
 from smt_jax.errors import ConfigError
-from smt_jax.eval.measures import needle_trace
+from smt_jax.eval.measures import format_acc, needle_trace
 from smt_jax.eval.suite import load_run_config
 from smt_jax.objectives import gradient_path_length
 from smt_jax.train.loop import fresh_start
@@ -111,6 +111,15 @@ def step_memory(cfg, _) -> dict:
   return {"peak_bytes": xla_stats(lower(state, 0).compile()).get("peak_bytes")}
 
 
+def final_read(result: dict) -> dict:
+  """The final evaluation's read of the RNN from x[0] (acc, acc_interval, num_sequences, ...)."""
+  path = stage_dir(result) / "eval.json"
+  if not path.is_file():
+    return {}
+  read = json.loads(path.read_text())["read"]
+  return read["curves"][read["roles"]["rnn"]]
+
+
 def path_length(result: dict) -> int:
   cfg = load_run_config(str(stage_dir(result)))
   return gradient_path_length(cfg, cfg.data.T)
@@ -118,18 +127,20 @@ def path_length(result: dict) -> int:
 
 def report(results: list, rep: reporting.Report) -> str:
   cells = reporting.group(results, "T", "variant")
-  rows, best = [], {}
+  rows, best, sizes = [], {}, set()
   for (T, variant), rs in cells.items():
     r = rs[0]
     dmt, path = r["stages"][STAGE], path_length(r)
     acc = dmt.get("rnn_acc")
+    read = final_read(r)
+    sizes |= {read["num_sequences"]} if "num_sequences" in read else set()
     peak = cached(r, "step_memory", step_memory).get("peak_bytes")
     rows.append(
       [
         T,
         variant,
         path,
-        "—" if acc is None else f"{acc:.3f}",
+        "—" if acc is None else format_acc(acc, read.get("acc_interval")),
         "—" if dmt.get("drift_settled") is None else f"{dmt['drift_settled']:.3f}",
         dmt["steps"],
         f"{dmt['wall_s']:.0f}",
@@ -143,7 +154,7 @@ def report(results: list, rep: reporting.Report) -> str:
       "T",
       "variant",
       "gradient path (updates)",
-      "RNN acc from x[0]",
+      "RNN acc from x[0] [95 %]",
       "drift (settled MSE)",
       "DMT updates",
       "DMT wall s",
@@ -158,9 +169,11 @@ def report(results: list, rep: reporting.Report) -> str:
     "encoder's memory at a random start (gradient through all N); others as named. Every variant "
     f"starts from study 1's SMT teacher (the {UPDATER} updater, seed {SEED}) with its DMT "
     "stage's updates and learning rate; accuracy: the RNN reads the whole sequence from m_empty "
-    "(held-out evaluation at the end of DMT); drift: the final evaluation's settled MSE to the "
-    "encoder's memory; wall-clock as measured on a shared machine; peak: XLA's memory analysis "
-    "of the compiled update (arguments + outputs + temporaries).\n\n"
+    f"(the final evaluation: {' / '.join(map(str, sorted(sizes))) or 'its'} test "
+    "sequences, drawn with a key no choice was made on; Wilson interval); drift: the final "
+    "evaluation's settled MSE to the encoder's memory; wall-clock as measured on a shared "
+    "machine; peak: XLA's memory analysis of the compiled update (arguments + outputs + "
+    "temporaries).\n\n"
     f"**Verdict:** {verdict_text(best, sorted({T for T, _ in cells}))}\n" + diagnosis(cells)
   )
 
