@@ -1,6 +1,8 @@
 """Parallel-in-time rollouts (DEER, quasi-DEER) against `lax.scan` and against hand-computed
 convergence; the Lyapunov estimator against maps with known exponents."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,7 @@ from smt_jax.objectives import bptt, dmt, solvers
 from smt_jax.objectives.rollout import rollout
 from smt_jax.train.validate import validate_model
 
-SOLVE = {"deer": solvers.deer_rollout, "quasi_deer": solvers.quasi_deer_rollout}
+SOLVE = {s: functools.partial(solvers.newton_rollout, s) for s in ("deer", "quasi_deer")}
 
 
 def python_loop(step_fn, m0, xs):
@@ -204,7 +206,9 @@ def test_damping_keeps_the_solution_and_the_sweep():
   m0 = jnp.zeros((2, 4))
   step = lambda m, x: f(w, m, x)
   ref = python_loop(step, m0, xs)
-  traj, info = solvers.quasi_deer_rollout(step, m0, xs, max_iters=10, tol=1e-6, damping=1.0)
+  traj, info = solvers.newton_rollout(
+    "quasi_deer", step, m0, xs, max_iters=10, tol=1e-6, damping=1.0
+  )
   assert bool(info.converged)
   np.testing.assert_allclose(traj, ref, atol=1e-5)
 

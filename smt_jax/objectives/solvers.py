@@ -207,7 +207,8 @@ def solve(
   return traj, Diagnostics(iters, res, converged, fell_back)
 
 
-def deer_rollout(
+def newton_rollout(
+  solver: str,
   step_fn,
   m0,
   xs,
@@ -218,24 +219,11 @@ def deer_rollout(
   chunk: int = 0,
   fallback: bool = False,
 ) -> tuple[jax.Array, Diagnostics]:
-  """DEER: `solve` with full (Z, Z) Jacobians; memory O(L B Z^2)."""
-  settings = Settings(False, max_iters, tol, damping, chunk)
-  return solve(step_fn, m0, xs, settings, fallback=fallback)
-
-
-def quasi_deer_rollout(
-  step_fn,
-  m0,
-  xs,
-  *,
-  max_iters: int,
-  tol: float,
-  damping: float = 0.0,
-  chunk: int = 0,
-  fallback: bool = False,
-) -> tuple[jax.Array, Diagnostics]:
-  """quasi-DEER: `solve` with the Jacobians' diagonals; memory O(L B Z)."""
-  settings = Settings(True, max_iters, tol, damping, chunk)
+  """`solve` by "deer" (full (Z, Z) Jacobians; memory O(L B Z^2)) or "quasi_deer" (their
+  diagonals; memory O(L B Z))."""
+  if solver not in ("deer", "quasi_deer"):
+    raise ValueError(f"solver={solver!r} is not a Newton solver; use 'deer' or 'quasi_deer'.")
+  settings = Settings(solver == "quasi_deer", max_iters, tol, damping, chunk)
   return solve(step_fn, m0, xs, settings, fallback=fallback)
 
 
@@ -268,10 +256,17 @@ def rollout_with(
     raise ValueError(f"solver={solver!r} is unknown; use one of {SOLVERS}.")
   if truncate:
     raise ValueError(f"solver={solver!r} differentiates the whole rollout: truncate must be 0.")
-  settings = Settings(
-    solver == "quasi_deer", newton.max_iters, newton.tol, newton.damping, newton.chunk
+  traj, diag = newton_rollout(
+    solver,
+    step_fn,
+    m0,
+    xs,
+    max_iters=newton.max_iters,
+    tol=newton.tol,
+    damping=newton.damping,
+    chunk=newton.chunk,
+    fallback=newton.fallback,
   )
-  traj, diag = solve(step_fn, m0, xs, settings, fallback=newton.fallback)
   metrics = {f"solver_{k}": jnp.asarray(v, jnp.float32) for k, v in diag._asdict().items()}
   metrics["solver_iters"] = metrics.pop("solver_iterations")
   return traj, metrics
