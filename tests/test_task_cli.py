@@ -178,9 +178,11 @@ def test_knobs_of_another_task_as_a_process(tmp_path):
     ["--config.data.name=copy", "--config.data.kwargs.reverse=True"],
   ):
     result = _process(
-      tmp_path, "--config=experiments/configs/default.py", *task, "--config.optim.lr=-1"
+      tmp_path, "--config=experiments/configs/default.py", *task, "--config.train.batch_size=0"
     )
-    assert result.returncode == 1 and "optim.lr=-1.0 must be > 0" in result.stderr, result.stderr
+    assert result.returncode == 1 and "train.batch_size=0 must be >= 1" in result.stderr, (
+      result.stderr
+    )
   result = _process(
     tmp_path,
     "--config=experiments/configs/default.py",
