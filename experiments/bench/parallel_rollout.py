@@ -2,7 +2,7 @@
 depth, wall-clock and Jacobian memory of `lax.scan`, DEER and quasi-DEER against T.
 
   PYTHONPATH=$PWD python experiments/bench/parallel_rollout.py --device cpu \
-    --T 32,128,512 --updaters mlp,transformer [--workdir RUN --workdir_label smt] [--rounds 3]
+    --T 32,128,512 --updaters mlp,transformer [--workdir [LABEL=]RUN ...] [--rounds 3]
 
 For each updater (untrained at the sizes of experiments/configs/repro_retrieval.py, or the
 trained one in each --workdir's newest checkpoint, at that run's config) and each T, the RNN
@@ -39,7 +39,13 @@ def parse_args(argv=None):
   p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
   p.add_argument("--T", default="32,128,512", help="Comma-separated sequence lengths.")
   p.add_argument("--updaters", default="mlp,transformer", help="Untrained updaters to measure.")
-  p.add_argument("--workdir", action="append", default=[], help="Trained run(s) to measure.")
+  p.add_argument(
+    "--workdir",
+    action="append",
+    default=[],
+    help="A trained run (or stage) to measure, as RUN or LABEL=RUN (the row's label; default "
+    "RUN's last two folder names); repeatable.",
+  )
   p.add_argument("--batch", type=int, default=4, help="Held-out sequences per T.")
   p.add_argument("--max_iters", type=int, default=64, help="Newton iteration cap.")
   p.add_argument("--tol", type=float, default=1e-4, help="Residual tolerance (memory units).")
@@ -167,7 +173,10 @@ def main(argv=None) -> int:
     return 1
   lengths = [int(t) for t in args.T.split(",") if t]
   models = [("untrained " + u, lambda T, u=u: untrained(u, T)) for u in args.updaters.split(",")]
-  models += [(os.path.basename(w.rstrip("/")), lambda T, w=w: trained(w, T)) for w in args.workdir]
+  for spec in args.workdir:
+    label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+    label = label or "/".join(os.path.normpath(path).split(os.sep)[-2:])
+    models.append((label, lambda T, path=path: trained(path, T)))
   out = args.out or os.path.join(RESULTS, f"parallel_rollout_{args.device}.json")
   os.makedirs(os.path.dirname(out), exist_ok=True)
   settings = {k: v for k, v in vars(args).items() if k != "out"}
