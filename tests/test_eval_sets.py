@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import make_tiny_config
 
 from experiments import remeasure
 from smt_jax import export
@@ -76,8 +77,6 @@ def test_train_validation_and_test_streams_are_disjoint_and_deterministic(tiny_c
 def trained(tmp_path_factory):
   """A tiny SMT run with its final evaluation (read only, 2 x 4 test sequences), recording the
   splits the training loop asks for."""
-  from tests.conftest import make_tiny_config
-
   workdir = tmp_path_factory.mktemp("evalsets") / "smt"
   cfg = make_tiny_config(
     **{
