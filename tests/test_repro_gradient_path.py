@@ -84,13 +84,15 @@ def test_report_on_fake_results(tmp_path):
     read = {"roles": {"rnn": role}, "curves": {role: {**curve, "num_sequences": 1024}}}
     (stage / "eval.json").write_text(json.dumps({"read": read}))
     dmt = {"rnn_acc": acc[name], "drift_settled": 0.1, "steps": 2000, "wall_s": 100.0 + i}
+    dmt["rnn_read_from"] = "x[0] (m_empty)"
     results.append({"run": run.to_json(), "stages": {"dmt": dmt}, "workdir": str(workdir)})
   rep = reporting.Report(gradient_path.study((64,), str(tmp_path), {}), tmp_path, False)
   text = gradient_path.report(results, rep)
   assert "T = 64: shortest path reaching ≥ 0.9 from x[0]: 4 updates (k4)" in text
-  assert "| 64 | rs16 | 16 | 0.920 [0.900, 0.930] | 0.100 | 2000 | 108 | 9.0 |" in text
-  assert "| 64 | k1 | 1 | 0.160 [0.140, 0.170] |" in text
-  assert "| 64 | k64 | 64 | 1.000 [0.980, 1.010] |" in text
+  row = "| 64 | rs16 | x[0] (m_empty) | 16 | 0.920 [0.900, 0.930] | 0.100 | 2000 | 108 | 9.0 |"
+  assert row in text
+  assert "| 64 | k1 | x[0] (m_empty) | 1 | 0.160 [0.140, 0.170] |" in text
+  assert "| 64 | k64 | x[0] (m_empty) | 64 | 1.000 [0.980, 1.010] |" in text
   assert "(the final evaluation: 1024 test sequences" in text
   assert "| 64 | k1 | 0.500 | 0.500 | 0.500 |" in text  # Diagnosis: the needle trace's columns.
   results = [r for r in results if r["run"]["tags"]["variant"] in ("k1", "k2")]

@@ -174,7 +174,7 @@ def main(argv=None) -> int:
   lengths = [int(t) for t in args.T.split(",") if t]
   models = [("untrained " + u, lambda T, u=u: untrained(u, T)) for u in args.updaters.split(",")]
   for spec in args.workdir:
-    label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+    label, _, path = spec.rpartition("=")  # No "=": label "", path spec.
     label = label or "/".join(os.path.normpath(path).split(os.sep)[-2:])
     models.append((label, lambda T, path=path: trained(path, T)))
   out = args.out or os.path.join(RESULTS, f"parallel_rollout_{args.device}.json")

@@ -139,6 +139,7 @@ def report(results: list, rep: reporting.Report) -> str:
       [
         T,
         variant,
+        dmt.get("rnn_read_from", "—"),
         path,
         "—" if acc is None else format_acc(acc, read.get("acc_interval")),
         "—" if dmt.get("drift_settled") is None else f"{dmt['drift_settled']:.3f}",
@@ -153,6 +154,7 @@ def report(results: list, rep: reporting.Report) -> str:
     [
       "T",
       "variant",
+      "RNN read from",
       "gradient path (updates)",
       "RNN acc from x[0] [95 %]",
       "drift (settled MSE)",
