@@ -259,49 +259,52 @@ def trace_of(result: dict):
   return json.loads(cache.read_text())
 
 
+TRACE_COLUMNS = (
+  "answers from encoder m_t (t ≥ T/2)",
+  "answers from RNN m_t (t ≥ T/2)",
+  "drift at T/2",
+  "drift at T-1",
+)
+TRACE_DEFINITION = (
+  "from each memory position t the teacher's decoder predicts every answer within its future, "
+  "reading the true tokens up to it: from the encoder's m_t, and from the RNN's m_t after it "
+  "read x[0 .. t] from m_empty (smt_jax.eval.measures.answer_trace); a gap between the two is "
+  "information the RNN lost along its own rollout; drift is the mean squared distance of the "
+  "two memories"
+)
+
+
+def trace_columns(tr: dict) -> list:
+  """The TRACE_COLUMNS of an answer trace: its accuracy from the encoder's and the RNN's memory,
+  averaged over the second half of the memory positions, and the drift at T / 2 and T - 1."""
+  half = len(tr["t"]) // 2
+  mean = lambda xs: reporting.mean_of([x for x in xs[half:] if x is not None])
+  return [
+    f"{mean(tr['enc_acc']):.3f}",
+    f"{mean(tr['rnn_acc']):.3f}",
+    f"{tr['drift'][half]:.3f}",
+    f"{tr['drift'][-1]:.3f}",
+  ]
+
+
 def diagnosis(results: list) -> str:
-  """Where the answers are held or lost along the sequence, per SMT -> DMT run: the answer
-  trace's accuracy from the encoder's and the RNN's memory, averaged over the second half of the
-  memory positions, and the drift at T / 2 and T - 1."""
+  """Where the answers are held or lost along the sequence, per SMT -> DMT run (trace_columns)."""
   rows = []
   for r in results:
     tags = r["run"]["tags"]
     if tags["method"] != SMT_DMT:
       continue
     tr = trace_of(r)
-    if tr is None:
-      continue
-    half = len(tr["t"]) // 2
-    mean = lambda xs: reporting.mean_of([x for x in xs[half:] if x is not None])
-    rows.append(
-      [
-        tags["updater"],
-        tags["T"],
-        f"{mean(tr['enc_acc']):.3f}",
-        f"{mean(tr['rnn_acc']):.3f}",
-        f"{tr['drift'][half]:.3f}",
-        f"{tr['drift'][-1]:.3f}",
-      ]
-    )
+    if tr is not None:
+      rows.append([tags["updater"], tags["T"], *trace_columns(tr)])
   if not rows:
     return ""
   table = reporting.md_table(
-    [
-      "updater",
-      "T",
-      "answers from encoder m_t (t ≥ T/2)",
-      "answers from RNN m_t (t ≥ T/2)",
-      "drift at T/2",
-      "drift at T-1",
-    ],
-    sorted(rows, key=lambda row: (row[0], row[1])),
+    ["updater", "T", *TRACE_COLUMNS], sorted(rows, key=lambda row: (row[0], row[1]))
   )
   return (
-    "\n\n**Where the answers are lost.** From each memory position t the teacher's decoder "
-    "predicts every answer within its future, reading the true tokens up to it: from the "
-    "encoder's m_t, and from the RNN's m_t after it read x[0 .. t] from m_empty "
-    f"(smt_jax.eval.measures.answer_trace). A gap between the two is information the RNN lost "
-    f"along its own rollout; drift is the mean squared distance of the two memories.\n\n{table}\n"
+    f"\n\n**Where the answers are lost.** {TRACE_DEFINITION[0].upper()}{TRACE_DEFINITION[1:]}."
+    f"\n\n{table}\n"
   )
 
 
