@@ -66,6 +66,18 @@ def fake(tmp_path, task, T, updater, method, acc, teacher=None, teacher_steps=No
     stages["dmt"] = {"method": "dmt", "rnn_acc": acc, "wall_s": 10.0, "steps": 200}
   else:
     stages["bptt"] = {"method": "bptt", "rnn_acc": acc, "wall_s": 30.0, "steps": 4800}
+  # The test read of the last stage: the report's accuracies (the validation ones above are 0.5
+  # so that reading them instead would show).
+  curves = {"rnn from x[0]": {"acc": acc, "acc_interval": [acc - 0.02, acc + 0.01]}}
+  roles = {"rnn": "rnn from x[0]"}
+  if teacher is not None:
+    curves["teacher"] = {"acc": teacher, "acc_interval": [teacher - 0.01, teacher + 0.01]}
+    roles["teacher"] = "teacher"
+  last = workdir / list(stages)[-1]
+  last.mkdir(parents=True, exist_ok=True)
+  (last / "eval.json").write_text(json.dumps({"read": {"curves": curves, "roles": roles}}))
+  for stage in stages.values():
+    stage.update({k: 0.5 for k in ("rnn_acc", "teacher_acc") if k in stage})
   tags = {"task": task, "T": T, "updater": updater, "method": method}
   return {"run": {"name": name, "tags": tags, "seed": 0}, "stages": stages, "workdir": str(workdir)}
 
@@ -102,7 +114,29 @@ def test_report_on_fake_results(tmp_path):
   assert "BPTT of the GRU: [1.00, 1.00]" in text
   assert "copy: holds; keys_values: not measured" in text and "stack: fails" in text
   assert "It holds on 1 of these 4 tasks" in text and "not met here." in text
-  assert "| transformer | SMT→DMT | 128 | — | 0.900 | 0.980 | 300 | 600 | 20 |" in text
+  row = "| transformer | SMT→DMT | 128 | — | 0.900 [0.880, 0.910] | 0.980 [0.970, 0.990] | 300 |"
+  assert row + " 600 | 20 |" in text
+  assert "| gru | BPTT | 256 | — | 1.000 [0.980, 1.010] | — | — | 4800 | 30 |" in text
   # The answer trace's means over t >= T/2 of the fake trace (t = 2, 3).
   assert "| mlp | 128 | 0.800 | 0.400 | 2.000 | 3.000 |" in text
   assert task_configs.TEACHER_TARGET == 0.95 and "0.95 or its cap" in text
+
+
+def test_test_read_runs_the_final_read_once_where_training_did_not(tmp_path, monkeypatch):
+  """A run trained without the final evaluation gets its test read from evaluate_workdir on its
+  last stage, with the read section only; one that has it in eval.json is not evaluated again."""
+  done = fake(tmp_path, "copy", 32, "transformer", "BPTT", 0.7)
+  missing = fake(tmp_path, "copy", 32, "gru", "BPTT", 0.9)
+  (tmp_path / "copy_T32_gru_BPTT" / "bptt" / "eval.json").unlink()
+  calls = []
+
+  def evaluate(workdir, overrides):
+    calls.append((workdir, overrides))
+    curve = {"acc": 0.25, "acc_interval": [0.2, 0.3], "num_sequences": 1024}
+    return {"read": {"curves": {"rnn": curve}, "roles": {"rnn": "rnn"}}}
+
+  monkeypatch.setattr(tasks, "evaluate_workdir", evaluate)
+  assert tasks.test_acc(done) == 0.7 and tasks.test_acc(done, "teacher") is None
+  assert calls == []
+  assert tasks.format_test_acc(missing) == "0.250 [0.200, 0.300]"
+  assert calls == [(str(tmp_path / "copy_T32_gru_BPTT" / "bptt"), {"eval.sections": ("read",)})]
