@@ -222,7 +222,11 @@ def verdict_text(best: dict, cells: list) -> str:
     found = best.get((task, T))
     parts.append(
       f"{task}, T = {T}: shortest path reaching {goal} from x[0]: "
-      + (f"{found[0]} updates ({found[1]})" if found else "none of the finished variants")
+      + (
+        f"{found[0]} update{'s' * (found[0] != 1)} ({found[1]})"
+        if found
+        else "none of the finished variants"
+      )
     )
   for task in dict.fromkeys(t for t, _ in cells):
     paths = [best[t, T][0] for t, T in sorted(cells) if t == task and (t, T) in best]
