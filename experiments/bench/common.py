@@ -7,6 +7,7 @@ Nothing here is timed in tests; the fast tests (tests/test_bench*.py) check the 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -359,3 +360,11 @@ def environment() -> dict:
     "commit": commit,
     "xla_flags": os.environ.get("XLA_FLAGS", ""),
   }
+
+
+def write_results(path: str, settings: dict, rows: list) -> None:
+  """A benchmark's JSON at `path`: {"environment": environment() (device, versions, commit, load
+  average), "args": settings, "rows": rows}; its folder is made if missing."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump({"environment": environment(), "args": settings, "rows": rows}, f, indent=1)

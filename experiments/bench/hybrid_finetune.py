@@ -86,7 +86,7 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
   args = parse_args(argv)
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
-  from experiments.bench.common import environment
+  from experiments.bench.common import write_results
   from experiments.repro import runner
   from smt_jax.train.pipeline import run_pipeline
 
@@ -110,10 +110,7 @@ def main(argv=None) -> int:
       for s in ("scan", args.solver)
     )
   )
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    record = {"environment": environment(), "loadavg": os.getloadavg(), "args": vars(args)}
-    json.dump({**record, "rows": rows}, f, indent=1)
+  write_results(args.out, vars(args), rows)
   print(table(rows))
   print(f"wrote {args.out}")
   return 0

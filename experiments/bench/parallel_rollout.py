@@ -23,7 +23,6 @@ Writes experiments/bench/results/parallel_rollout_{device}.json (or --out) and p
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -166,7 +165,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
   import jax
 
-  from experiments.bench.common import environment
+  from experiments.bench.common import write_results
 
   if args.device == "gpu" and jax.default_backend() != "gpu":
     print(f"--device gpu: JAX sees {jax.default_backend()}, not a GPU", file=sys.stderr)
@@ -178,7 +177,6 @@ def main(argv=None) -> int:
     label = label or "/".join(os.path.normpath(path).split(os.sep)[-2:])
     models.append((label, lambda T, path=path: trained(path, T)))
   out = args.out or os.path.join(RESULTS, f"parallel_rollout_{args.device}.json")
-  os.makedirs(os.path.dirname(out), exist_ok=True)
   settings = {k: v for k, v in vars(args).items() if k != "out"}
   rows = []
   for label, make in models:
@@ -187,9 +185,7 @@ def main(argv=None) -> int:
       row = {"model": label, "updater": cfg.model.rnn.updater, **measure(cfg, params, T, args)}
       rows.append(row)
       print(table([row]).splitlines()[1], flush=True)
-      record = {"environment": environment(), "loadavg": os.getloadavg(), "args": settings}
-      with open(out, "w") as f:  # After every row: a long grid keeps what it measured.
-        json.dump({**record, "rows": rows}, f, indent=1)
+      write_results(out, settings, rows)  # After every row: a long grid keeps what it measured.
   print(table(rows))
   print(f"wrote {out}")
   return 0
