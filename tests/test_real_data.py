@@ -247,3 +247,28 @@ def test_study_runs_cover_the_methods():
   assert kinds(text.runs(False, 0)) == expected | {("—", "LM", ("lm",))}
   assert kinds(pixels.runs(False, 0)) == expected
   assert {r.tags["data"] for r in pixels.runs(False, 0)} == {"digits", "mnist"}
+
+
+def test_pixels_report_carries_each_runs_sample_grid(tmp_path):
+  from experiments.repro import pixels, reporting
+
+  results = []
+  for name, draws in (("digits_mlp_smt-dmt_s0", True), ("digits_gru_bptt_s0", False)):
+    stage = tmp_path / name / "dmt"
+    stage.mkdir(parents=True)
+    if draws:
+      (stage / "samples.png").write_bytes(b"\x89PNG grid of " + name.encode())
+    tags = {"method": "SMT→DMT", "updater": "mlp"}
+    results.append(
+      {"workdir": str(tmp_path / name), "stages": {"dmt": {}}, "run": {"name": name, "tags": tags}}
+    )
+  out = tmp_path / "report"
+  out.mkdir()
+  rep = reporting.Report(pixels.STUDY, out, quick=False)
+  text = pixels.sample_grids(results, rep)
+  assert rep.plots == ["samples_digits_mlp_smt-dmt_s0.png"]  # The run without a grid is skipped.
+  assert (out / rep.plots[0]).read_bytes() == b"\x89PNG grid of digits_mlp_smt-dmt_s0"
+  assert (
+    text
+    == "**SMT→DMT (mlp)**\n\n![samples of digits_mlp_smt-dmt_s0](samples_digits_mlp_smt-dmt_s0.png)"
+  )

@@ -113,6 +113,19 @@ def long_range(result: dict, classifier: DigitClassifier) -> dict:
   }
 
 
+def sample_grids(results: list, rep: reporting.Report) -> str:
+  """Each run's sample grid (its read model's samples.png: real images, completions of their
+  top halves, samples from scratch), copied beside the report."""
+  out = []
+  for r in results:
+    path = text.stage_dir(r, list(r["stages"])[-1]) / "samples.png"
+    if path.is_file():
+      tags, name = r["run"]["tags"], r["run"]["name"]
+      link = rep.image(f"samples_{name}.png", path, f"samples of {name}")
+      out.append(f"**{tags['method']} ({tags['updater']})**\n\n{link}")
+  return "\n\n".join(out)
+
+
 def report(results: list, rep: reporting.Report) -> str:
   parts = []
   for name in DATASETS:
@@ -138,13 +151,14 @@ def report(results: list, rep: reporting.Report) -> str:
       "'completion class': the fraction of sampled completions of held-out top halves that it "
       "gives the real image's class; 'bottom given top' and 'bottom alone': bits per pixel of the "
       "bottom half's pixels after the first, read after the top half or alone.\n\n"
-      f"{text.curves_plots(rs, rep, name, 'pixel')}\n"
+      f"{text.curves_plots(rs, rep, name, 'pixel')}\n\n"
+      f"**Samples** (each run's read model):\n\n{sample_grids(rs, rep)}\n"
     )
   return (
     "\n".join(parts)
     + "\nEvery RNN reads whole images itself: SMT→DMT from m_empty, BPTT from its initial "
     "memory. Bits per pixel over whole held-out images (pixels 1..T-1 and the next image's "
-    "first). Samples from scratch and after an encoded top half: each run's samples.png.\n"
+    "first).\n"
   )
 
 

@@ -211,6 +211,13 @@ class Report:
     self.plots.append(filename)
     return f"![{ylabel}]({filename})"
 
+  def image(self, filename: str, source: pathlib.Path, caption: str) -> str:
+    """Copies an image that a run drew (e.g. its samples.png) beside the report as `filename`,
+    so that it travels with the plots. Returns a Markdown image link (relative to the report)."""
+    shutil.copy(source, self.out / filename)
+    self.plots.append(filename)
+    return f"![{caption}]({filename})"
+
 
 def commit_hash() -> str:
   try:
