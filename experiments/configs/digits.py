@@ -18,8 +18,8 @@ from smt_jax.data.prepare import reduced_dir
 from smt_jax.data.streams import DEFAULT_ROOT
 
 PREPARE = {"levels": 17}  # Options of `python -m smt_jax.data.prepare digits`.
-# Updates per stage. BPTT's 20000 give it at least SMT -> DMT's wall-clock at the rates of the two
-# on these data (an SMT update costs about 7 BPTT updates; docs/results.md, study 7).
+# Updates per stage. BPTT's give it at least SMT -> DMT's wall-clock at the two methods' update
+# rates on these data (docs/results.md, study 7, reports both wall-clocks).
 BUDGETS = {"smt": 2000, "dmt": 1000, "bptt": 20000, "lm": 3000}
 QUICK = {"smt": 20, "dmt": 10, "bptt": 30, "lm": 20}  # quick=1: a smoke run.
 
