@@ -12,7 +12,7 @@ from experiments import remeasure
 from smt_jax import export
 from smt_jax.data import make_dataset
 from smt_jax.eval.config import final_eval_batches
-from smt_jax.eval.measures import format_acc, wilson_interval
+from smt_jax.eval.measures import format_acc, mean_interval, wilson_interval
 from smt_jax.train import loop, pipeline, train_and_evaluate
 from smt_jax.train.step import Keys, batch_for_step
 
@@ -42,6 +42,14 @@ def test_wilson_interval_of_nothing_is_nan_and_formats_without_brackets():
   assert format_acc(0.5, wilson_interval(0, 0)) == "0.500"
   assert format_acc(0.5, (0.46943, 0.53057)) == "0.500 [0.469, 0.531]"
   assert format_acc(None) == "-"
+
+
+def test_mean_interval_by_hand():
+  # [1, 2, 3, 4]: mean 2.5, sd sqrt(5 / 3) = 1.2909944, half-width 1.9599640 * 1.2909944 / 2.
+  mean, (lo, hi) = mean_interval([1.0, 2.0, 3.0, 4.0])
+  assert mean == 2.5
+  assert lo == pytest.approx(1.2348494, abs=1e-6) and hi == pytest.approx(3.7651506, abs=1e-6)
+  assert mean_interval([3.0])[0] == 3.0 and all(math.isnan(v) for v in mean_interval([3.0])[1])
 
 
 @pytest.mark.integration

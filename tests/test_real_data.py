@@ -272,3 +272,66 @@ def test_pixels_report_carries_each_runs_sample_grid(tmp_path):
     text
     == "**SMT→DMT (mlp)**\n\n![samples of digits_mlp_smt-dmt_s0](samples_digits_mlp_smt-dmt_s0.png)"
   )
+
+
+def test_per_image_bits_average_to_the_batch_read():
+  from experiments.repro.pixels import per_image_bits
+  from smt_jax.eval.read import rnn_read_stats
+  from smt_jax.objectives import read_start
+
+  cfg = make_tiny_config()
+  models = build_models(cfg)
+  params = init_params(cfg, jax.random.key(0))
+  x = jax.random.randint(jax.random.key(1), (5, 8), 0, 7)
+  y = jax.numpy.pad(x[:, 1:], ((0, 0), (0, 1)), constant_values=-1)  # 7 labels in every row.
+  per_image = per_image_bits(models, params, x, y, read_start(cfg))
+  batch = rnn_read_stats(models, params, {"x": x, "y": y}, read_start(cfg))
+  assert per_image.shape == (5,) and len(set(np.round(per_image, 6))) == 5
+  whole = float(batch["loss_sum"].sum() / batch["count"].sum()) / math.log(2)
+  np.testing.assert_allclose(per_image.mean(), whole, rtol=1e-5)
+
+
+def test_pixel_test_images_are_the_held_out_half_no_validation_read_uses():
+  from experiments.repro.pixels import NUM_HELD_OUT, test_images
+
+  all_test, all_labels = labelled_images("digits", levels=17)["test"]
+  images, labels = test_images("digits")
+  assert len(images) == min(NUM_HELD_OUT, len(all_test) - len(all_test) // 2) == 180
+  np.testing.assert_array_equal(images, all_test[180:])
+  np.testing.assert_array_equal(labels, all_labels[180:])
+
+
+def pixel_result(tmp_path, name, method, wall_s, curve=()):
+  """A finished study run whose one stage logged validation `curve` [(elapsed s, bits)]."""
+  stage = tmp_path / name / "bptt"
+  stage.mkdir(parents=True)
+  rows = [{"split": "train", "step": i, "elapsed_s": w} for i, (w, _) in enumerate(curve)]
+  rows += [
+    {"split": "eval", "step": i, "rnn_loss": b * math.log(2)} for i, (_, b) in enumerate(curve)
+  ]
+  (stage / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  tags = {"updater": "transformer", "method": method}
+  stages = {"bptt": {"wall_s": wall_s, "steps": len(curve)}}
+  return {"workdir": str(tmp_path / name), "stages": stages, "run": {"name": name, "tags": tags}}
+
+
+@pytest.mark.parametrize(
+  "smt_bits,smt_class,holds",
+  [((2.0, (1.9, 2.1)), (0.8, (0.7, 0.9)), True), ((2.4, (2.3, 2.5)), (0.8, (0.7, 0.9)), False)],
+)
+def test_pixels_verdict_needs_fewer_bits_and_more_right_classes(
+  tmp_path, smt_bits, smt_class, holds
+):
+  from experiments.repro import pixels
+
+  results = [
+    pixel_result(tmp_path, "smt", "SMT→DMT", 100.0),
+    pixel_result(tmp_path, "bptt", "BPTT", 150.0, [(40.0, 3.0), (90.0, 2.6), (140.0, 2.5)]),
+  ]
+  measured = {
+    "smt": {"bits_whole": smt_bits, "completion_class": smt_class},
+    "bptt": {"bits_whole": (2.5, (2.35, 2.65)), "completion_class": (0.5, (0.4, 0.6))},
+  }
+  text = pixels.verdict(results, measured)
+  assert "its validation bits at 100 s: 2.600" in text  # The last evaluation by 100 s.
+  assert ("claim holds" in text) == holds and ("claim does not hold" in text) == (not holds)

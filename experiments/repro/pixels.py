@@ -23,7 +23,8 @@ from experiments.configs import digits, mnist
 from experiments.repro import reporting, runner, text
 from smt_jax.checkpointing import load_params
 from smt_jax.data.sources import labelled_images
-from smt_jax.eval.measures import bits
+from smt_jax.data.streams import held_out_part
+from smt_jax.eval.measures import bits, format_acc, mean_interval, wilson_interval
 from smt_jax.eval.read import rnn_read_stats
 from smt_jax.eval.suite import load_run_config
 from smt_jax.eval.write import sample_rnn, scratch_prompt_memory
@@ -35,7 +36,7 @@ DATASETS = {  # name -> (config file, its `prepare` options)
   "mnist": ("mnist.py", mnist.PREPARE),
 }
 MIN_CLASSIFIER_ACC = 0.9  # The classifier scores completions only above this test accuracy.
-NUM_COMPLETIONS = 256  # Held-out top halves completed per run.
+NUM_HELD_OUT = 1024  # Test images read and completed per run (all of them where fewer).
 
 
 class DigitClassifier:
@@ -82,11 +83,28 @@ def runs(quick: bool, seeds: int) -> list:
   return out
 
 
+def per_image_bits(models, params, x: jax.Array, y: jax.Array, start) -> np.ndarray:
+  """Bits per labelled pixel of each image [N]: the RNN reads x [N, L] from `start`
+  (`read_start`) and predicts labels y [N, L] (-1 = no label)."""
+  read_one = lambda xi, yi: rnn_read_stats(models, params, {"x": xi[None], "y": yi[None]}, start)
+  stats = jax.vmap(read_one)(x, y)
+  return bits(np.asarray(stats["loss_sum"].sum(1) / stats["count"].sum(1)))
+
+
+def test_images(name: str) -> tuple[np.ndarray, np.ndarray]:
+  """(grey levels [N, h, w], classes [N]) of the first NUM_HELD_OUT images of `name`'s test
+  split: the second half of the held-out images, which no training batch or validation read."""
+  images, labels = labelled_images(name, **DATASETS[name][1])["test"]
+  return tuple(held_out_part(a, "test")[:NUM_HELD_OUT] for a in (images, labels))
+
+
 def long_range(result: dict, classifier: DigitClassifier) -> dict:
-  """Of the run's read model (its last stage) on NUM_COMPLETIONS held-out images: bits per pixel
-  of pixels T/2+1 .. T-1 given the top half (read from x[0] over the whole image) and read alone
-  (from x[T/2]); the fraction of sampled completions of the top half (the RNN reads x[0..T/2-1]
-  from its start, then writes T/2 pixels) that the classifier gives the real image's class."""
+  """Of the run's read model (its last stage) on the test images (`test_images`), each mean
+  with its 95 % interval over images: bits per pixel over the whole image read from x[0]
+  (pixels 1 .. T-1); of pixels T/2+1 .. T-1 given the top half (read from x[0]) and read alone
+  (from x[T/2]); the fraction of sampled completions of the top half (the RNN reads
+  x[0..T/2-1] from its start, then writes T/2 pixels) that the classifier gives the real
+  image's class (Wilson interval)."""
   stage = text.stage_dir(result, list(result["stages"])[-1])
   cfg = load_run_config(str(stage))
   params, _ = load_params(str(stage))
@@ -94,23 +112,68 @@ def long_range(result: dict, classifier: DigitClassifier) -> dict:
   if reads_through_decoder(cfg):
     params = readout_from_decoder(params)
   models, start, T = build_models(cfg), read_start(cfg), cfg.data.T
-  images, labels = labelled_images(cfg.data.name, **DATASETS[cfg.data.name][1])["test"]
-  images, labels = images[:NUM_COMPLETIONS], labels[:NUM_COMPLETIONS]
+  images, labels = test_images(cfg.data.name)
   x = jnp.asarray(images.reshape(len(images), -1), jnp.int32)
   half = T // 2
-  y_bottom = jnp.pad(x[:, 1:], ((0, 0), (0, 1)), constant_values=-1).at[:, :half].set(-1)
-  whole = rnn_read_stats(models, params, {"x": x, "y": y_bottom}, start)
-  alone = rnn_read_stats(models, params, {"x": x[:, half:], "y": y_bottom[:, half:]}, start)
+  y_whole = jnp.pad(x[:, 1:], ((0, 0), (0, 1)), constant_values=-1)
+  y_bottom = y_whole.at[:, :half].set(-1)
   m = scratch_prompt_memory(models, params, x[:, :half], start)
   key = jax.random.key(cfg.eval.seed)
   bottom = sample_rnn(models, params, m, key, T - half, cfg.eval.temperature, cfg.eval.top_k)
   completed = np.asarray(jnp.concatenate([x[:, :half], bottom], axis=1)).reshape(images.shape)
-  mean_bits = lambda s: bits(float(s["loss_sum"].sum() / s["count"].sum()))
+  same_class = int(np.sum(classifier.predict(completed) == labels))
   return {
-    "bits_bottom_given_top": mean_bits(whole),
-    "bits_bottom_alone": mean_bits(alone),
-    "completion_class": float(np.mean(classifier.predict(completed) == labels)),
+    "num_images": len(images),
+    "bits_whole": mean_interval(per_image_bits(models, params, x, y_whole, start)),
+    "bits_bottom_given_top": mean_interval(per_image_bits(models, params, x, y_bottom, start)),
+    "bits_bottom_alone": mean_interval(
+      per_image_bits(models, params, x[:, half:], y_bottom[:, half:], start)
+    ),
+    "completion_class": (same_class / len(images), wilson_interval(same_class, len(images))),
   }
+
+
+def fmt_interval(value: tuple) -> str:
+  """(mean, (lo, hi)) as "2.345 [2.301, 2.389]"."""
+  return format_acc(*value)
+
+
+def verdict(results: list, measured: dict) -> str:
+  """Per non-gated updater: SMT -> DMT against BPTT in test bits per pixel and completion class
+  (ahead = both better, the intervals apart), with each one's wall-clock; BPTT's validation
+  bits when it had used SMT -> DMT's wall-clock (its learning curve)."""
+  by = {(r["run"]["tags"]["updater"], r["run"]["tags"]["method"]): r for r in results}
+  parts = []
+  for u in text.UPDATERS:
+    smt, bptt = by.get((u, "SMT→DMT")), by.get((u, "BPTT"))
+    if smt is None or bptt is None:
+      continue
+    a, b = measured[smt["run"]["name"]], measured[bptt["run"]["name"]]
+    lower_bits = a["bits_whole"][1][1] < b["bits_whole"][1][0]
+    more_class = a["completion_class"][1][0] > b["completion_class"][1][1]
+    wall_smt, wall_bptt = reporting.run_wall(smt), reporting.run_wall(bptt)
+    _, wall, curve = text.learning_curve(bptt, 1)
+    at_smt_wall = [v for w, v in zip(wall, curve) if w <= wall_smt]
+    parts.append(
+      f"{u}: SMT→DMT {a['bits_whole'][0]:.3f} bits per pixel and completion class "
+      f"{a['completion_class'][0]:.3f} in {wall_smt:.0f} s, BPTT {b['bits_whole'][0]:.3f} and "
+      f"{b['completion_class'][0]:.3f} in {wall_bptt:.0f} s"
+      + (
+        f" (its validation bits at {wall_smt:.0f} s: {at_smt_wall[-1]:.3f})" if at_smt_wall else ""
+      )
+      + " — the paper's claim "
+      + ("holds" if lower_bits and more_class else "does not hold")
+      + " here ("
+      + ("fewer bits" if lower_bits else "not fewer bits (intervals apart)")
+      + ", "
+      + (
+        "more completions of the right class"
+        if more_class
+        else "not more completions of the right class"
+      )
+      + ")"
+    )
+  return "; ".join(parts) or "not enough finished runs for a verdict"
 
 
 def sample_grids(results: list, rep: reporting.Report) -> str:
@@ -126,6 +189,14 @@ def sample_grids(results: list, rep: reporting.Report) -> str:
   return "\n\n".join(out)
 
 
+LONG_RANGE_HEADERS = [
+  "test bits/pixel from x[0] [95 %]",
+  "bottom given top",
+  "bottom alone",
+  "completion class [95 %]",
+]
+
+
 def report(results: list, rep: reporting.Report) -> str:
   parts = []
   for name in DATASETS:
@@ -133,32 +204,36 @@ def report(results: list, rep: reporting.Report) -> str:
     if not rs:
       continue
     classifier = DigitClassifier.for_dataset(name)
+    measured = {r["run"]["name"]: long_range(r, classifier) for r in rs}
     rows = []
     for r, row in zip(rs, text.table_rows(rs)):
-      lr = long_range(r, classifier)
-      rows.append(
-        row[:5]
-        + [text.fmt(lr["bits_bottom_given_top"]), text.fmt(lr["bits_bottom_alone"])]
-        + [text.fmt(lr["completion_class"])]
-        + row[5:]
-      )
-    headers = text.HEADERS[:5] + ["bottom given top", "bottom alone", "completion class"]
+      m = measured[r["run"]["name"]]
+      keys = ("bits_whole", "bits_bottom_given_top", "bits_bottom_alone", "completion_class")
+      rows.append(row[:4] + [fmt_interval(m[k]) for k in keys] + row[5:])
+    headers = text.HEADERS[:4] + LONG_RANGE_HEADERS + text.HEADERS[5:]
+    num_images = next(iter(measured.values()))["num_images"]
     parts.append(
-      f"### {name}\n\n{reporting.md_table(headers + text.HEADERS[5:], rows)}\n\n"
-      f"The completion classifier reads {classifier.test_acc:.3f} of the real test images "
-      f"(an RBF support-vector machine on the grey levels; it scores only above "
-      f"{MIN_CLASSIFIER_ACC}). "
-      "'completion class': the fraction of sampled completions of held-out top halves that it "
-      "gives the real image's class; 'bottom given top' and 'bottom alone': bits per pixel of the "
-      "bottom half's pixels after the first, read after the top half or alone.\n\n"
+      f"### {name}\n\n{reporting.md_table(headers, rows)}\n\n"
+      f"Read on the {num_images} test images (the second half of the held-out images; no "
+      "training batch or validation read used them), each mean with its 95 % interval over "
+      "images. 'test bits/pixel': pixels 1 .. T-1 of each image, read from x[0]; 'bottom given "
+      "top' and 'bottom alone': bits per pixel of the bottom half's pixels after the first, read "
+      "after the top half or alone (from x[T/2]); 'completion class': the fraction of sampled "
+      "completions of the top halves (the RNN reads the top half itself, then writes the bottom) "
+      "that the classifier gives the real image's class. The classifier reads "
+      f"{classifier.test_acc:.3f} of the real test images (an RBF support-vector machine on the "
+      f"grey levels, trained on the real train images; it scores only above "
+      f"{MIN_CLASSIFIER_ACC}). Teacher bits: the SMT teacher's final read (its eval.json: "
+      "128 test windows).\n\n"
+      f"**Verdict:** {verdict(rs, measured)}.\n\n"
+      f"Learning curves (validation bits per pixel):\n\n"
       f"{text.curves_plots(rs, rep, name, 'pixel')}\n\n"
       f"**Samples** (each run's read model):\n\n{sample_grids(rs, rep)}\n"
     )
   return (
     "\n".join(parts)
     + "\nEvery RNN reads whole images itself: SMT→DMT from m_empty, BPTT from its initial "
-    "memory. Bits per pixel over whole held-out images (pixels 1..T-1 and the next image's "
-    "first).\n"
+    "memory.\n"
   )
 
 

@@ -36,6 +36,18 @@ def wilson_interval(hits: int, n: int, z: float = Z_95) -> tuple[float, float]:
   return max(0.0, center - half), min(1.0, center + half)
 
 
+def mean_interval(values, z: float = Z_95) -> tuple[float, tuple[float, float]]:
+  """(mean, (lo, hi)) of independent per-sequence values [N] (e.g. each image's bits per pixel):
+  the normal interval mean +- z * sd / sqrt(N), with the sample standard deviation (ddof 1);
+  (nan, nan) below two values."""
+  v = np.asarray(values, np.float64)
+  mean = float(v.mean()) if v.size else math.nan
+  if v.size < 2:
+    return mean, (math.nan, math.nan)
+  half = z * float(v.std(ddof=1)) / math.sqrt(v.size)
+  return mean, (mean - half, mean + half)
+
+
 def read_interval(summary: dict, num_sequences: int) -> dict:
   """The 95 % interval of a read accuracy (`smt_jax.eval.read.summarize`'s summary, from
   `num_sequences` sequences): {"acc_interval": [lo, hi], "num_labels", "num_sequences"}.
