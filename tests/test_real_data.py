@@ -325,13 +325,13 @@ def test_pixels_verdict_needs_fewer_bits_and_more_right_classes(
   from experiments.repro import pixels
 
   results = [
-    pixel_result(tmp_path, "smt", "SMT→DMT", 100.0),
-    pixel_result(tmp_path, "bptt", "BPTT", 150.0, [(40.0, 3.0), (90.0, 2.6), (140.0, 2.5)]),
+    pixel_result(tmp_path, "smt", "SMT→DMT", 100.0, [(50.0, 2.2), (95.0, 2.1)]),
+    pixel_result(tmp_path, "bptt", "BPTT", 150.0, [(40.0, 3.0), (90.0, 2.4), (140.0, 2.6)]),
   ]
   measured = {
     "smt": {"bits_whole": smt_bits, "completion_class": smt_class},
     "bptt": {"bits_whole": (2.5, (2.35, 2.65)), "completion_class": (0.5, (0.4, 0.6))},
   }
   text = pixels.verdict(results, measured)
-  assert "its validation bits at 100 s: 2.600" in text  # The last evaluation by 100 s.
+  assert "best validation reads: SMT→DMT 2.100, BPTT 2.400 (update 1, 90 s)" in text
   assert ("claim holds" in text) == holds and ("claim does not hold" in text) == (not holds)
