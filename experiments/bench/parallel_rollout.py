@@ -37,7 +37,9 @@ def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
   p.add_argument("--T", default="32,128,512", help="Comma-separated sequence lengths.")
-  p.add_argument("--updaters", default="mlp,transformer", help="Untrained updaters to measure.")
+  p.add_argument(
+    "--updaters", default="mlp,transformer", help="Untrained updaters to measure ('' = none)."
+  )
   p.add_argument(
     "--workdir",
     action="append",
@@ -171,7 +173,9 @@ def main(argv=None) -> int:
     print(f"--device gpu: JAX sees {jax.default_backend()}, not a GPU", file=sys.stderr)
     return 1
   lengths = [int(t) for t in args.T.split(",") if t]
-  models = [("untrained " + u, lambda T, u=u: untrained(u, T)) for u in args.updaters.split(",")]
+  models = [
+    ("untrained " + u, lambda T, u=u: untrained(u, T)) for u in args.updaters.split(",") if u
+  ]
   for spec in args.workdir:
     label, _, path = spec.rpartition("=")  # No "=": label "", path spec.
     label = label or "/".join(os.path.normpath(path).split(os.sep)[-2:])
