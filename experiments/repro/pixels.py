@@ -133,11 +133,6 @@ def long_range(result: dict, classifier: DigitClassifier) -> dict:
   }
 
 
-def fmt_interval(value: tuple) -> str:
-  """(mean, (lo, hi)) as "2.345 [2.301, 2.389]"."""
-  return format_acc(*value)
-
-
 def best_validation(result: dict) -> tuple[float, int, float]:
   """(bits per pixel, update, wall-clock s) of the run's lowest validation read along its
   learning curve (over all its stages); what early stopping on the validation split would keep."""
@@ -210,9 +205,9 @@ def report(results: list, rep: reporting.Report) -> str:
     for r, row in zip(rs, text.table_rows(rs)):
       m = measured[r["run"]["name"]]
       keys = ("bits_whole", "bits_bottom_given_top", "bits_bottom_alone", "completion_class")
-      bits, update, wall = best_validation(r)
-      best = f"{bits:.3f} ({update}, {wall:.0f} s)"
-      rows.append(row[:4] + [fmt_interval(m[k]) for k in keys] + [best] + row[5:])
+      best_bits, update, wall = best_validation(r)
+      best = f"{best_bits:.3f} ({update}, {wall:.0f} s)"
+      rows.append(row[:4] + [format_acc(*m[k]) for k in keys] + [best] + row[5:])
     headers = text.HEADERS[:4] + LONG_RANGE_HEADERS + text.HEADERS[5:]
     num_images = next(iter(measured.values()))["num_images"]
     parts.append(
