@@ -172,6 +172,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.ckpt.keep = 3  # Checkpoints kept in workdir/checkpoints.
   c.ckpt.init_from = ""  # A workdir or checkpoints folder to take the parameters from when the
   #                        workdir has no checkpoint (DMT/BPTT from SMT); "" = from scratch.
+  c.ckpt.keep_best = ""  # A validation metric ("rnn_loss", "rnn_acc", "teacher_loss" or
+  #                        "teacher_acc"): workdir/best keeps the parameters of the evaluation
+  #                        with its best value (lowest loss, highest accuracy), and the final
+  #                        evaluation reads them too, into workdir/best/eval.json (early stopping
+  #                        without shortening the budget). "" = off.
 
   c.log = ml_collections.ConfigDict()
   c.log.every = 50  # Append mean training metrics to workdir/metrics.jsonl every this many steps.

@@ -1,12 +1,17 @@
 """train.stop_at_metric / train.stop_at_value: the training loop stops at the first evaluation
-whose accuracy reaches the stated value (num_steps is the cap), and a re-run does not go on."""
+whose accuracy reaches the stated value (num_steps is the cap), and a re-run does not go on.
+ckpt.keep_best: early stopping without a shorter budget (workdir/best holds the best
+validation evaluation's parameters, also across a resume)."""
 
 import json
 
 import pytest
 from conftest import make_tiny_config
 
-from smt_jax.checkpointing import checkpoint_dir
+import jax
+import numpy as np
+
+from smt_jax.checkpointing import checkpoint_dir, load_params
 from smt_jax.errors import ConfigError
 from smt_jax.train import train_and_evaluate
 from smt_jax.train.validate import validate
@@ -60,8 +65,73 @@ def test_stops_at_the_first_evaluation_reaching_the_value(tmp_path):
     ({"train.stop_at_metric": "loss"}, "train.stop_at_metric='loss' must be one of"),
     ({"method": "bptt", "train.stop_at_metric": "teacher_acc"}, "teacher_acc only for"),
     ({"train.stop_at_metric": "rnn_acc", "train.stop_at_value": 0.0}, "stop_at_value=0.0"),
+    ({"ckpt.keep_best": "loss"}, "ckpt.keep_best='loss' must be one of"),
+    ({"method": "bptt", "ckpt.keep_best": "teacher_loss"}, "teacher_\\* only for"),
   ],
 )
 def test_bad_stop_fields_are_named(overrides, match):
   with pytest.raises(ConfigError, match=match):
     validate(config(**overrides))
+
+
+def keep_best_config(**overrides):
+  """BPTT at lr 0.05 (so that the validation loss need not fall at every evaluation), every
+  update's parameters kept in checkpoints/ to compare best/ with."""
+  fields = {"method": "bptt", "optim.lr": 0.05, "ckpt.every": 2, "ckpt.keep": 10}
+  return config(**{**fields, "ckpt.keep_best": "rnn_loss", **overrides})
+
+
+def best_step(workdir):
+  """The evaluation with the lowest rnn_loss in metrics.jsonl (the first one on a tie)."""
+  rows = evals(workdir)
+  return min(rows, key=lambda r: (r["rnn_loss"], r["step"]))["step"]
+
+
+@pytest.mark.integration
+def test_keep_best_keeps_the_lowest_validation_loss_and_evaluates_it(tmp_path):
+  workdir = tmp_path / "run"
+  final = train_and_evaluate(keep_best_config(**{"train.final_eval": True}), workdir)
+  step = best_step(workdir)
+  params, saved = load_params(workdir / "best")
+  assert saved == step and final["step"] == 8
+  # The same parameters as the run's own checkpoint of that update.
+  jax.tree.map(np.testing.assert_array_equal, params, load_params(workdir, step)[0])
+  assert sorted(p.name for p in (workdir / "best").iterdir() if p.name.isdigit()) == [str(step)]
+  best_eval = json.loads((workdir / "best" / "eval.json").read_text())
+  assert best_eval["step"] == step and json.loads((workdir / "eval.json").read_text())["step"] == 8
+
+
+@pytest.mark.integration
+def test_keep_best_after_a_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+  from smt_jax.train import loop
+
+  # At lr 0.02 the validation loss is lowest at update 6 of 8: the crash at 7 leaves best/6
+  # beside the checkpoint of update 4, which the resume restores.
+  cfg = keep_best_config(**{"optim.lr": 0.02, "ckpt.every": 4, "ckpt.keep": 1})
+  train_and_evaluate(cfg, tmp_path / "straight")
+  assert best_step(tmp_path / "straight") == 6
+  make_step_fn = loop.make_step_fn
+
+  def crash_at_7(*args):  # After the evaluation (and a best save) at 6, past the checkpoint at 4.
+    step_fn = make_step_fn(*args)
+
+    def wrapped(state, i):
+      if i == 7:
+        raise KeyboardInterrupt
+      return step_fn(state, i)
+
+    return wrapped
+
+  with monkeypatch.context() as m:
+    m.setattr(loop, "make_step_fn", crash_at_7)
+    with pytest.raises(KeyboardInterrupt):
+      train_and_evaluate(cfg, tmp_path / "resumed")
+  assert load_params(tmp_path / "resumed" / "best")[1] == 6
+  assert load_params(tmp_path / "resumed")[1] == 4
+  train_and_evaluate(cfg, tmp_path / "resumed")
+  straight, resumed = (
+    load_params(tmp_path / "straight" / "best"),
+    load_params(tmp_path / "resumed" / "best"),
+  )
+  assert resumed[1] == straight[1] == best_step(tmp_path / "straight")
+  jax.tree.map(np.testing.assert_array_equal, resumed[0], straight[0])

@@ -18,7 +18,7 @@ train.batch_size 128, model.dtype "bfloat16".
 
 from experiments.configs import parse_int_args, real_data_config
 
-BUDGETS = {"smt": 1500, "dmt": 1000, "bptt": 6000, "lm": 2000}  # Updates per stage.
+BUDGETS = {"smt": 1500, "dmt": 1000, "bptt": 15000, "lm": 8000}  # Updates per stage.
 QUICK = {"smt": 20, "dmt": 10, "bptt": 30, "lm": 20}  # quick=1: a smoke run.
 
 

@@ -2,13 +2,15 @@
 
 Workdir layout: config.json (the config of the run that wrote the newest checkpoint),
 metrics.jsonl (train and eval rows), checkpoints/STEP/ (orbax), curves.png (learning curves,
-written at the end), .lock (while a run holds it), events.out.tfevents.* (log.tensorboard).
+written at the end), .lock (while a run holds it), events.out.tfevents.* (log.tensorboard),
+best/STEP/ and best/eval.json (ckpt.keep_best: the best validation evaluation's parameters).
 """
 
 import contextlib
 import json
 import math
 import pathlib
+import shutil
 import sys
 import time
 
@@ -44,6 +46,44 @@ from smt_jax.train.step import (
 from smt_jax.train.tensorboard import TensorBoardWriter
 from smt_jax.train.validate import validate
 from smt_jax.train.workdir import say
+
+
+BEST = "best"  # workdir/best: ckpt.keep_best's checkpoint (and its final evaluation).
+
+
+class BestKeeper:
+  """Keeps workdir/best/STEP: the parameters (and optimizer state) of the evaluation with the
+  best value so far of the validation metric `metric` (lowest *_loss, highest *_acc).
+
+  On a resume, the best so far is that of metrics.jsonl's eval rows up to the restored step
+  `start`; checkpoints in workdir/best after `start` describe evaluations that the resume drops
+  (and repeats), so they are removed first.
+  """
+
+  def __init__(self, workdir: pathlib.Path, metric: str, rows: list[dict], start: int):
+    self.metric, self.sign = metric, 1.0 if metric.endswith("_loss") else -1.0
+    directory = workdir / BEST
+    if jax.process_index() == 0 and directory.is_dir():
+      for path in directory.iterdir():
+        if path.name.isdigit() and int(path.name) > start:
+          shutil.rmtree(path)
+    self.ckpt = checkpointing.Checkpointer(directory, keep=1)
+    earlier = [
+      self.sign * r[metric]
+      for r in rows
+      if r["split"] == "eval" and r["step"] <= start and metric in r
+    ]
+    self.best = min(earlier, default=math.inf)
+
+  def offer(self, step: int, results: dict, state: TrainState) -> None:
+    """Saves `state` as the best if `results` (an evaluation's metrics) improve on it."""
+    value = self.sign * results[self.metric]
+    if value < self.best:
+      self.best = value
+      self.ckpt.save(step, state.params, state.opt_state)
+
+  def close(self) -> None:
+    self.ckpt.close()
 
 
 class NonFiniteLossError(RuntimeError):
@@ -252,7 +292,7 @@ def _train(cfg, workdir: pathlib.Path, stop, start_time: float) -> dict:
   mesh = parallel.make_mesh(cfg.mesh)
   total = cfg.train.num_steps
   ckpt = checkpointing.Checkpointer(workdir / checkpointing.SUBDIR, cfg.ckpt.keep)
-  tb = None
+  tb, best = None, None
   try:
     (abstract, abstract_opt), _ = abstract_state(cfg, tx, keys, mesh)
     try:  # Precedence: this workdir -> ckpt.init_from -> scratch.
@@ -295,11 +335,15 @@ def _train(cfg, workdir: pathlib.Path, stop, start_time: float) -> dict:
     # Wall-clock of earlier calls: the last train row up to the restored step.
     earlier = [r["elapsed_s"] for r in rows if r["step"] <= start and "elapsed_s" in r]
     start_time -= earlier[-1] if earlier else 0.0
+    if cfg.ckpt.keep_best:
+      best = BestKeeper(workdir, cfg.ckpt.keep_best, rows, start)
     run = _Run(cfg, workdir, stop, ckpt, writer, tb, keys, mesh, config_pending, start_time)
-    results = run.train(state, start, train_data, val_data, tx)
+    results = run.train(state, start, train_data, val_data, tx, best)
   except BaseException:
     with contextlib.suppress(Exception):
       ckpt.close()
+      if best is not None:
+        best.close()
     if main:  # A run that saved nothing leaves no rows behind.
       _drop_orphan_metrics(workdir)
     raise
@@ -333,7 +377,7 @@ class _Run:
       self.config_pending = False
     self.ckpt.save(step, state.params, state.opt_state)
 
-  def train(self, state: TrainState, start: int, train_data, val_data, tx) -> dict:
+  def train(self, state: TrainState, start: int, train_data, val_data, tx, best) -> dict:
     cfg, keys, mesh, ckpt = self.cfg, self.keys, self.mesh, self.ckpt
     step_fn = training_step_fn(cfg, tx, keys, mesh, state, train_data)
     eval_fn = make_eval_fn(cfg, mesh)
@@ -384,6 +428,8 @@ class _Run:
           if any(not math.isfinite(v) for k, v in results.items() if k.endswith("loss")):
             raise _nonfinite(done, "the evaluation loss", ckpt)
           self.log(done, "eval", results)
+          if best is not None:
+            best.offer(done, results, state)
           reached = stop_reached(cfg, results)
         if done % cfg.ckpt.every == 0 or done == total or reached:
           self.save(done, state)
@@ -392,6 +438,8 @@ class _Run:
       ckpt.wait()
       saved = ckpt.latest_step()
       ckpt.close()
+      if best is not None:
+        best.close()
     if self.stop:
       raise Interrupted(
         f"{self.stop.name}: stopped at step {done} of {total}; the last complete checkpoint is "
@@ -409,6 +457,11 @@ class _Run:
       params = parallel.to_host(state.params, mesh)  # Every process takes part in the gather.
       if self.main:
         print(eval_suite.format_table(eval_suite.evaluate(cfg, params, str(self.workdir), step)))
+        if best is not None:  # Every process saved it; the main one alone evaluates.
+          best_params, best_step = checkpointing.load_params(self.workdir / BEST)
+          summary = eval_suite.evaluate(cfg, best_params, str(self.workdir / BEST), best_step)
+          print(f"best validation {cfg.ckpt.keep_best} (workdir/{BEST}):")
+          print(eval_suite.format_table(summary))
     if self.tb is not None:
       self.tb.write_images(step)
     return {"step": step, **results, "wall_s": time.time() - self.start_time}

@@ -21,6 +21,7 @@ from smt_jax.train.optimizer import SCHEDULES
 
 DTYPES = ("float32", "bfloat16", "float64")
 STOP_METRICS = ("", "teacher_acc", "rnn_acc")  # train.stop_at_metric: evaluation accuracies.
+BEST_METRICS = ("", "rnn_loss", "rnn_acc", "teacher_loss", "teacher_acc")  # ckpt.keep_best
 
 
 def _require(ok: bool, message: str) -> None:
@@ -274,6 +275,12 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
     "log.tensorboard=False.",
   )
   _require(ck.keep >= 1, f"ckpt.keep={ck.keep} must be >= 1.")
+  _require(
+    ck.keep_best in BEST_METRICS
+    and (not ck.keep_best.startswith("teacher") or METHODS[cfg.method].has_teacher),
+    f'ckpt.keep_best={ck.keep_best!r} must be one of {BEST_METRICS} ("" = off; teacher_* only '
+    f"for a method with a teacher, not {cfg.method!r}).",
+  )
   _require(
     ck.every >= 1 and ck.every % lg.every == 0,
     f"ckpt.every={ck.every} must be a positive multiple of log.every={lg.every} (a resumed "
