@@ -211,6 +211,10 @@ def test_real_data_configs_validate_and_trace_every_stage(name, tmp_path):
     )
     assert loss.shape == ()
   assert cfg.pipeline.stages.dmt.ckpt.init_from == "smt" and cfg.dmt.start == -1
+  keep_best = {
+    stage: stage_config(cfg, stage, tmp_path).ckpt.keep_best for stage in stage_names(cfg)
+  }
+  assert keep_best == {"smt": "", "dmt": "rnn_loss", "bptt": "rnn_loss", "lm": "rnn_loss"}
   assert cfg.model.teacher.encoder == "stream" and cfg.model.teacher.Tc == T
 
 
@@ -335,3 +339,18 @@ def test_pixels_verdict_needs_fewer_bits_and_more_right_classes(
   text = pixels.verdict(results, measured)
   assert "best validation reads: SMT→DMT 2.100, BPTT 2.400 (update 1, 90 s)" in text
   assert ("claim holds" in text) == holds and ("claim does not hold" in text) == (not holds)
+
+
+def test_text_table_reads_the_best_validation_checkpoints_evaluation(tmp_path):
+  """The 'at best validation' column: STAGE/best/eval.json's read from x[0] and its update, or
+  '—' for a run that kept no best checkpoint."""
+  from experiments.repro import text
+
+  with_best = pixel_result(tmp_path, "bptt", "BPTT", 150.0, [(40.0, 3.0), (90.0, 2.4)])
+  best = tmp_path / "bptt" / "bptt" / "best"
+  best.mkdir()
+  read = {"curves": {"rnn": {"bits": 2.25}, "rnn_enc": {"bits": 9.0}}}
+  (best / "eval.json").write_text(json.dumps({"step": 700, "read": read}))
+  assert text.best_read(with_best) == "2.250 (700)"
+  without = pixel_result(tmp_path, "smt", "SMT→DMT", 100.0, [(50.0, 2.2)])
+  assert text.best_read(without) == "—"

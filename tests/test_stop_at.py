@@ -5,11 +5,10 @@ validation evaluation's parameters, also across a resume)."""
 
 import json
 
-import pytest
-from conftest import make_tiny_config
-
 import jax
 import numpy as np
+import pytest
+from conftest import make_tiny_config
 
 from smt_jax.checkpointing import checkpoint_dir, load_params
 from smt_jax.errors import ConfigError

@@ -86,7 +86,9 @@ def real_data_config(
   budgets: updates of each stage {"smt", "dmt", "bptt", "lm"}; BPTT's are meant to give it at
   least SMT -> DMT's wall-clock (estimated from the retrieval rates, not measured on these data:
   the studies report every run's wall-clock, and a short budget is raised there). From T = 128
-  on SMT decodes 32 random memories per sequence (smt.n_dec) instead of all T + 1.
+  on SMT decodes 32 random memories per sequence (smt.n_dec) instead of all T + 1. The read
+  stages keep their best validation read too (ckpt.keep_best: STAGE/best), so a run that
+  overfits its budget can be read where it should have stopped.
   """
   c = base_config()
   c.data.name = name  # Prepared stream (see the config's docstring for the command).
@@ -119,6 +121,8 @@ def real_data_config(
   c.pipeline.order = ("smt", "dmt", "bptt", "lm")  # Stages, each into WORKDIR/STAGE.
   stages = smt_dmt_bptt_stages(budgets["smt"], budgets["dmt"], budgets["bptt"], dmt_stage)
   stages.lm = lm_stage(budgets["lm"], lm_depth)
+  for read in ("dmt", "bptt", "lm"):  # The stages whose model is read: also at their best
+    stages[read].ckpt = {**stages[read].get("ckpt", {}), "keep_best": "rnn_loss"}  # validation.
   c.pipeline.stages = stages
   return c
 

@@ -98,16 +98,16 @@ def test_images(name: str) -> tuple[np.ndarray, np.ndarray]:
   return tuple(held_out_part(a, "test")[:NUM_HELD_OUT] for a in (images, labels))
 
 
-def long_range(result: dict, classifier: DigitClassifier) -> dict:
-  """Of the run's read model (its last stage) on the test images (`test_images`), each mean
+def long_range(result: dict, classifier: DigitClassifier, best: bool = False) -> dict:
+  """Of the run's read model (its last stage; best: that stage's best validation checkpoint,
+  `text.read_dir`) on the test images (`test_images`), each mean
   with its 95 % interval over images: bits per pixel over the whole image read from x[0]
   (pixels 1 .. T-1); of pixels T/2+1 .. T-1 given the top half (read from x[0]) and read alone
   (from x[T/2]); the fraction of sampled completions of the top half (the RNN reads
   x[0..T/2-1] from its start, then writes T/2 pixels) that the classifier gives the real
   image's class (Wilson interval)."""
-  stage = text.stage_dir(result, list(result["stages"])[-1])
-  cfg = load_run_config(str(stage))
-  params, _ = load_params(str(stage))
+  cfg = load_run_config(str(text.read_dir(result)))
+  params, step = load_params(str(text.read_dir(result, best)))
   params = jax.tree.map(jnp.asarray, params)
   if reads_through_decoder(cfg):
     params = readout_from_decoder(params)
@@ -123,6 +123,7 @@ def long_range(result: dict, classifier: DigitClassifier) -> dict:
   completed = np.asarray(jnp.concatenate([x[:, :half], bottom], axis=1)).reshape(images.shape)
   same_class = int(np.sum(classifier.predict(completed) == labels))
   return {
+    "step": step,
     "num_images": len(images),
     "bits_whole": mean_interval(per_image_bits(models, params, x, y_whole, start)),
     "bits_bottom_given_top": mean_interval(per_image_bits(models, params, x, y_bottom, start)),
@@ -189,6 +190,7 @@ LONG_RANGE_HEADERS = [
   "bottom given top",
   "bottom alone",
   "completion class [95 %]",
+  "test bits/pixel at best validation [95 %] (update)",
   "best validation bits (update, s)",
 ]
 
@@ -201,14 +203,20 @@ def report(results: list, rep: reporting.Report) -> str:
       continue
     classifier = DigitClassifier.for_dataset(name)
     measured = {r["run"]["name"]: long_range(r, classifier) for r in rs}
+    at_best = {
+      r["run"]["name"]: long_range(r, classifier, best=True)
+      for r in rs
+      if text.read_dir(r, best=True).is_dir()
+    }
     rows = []
     for r, row in zip(rs, text.table_rows(rs)):
-      m = measured[r["run"]["name"]]
+      m, b = measured[r["run"]["name"]], at_best.get(r["run"]["name"])
       keys = ("bits_whole", "bits_bottom_given_top", "bits_bottom_alone", "completion_class")
       best_bits, update, wall = best_validation(r)
-      best = f"{best_bits:.3f} ({update}, {wall:.0f} s)"
-      rows.append(row[:4] + [format_acc(*m[k]) for k in keys] + [best] + row[5:])
-    headers = text.HEADERS[:4] + LONG_RANGE_HEADERS + text.HEADERS[5:]
+      curve = f"{best_bits:.3f} ({update}, {wall:.0f} s)"
+      test_at_best = f"{format_acc(*b['bits_whole'])} ({b['step']})" if b else "—"
+      rows.append(row[:4] + [format_acc(*m[k]) for k in keys] + [test_at_best, curve] + row[6:])
+    headers = text.HEADERS[:4] + LONG_RANGE_HEADERS + text.HEADERS[6:]
     num_images = next(iter(measured.values()))["num_images"]
     parts.append(
       f"### {name}\n\n{reporting.md_table(headers, rows)}\n\n"
@@ -218,9 +226,10 @@ def report(results: list, rep: reporting.Report) -> str:
       "top' and 'bottom alone': bits per pixel of the bottom half's pixels after the first, read "
       "after the top half or alone (from x[T/2]); 'completion class': the fraction of sampled "
       "completions of the top halves (the RNN reads the top half itself, then writes the bottom) "
-      "that the classifier gives the real image's class; 'best validation bits': the run's lowest "
-      "read on the validation split along its learning curve, where early stopping would "
-      "have kept it (the checkpoints kept are the last: every test column reads those). "
+      "that the classifier gives the real image's class; 'at best validation': test bits per "
+      "pixel of the checkpoint with the lowest validation read (ckpt.keep_best; '—' for a run "
+      "that kept none), the other test columns read the last checkpoint; 'best validation "
+      "bits': the run's lowest read on the validation split along its learning curve. "
       "The classifier reads "
       f"{classifier.test_acc:.3f} of the real test images (an RBF support-vector machine on the "
       f"grey levels, trained on the real train images; it scores only above "

@@ -16,6 +16,7 @@ import math
 import pathlib
 
 from experiments.repro import reporting, runner
+from smt_jax.train.loop import BEST
 
 UPDATERS = ("transformer", "mlp")
 METHODS = {"SMT→DMT": "smt,dmt", "BPTT": "bptt"}
@@ -46,9 +47,16 @@ def stage_dir(result: dict, stage: str) -> pathlib.Path:
   return pathlib.Path(result["workdir"]) / stage
 
 
-def eval_json(result: dict) -> dict:
-  """eval.json of the run's last stage (the model that is read), {} if absent."""
-  path = stage_dir(result, list(result["stages"])[-1]) / "eval.json"
+def read_dir(result: dict, best: bool = False) -> pathlib.Path:
+  """The folder of the run's read model: its last stage's, or (best) that stage's best
+  validation checkpoint and its evaluation (ckpt.keep_best: STAGE/best)."""
+  stage = stage_dir(result, list(result["stages"])[-1])
+  return stage / BEST if best else stage
+
+
+def eval_json(result: dict, best: bool = False) -> dict:
+  """eval.json of the run's read model (`read_dir`), {} if absent."""
+  path = read_dir(result, best) / "eval.json"
   return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -103,6 +111,7 @@ def table_rows(results: list) -> list:
         tags["method"],
         reporting.read_from(r),
         fmt(main_curve(ev).get("bits")),
+        best_read(r),
         fmt(teacher and teacher / math.log(2)),
         f"{ev.get('params', {}).get('read_model', 0):,}",
         reporting.run_steps(r),
@@ -119,12 +128,20 @@ HEADERS = [
   "method",
   "read from",
   "bits/token from x[0]",
+  "at best validation (update)",
   "teacher bits",
   "params (read model)",
   "updates",
   "wall s",
   "gradient path",
 ]
+
+
+def best_read(result: dict) -> str:
+  """Test bits per token of the run's best validation checkpoint, with its update ("—" where
+  the run kept none)."""
+  ev = eval_json(result, best=True)
+  return f"{fmt(main_curve(ev).get('bits'))} ({ev['step']})" if ev else "—"
 
 
 def fmt(v) -> str:
@@ -201,8 +218,9 @@ def report(results: list, rep: reporting.Report) -> str:
     f"{position_plot(results, rep, 'text_by_position.png', 'character')}\n\n"
     "Every model reads the whole held-out sequence itself: SMT→DMT from m_empty, BPTT from its "
     "initial memory, the LM by causal attention over the prefix. Bits per character = nats / "
-    "ln 2 of the read; teacher bits: the SMT teacher's read. Updates and wall-clock: all stages "
-    "of the run.\n\n"
+    "ln 2 of the read; 'at best validation': the same read of the checkpoint with the lowest "
+    "validation read (ckpt.keep_best), where early stopping would have kept the run; teacher "
+    "bits: the SMT teacher's read. Updates and wall-clock: all stages of the run.\n\n"
     f"**Verdict:** {verdict(results)}.\n\n**Samples** (prompt || continuation):\n\n"
     f"{samples(results)}\n"
   )

@@ -47,7 +47,6 @@ from smt_jax.train.tensorboard import TensorBoardWriter
 from smt_jax.train.validate import validate
 from smt_jax.train.workdir import say
 
-
 BEST = "best"  # workdir/best: ckpt.keep_best's checkpoint (and its final evaluation).
 
 
