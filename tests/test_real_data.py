@@ -182,6 +182,14 @@ def test_lm_evaluates_like_the_rnns(tmp_path):
 # --- the real-data configs -----------------------------------------------------------------------
 
 
+def fake_kjv_stream(path) -> None:
+  """A prepared 'kjv' stream of 4096 bytes per split (validation reads its meta and shapes)."""
+  path.mkdir()
+  (path / "meta.json").write_text(json.dumps({"name": "kjv", "kind": "text"}))
+  for split in ("train", "test"):
+    np.save(path / f"{split}.npy", np.arange(4096).astype(np.uint8))
+
+
 @pytest.mark.parametrize("name", ["digits", "mnist", "kjv"])
 def test_real_data_configs_validate_and_trace_every_stage(name, tmp_path):
   """Each stage of digits.py, mnist.py and kjv.py validates against a stream shaped like the one
@@ -190,10 +198,7 @@ def test_real_data_configs_validate_and_trace_every_stage(name, tmp_path):
   cfg = module.get_config()
   options = getattr(module, "PREPARE", {})
   if name == "kjv":
-    (tmp_path / "s").mkdir()
-    (tmp_path / "s" / "meta.json").write_text(json.dumps({"name": "kjv", "kind": "text"}))
-    for split in ("train", "test"):
-      np.save(tmp_path / "s" / f"{split}.npy", np.arange(4096).astype(np.uint8))
+    fake_kjv_stream(tmp_path / "s")
   else:
     side, levels = options.get("size", 8), options["levels"]
     tokens = np.arange(side * side * 20) % levels
@@ -354,3 +359,57 @@ def test_text_table_reads_the_best_validation_checkpoints_evaluation(tmp_path):
   assert text.best_read(with_best) == "2.250 (700)"
   without = pixel_result(tmp_path, "smt", "SMT→DMT", 100.0, [(50.0, 2.2)])
   assert text.best_read(without) == "—"
+
+
+# --- study 11: scaling ---------------------------------------------------------------------------
+
+
+def test_scaling_runs_sweep_one_axis_at_a_time_and_validate(tmp_path):
+  from experiments.repro import runner, scaling
+
+  expected = {(64, 64, k) for k in (1, 2, 4, 8)} | {(64, d, 4) for d in (32, 128)}
+  expected |= {(t, 64, 4) for t in (32, 128)}
+  runs = scaling.runs(False, 0)
+  assert {(r.tags["T"], r.tags["d"], r.tags["K"]) for r in runs} == expected
+  assert len({r.name for r in runs}) == len(runs) == 8
+  fake_kjv_stream(tmp_path / "s")
+  for r in runs:
+    cfg = runner.run_config(r)
+    cfg.data.path = str(tmp_path / "s")
+    assert (cfg.data.T, cfg.model.d_model, cfg.model.mem_tokens) == (
+      r.tags["T"],
+      r.tags["d"],
+      r.tags["K"],
+    )
+    assert cfg.model.teacher.Tc == cfg.data.T and stage_names(cfg) == ("smt", "dmt")
+    for stage in stage_names(cfg):
+      run = stage_config(cfg, stage, tmp_path)
+      assert run.train.num_steps == scaling.SCALING[stage]
+      validate(run, init_from_pending=stage == "dmt")
+
+
+def scaling_result(tmp_path, point: dict, bits: float) -> dict:
+  """A finished scaling run whose DMT stage's test read is `bits` per character."""
+  from experiments.repro import scaling
+
+  name = scaling.point_name(point)
+  (tmp_path / name / "dmt").mkdir(parents=True)
+  read = {"curves": {"rnn": {"bits": bits}}}
+  (tmp_path / name / "dmt" / "eval.json").write_text(json.dumps({"step": 1, "read": read}))
+  tags = {"data": "kjv", "updater": "transformer", "method": "SMT→DMT", **point}
+  return {"workdir": str(tmp_path / name), "stages": {"smt": {}, "dmt": {}}, "run": {"tags": tags}}
+
+
+def test_scaling_verdict_needs_bits_to_fall_along_each_axis(tmp_path):
+  from experiments.repro import scaling
+
+  base = scaling.BASE
+  results = [
+    scaling_result(tmp_path, {**base, "K": k}, b) for k, b in ((1, 2.5), (2, 2.3), (8, 2.0))
+  ]
+  results.append(scaling_result(tmp_path, base, 2.1))  # K = 4, d = 64, T = 64.
+  results += [scaling_result(tmp_path, {**base, "d": 32}, 2.05)]  # Wider is worse: a rise.
+  text = scaling.verdict(results)
+  assert "memory tokens K (1: 2.500, 2: 2.300, 4: 2.100, 8: 2.000) — falls at every step" in text
+  assert "width d (32: 2.050, 64: 2.100) — does not fall" in text
+  assert "context T" not in text  # One point only.

@@ -7,6 +7,7 @@ read is bits per character (byte) on held-out text (the last ~10 %, from Revelat
   python -m smt_jax.data.prepare kjv
   python experiments/run.py --config=experiments/configs/kjv.py --workdir=workdirs/kjv
   python experiments/run.py --config=experiments/configs/kjv.py:quick=1 --workdir=DIR  # smoke
+  python experiments/run.py --config=experiments/configs/kjv.py:T=64 --workdir=DIR  # T = 64
 
 TinyStories runs the same recipe with --config.data.name=tinystories --config.data.path=DIR
 after `python -m smt_jax.data.prepare tinystories --src SRC --out DIR`.
@@ -23,5 +24,6 @@ QUICK = {"smt": 20, "dmt": 10, "bptt": 30, "lm": 20}  # quick=1: a smoke run.
 
 
 def get_config(arg: str = ""):
-  quick = parse_int_args(arg, {"quick": 0})["quick"]
-  return real_data_config("kjv", "", 256, 128, QUICK if quick else BUDGETS, lm_depth=3)
+  """arg "quick=1" for the smoke budgets, "T=64" for another sequence length (the scaling study)."""
+  a = parse_int_args(arg, {"quick": 0, "T": 128})
+  return real_data_config("kjv", "", 256, a["T"], QUICK if a["quick"] else BUDGETS, lm_depth=3)

@@ -102,8 +102,6 @@ def table_rows(results: list) -> list:
   rows = []
   for r in results:
     ev, tags = eval_json(r), r["run"]["tags"]
-    smt = r["stages"].get("smt", {})
-    teacher = smt.get("read", {}).get("teacher", {}).get("loss")
     rows.append(
       [
         tags["data"],
@@ -112,7 +110,7 @@ def table_rows(results: list) -> list:
         reporting.read_from(r),
         fmt(main_curve(ev).get("bits")),
         best_read(r),
-        fmt(teacher and teacher / math.log(2)),
+        fmt(teacher_bits(r)),
         f"{ev.get('params', {}).get('read_model', 0):,}",
         reporting.run_steps(r),
         f"{reporting.run_wall(r):.0f}",
@@ -135,6 +133,12 @@ HEADERS = [
   "wall s",
   "gradient path",
 ]
+
+
+def teacher_bits(result: dict) -> float | None:
+  """Bits per token of the SMT teacher's final read (None for a run without an SMT stage)."""
+  loss = result["stages"].get("smt", {}).get("read", {}).get("teacher", {}).get("loss")
+  return None if loss is None else loss / math.log(2)
 
 
 def best_read(result: dict) -> str:
