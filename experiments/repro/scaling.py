@@ -19,7 +19,7 @@ AXES = {  # axis -> (swept field, values); the other fields stay at BASE.
   "width d": ("d", (32, 64, 128)),
   "context T": ("T", (32, 64, 128)),
 }
-SCALING = {"smt": 600, "dmt": 300}  # Updates of every point (below kjv.py's full budgets).
+SCALING = {"smt": 400, "dmt": 200}  # Updates of every point (a fraction of kjv.py's budgets).
 QUICK = {"smt": 10, "dmt": 5}
 TOLERANCE = 0.01  # Bits per character: a step along an axis that costs more than this is a rise.
 
