@@ -18,7 +18,7 @@ from smt_jax.data.sources import labelled_images
 from smt_jax.errors import ConfigError
 from smt_jax.eval import evaluate, format_table, resolve_eval, summarize
 from smt_jax.models import build_models, init_params, param_counts
-from smt_jax.objectives import lm_loss, method_of
+from smt_jax.objectives import lm_loss, method_of, read_start
 from smt_jax.train.pipeline import read_model_size, stage_config, stage_names
 from smt_jax.train.step import make_eval_fn
 from smt_jax.train.validate import validate
@@ -346,19 +346,39 @@ def test_pixels_verdict_needs_fewer_bits_and_more_right_classes(
   assert ("claim holds" in text) == holds and ("claim does not hold" in text) == (not holds)
 
 
-def test_text_table_reads_the_best_validation_checkpoints_evaluation(tmp_path):
-  """The 'at best validation' column: STAGE/best/eval.json's read from x[0] and its update, or
-  '—' for a run that kept no best checkpoint."""
+@pytest.mark.parametrize("method", ["bptt", "lm"])
+def test_text_test_read_is_the_batch_read_with_an_interval(tmp_path, method):
+  """text.test_read of a run's checkpoint (last, and best when kept): NUM_TEST test sequences
+  read from x[0] one by one, chunked, against one batch read of the same sequences (every
+  retrieval sequence has one label, so the mean over sequences is the pooled mean)."""
   from experiments.repro import text
+  from smt_jax.checkpointing import Checkpointer
+  from smt_jax.eval.read import lm_read_stats, rnn_read_stats
 
-  with_best = pixel_result(tmp_path, "bptt", "BPTT", 150.0, [(40.0, 3.0), (90.0, 2.4)])
-  best = tmp_path / "bptt" / "bptt" / "best"
-  best.mkdir()
-  read = {"curves": {"rnn": {"bits": 2.25}, "rnn_enc": {"bits": 9.0}}}
-  (best / "eval.json").write_text(json.dumps({"step": 700, "read": read}))
-  assert text.best_read(with_best) == "2.250 (700)"
-  without = pixel_result(tmp_path, "smt", "SMT→DMT", 100.0, [(50.0, 2.2)])
-  assert text.best_read(without) == "—"
+  cfg = make_tiny_config(method=method)
+  stage = tmp_path / "run" / method
+  stage.mkdir(parents=True)
+  (stage / "config.json").write_text(cfg.to_json_best_effort())
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  for directory, step in ((stage / "checkpoints", 40), (stage / "best", 30)):
+    ckpt = Checkpointer(directory)
+    ckpt.save(step, params, {"unused": np.zeros(1)})
+    ckpt.close()
+  result = {"workdir": str(tmp_path / "run"), "stages": {method: {}}}
+  mean, (lo, hi), step = text.test_read(result)
+  batch = make_dataset(cfg.data, "test").sample(
+    jax.random.key(text.TEST_SEED), text.NUM_TEST, cfg.data.T
+  )
+  models = build_models(cfg)
+  if method == "lm":
+    stats = lm_read_stats(models, params, batch)
+  else:
+    stats = rnn_read_stats(models, params, batch, read_start(cfg))  # BPTT: its initial memory.
+  pooled = float(stats["loss_sum"].sum() / stats["count"].sum()) / math.log(2)
+  assert step == 40 and mean == pytest.approx(pooled, rel=1e-4) and lo < mean < hi
+  assert text.test_read(result, best=True)[2] == 30
+  assert text.best_read(result).endswith("(30)")
+  assert text.test_read({"workdir": str(tmp_path / "none"), "stages": {method: {}}}) is None
 
 
 # --- study 11: scaling ---------------------------------------------------------------------------
@@ -388,28 +408,24 @@ def test_scaling_runs_sweep_one_axis_at_a_time_and_validate(tmp_path):
       validate(run, init_from_pending=stage == "dmt")
 
 
-def scaling_result(tmp_path, point: dict, bits: float) -> dict:
-  """A finished scaling run whose DMT stage's test read is `bits` per character."""
+def scaling_result(point: dict) -> dict:
+  """A finished scaling run at `point` (its result.json's run part)."""
   from experiments.repro import scaling
 
-  name = scaling.point_name(point)
-  (tmp_path / name / "dmt").mkdir(parents=True)
-  read = {"curves": {"rnn": {"bits": bits}}}
-  (tmp_path / name / "dmt" / "eval.json").write_text(json.dumps({"step": 1, "read": read}))
   tags = {"data": "kjv", "updater": "transformer", "method": "SMT→DMT", **point}
-  return {"workdir": str(tmp_path / name), "stages": {"smt": {}, "dmt": {}}, "run": {"tags": tags}}
+  return {"run": {"name": scaling.point_name(point), "tags": tags}}
 
 
-def test_scaling_verdict_needs_bits_to_fall_along_each_axis(tmp_path):
+def test_scaling_verdict_needs_bits_to_fall_along_each_axis():
   from experiments.repro import scaling
 
   base = scaling.BASE
-  results = [
-    scaling_result(tmp_path, {**base, "K": k}, b) for k, b in ((1, 2.5), (2, 2.3), (8, 2.0))
-  ]
-  results.append(scaling_result(tmp_path, base, 2.1))  # K = 4, d = 64, T = 64.
-  results += [scaling_result(tmp_path, {**base, "d": 32}, 2.05)]  # Wider is worse: a rise.
-  text = scaling.verdict(results)
+  points = [({**base, "K": k}, b) for k, b in ((1, 2.5), (2, 2.3), (8, 2.0))]
+  points += [(base, 2.1), ({**base, "d": 32}, 2.05)]  # Wider (d 32 -> 64) is worse: a rise.
+  points += [({**base, "T": 128}, None)]  # Not finished: left out.
+  results = [scaling_result(p) for p, _ in points]
+  bits_of = {scaling.point_name(p): b for p, b in points}
+  text = scaling.verdict(results, bits_of)
   assert "memory tokens K (1: 2.500, 2: 2.300, 4: 2.100, 8: 2.000) — falls at every step" in text
   assert "width d (32: 2.050, 64: 2.100) — does not fall" in text
-  assert "context T" not in text  # One point only.
+  assert "context T" not in text  # One finished point only.

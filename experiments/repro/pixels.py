@@ -24,7 +24,7 @@ from experiments.repro import reporting, runner, text
 from smt_jax.checkpointing import load_params
 from smt_jax.data.sources import labelled_images
 from smt_jax.data.streams import held_out_part
-from smt_jax.eval.measures import bits, format_acc, mean_interval, wilson_interval
+from smt_jax.eval.measures import format_acc, mean_interval, wilson_interval
 from smt_jax.eval.read import rnn_read_stats
 from smt_jax.eval.suite import load_run_config
 from smt_jax.eval.write import sample_rnn, scratch_prompt_memory
@@ -86,9 +86,7 @@ def runs(quick: bool, seeds: int) -> list:
 def per_image_bits(models, params, x: jax.Array, y: jax.Array, start) -> np.ndarray:
   """Bits per labelled pixel of each image [N]: the RNN reads x [N, L] from `start`
   (`read_start`) and predicts labels y [N, L] (-1 = no label)."""
-  read_one = lambda xi, yi: rnn_read_stats(models, params, {"x": xi[None], "y": yi[None]}, start)
-  stats = jax.vmap(read_one)(x, y)
-  return bits(np.asarray(stats["loss_sum"].sum(1) / stats["count"].sum(1)))
+  return text.per_sequence_bits(lambda b: rnn_read_stats(models, params, b, start), x, y)
 
 
 def test_images(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -208,15 +206,17 @@ def report(results: list, rep: reporting.Report) -> str:
       for r in rs
       if text.read_dir(r, best=True).is_dir()
     }
-    rows = []
-    for r, row in zip(rs, text.table_rows(rs)):
+
+    def reads(r):
       m, b = measured[r["run"]["name"]], at_best.get(r["run"]["name"])
       keys = ("bits_whole", "bits_bottom_given_top", "bits_bottom_alone", "completion_class")
       best_bits, update, wall = best_validation(r)
       curve = f"{best_bits:.3f} ({update}, {wall:.0f} s)"
       test_at_best = f"{format_acc(*b['bits_whole'])} ({b['step']})" if b else "—"
-      rows.append(row[:4] + [format_acc(*m[k]) for k in keys] + [test_at_best, curve] + row[6:])
-    headers = text.HEADERS[:4] + LONG_RANGE_HEADERS + text.HEADERS[6:]
+      return [format_acc(*m[k]) for k in keys] + [test_at_best, curve]
+
+    rows = text.table_rows(rs, reads)
+    headers = text.headers(LONG_RANGE_HEADERS)
     num_images = next(iter(measured.values()))["num_images"]
     parts.append(
       f"### {name}\n\n{reporting.md_table(headers, rows)}\n\n"

@@ -62,37 +62,42 @@ def on_axis(results: list, field: str) -> list:
   return sorted(rs, key=lambda r: r["run"]["tags"][field])
 
 
-def rnn_bits(result: dict):
-  return text.main_curve(text.eval_json(result)).get("bits")
+def rnn_bits(result: dict) -> float | None:
+  """The RNN's test bits per character from x[0] (`text.test_read`), None before it finished."""
+  read = text.test_read(result)
+  return read and read[0]
 
 
-def verdict(results: list) -> str:
-  """Per axis: whether the RNN's test bits per character fall at every step along it (a rise of
-  more than TOLERANCE breaks it), with the values."""
+def verdict(results: list, bits_of: dict) -> str:
+  """Per axis: whether the RNN's test bits per character (`bits_of`: {run name: bits or None})
+  fall at every step along it (a rise of more than TOLERANCE breaks it), with the values."""
   parts = []
   for axis, (field, _) in AXES.items():
-    rs = [r for r in on_axis(results, field) if rnn_bits(r) is not None]
+    rs = [r for r in on_axis(results, field) if bits_of.get(r["run"]["name"]) is not None]
     if len(rs) < 2:
       continue
-    bits = [rnn_bits(r) for r in rs]
+    bits = [bits_of[r["run"]["name"]] for r in rs]
     smooth = all(b <= a + TOLERANCE for a, b in zip(bits, bits[1:]))
     values = ", ".join(f"{r['run']['tags'][field]}: {b:.3f}" for r, b in zip(rs, bits))
     parts.append(f"{axis} ({values}) — " + ("falls at every step" if smooth else "does not fall"))
   return "; ".join(parts) or "not enough finished runs for a verdict"
 
 
-HEADERS = ["axis", "T", "d", "K", "Z = K·d"] + text.HEADERS[3:]
+HEADERS = ["axis", "T", "d", "K", "Z = K·d"] + text.headers(text.READ_HEADERS)[3:]
 
 
 def report(results: list, rep: reporting.Report) -> str:
   rows, plots = [], []
+  bits_of = {r["run"]["name"]: rnn_bits(r) for r in results}
   for axis, (field, values) in AXES.items():
     rs = on_axis(results, field)
     for r, row in zip(rs, text.table_rows(rs)):
       t = r["run"]["tags"]
       rows.append([axis, t["T"], t["d"], t["K"], t["K"] * t["d"]] + row[3:])
     series = {
-      "RNN (SMT→DMT), from x[0]": [(r["run"]["tags"][field], [rnn_bits(r)]) for r in rs],
+      "RNN (SMT→DMT), from x[0]": [
+        (r["run"]["tags"][field], [bits_of[r["run"]["name"]]]) for r in rs
+      ],
       "SMT teacher": [(r["run"]["tags"][field], [text.teacher_bits(r)]) for r in rs],
     }
     series = {k: [(x, v) for x, v in pts if v[0] is not None] for k, pts in series.items()}
@@ -102,11 +107,12 @@ def report(results: list, rep: reporting.Report) -> str:
   return (
     f"{reporting.md_table(HEADERS, rows)}\n\n" + "\n\n".join(plots) + "\n\n"
     f"One axis at a time around the base point ({base}); the base point's run appears on every "
-    "axis. Every point trains the same updates (SMT then DMT); bits per character = nats / ln 2 "
-    "of the RNN's read of held-out text from m_empty (its final evaluation); teacher bits: the "
-    "SMT teacher's read of the same text. Bits at different T average over positions of "
-    "sequences of that length, so a longer context also lowers them by giving later positions "
-    f"more past.\n\n**Verdict:** {verdict(results)}.\n"
+    "axis. Every point trains the same updates (SMT then DMT); test bits per character: the "
+    f"RNN's read from m_empty of {text.NUM_TEST} test sequences, as study 8 reads them, with "
+    "its 95 % interval over sequences; teacher bits: the SMT teacher's final read. Bits at "
+    "different T average over positions of sequences of that length, so a longer context also "
+    "lowers them by giving later positions more past.\n\n"
+    f"**Verdict:** {verdict(results, bits_of)}.\n"
   )
 
 

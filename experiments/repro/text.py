@@ -11,17 +11,32 @@ the table gives every run's updates and wall-clock, and each method's gradient-p
 One seed (a run costs about an hour). The helpers here (rows, curves) serve pixels.py too.
 """
 
+import functools
 import json
 import math
 import pathlib
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from experiments.repro import reporting, runner
+from smt_jax.checkpointing import load_params
+from smt_jax.data import make_dataset
+from smt_jax.eval.measures import bits, format_acc, mean_interval
+from smt_jax.eval.read import lm_read_stats, rnn_read_stats
+from smt_jax.eval.suite import load_run_config
+from smt_jax.models import build_models, readout_from_decoder
+from smt_jax.objectives import method_of, read_start, reads_through_decoder
 from smt_jax.train.loop import BEST
 
 UPDATERS = ("transformer", "mlp")
 METHODS = {"SMT→DMT": "smt,dmt", "BPTT": "bptt"}
 REFERENCES = (("gru", "BPTT", "bptt"), ("transformer", "LM", "lm"))  # (updater, method, order)
 TOLERANCE = 0.05  # The paper's claim: SMT -> DMT within 5 % of BPTT's bits per character.
+NUM_TEST = 1024  # Test sequences of the report's read of every model ...
+TEST_SEED = 20261204  # ... drawn with this key, which no run or choice used.
+CHUNK = 256  # Sequences read at once.
 
 
 def model_runs(config: str, tag: dict, seeds: int, with_lm: bool) -> list:
@@ -60,6 +75,48 @@ def eval_json(result: dict, best: bool = False) -> dict:
   return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def per_sequence_bits(read, x: jax.Array, y: jax.Array) -> np.ndarray:
+  """Bits per labelled token of each sequence [N]: `read(batch)` gives the position stats
+  (`smt_jax.eval.read.position_stats`) of batch {"x", "y"} [1, L]; x, y [N, L] (-1 = no label)."""
+  read_one = jax.jit(jax.vmap(lambda xi, yi: read({"x": xi[None], "y": yi[None]})))
+  out = []
+  for i in range(0, len(x), CHUNK):
+    stats = read_one(x[i : i + CHUNK], y[i : i + CHUNK])
+    out.append(np.asarray(stats["loss_sum"].sum(1) / stats["count"].sum(1)))
+  return bits(np.concatenate(out))
+
+
+def model_read(cfg, params: dict):
+  """read(batch) -> position stats of the model a run trained, from x[0]: the RNN from
+  `read_start` (through its copy of the decoder where it reads so), or the Transformer LM."""
+  models = build_models(cfg)
+  if not method_of(cfg).recurrent:
+    return lambda batch: lm_read_stats(models, params, batch)
+  params = readout_from_decoder(params) if reads_through_decoder(cfg) else params
+  start = read_start(cfg)
+  return lambda batch: rnn_read_stats(models, params, batch, start)
+
+
+@functools.cache
+def _test_read(stage: str, checkpoints: str) -> tuple:
+  cfg = load_run_config(stage)
+  params, step = load_params(checkpoints)
+  batch = make_dataset(cfg.data, "test").sample(jax.random.key(TEST_SEED), NUM_TEST, cfg.data.T)
+  x, y = (jnp.asarray(batch[k]) for k in ("x", "y"))
+  per_sequence = per_sequence_bits(model_read(cfg, jax.tree.map(jnp.asarray, params)), x, y)
+  return (*mean_interval(per_sequence), step)
+
+
+def test_read(result: dict, best: bool = False) -> tuple | None:
+  """(bits per token, its 95 % interval over sequences, checkpoint step) of the run's read
+  model (`read_dir`) read from x[0] on NUM_TEST test sequences drawn with TEST_SEED; None where
+  the run kept no such checkpoint."""
+  checkpoints = read_dir(result, best)
+  if not checkpoints.is_dir():
+    return None
+  return _test_read(str(read_dir(result)), str(checkpoints))
+
+
 def main_curve(ev: dict) -> dict:
   """The read from x[0] of an eval.json (the first curve: the RNN's or the LM's)."""
   return next(iter(ev["read"]["curves"].values())) if ev.get("read") else {}
@@ -96,20 +153,26 @@ def learning_curve(result: dict, tokens_per_update: int) -> tuple[list, list, li
   return seen, wall, bits
 
 
-def table_rows(results: list) -> list:
-  """One row per run: data, updater, method, read from, bits per token from x[0], teacher bits,
-  parameters of the read model, updates, wall-clock and gradient path."""
+def read_columns(result: dict) -> list[str]:
+  """The table's read of a text run: `test_read` of its last and its best validation
+  checkpoint."""
+  read = test_read(result)
+  return [format_acc(*read[:2]) if read else "—", best_read(result)]
+
+
+READ_HEADERS = ["test bits/token from x[0] [95 %]", "at best validation [95 %] (update)"]
+
+
+def table_rows(results: list, reads=read_columns) -> list:
+  """One row per run: data, updater, method, read from, the `reads(result)` columns, teacher
+  bits, parameters of the read model, updates, wall-clock and gradient path."""
   rows = []
   for r in results:
     ev, tags = eval_json(r), r["run"]["tags"]
     rows.append(
-      [
-        tags["data"],
-        tags["updater"],
-        tags["method"],
-        reporting.read_from(r),
-        fmt(main_curve(ev).get("bits")),
-        best_read(r),
+      [tags["data"], tags["updater"], tags["method"], reporting.read_from(r)]
+      + reads(r)
+      + [
         fmt(teacher_bits(r)),
         f"{ev.get('params', {}).get('read_model', 0):,}",
         reporting.run_steps(r),
@@ -120,19 +183,15 @@ def table_rows(results: list) -> list:
   return rows
 
 
-HEADERS = [
-  "data",
-  "updater",
-  "method",
-  "read from",
-  "bits/token from x[0]",
-  "at best validation (update)",
-  "teacher bits",
-  "params (read model)",
-  "updates",
-  "wall s",
-  "gradient path",
-]
+def headers(reads: list) -> list[str]:
+  """The table's headers around the read columns `reads`."""
+  return ["data", "updater", "method", "read from", *reads] + [
+    "teacher bits",
+    "params (read model)",
+    "updates",
+    "wall s",
+    "gradient path",
+  ]
 
 
 def teacher_bits(result: dict) -> float | None:
@@ -142,10 +201,10 @@ def teacher_bits(result: dict) -> float | None:
 
 
 def best_read(result: dict) -> str:
-  """Test bits per token of the run's best validation checkpoint, with its update ("—" where
-  the run kept none)."""
-  ev = eval_json(result, best=True)
-  return f"{fmt(main_curve(ev).get('bits'))} ({ev['step']})" if ev else "—"
+  """`test_read` of the run's best validation checkpoint, with its update ("—" where the run
+  kept none)."""
+  read = test_read(result, best=True)
+  return f"{format_acc(*read[:2])} ({read[2]})" if read else "—"
 
 
 def fmt(v) -> str:
@@ -182,25 +241,30 @@ def position_plot(results: list, rep: reporting.Report, filename: str, unit: str
 
 
 def verdict(results: list) -> str:
-  """SMT -> DMT's bits per token within TOLERANCE of BPTT's, per updater; where the LM is."""
-  bits = {
-    (r["run"]["tags"]["updater"], r["run"]["tags"]["method"]): main_curve(eval_json(r)).get("bits")
-    for r in results
-  }
+  """SMT -> DMT's test bits per token within TOLERANCE of BPTT's, per updater (and at their
+  best validation checkpoints where both kept one); where the LM is."""
+  by = {(r["run"]["tags"]["updater"], r["run"]["tags"]["method"]): r for r in results}
   parts = []
   for u in UPDATERS:
-    smt, bptt = bits.get((u, "SMT→DMT")), bits.get((u, "BPTT"))
-    if smt is None or bptt is None:
+    smt, bptt = by.get((u, "SMT→DMT")), by.get((u, "BPTT"))
+    reads = [(test_read(smt), test_read(bptt))] if smt and bptt else []
+    if not reads or None in reads[0]:
       continue
-    ok = smt <= bptt * (1 + TOLERANCE)
-    parts.append(
-      f"{u}: SMT→DMT {smt:.3f} vs BPTT {bptt:.3f} bits — "
+    a, b = reads[0][0][0], reads[0][1][0]
+    ok = a <= b * (1 + TOLERANCE)
+    part = (
+      f"{u}: SMT→DMT {a:.3f} vs BPTT {b:.3f} bits in {reporting.run_wall(smt):.0f} s against "
+      f"{reporting.run_wall(bptt):.0f} s — "
       + ("within" if ok else "not within")
       + f" {TOLERANCE:.0%} (the paper's claim {'holds' if ok else 'does not hold'} here)"
     )
-  lm = bits.get(("—", "LM"))
-  if lm is not None:
-    parts.append(f"the Transformer LM reads {lm:.3f}")
+    best_a, best_b = test_read(smt, best=True), test_read(bptt, best=True)
+    if best_a and best_b:
+      part += f"; at their best validation checkpoints {best_a[0]:.3f} vs {best_b[0]:.3f}"
+    parts.append(part)
+  lm = by.get(("—", "LM"))
+  if lm is not None and test_read(lm):
+    parts.append(f"the Transformer LM reads {test_read(lm)[0]:.3f}")
   return "; ".join(parts) or "not enough finished runs for a verdict"
 
 
@@ -216,15 +280,19 @@ def samples(results: list, lines: int = 4) -> str:
 
 
 def report(results: list, rep: reporting.Report) -> str:
-  table = reporting.md_table(HEADERS, table_rows(results))
+  table = reporting.md_table(headers(READ_HEADERS), table_rows(results))
   return (
     f"{table}\n\n{curves_plots(results, rep, 'text', 'character')}\n\n"
     f"{position_plot(results, rep, 'text_by_position.png', 'character')}\n\n"
     "Every model reads the whole held-out sequence itself: SMT→DMT from m_empty, BPTT from its "
-    "initial memory, the LM by causal attention over the prefix. Bits per character = nats / "
-    "ln 2 of the read; 'at best validation': the same read of the checkpoint with the lowest "
-    "validation read (ckpt.keep_best), where early stopping would have kept the run; teacher "
-    "bits: the SMT teacher's read. Updates and wall-clock: all stages of the run.\n\n"
+    "initial memory, the LM by causal attention over the prefix. Test bits per character: "
+    f"the mean over {NUM_TEST} test sequences (the second half of the held-out text, which no "
+    f"validation read used; drawn with key {TEST_SEED}, which no run or choice used) of each "
+    "sequence's nats / ln 2 per character, with its 95 % interval over sequences, read by the "
+    "report from the run's last checkpoint; 'at best validation': the same read of the "
+    "checkpoint with the lowest validation read (ckpt.keep_best; '—' for a run that kept "
+    "none), where early stopping would have kept the run; teacher bits: the SMT teacher's "
+    "final read (its eval.json). Updates and wall-clock: all stages of the run.\n\n"
     f"**Verdict:** {verdict(results)}.\n\n**Samples** (prompt || continuation):\n\n"
     f"{samples(results)}\n"
   )
