@@ -101,7 +101,7 @@ def report(results: list, rep: reporting.Report) -> str:
       "SMT teacher": [(r["run"]["tags"][field], [text.teacher_bits(r)]) for r in rs],
     }
     series = {k: [(x, v) for x, v in pts if v[0] is not None] for k, pts in series.items()}
-    filename = f"scaling_{field}.png"
+    filename = f"{field}.png"
     plots.append(rep.line_plot(filename, list(values), series, axis, "test bits per character"))
   base = ", ".join(f"{k} = {v}" for k, v in BASE.items())
   return (
