@@ -282,8 +282,8 @@ def samples(results: list, lines: int = 4) -> str:
 def report(results: list, rep: reporting.Report) -> str:
   table = reporting.md_table(headers(READ_HEADERS), table_rows(results))
   return (
-    f"{table}\n\n{curves_plots(results, rep, 'text', 'character')}\n\n"
-    f"{position_plot(results, rep, 'text_by_position.png', 'character')}\n\n"
+    f"{table}\n\n{curves_plots(results, rep, 'kjv', 'character')}\n\n"
+    f"{position_plot(results, rep, 'kjv_by_position.png', 'character')}\n\n"
     "Every model reads the whole held-out sequence itself: SMT→DMT from m_empty, BPTT from its "
     "initial memory, the LM by causal attention over the prefix. Test bits per character: "
     f"the mean over {NUM_TEST} test sequences (the second half of the held-out text, which no "
