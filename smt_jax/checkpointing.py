@@ -97,6 +97,15 @@ class Restored:
   skipped: list[tuple[int, str]]  # (step, reason) of newer checkpoints that could not be read
 
 
+def sync_processes(tag: str) -> None:
+  """Waits until every process reaches this call (a no-op with one process): for file changes
+  that process 0 makes and the others then read."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(tag)
+
+
 class Checkpointer:
   """A CheckpointManager over {"params", "opt_state"} items, keeping the last `keep` steps."""
 
@@ -193,10 +202,7 @@ class Checkpointer:
         if dest.exists():
           shutil.rmtree(dest)
         shutil.move(str(self.directory / str(step)), dest)
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-
-      multihost_utils.sync_global_devices("smt_jax.checkpointing.set_aside")
+    sync_processes("smt_jax.checkpointing.set_aside")
     self.manager.close()
     self._open()
     return target

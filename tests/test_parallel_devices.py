@@ -198,18 +198,19 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_train_together_and_report_the_same_loss(tmp_path):
+def run_two_processes(workdir: pathlib.Path, *flags: str) -> list[dict]:
+  """experiments/run.py as two processes of one jax.distributed job on the smoke config, with
+  `flags`; each process's last stdout line as {field: value}."""
   address = f"127.0.0.1:{free_port()}"
   command = [
     sys.executable,
     "experiments/run.py",
     "--config=experiments/configs/smoke.py",
-    f"--workdir={tmp_path}",
-    "--config.train.num_steps=2",
-    "--config.train.eval_every=2",
+    f"--workdir={workdir}",
     "--config.train.final_eval=False",
     f"--coordinator_address={address}",
     "--num_processes=2",
+    *flags,
   ]
   children = [
     subprocess.Popen(
@@ -231,9 +232,12 @@ def test_two_processes_train_together_and_report_the_same_loss(tmp_path):
         child.communicate()
   for child, (_, stderr) in zip(children, outputs):
     assert child.returncode == 0, stderr[-4000:]
-  finals = [
-    dict(kv.split("=") for kv in out.strip().splitlines()[-1].split()) for out, _ in outputs
-  ]
+  return [dict(kv.split("=") for kv in out.strip().splitlines()[-1].split()) for out, _ in outputs]
+
+
+def test_two_processes_train_together_and_report_the_same_loss(tmp_path):
+  steps = lambda n: [f"--config.train.num_steps={n}", "--config.train.eval_every=2"]
+  finals = run_two_processes(tmp_path, *steps(2), "--config.ckpt.keep_best=rnn_loss")
   assert finals[0]["step"] == finals[1]["step"] == "2"
   assert finals[0]["loss"] == finals[1]["loss"] and finals[0]["rnn_acc"] == finals[1]["rnn_acc"]
   from smt_jax.train.metrics import read_metrics
@@ -241,6 +245,16 @@ def test_two_processes_train_together_and_report_the_same_loss(tmp_path):
   rows = read_metrics(tmp_path / "metrics.jsonl")  # Written by process 0 only.
   assert [(r["step"], r["split"]) for r in rows] == [(2, "train"), (2, "eval")]
   assert (tmp_path / "checkpoints" / "2").is_dir()
+  assert sorted(p.name for p in (tmp_path / "best").iterdir()) == ["2"]
+
+  # A best/ checkpoint newer than the one the resume restores (as a run killed between its best
+  # and its regular save leaves): process 0 removes it before either process opens best/.
+  shutil.copytree(tmp_path / "best" / "2", tmp_path / "best" / "3")
+  finals = run_two_processes(tmp_path, *steps(4), "--config.ckpt.keep_best=rnn_loss")
+  assert finals[0]["step"] == finals[1]["step"] == "4"
+  assert finals[0]["loss"] == finals[1]["loss"]
+  best = sorted(int(p.name) for p in (tmp_path / "best").iterdir() if p.name.isdigit())
+  assert 3 not in best and len(best) == 1 and best[0] in (2, 4)
 
 
 if __name__ == "__main__":

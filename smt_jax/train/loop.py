@@ -66,6 +66,7 @@ class BestKeeper:
       for path in directory.iterdir():
         if path.name.isdigit() and int(path.name) > start:
           shutil.rmtree(path)
+    checkpointing.sync_processes("smt_jax.train.loop.BestKeeper")
     self.ckpt = checkpointing.Checkpointer(directory, keep=1)
     earlier = [
       self.sign * r[metric]
