@@ -17,8 +17,8 @@ from smt_jax.data.prepare import main as prepare_main
 from smt_jax.data.sources import labelled_images
 from smt_jax.errors import ConfigError
 from smt_jax.eval import evaluate, format_table, resolve_eval, summarize
-from smt_jax.models import build_models, init_params, param_counts
-from smt_jax.objectives import lm_loss, method_of, read_start
+from smt_jax.models import build_models, init_params, param_counts, readout_from_decoder
+from smt_jax.objectives import lm_loss, method_of, read_start, reads_through_decoder
 from smt_jax.train.pipeline import read_model_size, stage_config, stage_names
 from smt_jax.train.step import make_eval_fn
 from smt_jax.train.validate import validate
@@ -308,6 +308,52 @@ def test_pixel_test_images_are_the_held_out_half_no_validation_read_uses():
   assert len(images) == min(NUM_HELD_OUT, len(all_test) - len(all_test) // 2) == 180
   np.testing.assert_array_equal(images, all_test[180:])
   np.testing.assert_array_equal(labels, all_labels[180:])
+
+
+def test_long_range_reads_whole_images_halves_and_completions(tmp_path):
+  """pixels.long_range of a run's RNN on the test digits, against batch reads of the same images
+  (whole image; bottom half given the top; bottom half alone, read from its first pixel) and a
+  stand-in classifier that sees every completion: each keeps its real top half."""
+  from experiments.repro import pixels
+  from smt_jax.checkpointing import Checkpointer
+  from smt_jax.eval.read import rnn_read_stats
+
+  cfg = make_tiny_config(**{"data.name": "digits", "data.vocab_size": 17, "data.T": 64})
+  stage = tmp_path / "run" / "smt"
+  stage.mkdir(parents=True)
+  (stage / "config.json").write_text(cfg.to_json_best_effort())
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  ckpt = Checkpointer(stage / "checkpoints")
+  ckpt.save(9, params, {"unused": np.zeros(1)})
+  ckpt.close()
+  images, labels = pixels.test_images("digits")
+  x = images.reshape(len(images), 64).astype(np.int32)
+
+  class Classifier:  # Right on the first 45 completions, wrong on the rest.
+    def predict(self, completed):
+      np.testing.assert_array_equal(completed.reshape(-1, 64)[:, :32], x[:, :32])
+      return np.where(np.arange(len(completed)) < 45, labels, labels + 1)
+
+  out = pixels.long_range({"workdir": str(tmp_path / "run"), "stages": {"smt": {}}}, Classifier())
+  models, start = build_models(cfg), read_start(cfg)
+  assert reads_through_decoder(cfg)  # SMT's RNN reads through its copy of the decoder.
+  read_params = readout_from_decoder(params)
+
+  def bits(tokens, first_label):  # Pooled bits per labelled pixel, labels from first_label on.
+    y = np.full(tokens.shape, -1)
+    y[:, first_label:-1] = tokens[:, first_label + 1 :]
+    stats = rnn_read_stats(models, read_params, {"x": tokens, "y": y}, start)
+    return float(stats["loss_sum"].sum() / stats["count"].sum()) / math.log(2)
+
+  assert out["step"] == 9 and out["num_images"] == len(images) == 180
+  for field, expected in (
+    ("bits_whole", bits(x, 0)),
+    ("bits_bottom_given_top", bits(x, 32)),
+    ("bits_bottom_alone", bits(x[:, 32:], 0)),
+  ):
+    mean, (lo, hi) = out[field]
+    assert mean == pytest.approx(expected, rel=1e-4) and lo < mean < hi, field
+  assert out["completion_class"][0] == 45 / 180
 
 
 def pixel_result(tmp_path, name, method, wall_s, curve=()):

@@ -28,8 +28,6 @@ from smt_jax.eval.measures import format_acc, mean_interval, wilson_interval
 from smt_jax.eval.read import rnn_read_stats
 from smt_jax.eval.suite import load_run_config
 from smt_jax.eval.write import sample_rnn, scratch_prompt_memory
-from smt_jax.models import build_models, readout_from_decoder
-from smt_jax.objectives import read_start, reads_through_decoder
 
 DATASETS = {  # name -> (config file, its `prepare` options)
   "digits": ("digits.py", digits.PREPARE),
@@ -106,10 +104,8 @@ def long_range(result: dict, classifier: DigitClassifier, best: bool = False) ->
   image's class (Wilson interval)."""
   cfg = load_run_config(str(text.read_dir(result)))
   params, step = load_params(str(text.read_dir(result, best)))
-  params = jax.tree.map(jnp.asarray, params)
-  if reads_through_decoder(cfg):
-    params = readout_from_decoder(params)
-  models, start, T = build_models(cfg), read_start(cfg), cfg.data.T
+  models, params, start = text.rnn_of(cfg, jax.tree.map(jnp.asarray, params))
+  T = cfg.data.T
   images, labels = test_images(cfg.data.name)
   x = jnp.asarray(images.reshape(len(images), -1), jnp.int32)
   half = T // 2

@@ -86,14 +86,19 @@ def per_sequence_bits(read, x: jax.Array, y: jax.Array) -> np.ndarray:
   return bits(np.concatenate(out))
 
 
-def model_read(cfg, params: dict):
-  """read(batch) -> position stats of the model a run trained, from x[0]: the RNN from
-  `read_start` (through its copy of the decoder where it reads so), or the Transformer LM."""
-  models = build_models(cfg)
-  if not method_of(cfg).recurrent:
-    return lambda batch: lm_read_stats(models, params, batch)
+def rnn_of(cfg, params: dict) -> tuple:
+  """(models, parameters, read start) of the RNN a run trained, read from x[0]: from
+  `read_start`, through its copy of the decoder where it reads so."""
   params = readout_from_decoder(params) if reads_through_decoder(cfg) else params
-  start = read_start(cfg)
+  return build_models(cfg), params, read_start(cfg)
+
+
+def model_read(cfg, params: dict):
+  """read(batch) -> position stats of the model a run trained, from x[0]: the RNN (`rnn_of`)
+  or the Transformer LM."""
+  if not method_of(cfg).recurrent:
+    return lambda batch: lm_read_stats(build_models(cfg), params, batch)
+  models, params, start = rnn_of(cfg, params)
   return lambda batch: rnn_read_stats(models, params, batch, start)
 
 
