@@ -316,7 +316,7 @@ def test_long_range_reads_whole_images_halves_and_completions(tmp_path):
   stand-in classifier that sees every completion: each keeps its real top half."""
   from experiments.repro import pixels
   from smt_jax.checkpointing import Checkpointer
-  from smt_jax.eval.read import rnn_read_stats
+  from smt_jax.eval.read import rnn_read_stats, teacher_read_stats
 
   cfg = make_tiny_config(**{"data.name": "digits", "data.vocab_size": 17, "data.T": 64})
   stage = tmp_path / "run" / "smt"
@@ -354,6 +354,12 @@ def test_long_range_reads_whole_images_halves_and_completions(tmp_path):
     mean, (lo, hi) = out[field]
     assert mean == pytest.approx(expected, rel=1e-4) and lo < mean < hi, field
   assert out["completion_class"][0] == 45 / 180
+  teacher = teacher_read_stats(models, params, {"x": x, "y": np.pad(x[:, 1:], ((0, 0), (0, 1)))})
+  teacher_bits = float(teacher["loss_sum"][:-1].sum() / teacher["count"][:-1].sum()) / math.log(2)
+  column = pixels.teacher_column(
+    {"workdir": str(tmp_path / "run"), "stages": {"smt": {}}}, "digits"
+  )
+  assert column.startswith(f"{teacher_bits:.3f} [")
 
 
 def pixel_result(tmp_path, name, method, wall_s, curve=()):
@@ -425,6 +431,36 @@ def test_text_test_read_is_the_batch_read_with_an_interval(tmp_path, method):
   assert text.test_read(result, best=True)[2] == 30
   assert text.best_read(result).endswith("(30)")
   assert text.test_read({"workdir": str(tmp_path / "none"), "stages": {method: {}}}) is None
+
+
+@pytest.mark.parametrize("encoder", ["window", "stream"])
+def test_teacher_test_read_is_the_batch_read_of_the_last_smt_stage(tmp_path, encoder):
+  """text.teacher_test_read: the SMT teacher of a run's last SMT stage (not a later DMT stage's
+  checkpoint), read at every position on the NUM_TEST test sequences, one by one, against one
+  batch teacher read of the same sequences; None for a run without an SMT stage."""
+  from experiments.repro import text
+  from smt_jax.checkpointing import Checkpointer
+  from smt_jax.eval.read import teacher_read_stats
+
+  cfg = make_tiny_config(**{"model.teacher.encoder": encoder})
+  init = jax.jit(lambda key: init_params(cfg, key))
+  for stage, method, seed in (("smt", "smt", 0), ("dmt", "dmt", 1)):
+    (tmp_path / "run" / stage).mkdir(parents=True)
+    cfg.method = method
+    (tmp_path / "run" / stage / "config.json").write_text(cfg.to_json_best_effort())
+    ckpt = Checkpointer(tmp_path / "run" / stage / "checkpoints")
+    ckpt.save(5, init(jax.random.key(seed)), {"unused": np.zeros(1)})
+    ckpt.close()
+  result = {"workdir": str(tmp_path / "run"), "stages": {"smt": {}, "dmt": {}}}
+  mean, (lo, hi), step = text.teacher_test_read(result)
+  batch = make_dataset(cfg.data, "test").sample(
+    jax.random.key(text.TEST_SEED), text.NUM_TEST, cfg.data.T
+  )
+  stats = teacher_read_stats(build_models(cfg), init(jax.random.key(0)), batch)
+  pooled = float(stats["loss_sum"].sum() / stats["count"].sum()) / math.log(2)
+  assert step == 5 and mean == pytest.approx(pooled, rel=1e-4) and lo < mean < hi
+  assert text.teacher_column(result) == f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+  assert text.teacher_test_read({**result, "stages": {"dmt": {}}}) is None
 
 
 # --- study 11: scaling ---------------------------------------------------------------------------

@@ -68,6 +68,12 @@ def rnn_bits(result: dict) -> float | None:
   return read and read[0]
 
 
+def teacher(result: dict) -> float | None:
+  """The SMT teacher's test bits per character (`text.teacher_test_read`)."""
+  read = text.teacher_test_read(result)
+  return read and read[0]
+
+
 def verdict(results: list, bits_of: dict) -> str:
   """Per axis: whether the RNN's test bits per character (`bits_of`: {run name: bits or None})
   fall at every step along it (a rise of more than TOLERANCE breaks it), with the values."""
@@ -98,7 +104,7 @@ def report(results: list, rep: reporting.Report) -> str:
       "RNN (SMT→DMT), from x[0]": [
         (r["run"]["tags"][field], [bits_of[r["run"]["name"]]]) for r in rs
       ],
-      "SMT teacher": [(r["run"]["tags"][field], [text.teacher_bits(r)]) for r in rs],
+      "SMT teacher": [(r["run"]["tags"][field], [teacher(r)]) for r in rs],
     }
     series = {k: [(x, v) for x, v in pts if v[0] is not None] for k, pts in series.items()}
     filename = f"{field}.png"
@@ -109,7 +115,8 @@ def report(results: list, rep: reporting.Report) -> str:
     f"One axis at a time around the base point ({base}); the base point's run appears on every "
     "axis. Every point trains the same updates (SMT then DMT); test bits per character: the "
     f"RNN's read from m_empty of {text.NUM_TEST} test sequences, as study 8 reads them, with "
-    "its 95 % interval over sequences; teacher bits: the SMT teacher's final read. Bits at "
+    "its 95 % interval over sequences; teacher bits: the SMT teacher's read of the same test "
+    "sequences (the encoder's memory of each prefix, decoded with an empty future). Bits at "
     "different T average over positions of sequences of that length, so a longer context also "
     "lowers them by giving later positions more past.\n\n"
     f"**Verdict:** {verdict(results, bits_of)}.\n"

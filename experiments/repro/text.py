@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.repro import reporting, runner
-from smt_jax.checkpointing import load_params
+from smt_jax.checkpointing import SUBDIR, load_params
 from smt_jax.data import make_dataset
 from smt_jax.eval.measures import bits, format_acc, mean_interval
-from smt_jax.eval.read import lm_read_stats, rnn_read_stats
+from smt_jax.eval.read import lm_read_stats, rnn_read_stats, teacher_read_stats
 from smt_jax.eval.suite import load_run_config
 from smt_jax.models import build_models, readout_from_decoder
 from smt_jax.objectives import method_of, read_start, reads_through_decoder
@@ -37,6 +37,7 @@ TOLERANCE = 0.05  # The paper's claim: SMT -> DMT within 5 % of BPTT's bits per 
 NUM_TEST = 1024  # Test sequences of the report's read of every model ...
 TEST_SEED = 20261204  # ... drawn with this key, which no run or choice used.
 CHUNK = 256  # Sequences read at once.
+TEACHER_CHUNK = 16  # Positions a window teacher re-encodes at once (memory: CHUNK * this windows).
 
 
 def model_runs(config: str, tag: dict, seeds: int, with_lm: bool) -> list:
@@ -102,14 +103,24 @@ def model_read(cfg, params: dict):
   return lambda batch: rnn_read_stats(models, params, batch, start)
 
 
+def teacher_read(cfg, params: dict):
+  """read(batch) -> position stats of the run's SMT teacher: the encoder's memory of x[0..t]
+  (its Tc-window) decoded with an empty future, at every t (`teacher_read_stats`; a window
+  encoder re-encodes TEACHER_CHUNK positions at a time)."""
+  models = build_models(cfg)
+  chunk = 0 if models.streaming else TEACHER_CHUNK
+  return lambda batch: teacher_read_stats(models, params, batch, chunk)
+
+
 @functools.cache
-def _test_read(stage: str, checkpoints: str) -> tuple:
+def _test_read(stage: str, checkpoints: str, teacher: bool = False) -> tuple:
   cfg = load_run_config(stage)
   params, step = load_params(checkpoints)
+  params = jax.tree.map(jnp.asarray, params)
   batch = make_dataset(cfg.data, "test").sample(jax.random.key(TEST_SEED), NUM_TEST, cfg.data.T)
   x, y = (jnp.asarray(batch[k]) for k in ("x", "y"))
-  per_sequence = per_sequence_bits(model_read(cfg, jax.tree.map(jnp.asarray, params)), x, y)
-  return (*mean_interval(per_sequence), step)
+  read = (teacher_read if teacher else model_read)(cfg, params)
+  return (*mean_interval(per_sequence_bits(read, x, y)), step)
 
 
 def test_read(result: dict, best: bool = False) -> tuple | None:
@@ -120,6 +131,21 @@ def test_read(result: dict, best: bool = False) -> tuple | None:
   if not checkpoints.is_dir():
     return None
   return _test_read(str(read_dir(result)), str(checkpoints))
+
+
+def teacher_stage(result: dict) -> pathlib.Path | None:
+  """The folder of the run's SMT teacher: its last SMT stage (None for a run without one)."""
+  stages = [stage_dir(result, s) for s in result["stages"]]
+  smt = [stage for stage in stages if load_run_config(str(stage)).method == "smt"]
+  return smt[-1] if smt else None
+
+
+def teacher_test_read(result: dict) -> tuple | None:
+  """(bits per token, its 95 % interval over sequences, checkpoint step) of the run's SMT
+  teacher (`teacher_stage`'s last checkpoint, `teacher_read`) on `test_read`'s test
+  sequences; None for a run without an SMT stage."""
+  stage = teacher_stage(result)
+  return stage and _test_read(str(stage), str(stage / SUBDIR), teacher=True)
 
 
 def main_curve(ev: dict) -> dict:
@@ -168,9 +194,11 @@ def read_columns(result: dict) -> list[str]:
 READ_HEADERS = ["test bits/token from x[0] [95 %]", "at best validation [95 %] (update)"]
 
 
-def table_rows(results: list, reads=read_columns) -> list:
-  """One row per run: data, updater, method, read from, the `reads(result)` columns, teacher
-  bits, parameters of the read model, updates, wall-clock and gradient path."""
+def table_rows(results: list, reads=read_columns, teacher=None) -> list:
+  """One row per run: data, updater, method, read from, the `reads(result)` columns, the
+  teacher's test read (`teacher(result)`, default `teacher_column`), parameters of the read
+  model, updates, wall-clock and gradient path."""
+  teacher = teacher or teacher_column
   rows = []
   for r in results:
     ev, tags = eval_json(r), r["run"]["tags"]
@@ -178,7 +206,7 @@ def table_rows(results: list, reads=read_columns) -> list:
       [tags["data"], tags["updater"], tags["method"], reporting.read_from(r)]
       + reads(r)
       + [
-        fmt(teacher_bits(r)),
+        teacher(r),
         f"{ev.get('params', {}).get('read_model', 0):,}",
         reporting.run_steps(r),
         f"{reporting.run_wall(r):.0f}",
@@ -191,7 +219,7 @@ def table_rows(results: list, reads=read_columns) -> list:
 def headers(reads: list) -> list[str]:
   """The table's headers around the read columns `reads`."""
   return ["data", "updater", "method", "read from", *reads] + [
-    "teacher bits",
+    "teacher test bits [95 %]",
     "params (read model)",
     "updates",
     "wall s",
@@ -199,10 +227,10 @@ def headers(reads: list) -> list[str]:
   ]
 
 
-def teacher_bits(result: dict) -> float | None:
-  """Bits per token of the SMT teacher's final read (None for a run without an SMT stage)."""
-  loss = result["stages"].get("smt", {}).get("read", {}).get("teacher", {}).get("loss")
-  return None if loss is None else loss / math.log(2)
+def teacher_column(result: dict) -> str:
+  """The table's teacher read: `teacher_test_read`, with its interval ("—" without a teacher)."""
+  read = teacher_test_read(result)
+  return format_acc(*read[:2]) if read else "—"
 
 
 def best_read(result: dict) -> str:
@@ -296,8 +324,10 @@ def report(results: list, rep: reporting.Report) -> str:
     "sequence's nats / ln 2 per character, with its 95 % interval over sequences, read by the "
     "report from the run's last checkpoint; 'at best validation': the same read of the "
     "checkpoint with the lowest validation read (ckpt.keep_best; '—' for a run that kept "
-    "none), where early stopping would have kept the run; teacher bits: the SMT teacher's "
-    "final read (its eval.json). Updates and wall-clock: all stages of the run.\n\n"
+    "none), where early stopping would have kept the run; teacher test bits: the SMT teacher's "
+    "read of the same test sequences (at every position the encoder's memory of the prefix, "
+    "decoded with an empty future), with its interval. Updates and wall-clock: all stages of "
+    "the run.\n\n"
     f"**Verdict:** {verdict(results)}.\n\n**Samples** (prompt || continuation):\n\n"
     f"{samples(results)}\n"
   )
