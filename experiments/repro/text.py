@@ -98,7 +98,8 @@ def model_read(cfg, params: dict):
   """read(batch) -> position stats of the model a run trained, from x[0]: the RNN (`rnn_of`)
   or the Transformer LM."""
   if not method_of(cfg).recurrent:
-    return lambda batch: lm_read_stats(build_models(cfg), params, batch)
+    models = build_models(cfg)
+    return lambda batch: lm_read_stats(models, params, batch)
   models, params, start = rnn_of(cfg, params)
   return lambda batch: rnn_read_stats(models, params, batch, start)
 
