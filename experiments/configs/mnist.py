@@ -19,8 +19,7 @@ decoder 4 / updater 8 / readout 4 blocks, Tf 64, train.batch_size 128, model.dty
 """
 
 from experiments.configs import parse_int_args, real_data_config
-from smt_jax.data.prepare import reduced_dir
-from smt_jax.data.streams import DEFAULT_ROOT
+from smt_jax.data.streams import DEFAULT_ROOT, reduced_dir
 
 PREPARE = {"size": 14, "levels": 16}  # Options of `python -m smt_jax.data.prepare mnist`.
 BUDGETS = {"smt": 1500, "dmt": 1000, "bptt": 6000, "lm": 2000}  # Updates per stage.

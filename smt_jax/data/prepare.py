@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from smt_jax.data.sources import SOURCES, MissingSource, reduce_pixels, split_at_line
-from smt_jax.data.streams import TOKENS, stream_dir
+from smt_jax.data.streams import TOKENS, reduced_dir, stream_dir
 from smt_jax.data.tokenizers import VOCAB_SIZE, ByteTokenizer
 
 OUTPUT_FILES = ("train.npy", "test.npy", "meta.json")
@@ -75,13 +75,6 @@ def prepare_tokens(
   }
   (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
   return out_dir
-
-
-def reduced_dir(name: str, size: int = 0, levels: int = VOCAB_SIZE) -> str:
-  """The default folder name of pixel stream `name` at `size` px (0 = native) and `levels`
-  grey levels: NAME itself when neither is reduced, else e.g. "mnist-14px-16levels"."""
-  parts = ([f"{size}px"] if size else []) + ([f"{levels}levels"] if levels != VOCAB_SIZE else [])
-  return "-".join([name] + parts)
 
 
 def prepare(

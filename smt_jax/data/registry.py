@@ -15,9 +15,9 @@ import ml_collections
 import numpy as np
 
 from smt_jax.data.sources import SOURCES
-from smt_jax.data.streams import TOKENS, TokenStream, open_stream, open_tokens
+from smt_jax.data.streams import TOKENS, TokenStream, open_stream, open_tokens, stream_dir
 from smt_jax.data.synthetic import TASKS, SyntheticTask
-from smt_jax.data.tokenizers import VOCAB_SIZE
+from smt_jax.data.tokenizers import VOCAB_SIZE, PixelTokenizer
 
 SYNTHETIC_NAMES = tuple(TASKS)
 STREAM_NAMES = tuple(SOURCES)
@@ -99,9 +99,17 @@ def make_dataset(data_cfg, split: str = "train") -> SyntheticTask | TokenStream:
       )
     stream = open_stream(name, data_cfg.get("path", ""), split)
     if data_cfg.vocab_size != stream.vocab_size:
+      directory = stream_dir(name, data_cfg.get("path", ""))
+      regrey = (  # --size keeps the stream's resolution.
+        f", or prepare it at {data_cfg.vocab_size} grey levels: `python -m smt_jax.data.prepare "
+        f"{name} --size {stream.tokenizer.height} --levels {data_cfg.vocab_size} --out "
+        f"{directory} --force`"
+        if isinstance(stream.tokenizer, PixelTokenizer)
+        else ""
+      )
       raise ValueError(
-        f"data.vocab_size={data_cfg.vocab_size!r}: the {name!r} stream has "
-        f"{stream.vocab_size} token values; set it to {stream.vocab_size}"
+        f"data.vocab_size={data_cfg.vocab_size!r}: the {name!r} stream in {directory} has "
+        f"{stream.vocab_size} token values; set data.vocab_size to {stream.vocab_size}{regrey}"
       )
     return stream
   cls = _task_class(name)

@@ -19,6 +19,7 @@ then cut an image or be mostly its border.
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -39,6 +40,22 @@ DEFAULT_ROOT = Path("workdirs") / "data"  # prepared streams live in DEFAULT_ROO
 def stream_dir(name: str, path: str = "") -> Path:
   """Directory of a prepared stream: ``path`` if given, else ``DEFAULT_ROOT / name``."""
   return Path(path) if path else DEFAULT_ROOT / name
+
+
+def reduced_dir(name: str, size: int = 0, levels: int = VOCAB_SIZE) -> str:
+  """The default folder name of pixel stream `name` at `size` px (0 = native) and `levels`
+  grey levels: NAME itself when neither is reduced, else e.g. "mnist-14px-16levels"."""
+  parts = ([f"{size}px"] if size else []) + ([f"{levels}levels"] if levels != VOCAB_SIZE else [])
+  return "-".join([name] + parts)
+
+
+def prepare_command(name: str, directory: Path) -> str:
+  """The command that writes stream `name` into `directory`, with the --size and --levels that a
+  `reduced_dir` folder name records (a folder named otherwise gets neither)."""
+  named = re.fullmatch(re.escape(name) + r"(?:-(\d+)px)?(?:-(\d+)levels)?", directory.name)
+  size, levels = named.groups() if named else (None, None)
+  options = (f" --size {size}" if size else "") + (f" --levels {levels}" if levels else "")
+  return f"python -m smt_jax.data.prepare {name}{options} --out {directory}"
 
 
 def numpy_rng(key: jax.Array) -> np.random.Generator:
@@ -108,7 +125,7 @@ def open_stream(name: str, path: str, split: str) -> TokenStream:
   if not meta_path.is_file():
     raise FileNotFoundError(
       f"no prepared {name!r} data in {directory} (data.path={path!r}): run "
-      f"`python -m smt_jax.data.prepare {name} --out {directory}` first"
+      f"`{prepare_command(name, directory)}` first"
     )
   meta = json.loads(meta_path.read_text())
   if meta.get("name") != name:
