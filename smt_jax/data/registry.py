@@ -15,7 +15,14 @@ import ml_collections
 import numpy as np
 
 from smt_jax.data.sources import SOURCES
-from smt_jax.data.streams import TOKENS, TokenStream, open_stream, open_tokens, stream_dir
+from smt_jax.data.streams import (
+  TOKENS,
+  TokenStream,
+  open_stream,
+  open_tokens,
+  prepare_command,
+  stream_dir,
+)
 from smt_jax.data.synthetic import TASKS, SyntheticTask
 from smt_jax.data.tokenizers import VOCAB_SIZE, PixelTokenizer
 
@@ -100,10 +107,10 @@ def make_dataset(data_cfg, split: str = "train") -> SyntheticTask | TokenStream:
     stream = open_stream(name, data_cfg.get("path", ""), split)
     if data_cfg.vocab_size != stream.vocab_size:
       directory = stream_dir(name, data_cfg.get("path", ""))
+      levels = data_cfg.vocab_size
       regrey = (  # --size keeps the stream's resolution.
-        f", or prepare it at {data_cfg.vocab_size} grey levels: `python -m smt_jax.data.prepare "
-        f"{name} --size {stream.tokenizer.height} --levels {data_cfg.vocab_size} --out "
-        f"{directory} --force`"
+        f", or prepare it at {levels} grey levels: `"
+        f"{prepare_command(name, directory, stream.tokenizer.height, levels, force=True)}`"
         if isinstance(stream.tokenizer, PixelTokenizer)
         else ""
       )

@@ -49,13 +49,16 @@ def reduced_dir(name: str, size: int = 0, levels: int = VOCAB_SIZE) -> str:
   return "-".join([name] + parts)
 
 
-def prepare_command(name: str, directory: Path) -> str:
-  """The command that writes stream `name` into `directory`, with the --size and --levels that a
-  `reduced_dir` folder name records (a folder named otherwise gets neither)."""
+def prepare_command(
+  name: str, directory: Path, size: int = 0, levels: int = 0, force: bool = False
+) -> str:
+  """The command that writes stream `name` into `directory`: with --size and --levels where
+  given, else as a `reduced_dir` folder name records them (a folder named otherwise: neither)."""
   named = re.fullmatch(re.escape(name) + r"(?:-(\d+)px)?(?:-(\d+)levels)?", directory.name)
-  size, levels = named.groups() if named else (None, None)
+  recorded_size, recorded_levels = named.groups() if named else (None, None)
+  size, levels = size or recorded_size, levels or recorded_levels
   options = (f" --size {size}" if size else "") + (f" --levels {levels}" if levels else "")
-  return f"python -m smt_jax.data.prepare {name}{options} --out {directory}"
+  return f"python -m smt_jax.data.prepare {name}{options} --out {directory}" + " --force" * force
 
 
 def numpy_rng(key: jax.Array) -> np.random.Generator:
