@@ -48,3 +48,36 @@ def test_compare_pairs_updates_and_takes_per_update_seconds(tmp_path):
   assert (second["s_scan"], second["s_newton"]) == (0.5, 90.0)
   assert (second["iters"], second["residual"], second["converged"]) == (12.0, 2e-5, 1.0)
   assert "   12" in hybrid_finetune.table(out).splitlines()[2]
+
+
+def _stage(argv, solver):
+  """The finetune stage's run config as run_pipeline would train it on one side."""
+  from experiments.repro import runner
+  from smt_jax.train.pipeline import stage_config
+
+  args = hybrid_finetune.parse_args(argv)
+  overrides = hybrid_finetune.stage_overrides(args, solver)
+  cfg = runner.run_config(runner.Run(solver, args.config, overrides, 0, {}))
+  return cfg, stage_config(cfg, "finetune", "/work")
+
+
+def test_each_side_runs_the_finetune_stage_alone_from_init_through_its_solver(tmp_path):
+  argv = ["--config", "repro_retrieval.py:T=128", "--init", str(tmp_path), "--steps", "6"]
+  for solver in ("scan", "deer"):
+    cfg, stage = _stage(argv, solver)
+    assert tuple(cfg.pipeline.order) == ("finetune",)
+    assert (stage.method, stage.bptt.start, stage.bptt.solver) == ("bptt", "empty", solver)
+    assert stage.ckpt.init_from == str(tmp_path) and stage.train.num_steps == 6
+    assert (stage.train.eval_every, stage.ckpt.every, stage.log.every) == (6, 6, 1)
+    # Without --batch_size the config's batches are kept.
+    assert (stage.train.batch_size, stage.train.eval_batches) == (32, 2)
+
+
+def test_batch_size_shrinks_the_updates_and_the_closing_read_to_one_batch(tmp_path):
+  argv = ["--config", "repro_retrieval.py:T=128", "--init", str(tmp_path), "--batch_size", "8"]
+  _, stage = _stage(argv, "deer")
+  assert (stage.train.batch_size, stage.train.eval_batch_size, stage.train.eval_batches) == (
+    8,
+    8,
+    1,
+  )

@@ -9,6 +9,11 @@ the Newton side reports its iterations and residual per update, both their secon
 
 Each side runs the config's "finetune" stage (BPTT from m_empty with the stage's optimiser,
 experiments/configs FINETUNE_STAGE) from --init into --workdir/SOLVER, logging every update.
+--batch_size shrinks the updates (and the closing validation read, which runs through the solver
+too, to one batch of that size) where the Newton side's Jacobians are costly, e.g. retrieval at
+T = 128: `--config repro_retrieval.py:T=128 --batch_size 8`. Each side's stage folder is a
+trained RNN: `python -m smt_jax.export WORKDIR/SOLVER/finetune --out FILE.npz`, then
+experiments/remeasure.py --rnn=FILE.npz reads it on fresh sequences.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ def parse_args(argv=None):
   p.add_argument("--init", required=True, help="the trained stage to fine-tune (e.g. RUN/dmt)")
   p.add_argument("--updater", default="transformer", help="model.rnn.updater of --init")
   p.add_argument("--steps", type=int, default=10, help="fine-tuning updates per side")
+  p.add_argument("--batch_size", type=int, default=0, help="sequences per update (0: the config's)")
   p.add_argument("--solver", choices=("deer", "quasi_deer"), default="deer")
   p.add_argument("--workdir", default="workdirs/hybrid", help="runs go to WORKDIR/SOLVER")
   p.add_argument("--out", default=os.path.join(RESULTS, "hybrid_finetune_cpu.json"))
@@ -83,6 +89,31 @@ def table(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def stage_overrides(args, solver: str) -> dict:
+  """Config overrides of one side: the finetune stage alone from --init, through `solver`, a
+  metrics row per update, one closing validation read (of one --batch_size batch if given)."""
+  out = {
+    "pipeline.order": [STAGE],
+    "model.rnn.updater": args.updater,
+    f"pipeline.stages.{STAGE}.ckpt.init_from": os.path.abspath(args.init),
+    f"pipeline.stages.{STAGE}.train.num_steps": args.steps,
+    "bptt.solver": solver,
+    "log.every": 1,  # A row per update: the curves are compared update by update.
+    "train.eval_every": args.steps,
+    "ckpt.every": args.steps,
+    "train.final_eval": False,
+  }
+  if args.batch_size:  # The closing validation read runs through the solver too: one batch.
+    out.update(
+      {
+        "train.batch_size": args.batch_size,
+        "train.eval_batch_size": args.batch_size,
+        "train.eval_batches": 1,
+      }
+    )
+  return out
+
+
 def main(argv=None) -> int:
   args = parse_args(argv)
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -91,17 +122,7 @@ def main(argv=None) -> int:
   from smt_jax.train.pipeline import run_pipeline
 
   for solver in ("scan", args.solver):
-    overrides = {
-      "pipeline.order": [STAGE],
-      "model.rnn.updater": args.updater,
-      f"pipeline.stages.{STAGE}.ckpt.init_from": os.path.abspath(args.init),
-      f"pipeline.stages.{STAGE}.train.num_steps": args.steps,
-      "bptt.solver": solver,
-      "log.every": 1,  # A row per update: the curves are compared update by update.
-      "train.eval_every": args.steps,
-      "ckpt.every": args.steps,
-      "train.final_eval": False,
-    }
+    overrides = stage_overrides(args, solver)
     cfg = runner.run_config(runner.Run(solver, args.config, overrides, 0, {}))
     run_pipeline(cfg, pathlib.Path(args.workdir) / solver)
   rows = compare(
