@@ -81,6 +81,8 @@ def exported_rnn(path: pathlib.Path) -> tuple:
     meta = rnn.config
     cfg = strict(base_config())
     cfg.update(upgrade_saved({g: meta[g] for g in ("method", "model", "data", "eval")}))
+    if cfg.method == "bptt" and meta["start"] == "m_empty":  # A BPTT fine-tune from m_empty:
+      cfg.bptt.start = "empty"  # the file's m_start is m_empty, and the read is named so.
   except (KeyError, ValueError, OSError) as e:
     raise ConfigError(
       f"--rnn={path} is not an RNN exported with its data and eval groups ({e!r}); export it "

@@ -10,9 +10,12 @@ from conftest import make_tiny_config
 
 from experiments import remeasure
 from smt_jax import export
+from smt_jax.checkpointing import load_params
 from smt_jax.data import make_dataset
+from smt_jax.eval import load_run_config
 from smt_jax.eval.config import final_eval_batches
 from smt_jax.eval.measures import format_acc, mean_interval, wilson_interval
+from smt_jax.models import build_models
 from smt_jax.train import loop, pipeline, train_and_evaluate
 from smt_jax.train.step import Keys, batch_for_step
 
@@ -183,6 +186,31 @@ def test_remeasure_of_the_exported_rnn_equals_that_of_its_workdir(trained, tmp_p
   assert "not found" in capsys.readouterr().err
   assert remeasure.main(argv + [f"--rnn={rnn}", f"--workdir={workdir}"]) == 1
   assert "exactly one of" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_an_exported_bptt_finetune_from_m_empty_is_read_and_named_from_m_empty(trained, tmp_path):
+  """A BPTT stage from m_empty (the "finetune" stage) exported alone: the file's config keeps
+  the method, not bptt.start, yet remeasure names the read as it runs, from the file's m_start
+  (m_empty); BPTT from its initial memory stays named so. The tiny SMT run's parameters stand in
+  for the fine-tuned ones."""
+  _, workdir, _, _ = trained
+  params, step = load_params(workdir)
+  argv = ["remeasure.py", "--num_sequences=8", "--batch_size=4", "--seed=5"]
+  for start, named in (("empty", "x[0] (m_empty)"), ("init", "x[0] (init)")):
+    cfg = load_run_config(str(workdir))
+    cfg.method, cfg.bptt.start = "bptt", start
+    rnn = tmp_path / f"bptt_{start}.npz"
+    np.savez(rnn, **export.rnn_artefact(cfg, params, step))
+    models = build_models(cfg)
+    starts = {"empty": models.empty_memory, "init": models.initial_memory}
+    starts = {name: first(params, 1)[0] for name, first in starts.items()}
+    assert not np.allclose(starts["empty"], starts["init"], atol=1e-3)  # Two different reads.
+    np.testing.assert_allclose(export.load(rnn).m_start, starts[start], atol=1e-6)  # jit vs not.
+    out = tmp_path / f"{start}.json"
+    assert remeasure.main(argv + [f"--rnn={rnn}", f"--out={out}"]) == 0
+    read = json.loads(out.read_text())
+    assert (read["method"], read["read_from"]) == ("bptt", named)
 
 
 def test_remeasure_refuses_a_folder_without_a_run_and_a_pipeline_folder(tmp_path, capsys):
