@@ -239,6 +239,43 @@ def test_runs_flag_trains_only_the_matching_runs(tmp_path, monkeypatch):
   ]
 
 
+def test_only_the_runs_that_will_train_are_validated(tmp_path, monkeypatch):
+  """--runs selects what is validated as well as what trains; --report_only validates nothing
+  (a study's other runs may need data this machine has not prepared)."""
+  from experiments.repro import credit
+
+  validated, trained = [], []
+  monkeypatch.setattr(runner, "validate_run", lambda run: validated.append(run.name))
+  monkeypatch.setattr(runner, "execute", lambda todo, jobs: trained.extend(r.name for r, _ in todo))
+  argv = ["--runs", "^T64_gru_", "--out", str(tmp_path), "--doc", ""]
+  runner.run_studies([credit.STUDY], argv, "credit.py")
+  assert validated == trained == ["T64_gru_bptt_s0"]
+  validated.clear()
+  runner.run_studies([credit.STUDY], argv + ["--report_only"], "credit.py")
+  assert validated == []
+
+
+def test_a_driver_with_unprepared_data_exits_with_one_line_and_trains_nothing(
+  tmp_path, monkeypatch, capsys
+):
+  """Study 7's digits runs on a machine (here: a working folder) without the prepared digits:
+  one line naming the prepare command, status 1, no training and no run folder; its MNIST runs
+  are not validated when --runs leaves them out."""
+  from experiments.repro import pixels
+
+  monkeypatch.chdir(tmp_path)  # The configs' data paths are relative: nothing is prepared here.
+  trained = []
+  monkeypatch.setattr(runner, "execute", lambda todo, jobs: trained.extend(todo))
+  argv = ["--runs", "^digits_transformer_smt", "--out", str(tmp_path / "out"), "--doc", ""]
+  with pytest.raises(SystemExit) as e:
+    runner.main(pixels.STUDY, argv)
+  message = str(e.value.code)
+  assert message.startswith("error: no prepared 'digits' data in workdirs/data/digits-17levels")
+  assert "python -m smt_jax.data.prepare digits --levels 17" in message
+  assert "\n" not in message and "mnist" not in message
+  assert trained == [] and not (tmp_path / "out").exists()
+
+
 def test_stream_window_verdict_needs_both_within_tolerance():
   near = reporting.stream_window_verdict(
     {"stream": 0.86, "window": 0.9}, {"stream": 1, "window": 1}

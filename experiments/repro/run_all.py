@@ -35,7 +35,8 @@ def selected(argv: list) -> list:
 
 
 def main(argv: list) -> None:
-  runner.run_studies(selected(argv), argv, "experiments/repro/run_all.py", [only_flag()])
+  with runner.one_line_errors():
+    runner.run_studies(selected(argv), argv, "experiments/repro/run_all.py", [only_flag()])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ e.g. the length study reads the state study's SMT -> DMT runs instead of trainin
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -30,6 +31,7 @@ from absl import logging
 from experiments.cli import load_config_file
 from experiments.repro import reporting
 from smt_jax.config import strict
+from smt_jax.errors import ConfigError
 from smt_jax.eval.measures import memory_spread
 from smt_jax.train import train_and_evaluate
 from smt_jax.train.pipeline import read_start_name, run_pipeline, stage_config, stage_names
@@ -278,21 +280,22 @@ def parse_args(description: str, argv=None, parents=()) -> argparse.Namespace:
 
 
 def run_studies(studies: list, argv: list, script: str, parents=()) -> list:
-  """Validates every run of `studies`, trains them all in one queue (--jobs at once; runs shared
-  by studies once), then writes each study's report. Returns the reports' paths. `parents`: the
-  caller's own flags (parse_args)."""
+  """Validates the runs of `studies` that --runs selects (none with --report_only), trains them
+  in one queue (--jobs at once; runs shared by studies once), then writes each study's report
+  from every finished run. Returns the reports' paths. `parents`: the caller's own flags
+  (parse_args). A run that fails validation raises ConfigError before anything trains."""
   args = parse_args("; ".join(f"{s.title}. {s.claim}" for s in studies), argv, parents)
   plans = {}
   for study in studies:
-    runs = study.runs(args.quick, args.seeds)
-    for run in runs:
-      validate_run(run)
     runs_dir = pathlib.Path(args.out) / study.runs_folder(args.quick) / "runs"
-    plans[study.name] = [(run, runs_dir / run.name) for run in runs]
+    plans[study.name] = [(run, runs_dir / run.name) for run in study.runs(args.quick, args.seeds)]
+  todo = [] if args.report_only else [item for plan in plans.values() for item in plan]
+  todo = [(run, wd) for run, wd in todo if re.search(args.runs, run.name)]
+  for run, _ in todo:
+    validate_run(run)
   start = time.time()
   if not args.report_only:
-    todo = [item for plan in plans.values() for item in plan]
-    execute([(run, wd) for run, wd in todo if re.search(args.runs, run.name)], args.jobs)
+    execute(todo, args.jobs)
   elapsed = time.time() - start
   command = " ".join(["python", script] + [a for a in argv if a != "--report_only"])
   return [
@@ -306,7 +309,18 @@ def run_studies(studies: list, argv: list, script: str, parents=()) -> list:
 def main(study: Study, argv=None) -> pathlib.Path:
   """The command line of one study's driver; returns the report's path."""
   argv = sys.argv[1:] if argv is None else argv
-  return run_studies([study], argv, f"experiments/repro/{study.name}.py")[0]
+  with one_line_errors():
+    return run_studies([study], argv, f"experiments/repro/{study.name}.py")[0]
+
+
+@contextlib.contextmanager
+def one_line_errors():
+  """A study driver's bad input (a run's config, data not prepared) ends the process with one
+  line on stderr and status 1, before anything trains, not with a traceback."""
+  try:
+    yield
+  except ConfigError as e:
+    raise SystemExit(f"error: {' '.join(str(e).split())}") from None
 
 
 if __name__ == "__main__":
