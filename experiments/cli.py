@@ -33,7 +33,8 @@ class _Terminated(KeyboardInterrupt):
   """SIGTERM outside the training loop (which stops cleanly by itself)."""
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+  """An exception's message on one line (its type's name if the message is empty)."""
   return " ".join(str(e).split()) or type(e).__name__
 
 
@@ -56,7 +57,7 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   except ConfigError:
     raise
   except Exception as e:
-    raise ConfigError(f"{where}: the file fails to load ({type(e).__name__}: {_one_line(e)}).")
+    raise ConfigError(f"{where}: the file fails to load ({type(e).__name__}: {one_line(e)}).")
   if not callable(getattr(module, "get_config", None)):
     raise ConfigError(f"{where}: the file defines no get_config() function.")
   try:
@@ -64,9 +65,7 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   except ConfigError as e:
     raise ConfigError(f"{where}: {e}") from None
   except Exception as e:
-    raise ConfigError(
-      f"{where}: get_config() fails ({type(e).__name__}: {_one_line(e)})."
-    ) from None
+    raise ConfigError(f"{where}: get_config() fails ({type(e).__name__}: {one_line(e)}).") from None
   if not isinstance(cfg, ml_collections.ConfigDict):
     raise ConfigError(f"{where}: get_config() returned {type(cfg).__name__}, not a ConfigDict.")
   return cfg
@@ -133,7 +132,7 @@ def task_knobs(
       kwargs[field] = parse_knob(name, field, value)
       i += 1
   except ValueError as e:
-    raise ConfigError(f"--config.{_one_line(e)}") from None
+    raise ConfigError(f"--config.{one_line(e)}") from None
   return rest, ml_collections.ConfigDict(kwargs)
 
 
@@ -228,9 +227,9 @@ def main(
     except ConfigError:
       raise
     except flags.Error as e:
-      raise ConfigError(_one_line(e)) from None
+      raise ConfigError(one_line(e)) from None
     except Exception as e:  # ml_collections raises many types for a bad override value.
-      raise ConfigError(f"bad command line: {type(e).__name__}: {_one_line(e)}") from None
+      raise ConfigError(f"bad command line: {type(e).__name__}: {one_line(e)}") from None
     if len(rest) > 1:
       raise ConfigError(f"unexpected argument {rest[1]!r}; flags are --name=value.")
     if "config" in fv and base_config is None and fv["config"].value is None:
@@ -244,7 +243,7 @@ def main(
     logging.set_verbosity(logging.WARNING if verbosity is None else verbosity)
     return body(fv) or 0
   except (ConfigError, NonFiniteLossError, parallel.DistributedError, FileNotFoundError) as e:
-    print(f"error: {_one_line(e)}", file=sys.stderr, flush=True)
+    print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
     return ERROR
   except Interrupted as e:
     print(str(e), file=sys.stderr, flush=True)

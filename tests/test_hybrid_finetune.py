@@ -4,6 +4,8 @@ lax.scan with the same fine-tune through a Newton rollout, on hand-written metri
 import json
 
 from experiments.bench import hybrid_finetune
+from experiments.repro import runner
+from smt_jax.train.pipeline import stage_config
 
 
 def _row(step, loss, grad_norm, elapsed, **extra):
@@ -52,8 +54,6 @@ def test_compare_pairs_updates_and_takes_per_update_seconds(tmp_path):
 
 def _stage(argv, solver):
   """The finetune stage's run config as run_pipeline would train it on one side."""
-  from experiments.repro import runner
-  from smt_jax.train.pipeline import stage_config
 
   args = hybrid_finetune.parse_args(argv)
   overrides = hybrid_finetune.stage_overrides(args, solver)
@@ -70,7 +70,11 @@ def test_each_side_runs_the_finetune_stage_alone_from_init_through_its_solver(tm
     assert stage.ckpt.init_from == str(tmp_path) and stage.train.num_steps == 6
     assert (stage.train.eval_every, stage.ckpt.every, stage.log.every) == (6, 6, 1)
     # Without --batch_size the config's batches are kept.
-    assert (stage.train.batch_size, stage.train.eval_batches) == (32, 2)
+    plain = runner.load_config("repro_retrieval.py:T=128").train
+    assert (stage.train.batch_size, stage.train.eval_batches) == (
+      plain.batch_size,
+      plain.eval_batches,
+    )
 
 
 def test_batch_size_shrinks_the_updates_and_the_closing_read_to_one_batch(tmp_path):

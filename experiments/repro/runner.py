@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from absl import logging
 
-from experiments.cli import load_config_file
+from experiments.cli import load_config_file, one_line
 from experiments.repro import reporting
 from smt_jax.config import strict
 from smt_jax.errors import ConfigError
@@ -294,8 +294,7 @@ def run_studies(studies: list, argv: list, script: str, parents=()) -> list:
   for run, _ in todo:
     validate_run(run)
   start = time.time()
-  if not args.report_only:
-    execute(todo, args.jobs)
+  execute(todo, args.jobs)
   elapsed = time.time() - start
   command = " ".join(["python", script] + [a for a in argv if a != "--report_only"])
   return [
@@ -320,7 +319,7 @@ def one_line_errors():
   try:
     yield
   except ConfigError as e:
-    raise SystemExit(f"error: {' '.join(str(e).split())}") from None
+    raise SystemExit(f"error: {one_line(e)}") from None
 
 
 if __name__ == "__main__":
