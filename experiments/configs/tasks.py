@@ -16,12 +16,13 @@ Variants (VARIANTS; the PyTorch original's where it has one):
 - modular: in-context w * u + b mod 17 with w, b < int(0.2 * 17) = 3, no warmup (the original's).
 - stack: push / pop with the depth bound growing with T (T / 4), so pops reach far back.
 
-Settings follow repro_retrieval.py (measured there): the full-past streaming teacher (Tc = Tf = T);
-SMT every position -1..T-1 up to T = 64, 32 sampled positions beyond; DMT from m_empty over the
-whole sequence with gradients through the rollout (DMT_STAGE; lr budgets.dmt_lr(T)). The teacher
-trains until its held-out accuracy reaches TEACHER_TARGET or its cap (train.stop_at_metric; the
-study reports the updates it took). BPTT gets budgets.bptt_factor("tasks", T) times the SMT cap
-and DMT updates.
+Settings follow repro_retrieval.py (measured there) but for twice its memory tokens (K = 8; at
+K = 4 the copy teacher stalls: docs/results.md, study 9): the full-past streaming teacher
+(Tc = Tf = T); SMT every position -1..T-1 up to T = 64, 32 sampled positions beyond; DMT from
+m_empty over the whole sequence with gradients through the rollout (DMT_STAGE; lr
+budgets.dmt_lr(T)). The teacher trains until its held-out accuracy reaches TEACHER_TARGET or its
+cap (train.stop_at_metric; the study reports the updates it took). BPTT gets
+budgets.bptt_factor("tasks", T) times the SMT cap and DMT updates.
 """
 
 import ml_collections
@@ -73,6 +74,7 @@ def get_config(arg: str = ""):
   c.model.d_model = 32  # d.
   c.model.num_heads = 2  # Heads.
   c.model.mlp_ratio = 2  # MLP width 2d.
+  c.model.mem_tokens = 8  # K: a memory of K d = 256 floats.
   c.model.teacher.encoder = "stream"  # All memories of a sequence in one pass.
   c.model.teacher.Tc = T  # The full past: m_t = E(x_0..x_t).
   c.model.teacher.Tf = T  # Every later answer is within the decoder's future.
