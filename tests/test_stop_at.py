@@ -13,6 +13,7 @@ from conftest import make_tiny_config
 from smt_jax.checkpointing import checkpoint_dir, load_params
 from smt_jax.errors import ConfigError
 from smt_jax.train import train_and_evaluate
+from smt_jax.train.pipeline import stage_row
 from smt_jax.train.validate import validate
 
 
@@ -55,6 +56,8 @@ def test_stops_at_the_first_evaluation_reaching_the_value(tmp_path):
   assert steps[-1] == first  # Saved where it stopped, off the ckpt.every grid when first = 2.
   again = train_and_evaluate(cfg, tmp_path / "stopped")  # A re-run resumes and stops at once.
   assert again["step"] == first
+  # The pipeline's summary row counts the updates taken, not the cap.
+  assert stage_row("smt", cfg, again, tmp_path / "stopped")["updates"] == first < 8
   assert [r["step"] for r in evals(tmp_path / "stopped")][-1] == first
 
 

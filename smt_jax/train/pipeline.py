@@ -170,7 +170,7 @@ def stage_row(stage: str, run: ml_collections.ConfigDict, final: dict, workdir: 
     "teacher_acc": final.get("teacher_acc"),
     "teacher_bits": bits(final.get("teacher_loss")),
     "params": read_model_size(run),
-    "updates": run.train.num_steps,
+    "updates": final["step"],  # Fewer than train.num_steps where train.stop_at_value stopped it.
     "wall_s": final["wall_s"],
     "split": "val",
     "num_sequences": run.train.eval_batch_size * run.train.eval_batches,
