@@ -56,14 +56,12 @@ def fake(tmp_path, task, T, updater, method, acc, teacher=None, teacher_steps=No
   workdir = tmp_path / name
   stages = {}
   if method == "SMT→DMT":
-    (workdir / "smt").mkdir(parents=True)
-    rows = [{"step": s, "split": "eval"} for s in range(100, teacher_steps + 1, 100)]
-    (workdir / "smt" / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
-    (workdir / "dmt").mkdir()
+    (workdir / "dmt").mkdir(parents=True)
     trace = {"t": list(range(4)), "enc_acc": [None, 1.0, 0.9, 0.7], "rnn_acc": [0.1, 0.2, 0.5, 0.3]}
     (workdir / "dmt" / "trace.json").write_text(json.dumps({**trace, "drift": [0, 1, 2, 3]}))
-    stages["smt"] = {"method": "smt", "teacher_acc": teacher, "wall_s": 10.0, "steps": 400}
-    stages["dmt"] = {"method": "dmt", "rnn_acc": acc, "wall_s": 10.0, "steps": 200}
+    smt = {"method": "smt", "teacher_acc": teacher, "wall_s": 10.0}
+    stages["smt"] = {**smt, "steps": teacher_steps, "cap": 400}  # It stopped at the target.
+    stages["dmt"] = {"method": "dmt", "rnn_acc": acc, "wall_s": 10.0, "steps": 200, "cap": 200}
   else:
     stages["bptt"] = {"method": "bptt", "rnn_acc": acc, "wall_s": 30.0, "steps": 4800}
   # The test read of the last stage: the report's accuracies (the validation ones above are 0.5
@@ -115,8 +113,8 @@ def test_report_on_fake_results(tmp_path):
   assert "copy: holds; keys_values: not measured" in text and "stack: fails" in text
   assert "It holds on 1 of these 4 tasks" in text and "not met here." in text
   row = "| transformer | SMT→DMT | 128 | — | 0.900 [0.880, 0.910] | 0.980 [0.970, 0.990] | 300 |"
-  assert row + " 600 | 20 |" in text
-  assert "| gru | BPTT | 256 | — | 1.000 [0.980, 1.010] | — | — | 4800 | 30 |" in text
+  assert row + " 500 (600) | 20 |" in text  # Updates taken (cap).
+  assert "| gru | BPTT | 256 | — | 1.000 [0.980, 1.010] | — | — | 4800 (4800) | 30 |" in text
   # The answer trace's means over t >= T/2 of the fake trace (t = 2, 3).
   assert "| mlp | 128 | 0.800 | 0.400 | 2.000 | 3.000 |" in text
   assert task_configs.TEACHER_TARGET == 0.95 and "0.95 or its cap" in text

@@ -137,3 +137,20 @@ def test_keep_best_after_a_resume_matches_an_uninterrupted_run(tmp_path, monkeyp
   )
   assert resumed[1] == straight[1] == best_step(tmp_path / "straight")
   jax.tree.map(np.testing.assert_array_equal, resumed[0], straight[0])
+
+
+@pytest.mark.integration
+def test_a_study_run_records_the_updates_taken_and_its_cap(tmp_path):
+  """A study's result.json counts a stage's updates where train.stop_at_value stopped it (the
+  first evaluation, at update 3 of the smoke config's 6), beside its cap."""
+  from experiments.repro import reporting, runner
+
+  stop = {"train.stop_at_metric": "teacher_acc", "train.stop_at_value": 1e-6}
+  run = runner.Run("r", "smoke.py", {"method": "smt", **stop}, 0, {})
+  spec = tmp_path / "run.json"
+  spec.write_text(json.dumps({"run": run.to_json(), "workdir": str(tmp_path)}))
+  runner.run_worker(str(spec))
+  result = json.loads((tmp_path / "result.json").read_text())
+  assert [r["step"] for r in evals(tmp_path / "smt")] == [3]
+  assert result["stages"]["smt"]["steps"] == 3 and result["stages"]["smt"]["cap"] == 6
+  assert (reporting.run_steps(result), reporting.run_cap(result)) == (3, 6)

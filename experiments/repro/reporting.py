@@ -132,7 +132,13 @@ def idle_wall(result: dict, rates: dict):
 
 
 def run_steps(result: dict) -> int:
+  """Updates a run took over all its stages."""
   return sum(s["steps"] for s in result["stages"].values())
+
+
+def run_cap(result: dict) -> int:
+  """Updates a run was allowed over all its stages (runs recorded before caps were: those taken)."""
+  return sum(s.get("cap", s["steps"]) for s in result["stages"].values())
 
 
 class Report:

@@ -154,6 +154,7 @@ def run_worker(spec_path: str) -> None:
         "rnn_acc": final["rnn_acc"],
         "rnn_loss": final["rnn_loss"],
         "teacher_acc": final.get("teacher_acc"),
+        "updates": final["step"],
         "wall_s": final["wall_s"],
         "workdir": str(workdir / cfg.method),
       }
@@ -173,7 +174,8 @@ def run_worker(spec_path: str) -> None:
         "wall_s",
       )
     }
-    stages[s]["steps"] = int(configs[s].train.num_steps)
+    # Updates taken, and the stage's cap (more where train.stop_at_value stopped it early).
+    stages[s]["steps"], stages[s]["cap"] = int(row["updates"]), int(configs[s].train.num_steps)
     stages[s]["batch_size"] = int(configs[s].train.batch_size)
     stages[s].update(_final_eval_extract(pathlib.Path(row["workdir"]) / "eval.json"))
   for measure, stage in run.measure.items():

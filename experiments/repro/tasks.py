@@ -70,14 +70,9 @@ def runs(quick: bool, seeds: int) -> list:
 
 
 def teacher_steps(result: dict):
-  """The updates the run's teacher (its SMT stage) took: the last step of its metrics.jsonl
-  (fewer than the cap when it reached the target), None without one."""
-  if "smt" not in result["stages"]:
-    return None
-  path = pathlib.Path(result["workdir"]) / "smt" / "metrics.jsonl"
-  if not path.is_file():
-    return result["stages"]["smt"]["steps"]
-  return max(json.loads(line)["step"] for line in path.read_text().splitlines())
+  """The updates the run's teacher (its SMT stage) took (fewer than its cap when it reached the
+  target), None without one."""
+  return result["stages"]["smt"]["steps"] if "smt" in result["stages"] else None
 
 
 def report(results: list, rep: reporting.Report) -> str:
@@ -155,7 +150,7 @@ def task_report(variant: str, results: list, rep: reporting.Report) -> str:
         format_test_acc(r),
         format_test_acc(r, "teacher"),
         teacher_steps(r) or "—",
-        reporting.run_steps(r),
+        f"{reporting.run_steps(r)} ({reporting.run_cap(r)})",
         f"{reporting.run_wall(r):.0f}",
       ]
     )
