@@ -234,6 +234,18 @@ def test_smt_trains_the_first_transition_from_the_empty_memory():
   assert first > 1e-3 and abs(float(metrics["loss_dyn"]) - (expected * T - first) / (T - 1)) > 1e-5
 
 
+@pytest.mark.parametrize("encoder", ["window", "stream"])
+def test_empty_memory_is_the_encoder_of_an_all_padding_window_in_every_row(encoder):
+  """m_empty for a batch (encoded once, broadcast) equals the encoder run on B padding windows."""
+  cfg = make_tiny_config(**{"model.teacher.encoder": encoder})
+  params = init_params(cfg, jax.random.key(0))
+  models = CompiledModels(cfg)
+  padding = jnp.full((3, models.encoder_window), -1, jnp.int32)
+  m = models.empty_memory(params, 3)
+  assert m.shape == (3, mem_size(cfg))
+  np.testing.assert_allclose(m, models.encode(params, padding), atol=1e-6)
+
+
 @pytest.mark.parametrize(
   "updater, start",
   [

@@ -88,8 +88,10 @@ class Models:
   def empty_memory(self, params: dict, batch_size: int) -> jax.Array:
     """m_empty, the memory of the empty past: the encoder applied to an all-padding window,
     (B, Z). SMT trains f(m_empty, x_0) ~ m_0, so an SMT / DMT RNN reads a sequence from here
-    with no encoder (the memory "at position -1"; a constant, computable once)."""
-    return self.encode(params, jnp.full((batch_size, self.encoder_window), -1, jnp.int32))
+    with no encoder (the memory "at position -1"; a constant, so encoded once and broadcast: the
+    streaming encoder's attention over a window per row took 24 GB at B = 1024, T = 196)."""
+    m = self.encode(params, jnp.full((1, self.encoder_window), -1, jnp.int32))
+    return jnp.broadcast_to(m, (batch_size, *m.shape[1:]))
 
   def initial_memory(self, params: dict, batch_size: int) -> jax.Array:
     """The updater's own memory before any token (zeros, or learned with
