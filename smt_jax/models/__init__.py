@@ -88,8 +88,8 @@ class Models:
   def empty_memory(self, params: dict, batch_size: int) -> jax.Array:
     """m_empty, the memory of the empty past: the encoder applied to an all-padding window,
     (B, Z). SMT trains f(m_empty, x_0) ~ m_0, so an SMT / DMT RNN reads a sequence from here
-    with no encoder (the memory "at position -1"; a constant, so encoded once and broadcast: the
-    streaming encoder's attention over a window per row took 24 GB at B = 1024, T = 196)."""
+    with no encoder (the memory "at position -1"; a constant, so encoded once and broadcast rather
+    than once per row: the streaming encoder's attention per row grows with B times the window)."""
     m = self.encode(params, jnp.full((1, self.encoder_window), -1, jnp.int32))
     return jnp.broadcast_to(m, (batch_size, *m.shape[1:]))
 
