@@ -42,6 +42,10 @@ def test_configs_set_each_variants_task_at_T():
   c = runner.load_config("tasks.py:task=modular,T=64")
   assert int(c.data.kwargs.coef_frac * c.data.vocab_size) == 3  # w, b < 0.2 * 17.
   assert runner.load_config("tasks.py:task=copy").data.kwargs.reverse
+  # The memory: 8 tokens of d = 32, and for copy 16 floats per symbol of its T / 2 symbols.
+  for task, T, k in (("stack", 256, 8), ("copy", 32, 8), ("copy", 64, 16), ("copy", 256, 64)):
+    c = runner.load_config(f"tasks.py:task={task},T={T}")
+    assert (c.model.d_model, c.model.mem_tokens) == (32, k)
   with pytest.raises(Exception, match="task='nope' is unknown"):
     runner.load_config("tasks.py:task=nope")
 

@@ -16,8 +16,9 @@ Variants (VARIANTS; the PyTorch original's where it has one):
 - modular: in-context w * u + b mod 17 with w, b < int(0.2 * 17) = 3, no warmup (the original's).
 - stack: push / pop with the depth bound growing with T (T / 4), so pops reach far back.
 
-Settings follow repro_retrieval.py (measured there) but for twice its memory tokens (K = 8; at
-K = 4 the copy teacher stalls: docs/results.md, study 9): the full-past streaming teacher
+Settings follow repro_retrieval.py (measured there) but for a larger memory (memory_tokens: K = 8,
+and for copy 16 floats per symbol of its string; with 8 the copy teacher stalls at T = 32 and at
+T = 64: docs/results.md, study 9): the full-past streaming teacher
 (Tc = Tf = T); SMT every position -1..T-1 up to T = 64, 32 sampled positions beyond; DMT from
 m_empty over the whole sequence with gradients through the rollout (DMT_STAGE; lr
 budgets.dmt_lr(T)). The teacher trains until its held-out accuracy reaches TEACHER_TARGET or its
@@ -45,12 +46,22 @@ VARIANTS = {
   "stack": ("stack", 6, lambda T: {"depth": max(T // 4, 2), "p_push": 0.5}, 1 / 5),
 }
 TEACHER_TARGET = 0.95  # The teacher (SMT) stops at this held-out accuracy ...
+MEMORY_TOKENS = 8  # K: a memory of K d = 256 floats at d = 32 ...
+COPY_FLOATS_PER_SYMBOL = 16  # ... and for copy at least this many floats per symbol it holds.
 
 
 def teacher_cap(T: int) -> int:
   """... or after this many SMT updates: 3000 (the copy teacher's schedule at T = 32 that reached
   the target, docs/results.md, study 9), and repro_retrieval's 2400 T / 64 where that is more."""
   return max(3000, 2400 * T // 64)
+
+
+def memory_tokens(task: str, T: int, d: int) -> int:
+  """K at width d: MEMORY_TOKENS, and for copy enough tokens for COPY_FLOATS_PER_SYMBOL floats per
+  symbol of its T / 2-symbol string (reversed copy holds the whole string at once)."""
+  if task == "copy":
+    return max(MEMORY_TOKENS, COPY_FLOATS_PER_SYMBOL * (T // 2) // d)
+  return MEMORY_TOKENS
 
 
 def parse_args(arg: str) -> dict:
@@ -75,7 +86,7 @@ def get_config(arg: str = ""):
   c.model.d_model = 32  # d.
   c.model.num_heads = 2  # Heads.
   c.model.mlp_ratio = 2  # MLP width 2d.
-  c.model.mem_tokens = 8  # K: a memory of K d = 256 floats.
+  c.model.mem_tokens = memory_tokens(a["task"], T, c.model.d_model)  # K.
   c.model.teacher.encoder = "stream"  # All memories of a sequence in one pass.
   c.model.teacher.Tc = T  # The full past: m_t = E(x_0..x_t).
   c.model.teacher.Tf = T  # Every later answer is within the decoder's future.
