@@ -413,3 +413,27 @@ def test_profile_of_a_real_step_covers_its_ops():
   r = op_profile.profile_row(prepared, steps=2)
   assert abs(sum(r["share"].values()) - 1) < 1e-9
   assert r["op_s"]["matmul"] > 0 and r["op_s"]["other"] > 0 and r["step_s"] > 0
+
+
+def test_stage_cost_variants_set_the_named_fields_of_the_stage_config():
+  """A variant is its stage's config (pipeline resolved) with the listed fields set; a field the
+  stage has not is refused by name."""
+  from experiments.bench import stage_cost
+  from experiments.configs import mnist
+
+  assert stage_cost.parse_variant("model.teacher.Tf=4,smt.n_dec=8") == {
+    "model.teacher.Tf": 4,
+    "smt.n_dec": 8,
+  }
+  assert stage_cost.parse_variant("") == {}
+  cfg = mnist.get_config("quick=1")
+  as_run = stage_cost.variant_config(cfg, "smt", {})
+  changed = stage_cost.variant_config(cfg, "smt", {"model.teacher.Tf": 2, "smt.n_dec": 3})
+  assert (changed.model.teacher.Tf, changed.smt.n_dec) == (2, 3)
+  assert changed.method == "smt" and changed.train.num_steps == as_run.train.num_steps
+  changed.model.teacher.Tf, changed.smt.n_dec = as_run.model.teacher.Tf, as_run.smt.n_dec
+  assert changed.to_json(sort_keys=True) == as_run.to_json(sort_keys=True)  # Nothing else.
+  with pytest.raises(SystemExit, match="model.teacher.Tff"):
+    stage_cost.variant_config(cfg, "smt", {"model.teacher.Tff": 2})
+  with pytest.raises(SystemExit, match="KEY=VALUE"):
+    stage_cost.parse_variant("smt.n_dec")
