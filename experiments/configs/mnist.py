@@ -31,6 +31,13 @@ QUICK = {"smt": 20, "dmt": 10, "bptt": 30, "lm": 20}  # quick=1: a smoke run.
 def get_config(arg: str = ""):
   quick = parse_int_args(arg, {"quick": 0})["quick"]
   path = str(DEFAULT_ROOT / reduced_dir("mnist", **PREPARE))
-  return real_data_config(
+  c = real_data_config(
     "mnist", path, PREPARE["levels"], 14 * 14, QUICK if quick else BUDGETS, lm_depth=3
   )
+  # A 4-pixel decoder future: the teacher learns per update as fast as BPTT's RNN; 16 slows it
+  # (docs/results.md, study 7, the teacher diagnosis).
+  c.model.teacher.Tf = 4
+  # Stream attention in blocks of two image rows: the same function as one dense block
+  # (tests/test_stream.py), faster on CPU (experiments/bench/stage_cost.py; docs/results.md).
+  c.model.teacher.stream_chunk = 28
+  return c
