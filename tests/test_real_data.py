@@ -399,7 +399,36 @@ def test_pixels_verdict_needs_fewer_bits_and_more_right_classes(
   }
   text = pixels.verdict(results, measured)
   assert "best validation reads: SMT→DMT 2.100, BPTT 2.400 (update 1, 90 s)" in text
+  # SMT -> DMT took 100 s: BPTT's last read by then is its second (90 s), not its third (140 s).
+  assert "(100 s, measured) the validation reads are SMT→DMT 2.100, BPTT 2.400 (update 1)" in text
   assert ("claim holds" in text) == holds and ("claim does not hold" in text) == (not holds)
+
+
+def test_learning_curve_at_idle_rates_and_the_read_at_a_wall_clock(tmp_path):
+  """Two stages at idle rates 2 and 0.5 updates/s: a read at update u of a stage sits at the
+  earlier stages' updates / rate plus u / rate, whatever the measured seconds were."""
+  from experiments.repro import text
+
+  evals = {"smt": [(100, 3.0), (200, 2.5)], "dmt": [(50, 2.0)]}
+  for stage, reads in evals.items():
+    (tmp_path / stage).mkdir()
+    rows = [{"split": "train", "step": u, "elapsed_s": 7.0 * u} for u, _ in reads]
+    rows += [{"split": "eval", "step": u, "rnn_loss": b * math.log(2)} for u, b in reads]
+    (tmp_path / stage / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  result = {
+    "workdir": str(tmp_path),
+    "run": {"name": "run_s3", "tags": {}},
+    "stages": {"smt": {"steps": 200, "wall_s": 1400.0}, "dmt": {"steps": 50, "wall_s": 350.0}},
+  }
+  rates = {"run/smt": 2.0, "run/dmt": 0.5}
+  updates, wall, bits = text.learning_curve(result, 1, rates)
+  assert updates == [100, 200, 250] and bits == pytest.approx([3.0, 2.5, 2.0])
+  assert wall == [50.0, 100.0, 100.0 + 50 / 0.5]
+  assert text.learning_curve(result, 1)[1] == [700.0, 1400.0, 1400.0 + 350.0]  # measured
+  assert text.read_at_wall(result, 199.0, rates) == (pytest.approx(2.5), 200)
+  assert text.read_at_wall(result, 200.0, rates) == (pytest.approx(2.0), 250)
+  assert text.read_at_wall(result, 49.0, rates) is None
+  assert text.has_idle_rates([result], rates) and not text.has_idle_rates([result], {})
 
 
 @pytest.mark.parametrize("method", ["bptt", "lm"])

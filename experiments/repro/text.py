@@ -167,22 +167,43 @@ def gradient_path(result: dict) -> str:
   return f"{T} steps"
 
 
-def learning_curve(result: dict, tokens_per_update: int) -> tuple[list, list, list]:
+def learning_curve(
+  result: dict, tokens_per_update: int, rates: dict | None = None
+) -> tuple[list, list, list]:
   """(tokens seen, wall-clock s, bits per token of the read from x[0]) at each held-out
   evaluation of the read model, over the run's stages in order (SMT -> DMT: the RNN after SMT,
-  then after DMT, with DMT's updates and wall-clock after SMT's)."""
+  then after DMT, with DMT's updates and wall-clock after SMT's). With `rates` (idle updates/s,
+  reporting.load_rates) holding every stage of the run, the wall-clock is the idle-rate one
+  (updates / rate, stage after stage), which other processes on the machine do not inflate."""
+  keys = [reporting.rate_key(result["run"]["name"], s) for s in result["stages"]]
+  idle = rates is not None and all(k in rates for k in keys)
   seen, wall, bits = [], [], []
   offset_steps, offset_wall = 0, 0.0
-  for stage in result["stages"]:
+  for stage, key in zip(result["stages"], keys):
     rows = [json.loads(r) for r in (stage_dir(result, stage) / "metrics.jsonl").open()]
     elapsed = {r["step"]: r["elapsed_s"] for r in rows if r["split"] == "train"}
     for r in (r for r in rows if r["split"] == "eval"):
       seen.append((offset_steps + r["step"]) * tokens_per_update)
-      wall.append(offset_wall + elapsed.get(r["step"], math.nan))
+      at = r["step"] / rates[key] if idle else elapsed.get(r["step"], math.nan)
+      wall.append(offset_wall + at)
       bits.append(r["rnn_loss"] / math.log(2))
-    offset_steps += result["stages"][stage]["steps"]
-    offset_wall += result["stages"][stage]["wall_s"]
+    steps = result["stages"][stage]["steps"]
+    offset_steps += steps
+    offset_wall += steps / rates[key] if idle else result["stages"][stage]["wall_s"]
   return seen, wall, bits
+
+
+def has_idle_rates(results: list, rates: dict) -> bool:
+  """Whether `rates` holds every stage of every run of `results`."""
+  return all(reporting.idle_wall(r, rates) is not None for r in results)
+
+
+def read_at_wall(result: dict, wall_s: float, rates: dict | None = None):
+  """(bits per token, update) of the run's last validation read at or before `wall_s` seconds
+  of its `learning_curve` (idle-rate seconds with `rates`); None before its first read."""
+  updates, wall, bits = learning_curve(result, 1, rates)
+  before = [i for i, w in enumerate(wall) if w <= wall_s]
+  return (bits[before[-1]], updates[before[-1]]) if before else None
 
 
 def read_columns(result: dict) -> list[str]:
@@ -198,8 +219,10 @@ READ_HEADERS = ["test bits/token from x[0] [95 %]", "at best validation [95 %] (
 def table_rows(results: list, reads=read_columns, teacher=None) -> list:
   """One row per run: data, updater, method, read from, the `reads(result)` columns, the
   teacher's test read (`teacher(result)`, default `teacher_column`), parameters of the read
-  model, updates, wall-clock and gradient path."""
+  model, updates, measured wall-clock, wall-clock at the idle rates (reporting.idle_wall; '—'
+  where experiments/bench/rates.py has not measured every stage) and gradient path."""
   teacher = teacher or teacher_column
+  rates = reporting.load_rates()
   rows = []
   for r in results:
     ev, tags = eval_json(r), r["run"]["tags"]
@@ -211,6 +234,7 @@ def table_rows(results: list, reads=read_columns, teacher=None) -> list:
         f"{ev.get('params', {}).get('read_model', 0):,}",
         reporting.run_steps(r),
         f"{reporting.run_wall(r):.0f}",
+        seconds(reporting.idle_wall(r, rates)),
         gradient_path(r),
       ]
     )
@@ -224,6 +248,7 @@ def headers(reads: list) -> list[str]:
     "params (read model)",
     "updates",
     "wall s",
+    "idle s",
     "gradient path",
   ]
 
@@ -245,13 +270,19 @@ def fmt(v) -> str:
   return "—" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 
+def seconds(v) -> str:
+  return "—" if v is None else f"{v:.0f}"
+
+
 def curves_plots(results: list, rep: reporting.Report, prefix: str, unit: str) -> str:
   """Learning curves of every run (bits per `unit` from x[0]) against tokens seen and against
-  wall-clock, each on one plot."""
+  wall-clock (at the idle rates where every run's are measured), each on one plot."""
+  rates = reporting.load_rates()
+  rates = rates if has_idle_rates(results, rates) else None
   by_seen, by_wall = {}, {}
   for i, r in enumerate(results):
     cfg = runner.run_config(runner.Run(**r["run"]))
-    seen, wall, bits = learning_curve(r, cfg.train.batch_size * cfg.data.T)
+    seen, wall, bits = learning_curve(r, cfg.train.batch_size * cfg.data.T, rates)
     label = f"{r['run']['tags']['method']} ({r['run']['tags']['updater']})"
     by_seen[label] = (seen, bits, f"C{i % 10}.-")
     by_wall[label] = (wall, bits, f"C{i % 10}.-")
@@ -259,7 +290,13 @@ def curves_plots(results: list, rep: reporting.Report, prefix: str, unit: str) -
   return (
     rep.curves_plot(f"{prefix}_by_{unit}s.png", by_seen, f"{unit}s seen", ylabel, "against data")
     + "\n\n"
-    + rep.curves_plot(f"{prefix}_by_wall.png", by_wall, "wall-clock s", ylabel, "against time")
+    + rep.curves_plot(
+      f"{prefix}_by_wall.png",
+      by_wall,
+      "wall-clock s at idle rates" if rates else "wall-clock s (measured)",
+      ylabel,
+      "against time",
+    )
   )
 
 
