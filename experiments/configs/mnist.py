@@ -22,8 +22,8 @@ from experiments.configs import parse_int_args, real_data_config
 from smt_jax.data.streams import DEFAULT_ROOT, reduced_dir
 
 PREPARE = {"size": 14, "levels": 16}  # Options of `python -m smt_jax.data.prepare mnist`.
-# Updates per stage. BPTT's give it at least SMT -> DMT's wall-clock at the two methods' update
-# rates on these data (measured side by side: docs/results.md, study 7).
+# Updates per stage. BPTT's give it at least SMT -> DMT's wall-clock at the stages' idle update
+# rates on these data (experiments/bench/rates.py; docs/results.md, study 7).
 BUDGETS = {"smt": 1500, "dmt": 1000, "bptt": 14000, "lm": 2000}
 QUICK = {"smt": 20, "dmt": 10, "bptt": 30, "lm": 20}  # quick=1: a smoke run.
 
