@@ -28,17 +28,31 @@ from smt_jax.train.loop import fresh_start
 from smt_jax.train.pipeline import stage_config, stage_names
 
 
-def updates_per_second(cfg, seconds: float) -> float:
-  """Times cfg's train step (after one compiling call) for about `seconds`, at least 3 calls."""
-  state, step = fresh_start(cfg)
-  state, metrics = step(state, 0)
-  jax.block_until_ready(metrics)
+def timed_calls(state, step, seconds: float):
+  """(state, updates/s): calls the compiled train step `step` for about `seconds`, at least 3
+  times, each finished before the next."""
   calls, start = 0, time.perf_counter()
   while calls < 3 or time.perf_counter() - start < seconds:
     state, metrics = step(state, calls + 1)
     jax.block_until_ready(metrics)
     calls += 1
-  return calls / (time.perf_counter() - start)
+  return state, calls / (time.perf_counter() - start)
+
+
+def updates_per_second(cfg, seconds: float) -> float:
+  """Times cfg's train step (after one compiling call) for about `seconds`, at least 3 calls."""
+  state, step = fresh_start(cfg)
+  state, metrics = step(state, 0)
+  jax.block_until_ready(metrics)
+  return timed_calls(state, step, seconds)[1]
+
+
+def fresh_stage_config(cfg, stage: str):
+  """The run config of `stage` of cfg's pipeline, from fresh parameters (ckpt.init_from
+  cleared: a rate does not depend on the parameters' values)."""
+  c = stage_config(cfg, stage, tempfile.gettempdir())
+  c.ckpt.init_from = ""
+  return c
 
 
 def stage_configs(runs: list) -> dict:
@@ -49,9 +63,7 @@ def stage_configs(runs: list) -> dict:
     for stage in stage_names(cfg):
       key = rate_key(run.name, stage)
       if key not in out:
-        c = stage_config(cfg, stage, tempfile.gettempdir())
-        c.ckpt.init_from = ""  # A rate does not depend on the parameters' values.
-        out[key] = c
+        out[key] = fresh_stage_config(cfg, stage)
   return out
 
 

@@ -23,14 +23,13 @@ import json
 import os
 import pathlib
 import statistics
-import tempfile
 import time
 
 import jax
 
+from experiments.bench import rates
 from experiments.bench.common import environment
 from smt_jax.train.loop import fresh_start
-from smt_jax.train.pipeline import stage_config
 
 HERE = pathlib.Path(__file__).resolve().parent
 DEFAULT_VARIANTS = (
@@ -54,8 +53,7 @@ def parse_variant(text: str) -> dict:
 
 def variant_config(cfg, stage: str, fields: dict):
   """The run config of `stage` with `fields` set (dotted keys); an unknown key is an error."""
-  c = stage_config(cfg, stage, tempfile.gettempdir())
-  c.ckpt.init_from = ""  # A rate does not depend on the parameters' values.
+  c = rates.fresh_stage_config(cfg, stage)
   for key, value in fields.items():
     *path, leaf = key.split(".")
     node = c
@@ -69,17 +67,13 @@ def variant_config(cfg, stage: str, fields: dict):
 
 def timed_rounds(steps: dict, rounds: int, seconds: float) -> dict:
   """{name: [updates/s of each round]}: steps[name] = (state, step fn), already compiled."""
-  rates = {name: [] for name in steps}
+  out = {name: [] for name in steps}
   for _ in range(rounds):
     for name, (state, step) in steps.items():
-      calls, start = 0, time.perf_counter()
-      while calls < 2 or time.perf_counter() - start < seconds:
-        state, metrics = step(state, calls + 1)
-        jax.block_until_ready(metrics)
-        calls += 1
-      rates[name].append(calls / (time.perf_counter() - start))
+      state, rate = rates.timed_calls(state, step, seconds)
+      out[name].append(rate)
       steps[name] = (state, step)
-  return rates
+  return out
 
 
 def main(argv=None) -> None:
@@ -108,8 +102,8 @@ def main(argv=None) -> None:
     state, metrics = step(state, 0)  # Compiles.
     jax.block_until_ready(metrics)
     steps[name] = (state, step)
-  rates = timed_rounds(steps, args.rounds, args.seconds)
-  median = {name: statistics.median(r) for name, r in rates.items()}
+  per_round = timed_rounds(steps, args.rounds, args.seconds)
+  median = {name: statistics.median(r) for name, r in per_round.items()}
   base = median["as configured"]
   print(f"{args.config} stage {args.stage}, {jax.default_backend()}, {args.rounds} rounds")
   print(f"{'variant':40s} {'updates/s':>10s} {'time/update vs configured':>26s}")
@@ -125,7 +119,7 @@ def main(argv=None) -> None:
         "config": args.config,
         "stage": args.stage,
         "variants": variants,
-        "updates_per_s": rates,
+        "updates_per_s": per_round,
         "median_updates_per_s": median,
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
