@@ -544,3 +544,46 @@ def test_scaling_verdict_needs_bits_to_fall_along_each_axis():
   assert "memory tokens K (1: 2.500, 2: 2.300, 4: 2.100, 8: 2.000) — falls at every step" in text
   assert "width d (32: 2.050, 64: 2.100) — does not fall" in text
   assert "context T" not in text  # One finished point only.
+
+
+def test_teacher_gap_splits_the_image_and_picks_the_drift_quarters(tmp_path):
+  """pixels.teacher_gap of a hand-written two-stage run (T = 8, images of 2 x 4 pixels): means
+  over positions 0-3 and 4-6 (7 has no label), each stage's one-step error, the last stage's
+  drift after 2, 4, 6 and 8 pixels; a run without a teacher gives None; the row plot draws the
+  RNN and the teacher."""
+  from experiments.repro import pixels, reporting
+
+  teacher = [1.0, 2.0, 3.0, 4.0, 0.5, 1.0, 1.5, None]
+  rnn = [2.0, 2.0, 4.0, 4.0, 1.0, 2.0, 3.0, None]
+  roles = {"rnn": "rnn from x[0] (m_empty)", "rnn_enc": "rnn from prefix", "teacher": "teacher"}
+  for stage, one_step in (("smt", 0.25), ("dmt", 0.5)):
+    (tmp_path / "run" / stage).mkdir(parents=True)
+    curves = {roles["rnn"]: {"bits_per_position": rnn}, "teacher": {"bits_per_position": teacher}}
+    ev = {
+      "read": {"T": 8, "curves": curves, "roles": roles},
+      "drift": {"drift": [0.1 * (i + 1) for i in range(8)], "one_step_mean": one_step},
+    }
+    (tmp_path / "run" / stage / "eval.json").write_text(json.dumps(ev))
+  tags = {"updater": "mlp", "method": "SMT→DMT"}
+  result = {
+    "workdir": str(tmp_path / "run"),
+    "stages": {"smt": {}, "dmt": {}},
+    "run": {"name": "r", "tags": tags},
+  }
+  gap = pixels.teacher_gap(result)
+  assert gap["teacher"] == pytest.approx((2.5, 1.0)) and gap["rnn"] == pytest.approx((3.0, 2.0))
+  assert gap["one_step"] == {"smt": 0.25, "dmt": 0.5}
+  assert gap["drift"] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+  bptt = {"workdir": str(tmp_path / "none"), "stages": {"bptt": {}}, "run": {"name": "b"}}
+  assert pixels.teacher_gap(bptt) is None
+  row = pixels.teacher_gap_table([result, bptt]).splitlines()[-1]
+  assert row == (
+    "| mlp | SMT→DMT | 2.500 / 1.000 | 3.000 / 2.000 | +0.500 / +1.000 | smt 0.2500, dmt 0.5000 "
+    "| 0.2000, 0.4000, 0.6000, 0.8000 |"
+  )
+  assert pixels.row_means(rnn, 4) == pytest.approx([3.0, 2.0])
+  out = tmp_path / "report"
+  out.mkdir()
+  rep = reporting.Report(pixels.STUDY, out, quick=False)
+  assert pixels.row_plot([result], rep, "digits", 4) == "![bits per pixel](digits_by_row.png)"
+  assert (out / "digits_by_row.png").stat().st_size > 0

@@ -11,9 +11,13 @@ wall-clock; long range: bits per pixel of the bottom half given the top half (th
 x[0] over whole images) against the bottom half read alone, and completions of held-out top
 halves scored by a digit classifier trained on the real images (`DigitClassifier`: an RBF
 support-vector machine on the grey levels; its accuracy on the real test images is reported and
-must exceed MIN_CLASSIFIER_ACC before it scores anything). Sample grids are each run's samples.png.
+must exceed MIN_CLASSIFIER_ACC before it scores anything); along the image, each SMT -> DMT RNN
+against its teacher (bits per half, one-step error, drift) and every model's bits by image row.
+Sample grids are each run's samples.png.
 --quick runs digits only, with the configs' smoke budgets.
 """
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -202,6 +206,118 @@ def verdict(results: list, measured: dict) -> str:
   return "; ".join(parts) or "not enough finished runs for a verdict"
 
 
+def label_values(per_position: list) -> np.ndarray:
+  """A per-position read as floats, NaN where it has no label (None)."""
+  return np.array([np.nan if v is None else v for v in per_position], float)
+
+
+def halves(per_position: list, T: int) -> tuple[float, float]:
+  """Mean bits per pixel at positions t < T/2 and t >= T/2 of a per-position read (position t
+  predicts pixel t + 1; None: no label there)."""
+  values = label_values(per_position)[:T]
+  return float(np.nanmean(values[: T // 2])), float(np.nanmean(values[T // 2 :]))
+
+
+def row_means(per_position: list, width: int) -> list[float]:
+  """Mean bits per pixel of each image row (positions [row * width, (row + 1) * width); None:
+  no label there) of a per-position read."""
+  return [float(v) for v in np.nanmean(label_values(per_position).reshape(-1, width), axis=1)]
+
+
+def teacher_gap(result: dict) -> dict | None:
+  """Where the run's RNN loses to its teacher, from the final evaluations (eval.json: `read` on
+  the test images, `drift` from m_empty) of its stages: bits per pixel of the teacher and of the
+  RNN read from x[0], over the top and the bottom half (`halves`); the one-step error of each
+  stage's RNN (MSE of one update from the encoder's memory, mean over the image); and the last
+  stage's drift (MSE of the RNN's memory, read from m_empty, to the encoder's) after T/4, T/2,
+  3T/4 and T pixels. None for a run without a teacher or those evaluations."""
+  ev = text.eval_json(result)
+  roles = ev.get("read", {}).get("roles", {})
+  if "teacher" not in roles or "drift" not in ev:
+    return None
+  curves, T = ev["read"]["curves"], ev["read"]["T"]
+  drift = ev["drift"]["drift"]
+  one_step = {}
+  for stage in result["stages"]:
+    stage_eval = json.loads((text.stage_dir(result, stage) / "eval.json").read_text())
+    one_step[stage] = stage_eval["drift"]["one_step_mean"]
+  return {
+    "teacher": halves(curves[roles["teacher"]]["bits_per_position"], T),
+    "rnn": halves(curves[roles["rnn"]]["bits_per_position"], T),
+    "one_step": one_step,
+    "drift": [drift[len(drift) * q // 4 - 1] for q in (1, 2, 3, 4)],
+  }
+
+
+TEACHER_GAP_HEADERS = [
+  "updater",
+  "method",
+  "teacher bits top / bottom",
+  "RNN bits top / bottom",
+  "RNN − teacher top / bottom",
+  "one-step error per stage",
+  "drift after T/4, T/2, 3T/4, T pixels",
+]
+
+
+def teacher_gap_table(results: list) -> str:
+  """`teacher_gap` of every run with a teacher, as a Markdown table ("" where there is none)."""
+  rows = []
+  for r in results:
+    gap = teacher_gap(r)
+    if gap is None:
+      continue
+    (t_top, t_bottom), (r_top, r_bottom) = gap["teacher"], gap["rnn"]
+    tags = r["run"]["tags"]
+    rows.append(
+      [
+        tags["updater"],
+        tags["method"],
+        f"{t_top:.3f} / {t_bottom:.3f}",
+        f"{r_top:.3f} / {r_bottom:.3f}",
+        f"{r_top - t_top:+.3f} / {r_bottom - t_bottom:+.3f}",
+        ", ".join(f"{s} {v:.4f}" for s, v in gap["one_step"].items()),
+        ", ".join(f"{v:.4f}" for v in gap["drift"]),
+      ]
+    )
+  return reporting.md_table(TEACHER_GAP_HEADERS, rows) if rows else ""
+
+
+def teacher_gap_section(results: list, rep: reporting.Report, name: str) -> str:
+  """The report's diagnosis of each RNN against its teacher along the image: `teacher_gap_table`
+  and `row_plot` (image rows of `name`'s test images)."""
+  width = test_images(name)[0].shape[-1]
+  table = teacher_gap_table(results)
+  caption = (
+    "**Along the image: each RNN against its teacher** (the final evaluation of each stage, "
+    "eval.json: its read of the evaluation's test images, and the drift of the RNN's memory "
+    "read from m_empty to the encoder's memory of the same pixels, mean squared difference "
+    "per memory float; one-step error: the same difference after one update from the "
+    "encoder's memory, the quantity SMT trains; top / bottom: positions before and after T/2)."
+  )
+  parts = [f"{caption}\n\n{table}"] if table else []
+  parts.append(row_plot(results, rep, name, width))
+  return "\n\n".join(parts) + "\n\n"
+
+
+def row_plot(results: list, rep: reporting.Report, name: str, width: int) -> str:
+  """Bits per pixel by image row (positions t in [row * width, (row + 1) * width), from the read
+  model's final evaluation) of every run's read from x[0], and, dashed, of each teacher: does a
+  model lose the image's top as it reads down?"""
+  curves = {}
+  for i, r in enumerate(results):
+    ev = text.eval_json(r)
+    roles = ev.get("read", {}).get("roles", {})
+    label = f"{r['run']['tags']['method']} ({r['run']['tags']['updater']})"
+    for role, suffix, style in (("rnn", "", "-"), ("teacher", " teacher", "--")):
+      if role in roles:
+        by_row = row_means(ev["read"]["curves"][roles[role]]["bits_per_position"], width)
+        curves[label + suffix] = (list(range(len(by_row))), by_row, f"C{i % 10}.{style}")
+  return rep.curves_plot(
+    f"{name}_by_row.png", curves, "image row", "bits per pixel", "loss by image row"
+  )
+
+
 def sample_grids(results: list, rep: reporting.Report) -> str:
   """Each run's sample grid (its read model's samples.png: real images, completions of their
   top halves, samples from scratch), copied beside the report."""
@@ -269,6 +385,7 @@ def report(results: list, rep: reporting.Report) -> str:
       "every pixel the encoder's memory of the pixels up to it, decoded with an empty future)."
       "\n\n"
       f"**Verdict:** {verdict(rs, measured)}.\n\n"
+      f"{teacher_gap_section(rs, rep, name)}"
       f"Learning curves (validation bits per pixel):\n\n"
       f"{text.curves_plots(rs, rep, name, 'pixel')}\n\n"
       f"**Samples** (each run's read model):\n\n{sample_grids(rs, rep)}\n"
