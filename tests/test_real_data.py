@@ -404,6 +404,32 @@ def test_pixels_verdict_needs_fewer_bits_and_more_right_classes(
   assert ("claim holds" in text) == holds and ("claim does not hold" in text) == (not holds)
 
 
+@pytest.mark.parametrize("bptt_at_100s,holds", [(2.05, True), (1.9, False)])
+def test_text_verdict_compares_validation_reads_at_smt_dmts_wall_clock(
+  tmp_path, bptt_at_100s, holds
+):
+  """SMT -> DMT's last read (2.1 at 95 s of its 100 s) against BPTT's last read by 100 s (the
+  one at 90 s, not the lower one at 140 s): within 5 % when 2.1 <= 1.05 x BPTT's."""
+  from experiments.repro import text
+
+  results = [
+    pixel_result(tmp_path, "smt", "SMT→DMT", 100.0, [(50.0, 2.2), (95.0, 2.1)]),
+    pixel_result(tmp_path, "bptt", "BPTT", 150.0, [(40.0, 3.0), (90.0, bptt_at_100s), (140, 1.0)]),
+  ]
+  ends = {"smt": (2.3, (2.2, 2.4), 7), "bptt": (1.8, (1.7, 1.9), 9)}
+
+  def read(result, best=False):  # Test reads at the ends; neither run kept a best checkpoint.
+    return None if best else ends[result["run"]["name"]]
+
+  verdict = text.verdict(results, read)
+  assert verdict.startswith(
+    f"transformer: at SMT→DMT's wall-clock (100 s, measured) the validation reads are SMT→DMT "
+    f"2.100, BPTT {bptt_at_100s:.3f} (update 1) — " + ("within" if holds else "not within")
+  )
+  assert ("claim holds" in verdict) == holds
+  assert verdict.endswith("test reads at their ends SMT→DMT 2.300 in 100 s, BPTT 1.800 in 150 s")
+
+
 def test_learning_curve_at_idle_rates_and_the_read_at_a_wall_clock(tmp_path):
   """Two stages at idle rates 2 and 0.5 updates/s: a read at update u of a stage sits at the
   earlier stages' updates / rate plus u / rate, whatever the measured seconds were."""

@@ -158,27 +158,10 @@ def best_validation(result: dict) -> tuple[float, int, float]:
   return curve[i], updates[i], wall[i]
 
 
-def equal_wall_reads(smt: dict, bptt: dict) -> str:
-  """SMT -> DMT's last validation read beside BPTT's last one within SMT -> DMT's wall-clock
-  (both at the idle rates where experiments/bench/rates.py measured every stage of both runs:
-  runs that shared the machine unevenly are then still compared at equal time)."""
-  rates = reporting.load_rates()
-  idle = text.has_idle_rates([smt, bptt], rates)
-  rates = rates if idle else None
-  budget = reporting.idle_wall(smt, rates) if idle else reporting.run_wall(smt)
-  last_smt = text.learning_curve(smt, 1, rates)[2][-1]
-  at = text.read_at_wall(bptt, budget, rates)
-  bptt_read = f"{at[0]:.3f} (update {at[1]})" if at else "— (no read yet)"
-  return (
-    f"at SMT→DMT's wall-clock ({budget:.0f} s, {'idle rates' if idle else 'measured'}) the "
-    f"validation reads are SMT→DMT {last_smt:.3f}, BPTT {bptt_read}"
-  )
-
-
 def verdict(results: list, measured: dict) -> str:
   """Per non-gated updater: SMT -> DMT against BPTT in test bits per pixel and completion class
   (ahead = both better, the intervals apart), with each one's wall-clock, both validation reads
-  at SMT -> DMT's wall-clock (`equal_wall_reads`), and BPTT's best validation read beside
+  at SMT -> DMT's wall-clock (`text.equal_wall_reads`), and BPTT's best validation read beside
   SMT -> DMT's (`best_validation`: a BPTT that overfits its budget)."""
   by = {(r["run"]["tags"]["updater"], r["run"]["tags"]["method"]): r for r in results}
   parts = []
@@ -200,7 +183,7 @@ def verdict(results: list, measured: dict) -> str:
       + ("fewer bits" if lower_bits else "not fewer bits with the intervals apart")
       + ", "
       + ("more" if more_class else "not more")
-      + f" completions of the right class); {equal_wall_reads(smt, bptt)}; best validation "
+      + f" completions of the right class); {text.equal_wall_reads(smt, bptt)}; best validation "
       f"reads: SMT→DMT {best_a:.3f}, BPTT {best_b:.3f} (update {step_b}, {wall_b:.0f} s)"
     )
   return "; ".join(parts) or "not enough finished runs for a verdict"
