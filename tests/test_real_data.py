@@ -566,9 +566,16 @@ def test_scaling_verdict_needs_bits_to_fall_along_each_axis():
   points += [({**base, "T": 128}, None)]  # Not finished: left out.
   results = [scaling_result(p) for p, _ in points]
   bits_of = {scaling.point_name(p): b for p, b in points}
-  text = scaling.verdict(results, bits_of)
-  assert "memory tokens K (1: 2.500, 2: 2.300, 4: 2.100, 8: 2.000) — falls at every step" in text
-  assert "width d (32: 2.050, 64: 2.100) — does not fall" in text
+  teacher_of = {name: 2.0 for name in bits_of}  # Gaps: K 0.5, 0.3, 0.1, 0.0; d 0.05, 0.1.
+  text = scaling.verdict(results, bits_of, teacher_of)
+  assert (
+    "memory tokens K (1: 2.500, 2: 2.300, 4: 2.100, 8: 2.000) — falls at every step; "
+    "RNN − teacher (+0.500, +0.300, +0.100, +0.000) — narrows at every step" in text
+  )
+  assert (
+    "width d (32: 2.050, 64: 2.100) — does not fall; RNN − teacher (+0.050, +0.100) — does not "
+    "narrow" in text
+  )
   assert "context T" not in text  # One finished point only.
 
 

@@ -74,18 +74,28 @@ def teacher(result: dict) -> float | None:
   return read and read[0]
 
 
-def verdict(results: list, bits_of: dict) -> str:
+def verdict(results: list, bits_of: dict, teacher_of: dict) -> str:
   """Per axis: whether the RNN's test bits per character (`bits_of`: {run name: bits or None})
-  fall at every step along it (a rise of more than TOLERANCE breaks it), with the values."""
+  fall at every step along it (a rise of more than TOLERANCE breaks it), with the values; and
+  whether the RNN tracks its teacher (`teacher_of`, the same for the SMT teacher) more closely
+  as the axis grows (its gap RNN - teacher narrows at every step, within TOLERANCE)."""
   parts = []
   for axis, (field, _) in AXES.items():
     rs = [r for r in on_axis(results, field) if bits_of.get(r["run"]["name"]) is not None]
     if len(rs) < 2:
       continue
     bits = [bits_of[r["run"]["name"]] for r in rs]
-    smooth = all(b <= a + TOLERANCE for a, b in zip(bits, bits[1:]))
+    gaps = [b - teacher_of[r["run"]["name"]] for r, b in zip(rs, bits)]
+    falls = all(b <= a + TOLERANCE for a, b in zip(bits, bits[1:]))
+    narrows = all(b <= a + TOLERANCE for a, b in zip(gaps, gaps[1:]))
     values = ", ".join(f"{r['run']['tags'][field]}: {b:.3f}" for r, b in zip(rs, bits))
-    parts.append(f"{axis} ({values}) — " + ("falls at every step" if smooth else "does not fall"))
+    gap_values = ", ".join(f"{g:+.3f}" for g in gaps)
+    parts.append(
+      f"{axis} ({values}) — "
+      + ("falls at every step" if falls else "does not fall")
+      + f"; RNN − teacher ({gap_values}) — "
+      + ("narrows at every step" if narrows else "does not narrow")
+    )
   return "; ".join(parts) or "not enough finished runs for a verdict"
 
 
@@ -95,6 +105,7 @@ HEADERS = ["axis", "T", "d", "K", "Z = K·d"] + text.headers(text.READ_HEADERS)[
 def report(results: list, rep: reporting.Report) -> str:
   rows, plots = [], []
   bits_of = {r["run"]["name"]: rnn_bits(r) for r in results}
+  teacher_of = {r["run"]["name"]: teacher(r) for r in results}
   for axis, (field, values) in AXES.items():
     rs = on_axis(results, field)
     for r, row in zip(rs, text.table_rows(rs)):
@@ -104,7 +115,7 @@ def report(results: list, rep: reporting.Report) -> str:
       "RNN (SMT→DMT), from x[0]": [
         (r["run"]["tags"][field], [bits_of[r["run"]["name"]]]) for r in rs
       ],
-      "SMT teacher": [(r["run"]["tags"][field], [teacher(r)]) for r in rs],
+      "SMT teacher": [(r["run"]["tags"][field], [teacher_of[r["run"]["name"]]]) for r in rs],
     }
     series = {k: [(x, v) for x, v in pts if v[0] is not None] for k, pts in series.items()}
     filename = f"{field}.png"
@@ -119,7 +130,7 @@ def report(results: list, rep: reporting.Report) -> str:
     "sequences (the encoder's memory of each prefix, decoded with an empty future). Bits at "
     "different T average over positions of sequences of that length, so a longer context also "
     "lowers them by giving later positions more past.\n\n"
-    f"**Verdict:** {verdict(results, bits_of)}.\n"
+    f"**Verdict:** {verdict(results, bits_of, teacher_of)}.\n"
   )
 
 
