@@ -26,4 +26,8 @@ QUICK = {"smt": 20, "dmt": 10, "bptt": 30, "lm": 20}  # quick=1: a smoke run.
 def get_config(arg: str = ""):
   """arg "quick=1" for the smoke budgets, "T=64" for another sequence length (the scaling study)."""
   a = parse_int_args(arg, {"quick": 0, "T": 128})
-  return real_data_config("kjv", "", 256, a["T"], QUICK if a["quick"] else BUDGETS, lm_depth=3)
+  c = real_data_config("kjv", "", 256, a["T"], QUICK if a["quick"] else BUDGETS, lm_depth=3)
+  # Stream attention in blocks of 32 positions: the same function as one dense block
+  # (tests/test_stream.py), faster on CPU (experiments/bench/stage_cost.py; docs/results.md).
+  c.model.teacher.stream_chunk = 32
+  return c
