@@ -401,6 +401,11 @@ def test_pixels_verdict_needs_fewer_bits_and_more_right_classes(
   assert "best validation reads: SMT→DMT 2.100, BPTT 2.400 (update 1, 90 s)" in text
   # SMT -> DMT took 100 s: BPTT's last read by then is its second (90 s), not its third (140 s).
   assert "(100 s, measured) the validation reads are SMT→DMT 2.100, BPTT 2.400 (update 1)" in text
+  # SMT -> DMT's last read is at update 1: BPTT's last read by then is its second.
+  assert (
+    "at SMT→DMT's 1 updates (the same images seen) the validation reads are SMT→DMT 2.100, "
+    "BPTT 2.400 (update 1)" in text
+  )
   assert ("claim holds" in text) == holds and ("claim does not hold" in text) == (not holds)
 
 
@@ -454,6 +459,9 @@ def test_learning_curve_at_idle_rates_and_the_read_at_a_wall_clock(tmp_path):
   assert text.read_at_wall(result, 199.0, rates) == (pytest.approx(2.5), 200)
   assert text.read_at_wall(result, 200.0, rates) == (pytest.approx(2.0), 250)
   assert text.read_at_wall(result, 49.0, rates) is None
+  assert text.read_at_updates(result, 249) == (pytest.approx(2.5), 200)
+  assert text.read_at_updates(result, 250) == (pytest.approx(2.0), 250)
+  assert text.read_at_updates(result, 99) is None
   assert text.has_idle_rates([result], rates) and not text.has_idle_rates([result], {})
 
 

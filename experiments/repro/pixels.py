@@ -158,11 +158,24 @@ def best_validation(result: dict) -> tuple[float, int, float]:
   return curve[i], updates[i], wall[i]
 
 
+def equal_data_reads(smt: dict, bptt: dict) -> str:
+  """The paper's data-efficiency read: SMT -> DMT's last validation read beside BPTT's last one
+  within as many updates (`text.read_at_updates`: the same images seen)."""
+  updates, _, bits = text.learning_curve(smt, 1)
+  at = text.read_at_updates(bptt, updates[-1])
+  bptt_read = f"{at[0]:.3f} (update {at[1]})" if at else "— (no read yet)"
+  return (
+    f"at SMT→DMT's {updates[-1]} updates (the same images seen) the validation reads are "
+    f"SMT→DMT {bits[-1]:.3f}, BPTT {bptt_read}"
+  )
+
+
 def verdict(results: list, measured: dict) -> str:
   """Per non-gated updater: SMT -> DMT against BPTT in test bits per pixel and completion class
   (ahead = both better, the intervals apart), with each one's wall-clock, both validation reads
-  at SMT -> DMT's wall-clock (`text.equal_wall_reads`), and BPTT's best validation read beside
-  SMT -> DMT's (`best_validation`: a BPTT that overfits its budget)."""
+  at SMT -> DMT's wall-clock (`text.equal_wall_reads`) and at its updates (`equal_data_reads`),
+  and BPTT's best validation read beside SMT -> DMT's (`best_validation`: a BPTT that overfits
+  its budget)."""
   by = {(r["run"]["tags"]["updater"], r["run"]["tags"]["method"]): r for r in results}
   parts = []
   for u in text.UPDATERS:
@@ -183,7 +196,8 @@ def verdict(results: list, measured: dict) -> str:
       + ("fewer bits" if lower_bits else "not fewer bits with the intervals apart")
       + ", "
       + ("more" if more_class else "not more")
-      + f" completions of the right class); {text.equal_wall_reads(smt, bptt)}; best validation "
+      + f" completions of the right class); {text.equal_wall_reads(smt, bptt)}; "
+      f"{equal_data_reads(smt, bptt)}; best validation "
       f"reads: SMT→DMT {best_a:.3f}, BPTT {best_b:.3f} (update {step_b}, {wall_b:.0f} s)"
     )
   return "; ".join(parts) or "not enough finished runs for a verdict"

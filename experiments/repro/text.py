@@ -202,7 +202,19 @@ def read_at_wall(result: dict, wall_s: float, rates: dict | None = None):
   """(bits per token, update) of the run's last validation read at or before `wall_s` seconds
   of its `learning_curve` (idle-rate seconds with `rates`); None before its first read."""
   updates, wall, bits = learning_curve(result, 1, rates)
-  before = [i for i, w in enumerate(wall) if w <= wall_s]
+  return _last_read(wall, wall_s, bits, updates)
+
+
+def read_at_updates(result: dict, num_updates: int):
+  """(bits per token, update) of the run's last validation read at or before `num_updates`
+  updates over its stages; None before its first read. The studies' stages share one
+  train.batch_size (real_data_config), so equal updates are equal data seen."""
+  updates, _, bits = learning_curve(result, 1)
+  return _last_read(updates, num_updates, bits, updates)
+
+
+def _last_read(xs: list, limit: float, bits: list, updates: list):
+  before = [i for i, x in enumerate(xs) if x <= limit]
   return (bits[before[-1]], updates[before[-1]]) if before else None
 
 
