@@ -195,7 +195,7 @@ def config_factors_text() -> str:
 
 
 def factors_text() -> str:
-  """budgets.UPDATER_FACTORS in words: "mlp 8 (T = 32), 22 (T = 64); gru 7 (T = 128), ..."."""
+  """budgets.UPDATER_FACTORS in words: "transformer 8 (T = 128); mlp 8 (T = 32), ..."."""
   own = budgets.UPDATER_FACTORS
   updaters = dict.fromkeys(u for _, u, _ in own)
   return "; ".join(

@@ -1,5 +1,5 @@
 """Study 4, length generalisation: the SMT -> DMT RNN vs its Transformer teacher on the stack at
-lengths T, 2T and 4T (trained at T). The RNN reads from the start (encoder memory of x[0]); the
+lengths T, 2T and 4T (trained at T). The RNN reads from x[0] (from m_empty); the
 teacher re-encodes its Tc-window at every position, so it never sees more than Tc tokens.
 
   python experiments/repro/length.py [--quick] [--out DIR] [--jobs 2]

@@ -1,5 +1,6 @@
-"""Every reproduction study in one queue of training runs (shared runs trained once), then each
-study's report:
+"""Studies 1-6 (credit, state, dmt_matters, length, updaters, ablations) in one queue of training
+runs (shared runs trained once), then each study's report; studies 7-11 have their own drivers
+(pixels, text, tasks, gradient_path, scaling):
 
   python experiments/repro/run_all.py [--quick] [--out DIR] [--jobs 2] [--seeds N] [--doc PATH]
   python experiments/repro/run_all.py --quick --only credit,state   # or --only=credit,state

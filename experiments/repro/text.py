@@ -42,7 +42,8 @@ TEACHER_CHUNK = 16  # Positions a window teacher re-encodes at once (memory: CHU
 
 def model_runs(config: str, tag: dict, seeds: int, with_lm: bool) -> list:
   """The runs of one dataset: SMT -> DMT and BPTT per updater, BPTT of a GRU and (with_lm) the
-  Transformer LM; final evaluation on (read, length, write)."""
+  Transformer LM; the configs' final evaluation (every section: read, drift where there
+  is a teacher, length, write)."""
   combos = [(u, m, o) for u in UPDATERS for m, o in METHODS.items()]
   combos += [r for r in REFERENCES if with_lm or r[2] != "lm"]
   out = []
