@@ -19,7 +19,9 @@ train.batch_size 128, model.dtype "bfloat16".
 
 from experiments.configs import parse_int_args, real_data_config
 
-BUDGETS = {"smt": 1500, "dmt": 1000, "bptt": 15000, "lm": 8000}  # Updates per stage.
+# Updates per stage; BPTT and the LM each get at least SMT -> DMT's wall-clock at the idle rates
+# of experiments/bench/results/rates_cpu.json (`rates.py --study text`; docs/results.md, study 8).
+BUDGETS = {"smt": 1500, "dmt": 1000, "bptt": 15000, "lm": 15000}
 QUICK = {"smt": 20, "dmt": 10, "bptt": 30, "lm": 20}  # quick=1: a smoke run.
 
 
