@@ -615,6 +615,8 @@ def test_teacher_gap_splits_the_image_and_picks_the_drift_quarters(tmp_path):
   assert gap["teacher"] == pytest.approx((2.5, 1.0)) and gap["rnn"] == pytest.approx((3.0, 2.0))
   assert gap["one_step"] == {"smt": 0.25, "dmt": 0.5}
   assert gap["drift"] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+  no_drift = dict(result, stages={"warmup": {}, **result["stages"]})  # No eval.json: skipped.
+  assert pixels.teacher_gap(no_drift)["one_step"] == {"smt": 0.25, "dmt": 0.5}
   bptt = {"workdir": str(tmp_path / "none"), "stages": {"bptt": {}}, "run": {"name": "b"}}
   assert pixels.teacher_gap(bptt) is None
   row = pixels.teacher_gap_table([result, bptt]).splitlines()[-1]

@@ -158,22 +158,10 @@ def best_validation(result: dict) -> tuple[float, int, float]:
   return curve[i], updates[i], wall[i]
 
 
-def equal_data_reads(smt: dict, bptt: dict) -> str:
-  """The paper's data-efficiency read: SMT -> DMT's last validation read beside BPTT's last one
-  within as many updates (`text.read_at_updates`: the same images seen)."""
-  updates, _, bits = text.learning_curve(smt, 1)
-  at = text.read_at_updates(bptt, updates[-1])
-  bptt_read = f"{at[0]:.3f} (update {at[1]})" if at else "— (no read yet)"
-  return (
-    f"at SMT→DMT's {updates[-1]} updates (the same images seen) the validation reads are "
-    f"SMT→DMT {bits[-1]:.3f}, BPTT {bptt_read}"
-  )
-
-
 def verdict(results: list, measured: dict) -> str:
   """Per non-gated updater: SMT -> DMT against BPTT in test bits per pixel and completion class
   (ahead = both better, the intervals apart), with each one's wall-clock, both validation reads
-  at SMT -> DMT's wall-clock (`text.equal_wall_reads`) and at its updates (`equal_data_reads`),
+  at SMT -> DMT's wall-clock (`text.equal_wall_reads`) and at its updates (`text.equal_data_reads`),
   and BPTT's best validation read beside SMT -> DMT's (`best_validation`: a BPTT that overfits
   its budget)."""
   by = {(r["run"]["tags"]["updater"], r["run"]["tags"]["method"]): r for r in results}
@@ -197,7 +185,7 @@ def verdict(results: list, measured: dict) -> str:
       + ", "
       + ("more" if more_class else "not more")
       + f" completions of the right class); {text.equal_wall_reads(smt, bptt)}; "
-      f"{equal_data_reads(smt, bptt)}; best validation "
+      f"{text.equal_data_reads(smt, bptt)}; best validation "
       f"reads: SMT→DMT {best_a:.3f}, BPTT {best_b:.3f} (update {step_b}, {wall_b:.0f} s)"
     )
   return "; ".join(parts) or "not enough finished runs for a verdict"
@@ -225,9 +213,10 @@ def teacher_gap(result: dict) -> dict | None:
   """Where the run's RNN loses to its teacher, from the final evaluations (eval.json: `read` on
   the test images, `drift` from m_empty) of its stages: bits per pixel of the teacher and of the
   RNN read from x[0], over the top and the bottom half (`halves`); the one-step error of each
-  stage's RNN (MSE of one update from the encoder's memory, mean over the image); and the last
-  stage's drift (MSE of the RNN's memory, read from m_empty, to the encoder's) after T/4, T/2,
-  3T/4 and T pixels. None for a run without a teacher or those evaluations."""
+  stage's RNN that has a drift evaluation (MSE of one update from the encoder's memory, mean
+  over the image); and the last stage's drift (MSE of the RNN's memory, read from m_empty, to
+  the encoder's) after T/4, T/2, 3T/4 and T pixels. None for a run without a teacher or those
+  evaluations."""
   ev = text.eval_json(result)
   roles = ev.get("read", {}).get("roles", {})
   if "teacher" not in roles or "drift" not in ev:
@@ -236,8 +225,10 @@ def teacher_gap(result: dict) -> dict | None:
   drift = ev["drift"]["drift"]
   one_step = {}
   for stage in result["stages"]:
-    stage_eval = json.loads((text.stage_dir(result, stage) / "eval.json").read_text())
-    one_step[stage] = stage_eval["drift"]["one_step_mean"]
+    path = text.stage_dir(result, stage) / "eval.json"
+    stage_eval = json.loads(path.read_text()) if path.is_file() else {}
+    if "drift" in stage_eval:
+      one_step[stage] = stage_eval["drift"]["one_step_mean"]
   return {
     "teacher": halves(curves[roles["teacher"]]["bits_per_position"], T),
     "rnn": halves(curves[roles["rnn"]]["bits_per_position"], T),

@@ -235,12 +235,22 @@ def reads_at_equal_wall(smt: dict, bptt: dict) -> dict:
 def equal_wall_reads(smt: dict, bptt: dict) -> str:
   """`reads_at_equal_wall` in words."""
   at = reads_at_equal_wall(smt, bptt)
-  bptt_read = f"{at['bptt'][0]:.3f} (update {at['bptt'][1]})" if at["bptt"] else "— (no read yet)"
-  return (
-    f"at SMT→DMT's wall-clock ({at['wall_s']:.0f} s, "
-    f"{'idle rates' if at['idle'] else 'measured'}) the validation reads are SMT→DMT "
-    f"{at['smt']:.3f}, BPTT {bptt_read}"
-  )
+  budget = f"wall-clock ({at['wall_s']:.0f} s, {'idle rates' if at['idle'] else 'measured'})"
+  return _reads_words(budget, at["smt"], at["bptt"])
+
+
+def equal_data_reads(smt: dict, bptt: dict) -> str:
+  """The paper's data-efficiency read in words: SMT -> DMT's last validation read beside BPTT's
+  last one within as many updates (`read_at_updates`: the same data seen)."""
+  updates, _, bits = learning_curve(smt, 1)
+  budget = f"{updates[-1]} updates (the same images seen)"
+  return _reads_words(budget, bits[-1], read_at_updates(bptt, updates[-1]))
+
+
+def _reads_words(budget: str, smt_read: float, bptt_read) -> str:
+  """SMT -> DMT's read and BPTT's ((bits, update) or None) at SMT -> DMT's `budget`."""
+  bptt = f"{bptt_read[0]:.3f} (update {bptt_read[1]})" if bptt_read else "— (no read yet)"
+  return f"at SMT→DMT's {budget} the validation reads are SMT→DMT {smt_read:.3f}, BPTT {bptt}"
 
 
 def read_columns(result: dict) -> list[str]:
@@ -358,7 +368,8 @@ def verdict(results: list, read=None) -> str:
   parts = []
   for u in UPDATERS:
     smt, bptt = by.get((u, "SMT→DMT")), by.get((u, "BPTT"))
-    if smt is None or bptt is None or None in (read(smt), read(bptt)):
+    ends = (read(smt), read(bptt)) if smt and bptt else (None,)
+    if None in ends:
       continue
     at = reads_at_equal_wall(smt, bptt)
     ok = at["bptt"] is not None and at["smt"] <= at["bptt"][0] * (1 + TOLERANCE)
@@ -366,16 +377,16 @@ def verdict(results: list, read=None) -> str:
       f"{u}: {equal_wall_reads(smt, bptt)} — "
       + ("within" if ok else "not within")
       + f" {TOLERANCE:.0%} (the paper's claim {'holds' if ok else 'does not hold'} here); test "
-      f"reads at their ends SMT→DMT {read(smt)[0]:.3f} in {reporting.run_wall(smt):.0f} s, "
-      f"BPTT {read(bptt)[0]:.3f} in {reporting.run_wall(bptt):.0f} s"
+      f"reads at their ends SMT→DMT {ends[0][0]:.3f} in {reporting.run_wall(smt):.0f} s, "
+      f"BPTT {ends[1][0]:.3f} in {reporting.run_wall(bptt):.0f} s"
     )
     best_a, best_b = read(smt, best=True), read(bptt, best=True)
     if best_a and best_b:
       part += f"; at their best validation checkpoints {best_a[0]:.3f} vs {best_b[0]:.3f}"
     parts.append(part)
-  lm = by.get(("—", "LM"))
-  if lm is not None and read(lm):
-    parts.append(f"the Transformer LM reads {read(lm)[0]:.3f}")
+  lm_read = read(by[("—", "LM")]) if ("—", "LM") in by else None
+  if lm_read:
+    parts.append(f"the Transformer LM reads {lm_read[0]:.3f}")
   return "; ".join(parts) or "not enough finished runs for a verdict"
 
 
