@@ -4,6 +4,7 @@ import gzip
 import importlib
 import json
 import math
+import shutil
 import struct
 
 import jax
@@ -409,6 +410,30 @@ def test_pixels_verdict_needs_fewer_bits_and_more_right_classes(
   assert ("claim holds" in text) == holds and ("claim does not hold" in text) == (not holds)
 
 
+def test_text_budgets_give_each_baseline_smt_dmts_idle_wall_clock_and_not_twice_it():
+  """Study 8's runs at the idle rates that experiments/bench/rates.py measured: BPTT of each
+  updater trains at least as long as SMT -> DMT of that updater, the GRU and the LM at least as
+  long as the slower SMT -> DMT; none more than twice as long, so their last reads are close to
+  reads at SMT -> DMT's wall-clock."""
+  from experiments.repro import reporting, runner, text
+
+  rates = reporting.load_rates()
+  idle = {}
+  for run in text.runs(False, 1):
+    cfg = runner.run_config(run)
+    steps = {s: {"steps": cfg.pipeline.stages[s].train.num_steps} for s in cfg.pipeline.order}
+    idle[run.tags["updater"], run.tags["method"]] = reporting.idle_wall(
+      {"run": {"name": run.name}, "stages": steps}, rates
+    )
+  assert None not in idle.values(), "rates.py --study text has not measured every stage"
+  smt_dmt = {u: idle[u, "SMT→DMT"] for u in text.UPDATERS}
+  for (updater, method), wall in idle.items():
+    if method == "SMT→DMT":
+      continue
+    own = smt_dmt.get(updater, max(smt_dmt.values()))
+    assert own <= wall <= 2 * own, (updater, method, wall, own)
+
+
 @pytest.mark.parametrize("bptt_at_100s,holds", [(2.05, True), (1.9, False)])
 def test_text_verdict_compares_validation_reads_at_smt_dmts_wall_clock(
   tmp_path, bptt_at_100s, holds
@@ -527,7 +552,9 @@ def test_teacher_test_read_is_the_batch_read_of_the_last_smt_stage(tmp_path, enc
   pooled = float(stats["loss_sum"].sum() / stats["count"].sum()) / math.log(2)
   assert step == 5 and mean == pytest.approx(pooled, rel=1e-4) and lo < mean < hi
   assert text.teacher_column(result) == f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
-  assert text.teacher_test_read({**result, "stages": {"dmt": {}}}) is None
+  dmt_only = tmp_path / "dmt_only"  # A run folder of its own: the read is kept in the run's cache.
+  shutil.copytree(tmp_path / "run" / "dmt", dmt_only / "dmt")
+  assert text.teacher_test_read({"workdir": str(dmt_only), "stages": {"dmt": {}}}) is None
 
 
 # --- study 11: scaling ---------------------------------------------------------------------------

@@ -364,3 +364,114 @@ def test_rates_merge_keeps_each_entry_measurement(tmp_path, monkeypatch):
   }
   monkeypatch.setattr(reporting, "rates_path", lambda backend: path)
   assert reporting.load_rates() == written["rates"]  # What the reports read.
+
+
+def fake_run_folder(workdir, run) -> None:
+  """A finished run folder as the worker leaves it: result.json, the stage's files, a
+  checkpoint, a best checkpoint's orbax step folder and its evaluation, a lock, log and spec."""
+  files = {
+    "result.json": json.dumps({"run": run.to_json(), "stages": {"smt": {}}, "wall_s": 1.0}),
+    "config.json": "{}",
+    "log.txt": "log",
+    "run.json": "{}",
+    "smt/config.json": "{}",
+    "smt/metrics.jsonl": '{"step": 1}\n',
+    "smt/eval.json": "{}",
+    "smt/samples.txt": "abc",
+    "smt/.lock": "",
+    "smt/checkpoints/10/params/d/blob": "weights",
+    "smt/best/10/params/d/blob": "weights",
+    "smt/best/eval.json": "{}",
+  }
+  for rel, text in files.items():
+    (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+    (workdir / rel).write_text(text)
+
+
+def test_a_record_keeps_what_reports_read_and_no_checkpoint(tmp_path):
+  from experiments.repro import records
+
+  run = runner.Run("r", "smoke.py", {}, 0, {})
+  workdir = tmp_path / "out" / "pool" / "runs" / "r"
+  fake_run_folder(workdir, run)
+  dest = records.record_dir(tmp_path / "records", workdir)
+  assert dest == tmp_path / "records" / "pool" / "r"
+  (dest / "stale.json").parent.mkdir(parents=True)
+  (dest / "stale.json").write_text("{}")  # An older record is replaced whole.
+  records.save(workdir, dest)
+  kept = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+  assert kept == [
+    "config.json",
+    "result.json",
+    "smt/best/eval.json",
+    "smt/config.json",
+    "smt/eval.json",
+    "smt/metrics.jsonl",
+    "smt/samples.txt",
+  ]
+  assert records.find(run.to_json(), dest)["workdir"] == str(dest)
+  relabelled = runner.Run("r", "smoke.py", {}, 0, {"method": "other label"})
+  assert records.find(relabelled.to_json(), dest) is not None  # Tags are labels.
+  assert records.find(runner.Run("r", "smoke.py", {}, 1, {}).to_json(), dest) is None
+  with pytest.raises(FileNotFoundError, match="only a finished run has a record"):
+    records.save(tmp_path, tmp_path / "records" / "x")
+
+
+def test_report_cache_keeps_reads_and_a_record_without_them_names_the_fix(tmp_path):
+  from experiments.repro import records
+
+  calls = []
+
+  def read():
+    calls.append(1)
+    return (1.5, (1.25, 1.75), 30)
+
+  result = {"run": {"name": "r"}, "workdir": str(tmp_path)}
+  assert records.cached(result, "read/a", read) == [1.5, [1.25, 1.75], 30]
+  assert records.cached(result, "read/a", read) == [1.5, [1.25, 1.75], 30]
+  assert len(calls) == 1, "a cached read is not computed again"
+  assert json.loads((tmp_path / records.CACHE).read_text()) == {"read/a": [1.5, [1.25, 1.75], 30]}
+  recorded = {**result, "recorded": True}
+  assert records.cached(recorded, "read/a", read) == [1.5, [1.25, 1.75], 30]
+  with pytest.raises(FileNotFoundError, match="run r is a record without checkpoints.*'read/b'"):
+    records.cached(recorded, "read/b", read)
+  assert len(calls) == 1
+
+
+def test_a_recorded_run_is_not_trained_again_and_its_report_reads_the_record(tmp_path, monkeypatch):
+  """A study whose run folder is gone but whose record is in the records root: the run is not
+  trained, and the report reads the record (its cache, its files); a run that finishes here is
+  recorded after the report, with the cache the report filled."""
+  from experiments.repro import records
+
+  recorded_run = runner.Run("old", "smoke.py", {}, 0, {})
+  new_run = runner.Run("new", "smoke.py", {}, 0, {})
+  root, out = tmp_path / "records", tmp_path / "out"
+  elsewhere = tmp_path / "other_machine" / "study" / "runs" / "old"
+  fake_run_folder(elsewhere, recorded_run)
+  records.cached({"workdir": str(elsewhere)}, "bits", lambda: 1.25)
+  records.save(elsewhere, root / "study" / "old")
+
+  def fake_execute(todo, jobs):
+    assert [run.name for run, _ in todo] == ["new"]
+    for run, workdir in todo:
+      fake_run_folder(workdir, run)
+
+  def report(results, rep):
+    return "; ".join(
+      f"{r['run']['name']}: {records.cached(r, 'bits', lambda: 2.5)}" for r in results
+    )
+
+  monkeypatch.setattr(runner, "execute", fake_execute)
+  monkeypatch.setattr(runner, "validate_run", lambda run: None)
+  study = runner.Study(
+    "study", "A study", "a claim", lambda quick, seeds: [recorded_run, new_run], report
+  )
+  argv = ["--out", str(out), "--doc", "", "--records", str(root)]
+  report_path = runner.run_studies([study], argv, "study.py")[0]
+  assert "old: 1.25; new: 2.5" in report_path.read_text()
+  assert not (out / "study" / "runs" / "old").exists()
+  assert (
+    records.cached({"workdir": str(root / "study" / "new"), "recorded": True}, "bits", None) == 2.5
+  )
+  assert (root / "study" / "new" / "smt" / "metrics.jsonl").is_file()

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import digits, mnist
-from experiments.repro import reporting, runner, text
+from experiments.repro import records, reporting, runner, text
 from smt_jax.checkpointing import SUBDIR, load_params
 from smt_jax.data.sources import labelled_images
 from smt_jax.data.streams import held_out_part
@@ -107,14 +107,19 @@ def whole_images(images: np.ndarray) -> tuple[jax.Array, jax.Array]:
 
 def teacher_column(result: dict, name: str) -> str:
   """The run's SMT teacher (`text.teacher_stage`) on `name`'s test images: bits per pixel over
-  whole images with its 95 % interval over images ("—" for a run without a teacher)."""
-  stage = text.teacher_stage(result)
-  if stage is None:
-    return "—"
-  params, _ = load_params(str(stage / SUBDIR))
-  read = text.teacher_read(load_run_config(str(stage)), jax.tree.map(jnp.asarray, params))
-  bits = text.per_sequence_bits(read, *whole_images(test_images(name)[0]))
-  return format_acc(*mean_interval(bits))
+  whole images with its 95 % interval over images ("—" for a run without a teacher). Kept in
+  the run's report cache (records.cached)."""
+
+  def read():
+    stage = text.teacher_stage(result)
+    if stage is None:
+      return None
+    params, _ = load_params(str(stage / SUBDIR))
+    read = text.teacher_read(load_run_config(str(stage)), jax.tree.map(jnp.asarray, params))
+    return mean_interval(text.per_sequence_bits(read, *whole_images(test_images(name)[0])))
+
+  bits = records.cached(result, f"teacher_bits/{name}/{NUM_HELD_OUT}", read)
+  return format_acc(*bits) if bits else "—"
 
 
 def long_range(result: dict, classifier: DigitClassifier, best: bool = False) -> dict:
@@ -124,7 +129,14 @@ def long_range(result: dict, classifier: DigitClassifier, best: bool = False) ->
   (pixels 1 .. T-1); of pixels T/2+1 .. T-1 given the top half (read from x[0]) and read alone
   (from x[T/2]); the fraction of sampled completions of the top half (the RNN reads
   x[0..T/2-1] from its start, then writes T/2 pixels) that the classifier gives the real
-  image's class (Wilson interval)."""
+  image's class (Wilson interval). Kept in the run's report cache (records.cached)."""
+  which = "best" if best else "last"
+  return records.cached(
+    result, f"long_range/{which}/{NUM_HELD_OUT}", lambda: _long_range(result, classifier, best)
+  )
+
+
+def _long_range(result: dict, classifier: DigitClassifier, best: bool) -> dict:
   cfg = load_run_config(str(text.read_dir(result)))
   params, step = load_params(str(text.read_dir(result, best)))
   models, params, start = text.rnn_of(cfg, jax.tree.map(jnp.asarray, params))

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import time
 
+from experiments.repro import records
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_DOC = REPO / "docs" / "results.md"
 
@@ -234,6 +236,12 @@ def commit_hash() -> str:
     return "unknown"
 
 
+def _shown(path: pathlib.Path) -> str:
+  """`path` relative to the repository where it lies inside it."""
+  path = path.resolve()
+  return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def write_section(doc: pathlib.Path, name: str, text: str) -> None:
   """Replaces (or appends) the section between <!-- repro:NAME --> markers in doc."""
   begin, end = f"<!-- repro:{name} begin -->", f"<!-- repro:{name} end -->"
@@ -274,7 +282,14 @@ def write_report(
     f"{total_wall / 60:.1f} min ({invocation}); commit {commit_hash()}; "
     f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
     f"- per-run folders: `{runs_dir}/NAME` (config.json, metrics.jsonl, eval.json per "
-    "stage)\n\n"
+    "stage)\n"
+    + (
+      f"- records (in git, without checkpoints; experiments/repro/records.py): "
+      f"`{_shown(root)}/{study.runs_folder(args.quick)}/NAME`\n"
+      if (root := records.root(args.quick, args.records))
+      else ""
+    )
+    + "\n"
   )
   text = header + body
   (out / "report.md").write_text(text + "\n")

@@ -9,7 +9,10 @@ A study is a list of `Run`s (a config file, dotted overrides, a seed, tags for t
 
 Each run trains through `smt_jax.train.pipeline.run_pipeline` (or `train_and_evaluate` for a
 single stage) in its own subprocess, into OUT/POOL/runs/NAME, and leaves result.json there; a
-re-run skips runs whose result.json exists with the same config (delete it to redo one). Studies
+re-run skips runs whose result.json exists with the same config (delete it to redo one), and
+runs recorded in git with the same config (experiments/repro/records.py; after writing its
+reports a full-size driver records every finished run, so another machine can re-write the
+reports without the run folders, or finish the runs left). Studies
 that share a pool share the runs they have in common (same name, config, seed and measures), so
 e.g. the length study reads the state study's SMT -> DMT runs instead of training them again.
 """
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from absl import logging
 
 from experiments.cli import load_config_file, one_line
-from experiments.repro import reporting
+from experiments.repro import records, reporting
 from smt_jax.config import strict
 from smt_jax.errors import ConfigError
 from smt_jax.eval.measures import memory_spread
@@ -239,13 +242,30 @@ def execute(todo: list, jobs: int = 1, log=print) -> list:
   return collect(todo)
 
 
-def collect(todo: list) -> list:
-  """The results of the finished (Run, workdir) pairs of `todo`, labelled with each Run's tags."""
-  return [
-    {**json.loads((workdir / "result.json").read_text()), "run": run.to_json()}
-    for run, workdir in todo
-    if (workdir / "result.json").is_file()
-  ]
+def collect(todo: list, root: pathlib.Path | None = None) -> list:
+  """The results of the finished (Run, workdir) pairs of `todo`, labelled with each Run's tags:
+  from the run folder (wherever it has moved since), else (with a records `root`) from the run's
+  record of the same config."""
+  out = []
+  for run, workdir in todo:
+    if (workdir / "result.json").is_file():
+      result = json.loads((workdir / "result.json").read_text())
+      out.append({**result, "workdir": str(workdir), "run": run.to_json()})
+    elif root and (found := records.find(run.to_json(), records.record_dir(root, workdir))):
+      out.append({**found, "run": run.to_json()})
+  return out
+
+
+def recorded_elsewhere(run: Run, workdir: pathlib.Path, root: pathlib.Path | None, log) -> bool:
+  """Whether the run has no folder here but a record of the same config under `root`: it
+  finished on another machine and is not trained again."""
+  if root is None or (workdir / "result.json").is_file():
+    return False
+  record = records.record_dir(root, workdir)
+  if records.find(run.to_json(), record) is None:
+    return False
+  log(f"[recorded] {run.name}: finished elsewhere ({record}); delete the record to train it here")
+  return True
 
 
 def parse_args(description: str, argv=None, parents=()) -> argparse.Namespace:
@@ -278,6 +298,13 @@ def parse_args(description: str, argv=None, parents=()) -> argparse.Namespace:
     help="train nothing: write the reports "
     "from the runs already finished (e.g. after editing a study's report)",
   )
+  p.add_argument(
+    "--records",
+    default=None,
+    help="folder of the runs' records in git (experiments/repro/records.py): read where a run "
+    "folder is gone, written after the reports; default docs/results/records for full-size runs, "
+    "none for --quick; '' = none",
+  )
   return p.parse_args(argv)
 
 
@@ -285,26 +312,36 @@ def run_studies(studies: list, argv: list, script: str, parents=()) -> list:
   """Validates the runs of `studies` that --runs selects (none with --report_only), trains them
   in one queue (--jobs at once; runs shared by studies once), then writes each study's report
   from every finished run. Returns the reports' paths. `parents`: the caller's own flags
-  (parse_args). A run that fails validation raises ConfigError before anything trains."""
+  (parse_args). A run that fails validation raises ConfigError before anything trains. With a
+  records root (--records), runs recorded there are not trained again, reports read them where
+  their folders are gone, and every finished run folder is recorded after the reports (which
+  fill its report cache)."""
   args = parse_args("; ".join(f"{s.title}. {s.claim}" for s in studies), argv, parents)
+  root = records.root(args.quick, args.records)
   plans = {}
   for study in studies:
     runs_dir = pathlib.Path(args.out) / study.runs_folder(args.quick) / "runs"
     plans[study.name] = [(run, runs_dir / run.name) for run in study.runs(args.quick, args.seeds)]
   todo = [] if args.report_only else [item for plan in plans.values() for item in plan]
   todo = [(run, wd) for run, wd in todo if re.search(args.runs, run.name)]
+  todo = [(run, wd) for run, wd in todo if not recorded_elsewhere(run, wd, root, print)]
   for run, _ in todo:
     validate_run(run)
   start = time.time()
   execute(todo, args.jobs)
   elapsed = time.time() - start
   command = " ".join(["python", script] + [a for a in argv if a != "--report_only"])
-  return [
+  reports = [
     reporting.write_report(
-      study, args, command, collect(plans[study.name]), len(plans[study.name]), elapsed
+      study, args, command, collect(plans[study.name], root), len(plans[study.name]), elapsed
     )
     for study in studies
   ]
+  if root:
+    finished = {wd for plan in plans.values() for _, wd in plan if (wd / "result.json").is_file()}
+    for workdir in sorted(finished):
+      records.save(workdir, records.record_dir(root, workdir))
+  return reports
 
 
 def main(study: Study, argv=None) -> pathlib.Path:

@@ -11,7 +11,6 @@ the table gives every run's updates and wall-clock, and each method's gradient-p
 One seed (a run costs about an hour). The helpers here (rows, curves) serve pixels.py too.
 """
 
-import functools
 import json
 import math
 import pathlib
@@ -20,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.repro import reporting, runner
+from experiments.repro import records, reporting, runner
 from smt_jax.checkpointing import SUBDIR, load_params
 from smt_jax.data import make_dataset
 from smt_jax.eval.measures import bits, format_acc, mean_interval
@@ -114,7 +113,6 @@ def teacher_read(cfg, params: dict):
   return lambda batch: teacher_read_stats(models, params, batch, chunk)
 
 
-@functools.cache
 def _test_read(stage: str, checkpoints: str, teacher: bool = False) -> tuple:
   cfg = load_run_config(stage)
   params, step = load_params(checkpoints)
@@ -128,11 +126,14 @@ def _test_read(stage: str, checkpoints: str, teacher: bool = False) -> tuple:
 def test_read(result: dict, best: bool = False) -> tuple | None:
   """(bits per token, its 95 % interval over sequences, checkpoint step) of the run's read
   model (`read_dir`) read from x[0] on NUM_TEST test sequences drawn with TEST_SEED; None where
-  the run kept no such checkpoint."""
-  checkpoints = read_dir(result, best)
-  if not checkpoints.is_dir():
-    return None
-  return _test_read(str(read_dir(result)), str(checkpoints))
+  the run kept no such checkpoint. Kept in the run's report cache (records.cached)."""
+
+  def read():
+    checkpoints = read_dir(result, best)
+    return _test_read(str(read_dir(result)), str(checkpoints)) if checkpoints.is_dir() else None
+
+  which = "best" if best else "last"
+  return records.cached(result, f"test_read/{which}/{NUM_TEST}/{TEST_SEED}", read)
 
 
 def teacher_stage(result: dict) -> pathlib.Path | None:
@@ -145,9 +146,13 @@ def teacher_stage(result: dict) -> pathlib.Path | None:
 def teacher_test_read(result: dict) -> tuple | None:
   """(bits per token, its 95 % interval over sequences, checkpoint step) of the run's SMT
   teacher (`teacher_stage`'s last checkpoint, `teacher_read`) on `test_read`'s test
-  sequences; None for a run without an SMT stage."""
-  stage = teacher_stage(result)
-  return stage and _test_read(str(stage), str(stage / SUBDIR), teacher=True)
+  sequences; None for a run without an SMT stage. Kept in the run's report cache."""
+
+  def read():
+    stage = teacher_stage(result)
+    return stage and _test_read(str(stage), str(stage / SUBDIR), teacher=True)
+
+  return records.cached(result, f"teacher_test_read/{NUM_TEST}/{TEST_SEED}", read)
 
 
 def main_curve(ev: dict) -> dict:
