@@ -420,11 +420,7 @@ def test_text_budgets_give_each_baseline_smt_dmts_idle_wall_clock_and_not_twice_
   rates = reporting.load_rates()
   idle = {}
   for run in text.runs(False, 1):
-    cfg = runner.run_config(run)
-    steps = {s: {"steps": cfg.pipeline.stages[s].train.num_steps} for s in cfg.pipeline.order}
-    idle[run.tags["updater"], run.tags["method"]] = reporting.idle_wall(
-      {"run": {"name": run.name}, "stages": steps}, rates
-    )
+    idle[run.tags["updater"], run.tags["method"]] = runner.planned_idle_wall(run, rates)
   assert None not in idle.values(), "rates.py --study text has not measured every stage"
   smt_dmt = {u: idle[u, "SMT→DMT"] for u in text.UPDATERS}
   for (updater, method), wall in idle.items():

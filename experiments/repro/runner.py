@@ -5,7 +5,7 @@ A study is a list of `Run`s (a config file, dotted overrides, a seed, tags for t
 `main(study)` gives every study the same command line:
 
   python experiments/repro/STUDY.py [--quick] [--out DIR] [--jobs N] [--doc PATH] [--seeds N]
-                                    [--runs REGEX] [--report_only]
+                                    [--runs REGEX] [--report_only] [--list] [--records DIR]
 
 Each run trains through `smt_jax.train.pipeline.run_pipeline` (or `train_and_evaluate` for a
 single stage) in its own subprocess, into OUT/POOL/runs/NAME, and leaves result.json there; a
@@ -192,6 +192,51 @@ def run_worker(spec_path: str) -> None:
   (workdir / "result.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
 
 
+def planned_steps(run: Run) -> dict:
+  """{stage: {"steps": its config's num_steps}} of a run, in order (a single run: its method)."""
+  cfg = run_config(run)
+  names = stage_names(cfg)
+  if not names:
+    return {cfg.method: {"steps": cfg.train.num_steps}}
+  return {s: {"steps": stage_config(cfg, s, "/unused").train.num_steps} for s in names}
+
+
+def planned_idle_wall(run: Run, rates: dict):
+  """The run's wall-clock at the idle rates (reporting.idle_wall of its planned steps), None
+  where experiments/bench/rates.py has not measured each of its stages."""
+  return reporting.idle_wall({"run": run.to_json(), "stages": planned_steps(run)}, rates)
+
+
+def run_state(run: Run, workdir: pathlib.Path, root: pathlib.Path | None) -> str:
+  """ "finished here", "recorded" (finished elsewhere, in the records under `root`), "stale" (a
+  result of another config here: it trains again) or "to train"."""
+  if (workdir / "result.json").is_file():
+    done = json.loads((workdir / "result.json").read_text())["run"]
+    same = all(done.get(k) == v for k, v in run.to_json().items() if k != "tags")
+    return "finished here" if same else "stale"
+  if root and records.find(run.to_json(), records.record_dir(root, workdir)):
+    return "recorded"
+  return "to train"
+
+
+def list_runs(plan: list, root: pathlib.Path | None, log=print) -> None:
+  """One line per (Run, workdir) of `plan`: its state (`run_state`) and its wall-clock at the
+  idle rates, then the idle hours left to train: what decides whether a machine can finish a
+  study in one session."""
+  rates, left = reporting.load_rates(), []
+  for run, workdir in plan:
+    state, idle = run_state(run, workdir, root), planned_idle_wall(run, rates)
+    log(f"  {run.name:<44} {state:<14} {'—' if idle is None else f'{idle:.0f} s idle'}")
+    if state in ("to train", "stale"):
+      left.append(idle)
+  unmeasured = sum(v is None for v in left)
+  hours = sum(v for v in left if v is not None) / 3600
+  log(
+    f"  {len(left)} of {len(plan)} to train: {hours:.1f} h at idle rates"
+    + (f" (and {unmeasured} without measured rates)" if unmeasured else "")
+  )
+
+
 def is_finished(run: Run, workdir: pathlib.Path, log) -> bool:
   """Whether workdir holds this run's result (a stale result of another config is removed)."""
   if not (workdir / "result.json").is_file():
@@ -299,6 +344,12 @@ def parse_args(description: str, argv=None, parents=()) -> argparse.Namespace:
     "from the runs already finished (e.g. after editing a study's report)",
   )
   p.add_argument(
+    "--list",
+    action="store_true",
+    help="train nothing: list each run as finished here, recorded or to train, with its "
+    "wall-clock at the idle rates of experiments/bench/results/rates_cpu.json",
+  )
+  p.add_argument(
     "--records",
     default=None,
     help="folder of the runs' records in git (experiments/repro/records.py): read where a run "
@@ -322,6 +373,11 @@ def run_studies(studies: list, argv: list, script: str, parents=()) -> list:
   for study in studies:
     runs_dir = pathlib.Path(args.out) / study.runs_folder(args.quick) / "runs"
     plans[study.name] = [(run, runs_dir / run.name) for run in study.runs(args.quick, args.seeds)]
+  if args.list:
+    for study in studies:
+      print(f"{study.title}:")
+      list_runs([(r, wd) for r, wd in plans[study.name] if re.search(args.runs, r.name)], root)
+    return []
   todo = [] if args.report_only else [item for plan in plans.values() for item in plan]
   todo = [(run, wd) for run, wd in todo if re.search(args.runs, run.name)]
   todo = [(run, wd) for run, wd in todo if not recorded_elsewhere(run, wd, root, print)]
@@ -344,11 +400,12 @@ def run_studies(studies: list, argv: list, script: str, parents=()) -> list:
   return reports
 
 
-def main(study: Study, argv=None) -> pathlib.Path:
-  """The command line of one study's driver; returns the report's path."""
+def main(study: Study, argv=None) -> pathlib.Path | None:
+  """The command line of one study's driver; returns the report's path (None with --list)."""
   argv = sys.argv[1:] if argv is None else argv
   with one_line_errors():
-    return run_studies([study], argv, f"experiments/repro/{study.name}.py")[0]
+    reports = run_studies([study], argv, f"experiments/repro/{study.name}.py")
+  return reports[0] if reports else None  # None: --list wrote no report.
 
 
 @contextlib.contextmanager
