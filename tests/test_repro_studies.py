@@ -378,6 +378,8 @@ def fake_run_folder(workdir, run) -> None:
     "smt/metrics.jsonl": '{"step": 1}\n',
     "smt/eval.json": "{}",
     "smt/samples.txt": "abc",
+    "smt/samples.png": "png",
+    "smt/read.png": "png",
     "smt/.lock": "",
     "smt/checkpoints/10/params/d/blob": "weights",
     "smt/best/10/params/d/blob": "weights",
@@ -407,6 +409,7 @@ def test_a_record_keeps_what_reports_read_and_no_checkpoint(tmp_path):
     "smt/config.json",
     "smt/eval.json",
     "smt/metrics.jsonl",
+    "smt/samples.png",
     "smt/samples.txt",
   ]
   assert records.find(run.to_json(), dest)["workdir"] == str(dest)

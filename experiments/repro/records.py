@@ -21,6 +21,8 @@ from smt_jax.checkpointing import SUBDIR
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO / "docs" / "results" / "records"
 CACHE = "report_cache.json"  # In the run folder: {key: value} of the report's checkpoint reads.
+TEXT = {".json", ".jsonl", ".txt"}
+IMAGES = {"samples.png"}  # The images a report shows (pixels.sample_grids).
 SKIPPED = {"log.txt", "run.json"}  # The worker's log and spec: machine-specific paths.
 
 
@@ -38,11 +40,12 @@ def record_dir(root: pathlib.Path, workdir: pathlib.Path) -> pathlib.Path:
 
 
 def kept(path: pathlib.Path) -> bool:
-  """Whether a file of a run folder (`path` relative to it) belongs in its record: not a
-  checkpoint (a checkpoints/ folder or an orbax step folder such as best/1200/), not a lock or
-  other hidden file, not the worker's log or spec."""
+  """Whether a file of a run folder (`path` relative to it) belongs in its record: text (json,
+  jsonl, txt) and the sample grids that reports show (samples.png); not a checkpoint (a
+  checkpoints/ folder or an orbax step folder such as best/1200/), a hidden file, the worker's
+  log or spec, or the evaluation's plots (their numbers are in eval.json)."""
   parts = path.parts
-  return not (
+  return (path.suffix in TEXT or path.name in IMAGES) and not (
     SUBDIR in parts
     or any(p.isdigit() for p in parts[:-1])
     or any(p.startswith(".") for p in parts)
