@@ -77,9 +77,16 @@ def find(run_json: dict, dest: pathlib.Path) -> dict | None:
   if not path.is_file():
     return None
   result = json.loads(path.read_text())
-  if any(result["run"].get(k) != v for k, v in run_json.items() if k != "tags"):
+  if not same_run(result["run"], run_json):
     return None
   return {**result, "workdir": str(dest), "recorded": True}
+
+
+def same_run(done: dict, run_json: dict) -> bool:
+  """Whether a finished run (its result.json's "run") is the run `run_json` (Run.to_json()):
+  the same name, config, overrides, seed and measures; tags are only labels (a run shared by
+  studies may carry either study's)."""
+  return all(done.get(k) == v for k, v in run_json.items() if k != "tags")
 
 
 def cached(result: dict, key: str, compute: Callable[[], object]):

@@ -212,8 +212,7 @@ def run_state(run: Run, workdir: pathlib.Path, root: pathlib.Path | None) -> str
   result of another config here: it trains again) or "to train"."""
   if (workdir / "result.json").is_file():
     done = json.loads((workdir / "result.json").read_text())["run"]
-    same = all(done.get(k) == v for k, v in run.to_json().items() if k != "tags")
-    return "finished here" if same else "stale"
+    return "finished here" if records.same_run(done, run.to_json()) else "stale"
   if root and records.find(run.to_json(), records.record_dir(root, workdir)):
     return "recorded"
   return "to train"
@@ -242,8 +241,8 @@ def is_finished(run: Run, workdir: pathlib.Path, log) -> bool:
   if not (workdir / "result.json").is_file():
     return False
   done = json.loads((workdir / "result.json").read_text())["run"]
-  if all(done.get(k) == v for k, v in run.to_json().items() if k != "tags"):
-    return True  # Tags are only labels: a run shared by studies may carry either study's.
+  if records.same_run(done, run.to_json()):
+    return True
   log(f"[redo] {run.name}: its config changed since result.json was written")
   shutil.rmtree(workdir)
   return False
@@ -304,11 +303,9 @@ def collect(todo: list, root: pathlib.Path | None = None) -> list:
 def recorded_elsewhere(run: Run, workdir: pathlib.Path, root: pathlib.Path | None, log) -> bool:
   """Whether the run has no folder here but a record of the same config under `root`: it
   finished on another machine and is not trained again."""
-  if root is None or (workdir / "result.json").is_file():
+  if run_state(run, workdir, root) != "recorded":
     return False
   record = records.record_dir(root, workdir)
-  if records.find(run.to_json(), record) is None:
-    return False
   log(f"[recorded] {run.name}: finished elsewhere ({record}); delete the record to train it here")
   return True
 
