@@ -178,10 +178,35 @@ def test_lm_evaluates_like_the_rnns(tmp_path):
   assert list(summary["read"]["curves"]) == ["transformer LM from x[0] (causal)"]
   curve = summary["read"]["curves"]["transformer LM from x[0] (causal)"]
   assert curve["bits"] == pytest.approx(curve["loss"] / math.log(2))
-  assert len(summary["length"]["rnn_bits"]) == 2 and "write" not in summary
+  assert len(summary["length"]["rnn_bits"]) == 2
   assert summary["params"]["read_model"] == param_counts(params)["decoder"]
+  lines = (tmp_path / summary["write"]["file"]).read_text().splitlines()
+  labels = [line.split("]")[0] for line in lines[:4]]
+  assert labels == ["=== sample 0", "[data", "[prompt", "[scratch"]
+  prompts = [line.split("] ", 1)[1].split(" || ")[0] for line in lines[1:3]]
+  assert prompts[0] == prompts[1], "the LM continues the data's prompt"
   asked = make_tiny_config(method="lm", **{"eval.sections": ("drift", "length", "write")})
-  assert resolve_eval(asked).sections == ("length",)
+  assert resolve_eval(asked).sections == ("length", "write")
+
+
+def test_lm_samples_equal_a_loop_that_rereads_the_sequence_so_far():
+  """sample_lm against a Python loop: at each step the LM reads the prompt and the tokens drawn
+  so far, and the next token is drawn from its logits at the last position with that step's
+  key (temperature 1, top 5)."""
+  from smt_jax.eval.write import sample_lm, sample_logits
+
+  cfg = make_tiny_config(method="lm")
+  models = build_models(cfg)
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
+  prompt = jax.random.randint(jax.random.key(1), (3, 4), 0, cfg.data.vocab_size)
+  key, length = jax.random.key(2), 6
+  drawn = sample_lm(models, params, prompt, key, length, 1.0, 5)
+  seq = prompt
+  for step_key in jax.random.split(key, length):
+    token = sample_logits(step_key, models.lm_logits(params, seq)[:, -1], 1.0, 5)
+    seq = jax.numpy.concatenate([seq, token[:, None]], axis=1)
+  np.testing.assert_array_equal(drawn, seq[:, 4:])
+  assert drawn.shape == (3, length) and len(np.unique(np.asarray(drawn))) > 1
 
 
 # --- the real-data configs -----------------------------------------------------------------------

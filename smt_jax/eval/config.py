@@ -46,8 +46,8 @@ def resolve_eval(cfg: ml_collections.ConfigDict, pixels: int = 0) -> ml_collecti
     pixels: H * W for pixel data (rounds write_length up to whole images), else 0.
   Returns:
     A copy of cfg.eval with prefix (`encoder_prefix`), T, drift_steps, lengths, write_length
-    and sections resolved (a method without an RNN, the Transformer LM, keeps only read and
-    length: it has no memory to drift and no RNN to sample).
+    and sections resolved (a method without an RNN, the Transformer LM, has no drift section:
+    it has no memory to drift).
   Raises:
     ConfigError naming the eval field when a value cannot work.
   """
@@ -63,8 +63,8 @@ def resolve_eval(cfg: ml_collections.ConfigDict, pixels: int = 0) -> ml_collecti
   method = method_of(cfg)
   has_teacher = method.has_teacher
   sections = tuple(e.sections) or tuple(n for n in SECTIONS if n != "drift" or has_teacher)
-  if not method.recurrent:  # The Transformer LM baseline has no RNN to drift or to sample.
-    sections = tuple(n for n in sections if n not in ("drift", "write")) or ("read",)
+  if not method.recurrent:  # The Transformer LM baseline has no memory to drift.
+    sections = tuple(n for n in sections if n != "drift") or ("read",)
   _require(
     bool(sections) and set(sections) <= set(SECTIONS),
     f"eval.sections={tuple(e.sections)} must name some of {SECTIONS}.",

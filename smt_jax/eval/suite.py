@@ -32,7 +32,7 @@ from smt_jax.eval.read import (
   summarize,
   teacher_read_stats,
 )
-from smt_jax.eval.write import samples_text, write_samples
+from smt_jax.eval.write import samples_text, write_lm_samples, write_samples
 from smt_jax.models import Models, build_models, param_counts, readout_from_decoder
 from smt_jax.objectives import method_of, read_groups, read_start, reads_through_decoder
 
@@ -68,11 +68,12 @@ class _Evaluator:
       lambda p, x, start, steps: drift_stats(rnn_step_fn(models, p), models, p, x, start, steps),
       static_argnums=(2, 3),
     )
-    self.write = jax.jit(
-      lambda p, x, key: write_samples(
-        models, p, x, key, ec.prefix, ec.write_length, ec.temperature, ec.top_k, self.read_start
-      )
-    )
+    knobs = (ec.prefix, ec.write_length, ec.temperature, ec.top_k)
+    if method.recurrent:
+      write = lambda p, x, key: write_samples(models, p, x, key, *knobs, self.read_start)
+    else:
+      write = lambda p, x, key: write_lm_samples(models, p, x, key, *knobs)
+    self.write = jax.jit(write)
 
   def batches(self, section: str, length: int, num: int, batch_size: int):
     """`final_eval_batches` of this evaluation's dataset and eval.seed."""
@@ -167,24 +168,30 @@ def _write(ev: _Evaluator, workdir: str) -> dict:
     for k, v in ev.write(ev.rnn_params, batch["x"], key).items()
     if ev.has_teacher or k != "encoder"
   }
+  model = "RNN" if ev.recurrent else "LM"
   if image_pixels(ev.ds):
     path = os.path.join(workdir, "samples.png")
     labels = {
       "data": "data",
       "encoder": f"RNN after an\nencoded {ec.prefix}-pixel\nprompt",
-      "scratch": "RNN from\nscratch\n(1-pixel prompt)",
+      "prompt": f"LM after a\n{ec.prefix}-pixel\nprompt",
+      "scratch": f"{model} from\nscratch\n(1-pixel prompt)",
     }
     plots.plot_image_grid(
       {labels[k]: ev.ds.decode(tokens) for k, tokens in samples.items()},
       path,
-      f"Samples of the RNN (temperature {ec.temperature}, top_k {ec.top_k}); "
+      f"Samples of the {model} (temperature {ec.temperature}, top_k {ec.top_k}); "
       "the prompt is the first pixels in raster order",
     )
   else:
     path = os.path.join(workdir, "samples.txt")
     with open(path, "w") as f:
       f.write(
-        samples_text(ev.ds.decode, samples, {"data": ec.prefix, "encoder": ec.prefix, "scratch": 1})
+        samples_text(
+          ev.ds.decode,
+          samples,
+          {"data": ec.prefix, "encoder": ec.prefix, "prompt": ec.prefix, "scratch": 1},
+        )
       )
   return {
     "file": os.path.basename(path),
