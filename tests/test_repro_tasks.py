@@ -33,6 +33,28 @@ def test_run_list_covers_every_task_T_and_method():
       assert stages.smt.train.stop_at_metric == "teacher_acc"
 
 
+def test_bptt_gets_smt_dmts_idle_wall_clock_where_the_rates_are_measured():
+  """At every T whose stages experiments/bench/rates.py has measured (T = 64 at least), BPTT of
+  each updater trains at least as long as SMT -> DMT of that updater with the teacher's cap, and
+  the GRU at least as long as the slower SMT -> DMT, on every task, at the idle rates."""
+  rates = reporting.load_rates()
+  idle = {}
+  for run in tasks.runs(quick=False, seeds=0):
+    tags = run.tags
+    idle[tags["task"], tags["T"], tags["updater"], tags["method"]] = runner.planned_idle_wall(
+      run, rates
+    )
+  measured = {(task, T) for (task, T, _, _), v in idle.items() if v is not None}
+  assert {T for _, T in measured} >= {64}
+  for task, T in measured:
+    smt_dmt = {u: idle[task, T, u, tasks.SMT_DMT] for u in tasks.UPDATERS}
+    for updater in (*tasks.UPDATERS, tasks.REFERENCE):
+      own = smt_dmt.get(updater, max(smt_dmt.values()))
+      assert idle[task, T, updater, tasks.BPTT] >= own, (task, T, updater)
+  at = [{"run": {"tags": {"T": T}}} for T in (64, 32, 64)]
+  assert tasks.factors_text(at) == "8 (T = 32); transformer 9, mlp 13, gru 9 (T = 64)"
+
+
 def test_configs_set_each_variants_task_at_T():
   for T in (32, 256):
     c = runner.load_config(f"tasks.py:task=stack,T={T}")

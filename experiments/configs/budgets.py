@@ -22,7 +22,7 @@ CONFIG_FACTORS = {
   "retrieval": ((32, 4), (None, 14)),  # experiments/configs/repro_retrieval.py
   "curriculum": ((None, 6),),  # experiments/configs/curriculum.py
   "stack": ((None, 8),),  # experiments/configs/repro_stack.py
-  "tasks": ((None, 8),),  # experiments/configs/tasks.py (study 9; its own rates not yet measured)
+  "tasks": ((None, 8),),  # experiments/configs/tasks.py (study 9; rates measured at T = 64)
 }
 # The default pipeline (experiments/configs/default.py, T = 32, SMT 400 + DMT 1000 updates):
 # BPTT's updates, chosen by hand above SMT -> DMT's wall-clock on idle cores.
@@ -38,6 +38,9 @@ UPDATER_FACTORS = {
   ("curriculum", "mlp", 256): 8,
   ("curriculum", "gru", 128): 7,
   ("curriculum", "gru", 256): 7,
+  ("tasks", "transformer", 64): 9,
+  ("tasks", "mlp", 64): 13,
+  ("tasks", "gru", 64): 9,
 }
 
 DMT_LR = 3e-3  # DMT's peak lr below T = LONG_ROLLOUT.
