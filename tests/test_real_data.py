@@ -200,7 +200,7 @@ def test_lm_samples_equal_a_loop_that_rereads_the_sequence_so_far():
   params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(0))
   prompt = jax.random.randint(jax.random.key(1), (3, 4), 0, cfg.data.vocab_size)
   key, length = jax.random.key(2), 6
-  drawn = sample_lm(models, params, prompt, key, length, 1.0, 5)
+  drawn = sample_lm(models, params, prompt, key, length, temperature=1.0, top_k=5)
   seq = prompt
   for step_key in jax.random.split(key, length):
     token = sample_logits(step_key, models.lm_logits(params, seq)[:, -1], 1.0, 5)

@@ -42,12 +42,28 @@ def sample_rnn(
 
   Token j is drawn from the readout of the current memory, which then reads it.
   """
+  return _generate(
+    m0,
+    lambda m, j: models.read(params, m),
+    lambda m, j, token: models.step(params, m, token),
+    key,
+    length,
+    temperature,
+    top_k,
+  )
 
-  def body(m, step_key):
-    token = sample_logits(step_key, models.read(params, m), temperature, top_k)
-    return models.step(params, m, token), token
 
-  return jnp.swapaxes(jax.lax.scan(body, m0, jax.random.split(key, length))[1], 0, 1)
+def _generate(state, logits_of, advance, key, length: int, temperature: float, top_k: int):
+  """`length` tokens (B, length), token j drawn (`sample_logits`, key j of `key`'s split) from
+  logits_of(state, j) (B, V), after which state <- advance(state, j, token); one `lax.scan`."""
+
+  def body(state, inputs):
+    j, step_key = inputs
+    token = sample_logits(step_key, logits_of(state, j), temperature, top_k)
+    return advance(state, j, token), token
+
+  steps = (jnp.arange(length), jax.random.split(key, length))
+  return jnp.swapaxes(jax.lax.scan(body, state, steps)[1], 0, 1)
 
 
 def encoder_prompt_memory(models: Models, params: dict, prompt: jax.Array) -> jax.Array:
@@ -107,6 +123,7 @@ def sample_lm(
   prompt: jax.Array,
   key: jax.Array,
   length: int,
+  *,
   temperature: float = 1.0,
   top_k: int = 0,
 ) -> jax.Array:
@@ -118,15 +135,14 @@ def sample_lm(
   batch, prompt_len = prompt.shape
   buffer = jnp.concatenate([prompt, jnp.zeros((batch, length), jnp.int32)], axis=1)
 
-  def body(tokens, inputs):
-    j, step_key = inputs
+  def logits_of(tokens, j):
     logits = models.lm_logits(params, tokens)
-    last = jax.lax.dynamic_index_in_dim(logits, prompt_len - 1 + j, axis=1, keepdims=False)
-    token = sample_logits(step_key, last, temperature, top_k)
-    return tokens.at[:, prompt_len + j].set(token), token
+    return jax.lax.dynamic_index_in_dim(logits, prompt_len - 1 + j, axis=1, keepdims=False)
 
-  steps = (jnp.arange(length), jax.random.split(key, length))
-  return jnp.swapaxes(jax.lax.scan(body, buffer, steps)[1], 0, 1)
+  def advance(tokens, j, token):
+    return tokens.at[:, prompt_len + j].set(token)
+
+  return _generate(buffer, logits_of, advance, key, length, temperature, top_k)
 
 
 def write_lm_samples(
@@ -143,8 +159,9 @@ def write_lm_samples(
   {"data": x[:, :prefix + length], "prompt": x[:, :prefix] read by the LM + `length` LM tokens,
   "scratch": x[:, :1] + prefix + length - 1 LM tokens}, int32 (B, prefix + length)."""
   k_prompt, k_scratch = jax.random.split(key)
-  after_prompt = sample_lm(models, params, x[:, :prefix], k_prompt, length, temperature, top_k)
-  scratch = sample_lm(models, params, x[:, :1], k_scratch, prefix + length - 1, temperature, top_k)
+  knobs = {"temperature": temperature, "top_k": top_k}
+  after_prompt = sample_lm(models, params, x[:, :prefix], k_prompt, length, **knobs)
+  scratch = sample_lm(models, params, x[:, :1], k_scratch, prefix + length - 1, **knobs)
   return {
     "data": x[:, : prefix + length],
     "prompt": jnp.concatenate([x[:, :prefix], after_prompt], axis=1),
