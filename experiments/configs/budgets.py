@@ -22,7 +22,7 @@ CONFIG_FACTORS = {
   "retrieval": ((32, 4), (None, 14)),  # experiments/configs/repro_retrieval.py
   "curriculum": ((None, 6),),  # experiments/configs/curriculum.py
   "stack": ((None, 8),),  # experiments/configs/repro_stack.py
-  "tasks": ((None, 8),),  # experiments/configs/tasks.py (study 9; rates measured at T = 64)
+  "tasks": ((None, 8),),  # experiments/configs/tasks.py (study 9; rates measured at T = 64, 128)
 }
 # The default pipeline (experiments/configs/default.py, T = 32, SMT 400 + DMT 1000 updates):
 # BPTT's updates, chosen by hand above SMT -> DMT's wall-clock on idle cores.
@@ -41,6 +41,9 @@ UPDATER_FACTORS = {
   ("tasks", "transformer", 64): 9,
   ("tasks", "mlp", 64): 13,
   ("tasks", "gru", 64): 9,
+  ("tasks", "transformer", 128): 9,
+  ("tasks", "mlp", 128): 13,
+  ("tasks", "gru", 128): 9,
 }
 
 DMT_LR = 3e-3  # DMT's peak lr below T = LONG_ROLLOUT.
