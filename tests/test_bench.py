@@ -437,3 +437,20 @@ def test_stage_cost_variants_set_the_named_fields_of_the_stage_config():
     stage_cost.variant_config(cfg, "smt", {"model.teacher.Tff": 2})
   with pytest.raises(SystemExit, match="KEY=VALUE"):
     stage_cost.parse_variant("smt.n_dec")
+
+
+def test_stage_cost_times_a_config_file_at_its_argument():
+  """--config NAME:ARG is the config file's get_config(ARG), as run.py loads it, and names the
+  JSON file without characters a file name should not hold."""
+  from experiments.bench import stage_cost
+  from experiments.configs import tasks
+  from experiments.repro import runner
+
+  spec = "tasks:task=stack,T=64"
+  loaded = runner.load_config(spec)
+  assert loaded.to_json(sort_keys=True) == tasks.get_config("task=stack,T=64").to_json(
+    sort_keys=True
+  )
+  assert (loaded.data.name, loaded.data.T) == ("stack", 64)
+  assert stage_cost.config_stem(spec) == "tasks_task-stack_T-64"
+  assert stage_cost.config_stem("mnist") == "mnist"

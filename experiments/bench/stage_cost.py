@@ -10,7 +10,7 @@ literal; several fields of one variant separated by commas); `--reference STAGE`
 stage of the same config (BPTT by default) as the yardstick. Every variant is compiled once, then
 timed for `--seconds` per round, the rounds alternating the variants so that drifting load falls
 on all of them; the table gives each one's median updates/s and its time per update relative to
-the stage as configured. `--config NAME` is experiments/configs/NAME.py at its defaults.
+the stage as configured. `--config NAME[:ARG]` is experiments/configs/NAME.py's get_config(ARG).
 Writes results/stage_cost_<backend>_<config>_<stage>[_<name>].json.
 """
 
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib
 import json
 import os
 import pathlib
+import re
 import statistics
 import time
 
@@ -29,6 +29,7 @@ import jax
 
 from experiments.bench import rates
 from experiments.bench.common import environment
+from experiments.repro import runner
 from smt_jax.train.loop import fresh_start
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -65,6 +66,11 @@ def variant_config(cfg, stage: str, fields: dict):
   return c
 
 
+def config_stem(spec: str) -> str:
+  """A file-name part for a --config spec: 'tasks:task=stack,T=64' -> 'tasks_task-stack_T-64'."""
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.replace("=", "-")).strip("_")
+
+
 def timed_rounds(steps: dict, rounds: int, seconds: float) -> dict:
   """{name: [updates/s of each round]}: steps[name] = (state, step fn), already compiled."""
   out = {name: [] for name in steps}
@@ -78,7 +84,11 @@ def timed_rounds(steps: dict, rounds: int, seconds: float) -> dict:
 
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--config", default="mnist", help="experiments/configs/NAME.py")
+  p.add_argument(
+    "--config",
+    default="mnist",
+    help="experiments/configs/NAME.py, or NAME:ARG for its get_config(ARG)",
+  )
   p.add_argument("--stage", default="smt", help="the pipeline stage to time")
   p.add_argument("--variant", action="append", help="KEY=VALUE[,KEY=VALUE]; repeatable")
   p.add_argument("--reference", default="bptt", help="another stage timed beside it ('' = none)")
@@ -86,7 +96,7 @@ def main(argv=None) -> None:
   p.add_argument("--seconds", type=float, default=10.0, help="timing per variant per round")
   p.add_argument("--name", default="", help="suffix of the JSON file's name")
   args = p.parse_args(argv)
-  cfg = importlib.import_module(f"experiments.configs.{args.config}").get_config()
+  cfg = runner.load_config(args.config)
   variants = {"as configured": {}}
   for text in args.variant or DEFAULT_VARIANTS:
     variants[text] = parse_variant(text)
@@ -110,7 +120,9 @@ def main(argv=None) -> None:
   for name, rate in median.items():
     print(f"{name:40s} {rate:10.3f} {base / rate:26.2f}")
   stem = "_".join(
-    filter(None, ["stage_cost", jax.default_backend(), args.config, args.stage, args.name])
+    filter(
+      None, ["stage_cost", jax.default_backend(), config_stem(args.config), args.stage, args.name]
+    )
   )
   out = HERE / "results" / f"{stem}.json"
   out.write_text(

@@ -110,7 +110,7 @@ def teacher_column(result: dict, name: str) -> str:
   whole images with its 95 % interval over images ("—" for a run without a teacher). Kept in
   the run's report cache (records.cached)."""
 
-  def read():
+  def teacher_bits():
     stage = text.teacher_stage(result)
     if stage is None:
       return None
@@ -118,7 +118,7 @@ def teacher_column(result: dict, name: str) -> str:
     read = text.teacher_read(load_run_config(str(stage)), jax.tree.map(jnp.asarray, params))
     return mean_interval(text.per_sequence_bits(read, *whole_images(test_images(name)[0])))
 
-  bits = records.cached(result, f"teacher_bits/{name}/{NUM_HELD_OUT}", read)
+  bits = records.cached(result, f"teacher_bits/{name}/{NUM_HELD_OUT}", teacher_bits)
   return format_acc(*bits) if bits else "—"
 
 
