@@ -23,7 +23,8 @@ T = 64: docs/results.md, study 9): the full-past streaming teacher
 m_empty over the whole sequence with gradients through the rollout (DMT_STAGE; lr
 budgets.dmt_lr(T)). The teacher trains until its held-out accuracy reaches TEACHER_TARGET or its
 cap (train.stop_at_metric; the study reports the updates it took). BPTT gets
-budgets.bptt_factor("tasks", T) times the SMT cap and DMT updates.
+budgets.bptt_factor("tasks", T) times the SMT cap and DMT updates, and stops early where its
+held-out accuracy from x[0] is 1.0 (the rest of its budget cannot raise it there).
 """
 
 import ml_collections
@@ -110,4 +111,6 @@ def get_config(arg: str = ""):
   c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, bptt, dmt_stage)
   c.pipeline.stages.smt.train.stop_at_metric = "teacher_acc"  # The teacher stops at ...
   c.pipeline.stages.smt.train.stop_at_value = TEACHER_TARGET  # ... this accuracy, or its cap.
+  c.pipeline.stages.bptt.train.stop_at_metric = "rnn_acc"  # BPTT stops at a perfect validation
+  c.pipeline.stages.bptt.train.stop_at_value = 1.0  # read, which no further update can raise.
   return c

@@ -101,7 +101,9 @@ def report(results: list, rep: reporting.Report) -> str:
     "on the same sequences. The teacher (SMT) trains until its accuracy on 128 validation "
     f"sequences reaches {task_configs.TEACHER_TARGET} or its cap (teacher updates: those it "
     f"took); BPTT gets {factors_text(results)} times the SMT cap and DMT updates "
-    "(experiments/configs/budgets.py: at least SMT → DMT's wall-clock at the idle rates).\n\n"
+    "(experiments/configs/budgets.py: at least SMT → DMT's wall-clock at the idle rates), "
+    "and stops early where its accuracy on the 128 validation sequences is 1.000, which the rest "
+    "of its budget could not raise.\n\n"
     + "\n\n".join(sections)
     + "\n\n**Verdict (the paper's claim):** "
     + claim_verdict(results)
