@@ -70,6 +70,10 @@ def test_configs_set_each_variants_task_at_T():
   for task, T, k in (("stack", 256, 8), ("copy", 32, 8), ("copy", 64, 16), ("copy", 256, 64)):
     c = runner.load_config(f"tasks.py:task={task},T={T}")
     assert (c.model.d_model, c.model.mem_tokens) == (32, k)
+  # SMT decodes 16 of the 65 memories at T = 64, every memory at T = 32, sampled ones beyond.
+  for T, n_t, n_dec in ((32, 0, 0), (64, 0, 16), (128, 32, 0)):
+    c = runner.load_config(f"tasks.py:task=modular,T={T}")
+    assert (c.smt.n_t, c.smt.n_dec) == (n_t, n_dec)
   with pytest.raises(Exception, match="task='nope' is unknown"):
     runner.load_config("tasks.py:task=nope")
 
