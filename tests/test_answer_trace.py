@@ -68,3 +68,82 @@ def test_last_label_only_keeps_each_rows_last_answer():
   y = np.array([[-1, 3, -1, 4, -1], [-1, -1, -1, -1, -1], [2, -1, -1, -1, 5]])
   expected = np.array([[-1, -1, -1, 4, -1], [-1] * 5, [-1, -1, -1, -1, 5]])
   np.testing.assert_array_equal(last_label_only(jnp.asarray(y)), expected)
+
+
+def stack_config(method):
+  """The tiny model on the stack (depth 4, T 8), 2 updates, 2 test batches of 8 sequences."""
+  import ml_collections
+
+  cfg = make_tiny_config(
+    method=method,
+    **{
+      "train.num_steps": 2,
+      "train.batch_size": 4,
+      "train.eval_every": 2,
+      "train.eval_batch_size": 4,
+      "train.eval_batches": 1,
+      "train.final_eval": False,
+      "log.plot": False,
+      "eval.batch_size": 8,
+      "eval.num_batches": 2,
+    },
+  )
+  cfg.data.name = "stack"
+  cfg.data.kwargs = ml_collections.ConfigDict({"depth": 4, "p_push": 0.5})
+  return cfg
+
+
+def python_lags(x, pop):
+  """t - (the push each pop undoes), -1 elsewhere, by a Python list of push positions."""
+  pushed, out = [], []
+  for t, token in enumerate(x):
+    out.append(t - pushed.pop() if token == pop else -1)
+    if token != pop:
+      pushed.append(t)
+  return out
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", ["smt", "bptt"])
+def test_read_by_lag_equals_reads_of_each_buckets_answers_alone(tmp_path, method):
+  """Each bucket's accuracy is the read (RNN from x[0], the teacher) of the final evaluation's
+  test batches with every other label masked, the buckets picked by a Python stack of pushes."""
+  from smt_jax.checkpointing import load_params
+  from smt_jax.data import make_dataset
+  from smt_jax.eval.config import final_eval_batches
+  from smt_jax.eval.measures import read_by_lag, rnn_alone
+  from smt_jax.eval.read import read_stats_from, teacher_read_stats
+  from smt_jax.train import train_and_evaluate
+
+  cfg = stack_config(method)
+  train_and_evaluate(cfg, tmp_path)
+  edges = (1, 2, 4, 8)
+  got = read_by_lag(cfg, str(tmp_path), edges)
+  models, (params, _) = build_models(cfg), load_params(tmp_path)
+  rnn, m_start = rnn_alone(cfg, params)
+  task = make_dataset(cfg.data, "test")
+  hits, count = np.zeros((2, 3)), np.zeros(3)
+  for batch in final_eval_batches(task, cfg.eval.seed, "read", 8, 2, 8):
+    x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+    lags = np.asarray([python_lags(row, task.special("pop")) for row in x.tolist()])
+    for b, (lo, hi) in enumerate(zip(edges, edges[1:])):
+      masked = {"x": batch["x"], "y": jnp.asarray(np.where((lags >= lo) & (lags < hi), y, -1))}
+      m0 = jnp.broadcast_to(m_start, (8, *m_start.shape))
+      hits[0, b] += float(read_stats_from(models, rnn, m0, masked)["hits"].sum())
+      if method == "smt":
+        hits[1, b] += float(teacher_read_stats(models, params, masked)["hits"].sum())
+      count[b] += ((lags >= lo) & (lags < hi)).sum()
+  assert got["edges"] == list(edges) and got["count"] == count.astype(int).tolist()
+  assert count.sum() > 0
+  expect = lambda row: [None if c == 0 else h / c for h, c in zip(hits[row], count)]
+  np.testing.assert_allclose(
+    [np.nan if a is None else a for a in got["rnn_acc"]],
+    [np.nan if a is None else a for a in expect(0)],
+  )
+  if method == "smt":
+    np.testing.assert_allclose(
+      [np.nan if a is None else a for a in got["teacher_acc"]],
+      [np.nan if a is None else a for a in expect(1)],
+    )
+  else:
+    assert got["teacher_acc"] is None

@@ -387,3 +387,47 @@ def test_generators_at_T256_match_their_definition(name, vocab, kwargs):
     assert all(xs.index(vocab - 1) == T // 2 for xs in x.tolist())
   if name == "retrieval":  # The needle marker in [0.4, 0.5) of the 254 marker slots.
     assert all(101 <= xs.index(vocab - 1) < 127 for xs in x.tolist())
+
+
+def stack_sources(x, V, **_):
+  """The push each pop undoes, by a Python list of push positions."""
+  pushed, out = [], []
+  for t, token in enumerate(x):
+    if token == V - 1:
+      out.append(pushed.pop())
+    else:
+      pushed.append(t)
+      out.append(-1)
+  return out
+
+
+def copy_sources(x, V, reverse=False, **_):
+  """Answer i after the separator repeats the string's symbol L - 1 - i (reversed) or i."""
+  L = x.index(V - 1)
+  return [-1] * L + [L - 1 - i if reverse else i for i in range(L)] + [-1] * (len(x) - 2 * L)
+
+
+@pytest.mark.parametrize(
+  "name, vocab, kwargs, solve",
+  [
+    ("stack", 6, {"depth": 64, "p_push": 0.5}, stack_sources),
+    ("copy", 8, {"reverse": True}, copy_sources),
+    ("copy", 8, {}, copy_sources),
+  ],
+)
+def test_answer_sources_at_T_256_match_python_and_hold_the_answer(name, vocab, kwargs, solve):
+  """Each labelled position's source (the token its answer repeats), at T = 256 against a
+  Python reference; the token there is the answer; -1 wherever there is no label."""
+  xs, ys = draw(name, vocab, 256, **kwargs)
+  task = make_dataset(data_config(name, vocab, **kwargs))
+  sources = np.asarray(jax.vmap(task.answer_sources)(np.asarray(xs), np.asarray(ys))).tolist()
+  for x, y, src in zip(xs, ys, sources):
+    assert src == solve(x, vocab, **kwargs)
+    assert all((s >= 0) == (a >= 0) for s, a in zip(src, y))
+    assert all(x[s] == a for s, a in zip(src, y) if s >= 0)
+
+
+def test_tasks_without_a_single_source_name_none():
+  task = make_dataset(data_config("modular", 17, coef_frac=0.2, warmup_pairs=0))
+  batch = task.sample(cheap_key(0), 2, 40)
+  assert (np.asarray(jax.vmap(task.answer_sources)(batch["x"], batch["y"])) == -1).all()

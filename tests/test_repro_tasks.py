@@ -106,6 +106,11 @@ def fake(tmp_path, task, T, updater, method, acc, teacher=None, teacher_steps=No
   last = workdir / list(stages)[-1]
   last.mkdir(parents=True, exist_ok=True)
   (last / "eval.json").write_text(json.dumps({"read": {"curves": curves, "roles": roles}}))
+  # Accuracy by lag: the run's accuracy in every bucket but the last, half of it there.
+  edges = tasks.lag_edges(T)
+  by_lag = lambda a: None if a is None else [a] * (len(edges) - 2) + [a / 2]
+  lags = {"edges": edges, "count": [1] * (len(edges) - 1), "rnn_acc": by_lag(acc)}
+  (last / "lags.json").write_text(json.dumps({**lags, "teacher_acc": by_lag(teacher)}))
   for stage in stages.values():
     stage.update({k: 0.5 for k in ("rnn_acc", "teacher_acc") if k in stage})
   tags = {"task": task, "T": T, "updater": updater, "method": method}
@@ -150,6 +155,15 @@ def test_report_on_fake_results(tmp_path):
   # The answer trace's means over t >= T/2 of the fake trace (t = 2, 3).
   assert "| mlp | 128 | 0.800 | 0.400 | 2.000 | 3.000 |" in text
   assert task_configs.TEACHER_TARGET == 0.95 and "0.95 or its cap" in text
+  # Accuracy by lag (copy and stack): buckets to T = 256's; T = 128's rows end with "—".
+  assert tasks.lag_edges(128) == [1, 2, 4, 8, 16, 32, 64, 128]
+  assert "| T | updater | method | lag 1-1 | lag 2-3 |" in text and "lag 128-255 |" in text
+  cells = " | ".join(["0.900"] * 6)
+  assert f"| 128 | transformer | SMT→DMT | {cells} | 0.450 | — |" in text
+  assert f"| 128 | transformer | its teacher | {' | '.join(['0.980'] * 6)} | 0.490 | — |" in text
+  stack_teacher = f"| 128 | transformer | its teacher | {' | '.join(['0.950'] * 6)} | 0.475 |\n"
+  assert stack_teacher in text  # The stack's table stops at T = 128's buckets.
+  assert "| 256 | gru | BPTT | 1.000 |" in text
 
 
 def test_test_read_runs_the_final_read_once_where_training_did_not(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import pathlib
 from experiments.configs import budgets
 from experiments.configs import tasks as task_configs
 from experiments.repro import reporting, runner
-from smt_jax.eval.measures import answer_trace, format_acc
+from smt_jax.eval.measures import answer_trace, format_acc, read_by_lag
 from smt_jax.eval.suite import evaluate_workdir, load_run_config
 
 VARIANTS = tuple(task_configs.VARIANTS)
@@ -26,6 +26,7 @@ SMT_DMT, BPTT = "SMT→DMT", "BPTT"
 TEACHER_SHARE = 0.9  # Target: SMT -> DMT from x[0] reaches this share of its teacher's accuracy.
 NEAR_CHANCE = 0.1  # Target: the T where BPTT of a non-gated updater is within this of chance.
 CLAIM_FROM = 128  # The paper's claim is judged at T >= this.
+LAG_TASKS = ("copy", "stack")  # Tasks whose answers repeat one input token (answer_sources).
 
 
 def bptt_factor(updater: str, T: int) -> int:
@@ -203,6 +204,7 @@ def task_report(variant: str, results: list, rep: reporting.Report) -> str:
     f"### {variant}\n\n{table}\n\n{plot}\n\nChance {chance:.3f}. **Targets:** "
     + task_verdict(results, chance)
     + diagnosis(results)
+    + lag_report(variant, results)
   )
 
 
@@ -344,6 +346,49 @@ def diagnosis(results: list) -> str:
   return (
     f"\n\n**Where the answers are lost.** {TRACE_DEFINITION[0].upper()}{TRACE_DEFINITION[1:]}."
     f"\n\n{table}\n"
+  )
+
+
+def lag_edges(T: int) -> list:
+  """Lag buckets [1, 2), [2, 4), ... [T / 2, T): every lag a length-T sequence can have."""
+  edges = [1]
+  while edges[-1] < T:
+    edges.append(min(2 * edges[-1], T))
+  return edges
+
+
+def lags_of(result: dict) -> dict:
+  """`read_by_lag` of the run's last stage on its test sequences (the RNN from x[0], and the
+  teacher where the stage has one), cached in that stage's folder as lags.json."""
+  stage = pathlib.Path(result["workdir"]) / list(result["stages"])[-1]
+  cache = stage / "lags.json"
+  if not cache.is_file():
+    cfg = load_run_config(str(stage))
+    cache.write_text(json.dumps(read_by_lag(cfg, str(stage), lag_edges(cfg.data.T))))
+  return json.loads(cache.read_text())
+
+
+def lag_report(variant: str, results: list) -> str:
+  """Accuracy by lag (how far back the answer's token entered) of every run of a LAG_TASKS task,
+  and of each SMT -> DMT run's teacher: which distances each method keeps."""
+  if variant not in LAG_TASKS or not results:
+    return ""
+  rows, widest = [], []
+  for r in sorted(results, key=lambda r: (r["run"]["tags"]["T"], r["run"]["tags"]["updater"])):
+    tags, lags = r["run"]["tags"], lags_of(r)
+    widest = max(widest, lags["edges"], key=len)
+    cells = lambda accs: ["—" if a is None else f"{a:.3f}" for a in accs]
+    rows.append([tags["T"], tags["updater"], tags["method"], *cells(lags["rnn_acc"])])
+    if lags["teacher_acc"] is not None:
+      rows.append([tags["T"], tags["updater"], "its teacher", *cells(lags["teacher_acc"])])
+  buckets = [f"lag {lo}-{hi - 1}" for lo, hi in zip(widest, widest[1:])]
+  rows = [row + ["—"] * (3 + len(buckets) - len(row)) for row in rows]
+  table = reporting.md_table(["T", "updater", "method", *buckets], rows)
+  return (
+    "\n\n**Accuracy by lag.** Each answer repeats one earlier input token (a pop the push it "
+    "undoes; a copied symbol the string's); its lag is how many tokens back that one entered. "
+    "Accuracy from x[0] on the test sequences, per lag bucket (smt_jax.eval.measures."
+    f"read_by_lag); a teacher reads each position from its encoder.\n\n{table}\n"
   )
 
 

@@ -82,6 +82,12 @@ class SyntheticTask:
     """One sequence: ``(x int32[T], y int32[T])``."""
     raise NotImplementedError
 
+  def answer_sources(self, x: jax.Array, y: jax.Array) -> jax.Array:
+    """int32[T]: for each labelled position of one sequence (x, y int32[T]) the position of the
+    input token its answer repeats, -1 where there is no label or no single such token (the
+    base class: none). t - source is how far back the answer's information entered."""
+    return jnp.full(x.shape, -1, jnp.int32)
+
   def check_length(self, T: int, field: str = "T") -> None:
     """The task's length rule: ValueError naming ``field`` (e.g. "data.T") unless sequences of
     length ``T`` fit the knobs. ``sample`` and config validation both call it."""
@@ -186,6 +192,14 @@ class Copy(SyntheticTask):
     y = jnp.concatenate([_fill(L, -1), a, _fill(pad, -1)])
     return x, y
 
+  def answer_sources(self, x, y):
+    """y[L + i] repeats s[L - 1 - i] (reversed) or s[i]; L = the string's length."""
+    T = x.shape[0]
+    L = self.length or T // 2
+    i = jnp.arange(T) - L
+    source = L - 1 - i if self.reverse else i
+    return jnp.where((i >= 0) & (i < L) & (y >= 0), source, -1).astype(jnp.int32)
+
 
 @dataclasses.dataclass(frozen=True)
 class Stack(SyntheticTask):
@@ -226,6 +240,21 @@ class Stack(SyntheticTask):
     init = (jnp.zeros((self.depth,), jnp.int32), jnp.int32(0))
     _, (x, y) = jax.lax.scan(step, init, jax.random.split(key, T))
     return x, y
+
+  def answer_sources(self, x, y):
+    """A pop's answer repeats the push it undoes: the position of the newest push not yet popped."""
+    pop = self.special("pop")
+
+    def step(carry, t):
+      pushed, size = carry  # Positions of the pushes on the stack, bottom first.
+      is_pop = x[t] == pop
+      top = pushed[jnp.maximum(size - 1, 0)]
+      pushed = jnp.where(is_pop, pushed, pushed.at[size].set(t))
+      size = size + jnp.where(is_pop, -1, 1)
+      return (pushed, size), jnp.where(is_pop & (y[t] >= 0), top, -1)
+
+    init = (jnp.zeros((x.shape[0],), jnp.int32), jnp.int32(0))
+    return jax.lax.scan(step, init, jnp.arange(x.shape[0]))[1].astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,6 +317,12 @@ class KeysValues(SyntheticTask):
 
   def min_length(self) -> int:
     return (max(self.n_pairs, 1) + 1) * (self.key_len + self.value_len) - 1 + self.marker_len
+
+  def answer_sources(self, x: jax.Array, y: jax.Array) -> jax.Array:
+    """int32[T]: for each labelled position of one sequence (x, y int32[T]) the position of the
+    input token its answer repeats, -1 where there is no label or no single such token (the
+    base class: none). t - source is how far back the answer's information entered."""
+    return jnp.full(x.shape, -1, jnp.int32)
 
   def check_length(self, T: int, field: str = "T") -> None:
     super().check_length(T, field)

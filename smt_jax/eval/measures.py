@@ -14,7 +14,14 @@ from smt_jax.checkpointing import load_params
 from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
 from smt_jax.eval.config import final_eval_batches
-from smt_jax.eval.read import add_stats, read_stats_from, rnn_memories, summarize
+from smt_jax.eval.read import (
+  add_stats,
+  read_logits_from,
+  read_stats_from,
+  rnn_memories,
+  summarize,
+  teacher_read_logits,
+)
 from smt_jax.models import build_models, readout_from_decoder
 from smt_jax.objectives import method_of, read_start, reads_through_decoder
 from smt_jax.objectives.windows import encoder_memories, futures, over_time
@@ -111,6 +118,63 @@ def x0_read(
     **read_interval(summary, num * batch_size),
     "T": length,
     "seed": seed,
+  }
+
+
+def read_by_lag(cfg: ml_collections.ConfigDict, workdir: str, edges) -> dict:
+  """Accuracy by how far back each answer's information entered: the read from x[0] of the run
+  in `workdir` (its RNN, and its teacher where it has one) on the final evaluation's test
+  sequences (eval.seed, eval.batch_size x eval.num_batches), over the answers whose lag
+  t - source (the task's `answer_sources`) lies in [edges[i], edges[i + 1]).
+
+  Returns {"edges", "count": per bucket, "rnn_acc", "teacher_acc" (None without a teacher); an
+  accuracy is None in a bucket without answers}.
+  """
+  task = make_dataset(cfg.data, "test")
+  if not hasattr(task, "answer_sources"):
+    raise ConfigError(
+      f"data.name={cfg.data.name!r}: accuracy by lag needs a synthetic task that names its "
+      "answers' sources (answer_sources); use a task run."
+    )
+  params, _ = load_params(workdir)
+  models, length = build_models(cfg), cfg.eval.T or cfg.data.T
+  rnn, m_start = rnn_alone(cfg, params)
+  with_teacher = method_of(cfg).has_teacher
+  bounds = jnp.asarray(edges)
+
+  def counts(batch):
+    x, y = batch["x"], batch["y"]
+    source = jax.vmap(task.answer_sources)(x, y)
+    lag = jnp.arange(x.shape[1]) - source
+    bucket = jnp.searchsorted(bounds, lag, side="right") - 1
+    inside = (source >= 0) & (lag >= bounds[0]) & (lag < bounds[-1])
+    member = jax.nn.one_hot(jnp.where(inside, bucket, -1), len(edges) - 1)  # (B, T, buckets)
+    logits = {
+      "rnn": read_logits_from(
+        models, rnn, jnp.broadcast_to(m_start, (x.shape[0],) + m_start.shape), x
+      )
+    }
+    if with_teacher:
+      logits["teacher"] = teacher_read_logits(models, params, x)
+    out = {"count": member.sum((0, 1))}
+    for role, lg in logits.items():
+      out[role] = (member * (jnp.argmax(lg, -1) == y)[..., None]).sum((0, 1))
+    return out
+
+  counts = jax.jit(counts)
+  batches = final_eval_batches(
+    task, cfg.eval.seed, "read", length, cfg.eval.num_batches, cfg.eval.batch_size
+  )
+  total = jax.tree.map(lambda *c: sum(c), *[counts(b) for b in batches])
+  n = np.asarray(total["count"])
+  ratio = lambda role: [
+    None if c == 0 else float(h / c) for h, c in zip(np.asarray(total[role]), n)
+  ]
+  return {
+    "edges": [int(e) for e in edges],
+    "count": n.astype(int).tolist(),
+    "rnn_acc": ratio("rnn"),
+    "teacher_acc": ratio("teacher") if with_teacher else None,
   }
 
 

@@ -57,8 +57,13 @@ def memories_from(
 def read_stats_from(models: Models, params: dict, m0: jax.Array, batch: dict) -> dict:
   """`position_stats` of the RNN (params' updater and readout) reading batch {"x", "y"} (B, T)
   from the memory m0 (B, Z): all it needs of a trained run is those two groups and its start."""
-  mems, _ = memories_from(models, params, m0, batch["x"])
-  return position_stats(over_time(lambda m: models.read(params, m))(mems), batch["y"])
+  return position_stats(read_logits_from(models, params, m0, batch["x"]), batch["y"])
+
+
+def read_logits_from(models: Models, params: dict, m0: jax.Array, x: jax.Array) -> jax.Array:
+  """(B, T, V) readout logits of the RNN reading x (B, T) teacher-forced from m0 (B, Z)."""
+  mems, _ = memories_from(models, params, m0, x)
+  return over_time(lambda m: models.read(params, m))(mems)
 
 
 def position_stats(logits: jax.Array, labels: jax.Array) -> dict:
@@ -109,13 +114,17 @@ def lm_read_stats(models: Models, params: dict, batch: dict) -> dict:
 
 
 def teacher_read_stats(models: Models, params: dict, batch: dict, chunk: int = 0) -> dict:
-  """`position_stats` of the reference the RNN imitates: the encoder re-encodes the Tc-window at
+  """`position_stats` of the reference the RNN imitates (`teacher_read_logits`)."""
+  return position_stats(teacher_read_logits(models, params, batch["x"], chunk), batch["y"])
+
+
+def teacher_read_logits(models: Models, params: dict, x: jax.Array, chunk: int = 0) -> jax.Array:
+  """(B, T, V) logits of the teacher's read of x (B, T): the encoder re-encodes the Tc-window at
   every position t and the decoder, with an empty future, predicts y[:, t].
 
   chunk > 0 encodes that many positions at a time (`lax.map`), bounding memory on long
   sequences; 0 encodes all T at once.
   """
-  x = batch["x"]
   batch_size, length = x.shape
   empty = jnp.zeros((batch_size, 0), jnp.int32)
 
@@ -129,10 +138,8 @@ def teacher_read_stats(models: Models, params: dict, batch: dict, chunk: int = 0
     logits = jnp.moveaxis(jax.lax.map(logits_at, t), 0, 1).reshape(
       batch_size, -1, models.decoder.vocab_size
     )
-    logits = logits[:, :length]
-  else:
-    logits = logits_at(jnp.arange(length))
-  return position_stats(logits, batch["y"])
+    return logits[:, :length]
+  return logits_at(jnp.arange(length))
 
 
 def add_stats(a: dict | None, b: dict) -> dict:
