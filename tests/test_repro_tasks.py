@@ -6,6 +6,7 @@ import pytest
 
 from experiments.configs import tasks as task_configs
 from experiments.repro import reporting, runner, tasks
+from smt_jax.train.pipeline import stage_config
 
 pytestmark = pytest.mark.integration  # Study tests: the second tier.
 
@@ -113,6 +114,12 @@ def fake(tmp_path, task, T, updater, method, acc, teacher=None, teacher_steps=No
   (last / "lags.json").write_text(json.dumps({**lags, "teacher_acc": by_lag(teacher)}))
   for stage in stages.values():
     stage.update({k: 0.5 for k in ("rnn_acc", "teacher_acc") if k in stage})
+  # Each stage's config as the pipeline saves it: the gradient path is read from it.
+  order = "smt,dmt" if method == "SMT→DMT" else "bptt"
+  cfg = runner.run_config(tasks.task_run(task, T, updater, order, quick=False))
+  for stage in stages:
+    (workdir / stage).mkdir(parents=True, exist_ok=True)
+    (workdir / stage / "config.json").write_text(stage_config(cfg, stage, workdir).to_json())
   tags = {"task": task, "T": T, "updater": updater, "method": method}
   return {"run": {"name": name, "tags": tags, "seed": 0}, "stages": stages, "workdir": str(workdir)}
 
@@ -150,8 +157,10 @@ def test_report_on_fake_results(tmp_path):
   assert "copy: holds; keys_values: not measured" in text and "stack: fails" in text
   assert "It holds on 1 of these 4 tasks" in text and "not met here." in text
   row = "| transformer | SMT→DMT | 128 | — | 0.900 [0.880, 0.910] | 0.980 [0.970, 0.990] | 300 |"
-  assert row + " 500 (600) | 20 |" in text  # Updates taken (cap).
-  assert "| gru | BPTT | 256 | — | 1.000 [0.980, 1.010] | — | — | 4800 (4800) | 30 |" in text
+  # Updates taken (cap); SMT's gradient crosses one update, DMT's and BPTT's all T.
+  assert row + " 500 (600) | 20 | SMT 1; DMT 128 |" in text
+  row = "| gru | BPTT | 256 | — | 1.000 [0.980, 1.010] | — | — | 4800 (4800) | 30 | 256 |"
+  assert row in text
   # The answer trace's means over t >= T/2 of the fake trace (t = 2, 3).
   assert "| mlp | 128 | 0.800 | 0.400 | 2.000 | 3.000 |" in text
   assert task_configs.TEACHER_TARGET == 0.95 and "0.95 or its cap" in text

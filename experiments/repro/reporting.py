@@ -14,6 +14,8 @@ import subprocess
 import time
 
 from experiments.repro import records
+from smt_jax.eval.suite import load_run_config
+from smt_jax.objectives import gradient_path_length
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_DOC = REPO / "docs" / "results.md"
@@ -60,6 +62,19 @@ def read_from(result: dict, stage: str | None = None) -> str:
   "x[0] (init)")."""
   stages = result["stages"]
   return (stages[stage] if stage else list(stages.values())[-1]).get("rnn_read_from") or "—"
+
+
+def gradient_path(result: dict) -> str:
+  """The most updater applications one gradient crosses in each stage of a run
+  (smt_jax.objectives.gradient_path_length of the config the stage saved, at its T): "64" for a
+  one-stage run, "SMT 1; DMT 64" for several."""
+  paths = {}
+  for stage in result["stages"]:
+    cfg = load_run_config(str(pathlib.Path(result["workdir"]) / stage))
+    paths[stage] = gradient_path_length(cfg, cfg.data.T)
+  if len(paths) == 1:
+    return str(*paths.values())
+  return "; ".join(f"{stage.upper()} {n}" for stage, n in paths.items())
 
 
 def stage_metric(result: dict, stage: str, metric: str):

@@ -168,6 +168,7 @@ def task_report(variant: str, results: list, rep: reporting.Report) -> str:
         teacher_steps(r) or "—",
         f"{reporting.run_steps(r)} ({reporting.run_cap(r)})",
         f"{reporting.run_wall(r):.0f}",
+        reporting.gradient_path(r),
       ]
     )
     label = f"{tags['method']} ({tags['updater']})"
@@ -187,6 +188,7 @@ def task_report(variant: str, results: list, rep: reporting.Report) -> str:
       "teacher updates",
       "updates (cap)",
       "wall s",
+      "gradient path (updater steps)",
     ],
     rows,
   )

@@ -161,16 +161,13 @@ def main_curve(ev: dict) -> dict:
 
 
 def gradient_path(result: dict) -> str:
-  """Each method's longest gradient path between two tokens, in its own units."""
-  cfg = runner.run_config(runner.Run(**result["run"]))
-  T = cfg.data.T
-  stages = list(result["stages"])
-  if stages == ["lm"]:
-    depth = cfg.pipeline.stages.lm.model.teacher.decoder_depth
-    return f"{depth} blocks (attention)"
-  if "dmt" in stages:
-    return f"SMT 1 step; DMT {T} steps"
-  return f"{T} steps"
+  """Each method's longest gradient path between two tokens: the LM's decoder blocks (its
+  attention reaches any earlier token in one), else the updater applications of each stage
+  (reporting.gradient_path)."""
+  if list(result["stages"]) == ["lm"]:
+    cfg = load_run_config(str(stage_dir(result, "lm")))
+    return f"{cfg.model.teacher.decoder_depth} blocks (attention)"
+  return reporting.gradient_path(result)
 
 
 def learning_curve(
