@@ -124,7 +124,10 @@ def fake(tmp_path, task, T, updater, method, acc, teacher=None, teacher_steps=No
   return {"run": {"name": name, "tags": tags, "seed": 0}, "stages": stages, "workdir": str(workdir)}
 
 
-def test_report_on_fake_results(tmp_path):
+def test_report_on_fake_results(tmp_path, monkeypatch):
+  # Idle rates (updates/s) of one run's stages; the other runs' are not measured.
+  rates = {"copy_T128_transformer_SMT→DMT/smt": 10.0, "copy_T128_transformer_SMT→DMT/dmt": 4.0}
+  monkeypatch.setattr(reporting, "load_rates", lambda: rates)
   results = []
   # copy: SMT→DMT of both updaters at 0.9 of a 0.98 teacher and above BPTT at 128 and 256; at 256
   # the MLP's falls below 0.9 of its teacher. BPTT of the transformer is within 0.1 of chance
@@ -158,8 +161,9 @@ def test_report_on_fake_results(tmp_path):
   assert "It holds on 1 of these 4 tasks" in text and "not met here." in text
   row = "| transformer | SMT→DMT | 128 | — | 0.900 [0.880, 0.910] | 0.980 [0.970, 0.990] | 300 |"
   # Updates taken (cap); SMT's gradient crosses one update, DMT's and BPTT's all T.
-  assert row + " 500 (600) | 20 | SMT 1; DMT 128 |" in text
-  row = "| gru | BPTT | 256 | — | 1.000 [0.980, 1.010] | — | — | 4800 (4800) | 30 | 256 |"
+  # Idle s: 300 SMT updates at 10/s and 200 DMT updates at 4/s; '—' where rates are unmeasured.
+  assert row + " 500 (600) | 20 | 80 | SMT 1; DMT 128 |" in text
+  row = "| gru | BPTT | 256 | — | 1.000 [0.980, 1.010] | — | — | 4800 (4800) | 30 | — | 256 |"
   assert row in text
   # The answer trace's means over t >= T/2 of the fake trace (t = 2, 3).
   assert "| mlp | 128 | 0.800 | 0.400 | 2.000 | 3.000 |" in text

@@ -148,6 +148,11 @@ def idle_wall(result: dict, rates: dict):
   return sum(s["steps"] / rates[k] for s, k in zip(result["stages"].values(), keys))
 
 
+def seconds(v) -> str:
+  """'1234' (whole seconds); '—' for None."""
+  return "—" if v is None else f"{v:.0f}"
+
+
 def run_steps(result: dict) -> int:
   """Updates a run took over all its stages."""
   return sum(s["steps"] for s in result["stages"].values())

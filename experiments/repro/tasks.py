@@ -104,7 +104,9 @@ def report(results: list, rep: reporting.Report) -> str:
     f"took); BPTT gets {factors_text(results)} times the SMT cap and DMT updates "
     "(experiments/configs/budgets.py: at least SMT → DMT's wall-clock at the idle rates), "
     "and stops early where its accuracy on the 128 validation sequences is 1.000, which the rest "
-    "of its budget could not raise.\n\n"
+    "of its budget could not raise. Wall s: as measured, beside other trainings on the "
+    "machine; idle s: each stage's updates at its updates per second alone on idle cores "
+    "(experiments/bench/rates.py), the budget rule's clock.\n\n"
     + "\n\n".join(sections)
     + "\n\n**Verdict (the paper's claim):** "
     + claim_verdict(results)
@@ -153,7 +155,7 @@ def cells_of(results: list) -> dict:
 def task_report(variant: str, results: list, rep: reporting.Report) -> str:
   chance = task_configs.VARIANTS[variant][3]
   Ts = sorted({r["run"]["tags"]["T"] for r in results})
-  rows, series = [], {}
+  rows, series, rates = [], {}, reporting.load_rates()
   for r in sorted(results, key=lambda r: (r["run"]["tags"]["method"], r["run"]["tags"]["T"])):
     tags = r["run"]["tags"]
     teacher = test_acc(r, "teacher")
@@ -168,6 +170,7 @@ def task_report(variant: str, results: list, rep: reporting.Report) -> str:
         teacher_steps(r) or "—",
         f"{reporting.run_steps(r)} ({reporting.run_cap(r)})",
         f"{reporting.run_wall(r):.0f}",
+        reporting.seconds(reporting.idle_wall(r, rates)),
         reporting.gradient_path(r),
       ]
     )
@@ -188,6 +191,7 @@ def task_report(variant: str, results: list, rep: reporting.Report) -> str:
       "teacher updates",
       "updates (cap)",
       "wall s",
+      "idle s",
       "gradient path (updater steps)",
     ],
     rows,

@@ -283,7 +283,7 @@ def table_rows(results: list, reads=read_columns, teacher=None) -> list:
         f"{ev.get('params', {}).get('read_model', 0):,}",
         reporting.run_steps(r),
         f"{reporting.run_wall(r):.0f}",
-        seconds(reporting.idle_wall(r, rates)),
+        reporting.seconds(reporting.idle_wall(r, rates)),
         gradient_path(r),
       ]
     )
@@ -317,10 +317,6 @@ def best_read(result: dict) -> str:
 
 def fmt(v) -> str:
   return "—" if v is None or not math.isfinite(v) else f"{v:.3f}"
-
-
-def seconds(v) -> str:
-  return "—" if v is None else f"{v:.0f}"
 
 
 def curves_plots(results: list, rep: reporting.Report, prefix: str, unit: str) -> str:
