@@ -10,6 +10,7 @@ import pytest
 import scipy.stats
 
 from smt_jax.data import TASK_NAMES, default_data_config, make_dataset
+from smt_jax.data.synthetic import has_answer_sources
 
 DRAWS = 64  # sequences per (task, T) case
 
@@ -407,12 +408,28 @@ def copy_sources(x, V, reverse=False, **_):
   return [-1] * L + [L - 1 - i if reverse else i for i in range(L)] + [-1] * (len(x) - 2 * L)
 
 
+def keys_values_sources(x, V, key_len=2, value_len=2, disjoint=False, **_):
+  """The queried value's tokens repeat those of the pair whose key matches the query's, found
+  by comparing the query key with every pair's (labels as solve_keys_values places them)."""
+  labels = solve_keys_values(x, V, key_len, value_len, disjoint)
+  first = labels.index(next(a for a in labels if a >= 0))
+  pair, query_key = key_len + value_len, x[first - key_len + 1 : first + 1]
+  match = next(j for j in range(0, first, pair) if x[j : j + key_len] == query_key)
+  out = [-1] * len(x)
+  for i in range(value_len):
+    out[first + i] = match + key_len + i
+  return out
+
+
 @pytest.mark.parametrize(
   "name, vocab, kwargs, solve",
   [
     ("stack", 6, {"depth": 64, "p_push": 0.5}, stack_sources),
     ("copy", 8, {"reverse": True}, copy_sources),
     ("copy", 8, {}, copy_sources),
+    ("keys_values", 18, {"n_pairs": 0}, keys_values_sources),
+    ("keys_values", 18, {"n_pairs": 0, "disjoint": True}, keys_values_sources),
+    ("keys_values", 6, {"n_pairs": 0, "key_len": 3, "value_len": 1}, keys_values_sources),
   ],
 )
 def test_answer_sources_at_T_256_match_python_and_hold_the_answer(name, vocab, kwargs, solve):
@@ -427,7 +444,11 @@ def test_answer_sources_at_T_256_match_python_and_hold_the_answer(name, vocab, k
     assert all(x[s] == a for s, a in zip(src, y) if s >= 0)
 
 
-def test_tasks_without_a_single_source_name_none():
-  task = make_dataset(data_config("modular", 17, coef_frac=0.2, warmup_pairs=0))
-  batch = task.sample(cheap_key(0), 2, 40)
-  assert (np.asarray(jax.vmap(task.answer_sources)(batch["x"], batch["y"])) == -1).all()
+@pytest.mark.parametrize("name,vocab,kwargs", AT_LENGTH, ids=lambda c: str(c))
+def test_tasks_name_sources_exactly_where_has_answer_sources_says(name, vocab, kwargs):
+  """A task either names a source for some answer of a sample or, where has_answer_sources says
+  it has none, for no position at all."""
+  task = make_dataset(data_config(name, vocab, **kwargs))
+  batch = task.sample(cheap_key(0), 2, max(64, task.min_length()))
+  sources = np.asarray(jax.vmap(task.answer_sources)(batch["x"], batch["y"]))
+  assert (sources >= 0).any() == has_answer_sources(name)

@@ -15,6 +15,7 @@ import pathlib
 from experiments.configs import budgets
 from experiments.configs import tasks as task_configs
 from experiments.repro import reporting, runner
+from smt_jax.data.synthetic import has_answer_sources
 from smt_jax.eval.measures import answer_trace, format_acc, read_by_lag
 from smt_jax.eval.suite import evaluate_workdir, load_run_config
 
@@ -26,7 +27,6 @@ SMT_DMT, BPTT = "SMT→DMT", "BPTT"
 TEACHER_SHARE = 0.9  # Target: SMT -> DMT from x[0] reaches this share of its teacher's accuracy.
 NEAR_CHANCE = 0.1  # Target: the T where BPTT of a non-gated updater is within this of chance.
 CLAIM_FROM = 128  # The paper's claim is judged at T >= this.
-LAG_TASKS = ("copy", "stack")  # Tasks whose answers repeat one input token (answer_sources).
 
 
 def bptt_factor(updater: str, T: int) -> int:
@@ -375,9 +375,10 @@ def lags_of(result: dict) -> dict:
 
 
 def lag_report(variant: str, results: list) -> str:
-  """Accuracy by lag (how far back the answer's token entered) of every run of a LAG_TASKS task,
-  and of each SMT -> DMT run's teacher: which distances each method keeps."""
-  if variant not in LAG_TASKS or not results:
+  """Accuracy by lag (how far back the answer's token entered) of every run of a task whose
+  answers repeat one input token (has_answer_sources), and of each SMT -> DMT run's teacher:
+  which distances each method keeps."""
+  if not has_answer_sources(task_configs.VARIANTS[variant][0]) or not results:
     return ""
   rows, widest = [], []
   for r in sorted(results, key=lambda r: (r["run"]["tags"]["T"], r["run"]["tags"]["updater"])):
@@ -392,7 +393,8 @@ def lag_report(variant: str, results: list) -> str:
   table = reporting.md_table(["T", "updater", "method", *buckets], rows)
   return (
     "\n\n**Accuracy by lag.** Each answer repeats one earlier input token (a pop the push it "
-    "undoes; a copied symbol the string's); its lag is how many tokens back that one entered. "
+    "undoes; a copied symbol the string's; a queried value the pair's); its lag is how many "
+    "tokens back that one entered. "
     "Accuracy from x[0] on the test sequences, per lag bucket (smt_jax.eval.measures."
     f"read_by_lag); a teacher reads each position from its encoder.\n\n{table}\n"
   )

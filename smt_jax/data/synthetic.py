@@ -318,11 +318,17 @@ class KeysValues(SyntheticTask):
   def min_length(self) -> int:
     return (max(self.n_pairs, 1) + 1) * (self.key_len + self.value_len) - 1 + self.marker_len
 
-  def answer_sources(self, x: jax.Array, y: jax.Array) -> jax.Array:
-    """int32[T]: for each labelled position of one sequence (x, y int32[T]) the position of the
-    input token its answer repeats, -1 where there is no label or no single such token (the
-    base class: none). t - source is how far back the answer's information entered."""
-    return jnp.full(x.shape, -1, jnp.int32)
+  def answer_sources(self, x, y):
+    """The queried value's i-th token repeats the i-th value token of the pair whose key the
+    query names (keys are distinct, so exactly one pair matches)."""
+    T = x.shape[0]
+    n, kl, pair = self.pairs_for(T), self.key_len, self.key_len + self.value_len
+    query = n * pair + self.marker_len  # Position of the query key's first token.
+    keys = x[: n * pair].reshape(n, pair)[:, :kl]
+    match = jnp.argmax((keys == x[query : query + kl]).all(axis=1))
+    i = jnp.arange(T) - (query + kl - 1)  # Index in the value of the answer at each position.
+    source = match * pair + kl + i
+    return jnp.where((i >= 0) & (i < self.value_len) & (y >= 0), source, -1).astype(jnp.int32)
 
   def check_length(self, T: int, field: str = "T") -> None:
     super().check_length(T, field)
@@ -525,3 +531,9 @@ TASKS: dict[str, type[SyntheticTask]] = {
   cls.name: cls
   for cls in (Retrieval, Copy, Stack, KeysValues, ModularArithmetic, Parity, Recency, Primacy)
 }
+
+
+def has_answer_sources(name: str) -> bool:
+  """Whether task `name` names the input token each answer repeats (it overrides
+  SyntheticTask.answer_sources), so that accuracy by lag is defined for it."""
+  return TASKS[name].answer_sources is not SyntheticTask.answer_sources
