@@ -147,3 +147,16 @@ def test_read_by_lag_equals_reads_of_each_buckets_answers_alone(tmp_path, method
     )
   else:
     assert got["teacher_acc"] is None
+
+
+@pytest.mark.parametrize("name", ["modular", "wikitext_chars"])
+def test_read_by_lag_refuses_data_without_answer_sources(tmp_path, name):
+  """A task with no single source per answer, or real data, is refused before any checkpoint
+  is read (tmp_path holds none)."""
+  from smt_jax.errors import ConfigError
+  from smt_jax.eval.measures import read_by_lag
+
+  cfg = stack_config("smt")
+  cfg.data.name = name
+  with pytest.raises(ConfigError, match=f"data.name='{name}': accuracy by lag needs"):
+    read_by_lag(cfg, str(tmp_path), (1, 2))

@@ -534,6 +534,7 @@ TASKS: dict[str, type[SyntheticTask]] = {
 
 
 def has_answer_sources(name: str) -> bool:
-  """Whether task `name` names the input token each answer repeats (it overrides
-  SyntheticTask.answer_sources), so that accuracy by lag is defined for it."""
-  return TASKS[name].answer_sources is not SyntheticTask.answer_sources
+  """Whether data `name` is a synthetic task that names the input token each answer repeats
+  (it overrides SyntheticTask.answer_sources), so that accuracy by lag is defined for it."""
+  task = TASKS.get(name)
+  return task is not None and task.answer_sources is not SyntheticTask.answer_sources

@@ -12,6 +12,7 @@ import numpy as np
 
 from smt_jax.checkpointing import load_params
 from smt_jax.data import make_dataset
+from smt_jax.data.synthetic import has_answer_sources
 from smt_jax.errors import ConfigError
 from smt_jax.eval.config import final_eval_batches
 from smt_jax.eval.read import (
@@ -130,12 +131,13 @@ def read_by_lag(cfg: ml_collections.ConfigDict, workdir: str, edges) -> dict:
   Returns {"edges", "count": per bucket, "rnn_acc", "teacher_acc" (None without a teacher); an
   accuracy is None in a bucket without answers}.
   """
-  task = make_dataset(cfg.data, "test")
-  if not hasattr(task, "answer_sources"):
+  if not has_answer_sources(cfg.data.name):
     raise ConfigError(
-      f"data.name={cfg.data.name!r}: accuracy by lag needs a synthetic task that names its "
-      "answers' sources (answer_sources); use a task run."
+      f"data.name={cfg.data.name!r}: accuracy by lag needs a synthetic task whose answers "
+      "repeat one input token (smt_jax.data.synthetic.has_answer_sources: copy, stack, "
+      "keys_values)."
     )
+  task = make_dataset(cfg.data, "test")
   params, _ = load_params(workdir)
   models, length = build_models(cfg), cfg.eval.T or cfg.data.T
   rnn, m_start = rnn_alone(cfg, params)
