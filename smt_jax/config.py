@@ -198,8 +198,10 @@ def base_config() -> ml_collections.ConfigDict:
   #                     the encoder reads x[0..P-1], then the RNN reads x[P..] (methods with a
   #                     teacher); also the prompt of the encoder-prompted samples. -1 = Tc (T // 2
   #                     when Tc >= T).
-  c.eval.sections = ()  # Parts of the final evaluation (read, drift, length, write); () = all,
-  #                       but drift only for methods with a teacher.
+  c.eval.sections = ()  # Parts of the final evaluation (read, drift, length, write, lags);
+  #                       () = all, but drift only for methods with a teacher and lags (accuracy
+  #                       by how far back each answer's token entered) only for an RNN on a task
+  #                       whose answers repeat one input token (copy, stack, keys_values).
   c.eval.seed = 0  # Seeds the test batches (data "test", from smt_jax.eval.config.final_eval_key, a
   #                  key no training or validation batch uses) and the samples.
   c.eval.batch_size = 64  # Test sequences per evaluation batch.

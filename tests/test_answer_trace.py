@@ -110,16 +110,17 @@ def test_read_by_lag_equals_reads_of_each_buckets_answers_alone(tmp_path, method
   test batches with every other label masked, the buckets picked by a Python stack of pushes."""
   from smt_jax.checkpointing import load_params
   from smt_jax.data import make_dataset
+  from smt_jax.eval import evaluate_workdir, format_table
   from smt_jax.eval.config import final_eval_batches
-  from smt_jax.eval.measures import read_by_lag, rnn_alone
+  from smt_jax.eval.measures import lag_edges, read_by_lag, rnn_alone
   from smt_jax.eval.read import read_stats_from, teacher_read_stats
   from smt_jax.train import train_and_evaluate
 
   cfg = stack_config(method)
   train_and_evaluate(cfg, tmp_path)
   edges = (1, 2, 4, 8)
-  got = read_by_lag(cfg, str(tmp_path), edges)
   models, (params, _) = build_models(cfg), load_params(tmp_path)
+  got = read_by_lag(cfg, params, edges)
   rnn, m_start = rnn_alone(cfg, params)
   task = make_dataset(cfg.data, "test")
   hits, count = np.zeros((2, 3)), np.zeros(3)
@@ -147,16 +148,20 @@ def test_read_by_lag_equals_reads_of_each_buckets_answers_alone(tmp_path, method
     )
   else:
     assert got["teacher_acc"] is None
+  # The evaluation's lags section is the same read over every lag of T, with its plot.
+  summary = evaluate_workdir(str(tmp_path), {"eval.sections": ("lags",)})
+  assert summary["lags"] == {**read_by_lag(cfg, params, lag_edges(8)), "file": "lags.png"}
+  assert (tmp_path / "lags.png").is_file() and "accuracy by lag" in format_table(summary)
 
 
 @pytest.mark.parametrize("name", ["modular", "wikitext_chars"])
-def test_read_by_lag_refuses_data_without_answer_sources(tmp_path, name):
-  """A task with no single source per answer, or real data, is refused before any checkpoint
-  is read (tmp_path holds none)."""
+def test_read_by_lag_refuses_data_without_answer_sources(name):
+  """A task with no single source per answer, or real data, is refused before any parameter
+  is read (there are none)."""
   from smt_jax.errors import ConfigError
   from smt_jax.eval.measures import read_by_lag
 
   cfg = stack_config("smt")
   cfg.data.name = name
   with pytest.raises(ConfigError, match=f"data.name='{name}': accuracy by lag needs"):
-    read_by_lag(cfg, str(tmp_path), (1, 2))
+    read_by_lag(cfg, {}, (1, 2))

@@ -232,6 +232,18 @@ def test_resolve_eval_derives_defaults_and_names_bad_fields(tiny_config):
     resolve_eval(cfg)
 
 
+def test_lags_section_is_a_default_only_where_answers_name_a_source(tiny_config):
+  """Accuracy by lag joins the default sections for an RNN on a task whose answers repeat one
+  input token, and naming it elsewhere is refused with the reason."""
+  stack = {"data.name": "stack", "data.vocab_size": 6, "data.kwargs": {"depth": 4}}
+  assert resolve_eval(tiny_config(**stack)).sections == ("read", "drift", "length", "write", "lags")
+  assert "lags" not in resolve_eval(tiny_config()).sections  # Retrieval names no source.
+  assert "lags" not in resolve_eval(tiny_config(method="lm", **stack)).sections  # No RNN.
+  asked = tiny_config(**{"eval.sections": ("read", "lags")})
+  with pytest.raises(ConfigError, match="names 'lags' but data.name='retrieval'"):
+    resolve_eval(asked)
+
+
 @pytest.mark.integration
 def test_trace_of_the_last_label_matches_python_loop(setup):
   """trace_last_label against one memory and one future at a time: each row's last label y[j]

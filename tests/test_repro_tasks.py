@@ -6,6 +6,7 @@ import pytest
 
 from experiments.configs import tasks as task_configs
 from experiments.repro import reporting, runner, tasks
+from smt_jax.eval.measures import lag_edges
 from smt_jax.train.pipeline import stage_config
 
 pytestmark = pytest.mark.integration  # Study tests: the second tier.
@@ -104,14 +105,16 @@ def fake(tmp_path, task, T, updater, method, acc, teacher=None, teacher_steps=No
   if teacher is not None:
     curves["teacher"] = {"acc": teacher, "acc_interval": [teacher - 0.01, teacher + 0.01]}
     roles["teacher"] = "teacher"
-  last = workdir / list(stages)[-1]
-  last.mkdir(parents=True, exist_ok=True)
-  (last / "eval.json").write_text(json.dumps({"read": {"curves": curves, "roles": roles}}))
   # Accuracy by lag: the run's accuracy in every bucket but the last, half of it there.
-  edges = tasks.lag_edges(T)
+  edges = lag_edges(T)
   by_lag = lambda a: None if a is None else [a] * (len(edges) - 2) + [a / 2]
   lags = {"edges": edges, "count": [1] * (len(edges) - 1), "rnn_acc": by_lag(acc)}
-  (last / "lags.json").write_text(json.dumps({**lags, "teacher_acc": by_lag(teacher)}))
+  last = workdir / list(stages)[-1]
+  last.mkdir(parents=True, exist_ok=True)
+  read = {"curves": curves, "roles": roles}
+  (last / "eval.json").write_text(
+    json.dumps({"read": read, "lags": {**lags, "teacher_acc": by_lag(teacher)}})
+  )
   for stage in stages.values():
     stage.update({k: 0.5 for k in ("rnn_acc", "teacher_acc") if k in stage})
   # Each stage's config as the pipeline saves it: the gradient path is read from it.
@@ -169,7 +172,7 @@ def test_report_on_fake_results(tmp_path, monkeypatch):
   assert "| mlp | 128 | 0.800 | 0.400 | 2.000 | 3.000 |" in text
   assert task_configs.TEACHER_TARGET == 0.95 and "0.95 or its cap" in text
   # Accuracy by lag (copy and stack): buckets to T = 256's; T = 128's rows end with "—".
-  assert tasks.lag_edges(128) == [1, 2, 4, 8, 16, 32, 64, 128]
+  assert lag_edges(128) == [1, 2, 4, 8, 16, 32, 64, 128]
   assert "| T | updater | method | lag 1-1 | lag 2-3 |" in text and "lag 128-255 |" in text
   cells = " | ".join(["0.900"] * 6)
   assert f"| 128 | transformer | SMT→DMT | {cells} | 0.450 | — |" in text

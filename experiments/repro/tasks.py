@@ -16,7 +16,7 @@ from experiments.configs import budgets
 from experiments.configs import tasks as task_configs
 from experiments.repro import reporting, runner
 from smt_jax.data.synthetic import has_answer_sources
-from smt_jax.eval.measures import answer_trace, format_acc, read_by_lag
+from smt_jax.eval.measures import answer_trace, format_acc
 from smt_jax.eval.suite import evaluate_workdir, load_run_config
 
 VARIANTS = tuple(task_configs.VARIANTS)
@@ -114,18 +114,25 @@ def report(results: list, rep: reporting.Report) -> str:
   )
 
 
-def test_read(result: dict) -> dict:
-  """The read of the run's last stage on the test split (eval.batch_size x eval.num_batches
-  sequences, 1024 by default, drawn with a key that no training or validation batch uses), run
-  once and kept in that stage's eval.json: {"rnn": curve, "teacher": curve or None}, each curve
-  with "acc", "acc_interval" (95 %) and "num_sequences". The runs train with train.final_eval off;
-  their in-training evaluations (128 validation sequences) decide when the teacher stops, so
-  they are not reported."""
+def final_section(result: dict, name: str, complete=lambda section: True) -> dict:
+  """Section `name` of the final evaluation of the run's last stage, from its eval.json; where
+  training did not run it (the runs train with train.final_eval off) or it is not `complete`,
+  run once on that stage's checkpoint (evaluate_workdir, merged into eval.json)."""
   stage = pathlib.Path(result["workdir"]) / list(result["stages"])[-1]
   path = stage / "eval.json"
-  read = json.loads(path.read_text()).get("read") if path.is_file() else None
-  if not read or "roles" not in read:
-    read = evaluate_workdir(str(stage), {"eval.sections": ("read",)})["read"]
+  section = json.loads(path.read_text()).get(name) if path.is_file() else None
+  if not section or not complete(section):
+    section = evaluate_workdir(str(stage), {"eval.sections": (name,)})[name]
+  return section
+
+
+def test_read(result: dict) -> dict:
+  """The read of the run's last stage on the test split (eval.batch_size x eval.num_batches
+  sequences, 1024 by default, drawn with a key that no training or validation batch uses):
+  {"rnn": curve, "teacher": curve or None}, each curve with "acc", "acc_interval" (95 %) and
+  "num_sequences". Their in-training evaluations (128 validation sequences) decide when the
+  teacher stops, so they are not reported."""
+  read = final_section(result, "read", complete=lambda read: "roles" in read)
   roles = read["roles"]
   return {
     role: read["curves"][roles[role]] if role in roles else None for role in ("rnn", "teacher")
@@ -355,25 +362,6 @@ def diagnosis(results: list) -> str:
   )
 
 
-def lag_edges(T: int) -> list:
-  """Lag buckets [1, 2), [2, 4), ... [T / 2, T): every lag a length-T sequence can have."""
-  edges = [1]
-  while edges[-1] < T:
-    edges.append(min(2 * edges[-1], T))
-  return edges
-
-
-def lags_of(result: dict) -> dict:
-  """`read_by_lag` of the run's last stage on its test sequences (the RNN from x[0], and the
-  teacher where the stage has one), cached in that stage's folder as lags.json."""
-  stage = pathlib.Path(result["workdir"]) / list(result["stages"])[-1]
-  cache = stage / "lags.json"
-  if not cache.is_file():
-    cfg = load_run_config(str(stage))
-    cache.write_text(json.dumps(read_by_lag(cfg, str(stage), lag_edges(cfg.data.T))))
-  return json.loads(cache.read_text())
-
-
 def lag_report(variant: str, results: list) -> str:
   """Accuracy by lag (how far back the answer's token entered) of every run of a task whose
   answers repeat one input token (has_answer_sources), and of each SMT -> DMT run's teacher:
@@ -382,7 +370,7 @@ def lag_report(variant: str, results: list) -> str:
     return ""
   rows, widest = [], []
   for r in sorted(results, key=lambda r: (r["run"]["tags"]["T"], r["run"]["tags"]["updater"])):
-    tags, lags = r["run"]["tags"], lags_of(r)
+    tags, lags = r["run"]["tags"], final_section(r, "lags")
     widest = max(widest, lags["edges"], key=len)
     cells = lambda accs: ["—" if a is None else f"{a:.3f}" for a in accs]
     rows.append([tags["T"], tags["updater"], tags["method"], *cells(lags["rnn_acc"])])
@@ -394,9 +382,9 @@ def lag_report(variant: str, results: list) -> str:
   return (
     "\n\n**Accuracy by lag.** Each answer repeats one earlier input token (a pop the push it "
     "undoes; a copied symbol the string's; a queried value the pair's); its lag is how many "
-    "tokens back that one entered. "
-    "Accuracy from x[0] on the test sequences, per lag bucket (smt_jax.eval.measures."
-    f"read_by_lag); a teacher reads each position from its encoder.\n\n{table}\n"
+    "tokens back that one entered. Accuracy from x[0] on the test sequences, per lag bucket "
+    "(the final evaluation's lags section, smt_jax.eval.measures.read_by_lag); a teacher "
+    f"reads each position from its encoder.\n\n{table}\n"
   )
 
 

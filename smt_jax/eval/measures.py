@@ -122,11 +122,19 @@ def x0_read(
   }
 
 
-def read_by_lag(cfg: ml_collections.ConfigDict, workdir: str, edges) -> dict:
-  """Accuracy by how far back each answer's information entered: the read from x[0] of the run
-  in `workdir` (its RNN, and its teacher where it has one) on the final evaluation's test
-  sequences (eval.seed, eval.batch_size x eval.num_batches), over the answers whose lag
-  t - source (the task's `answer_sources`) lies in [edges[i], edges[i + 1]).
+def lag_edges(T: int) -> list:
+  """Lag buckets [1, 2), [2, 4), ... [T / 2, T): every lag a length-T sequence can have."""
+  edges = [1]
+  while edges[-1] < T:
+    edges.append(min(2 * edges[-1], T))
+  return edges
+
+
+def read_by_lag(cfg: ml_collections.ConfigDict, params: dict, edges) -> dict:
+  """Accuracy by how far back each answer's information entered: the read from x[0] of the model
+  `params` of a run of `cfg` (its RNN, and its teacher where it has one) on the final
+  evaluation's read sequences (eval.seed, eval.batch_size x eval.num_batches), over the answers
+  whose lag t - source (the task's `answer_sources`) lies in [edges[i], edges[i + 1]).
 
   Returns {"edges", "count": per bucket, "rnn_acc", "teacher_acc" (None without a teacher); an
   accuracy is None in a bucket without answers}.
@@ -138,7 +146,6 @@ def read_by_lag(cfg: ml_collections.ConfigDict, workdir: str, edges) -> dict:
       "keys_values)."
     )
   task = make_dataset(cfg.data, "test")
-  params, _ = load_params(workdir)
   models, length = build_models(cfg), cfg.eval.T or cfg.data.T
   rnn, m_start = rnn_alone(cfg, params)
   with_teacher = method_of(cfg).has_teacher

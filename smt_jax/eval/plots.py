@@ -83,6 +83,25 @@ def plot_length(lengths, accuracies: dict, train_length: int, path: str) -> None
   _save(fig, path)
 
 
+def plot_lags(edges, accuracies: dict, path: str) -> None:
+  """Accuracy per lag bucket [edges[i], edges[i + 1]), one line per model in accuracies
+  {name: (buckets,), None where a bucket has no answers}."""
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  for name, acc in accuracies.items():
+    ax.plot(edges[:-1], [np.nan if a is None else a for a in acc], marker="o", label=name)
+  ax.set_xscale("log", base=2)
+  ax.set_xticks(edges[:-1], [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])])
+  ax.set(
+    xlabel="lag: tokens back to the input token the answer repeats",
+    ylabel="accuracy",
+    ylim=(-0.02, 1.02),
+    title="Accuracy by lag",
+  )
+  ax.grid(alpha=0.3)
+  ax.legend()
+  _save(fig, path)
+
+
 def plot_image_grid(rows: dict, path: str, title: str) -> None:
   """rows {name: uint8 (N, n, H, W)}: one grid row per name, one column per sample, the n
   images of a sample side by side."""

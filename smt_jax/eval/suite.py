@@ -24,7 +24,14 @@ from smt_jax.eval.config import (
   resolve_eval,
 )
 from smt_jax.eval.drift import drift_stats, rnn_step_fn
-from smt_jax.eval.measures import bits, bits_unit, format_acc, read_interval
+from smt_jax.eval.measures import (
+  bits,
+  bits_unit,
+  format_acc,
+  lag_edges,
+  read_by_lag,
+  read_interval,
+)
 from smt_jax.eval.read import (
   add_stats,
   lm_read_stats,
@@ -37,6 +44,9 @@ from smt_jax.models import Models, build_models, param_counts, readout_from_deco
 from smt_jax.objectives import method_of, read_groups, read_start, reads_through_decoder
 
 START_NAMES = {0: "m_empty", None: "initial memory"}  # Method.read_start -> its name.
+# Folded into the final evaluation's key for the samples' draws: the section batches' streams
+# are SECTIONS' indices, and "lags" (index 4) reads the read's batches, never its own.
+WRITE_STREAM = 4
 LM_READ = "transformer LM from x[0] (causal)"  # The read's name for a method without an RNN.
 
 
@@ -159,10 +169,19 @@ def _length(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dic
   return out
 
 
+def _lags(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Accuracy by lag (`read_by_lag`) on the read's test sequences, over every lag of eval.T."""
+  out = {**read_by_lag(cfg, ev.params, lag_edges(ev.ec.T)), "file": "lags.png"}
+  roles = {"rnn_acc": "RNN from x[0]", "teacher_acc": "teacher"}
+  accs = {name: out[role] for role, name in roles.items() if out[role] is not None}
+  plots.plot_lags(out["edges"], accs, os.path.join(workdir, "lags.png"))
+  return out
+
+
 def _write(ev: _Evaluator, workdir: str) -> dict:
   ec = ev.ec
   batch = next(ev.batches("write", ec.prefix + ec.write_length, 1, ec.num_samples))
-  key = jax.random.fold_in(ev.key, len(SECTIONS))
+  key = jax.random.fold_in(ev.key, WRITE_STREAM)
   samples = {
     k: np.asarray(v)
     for k, v in ev.write(ev.rnn_params, batch["x"], key).items()
@@ -220,8 +239,9 @@ def evaluate(
 ) -> dict:
   """Evaluates `params` on the test split of cfg.data with the knobs of cfg.eval.
 
-  Writes into workdir, for each section in eval.sections: read.png, drift.png, length.png, and
-  samples.png (pixel data) or samples.txt (tokens); then eval.json, the summary it returns:
+  Writes into workdir, for each section in eval.sections: read.png, drift.png, length.png,
+  samples.png (pixel data) or samples.txt (tokens), and lags.png; then eval.json, the summary it
+  returns:
     {"step", "eval" (resolved knobs), "bits_unit" (what the "bits" entries count: bits per pixel,
     character or token), "params" ({"read_model": parameters of the model read from x[0],
     "groups": per group}), one entry per section, "files"}. Losses are in nats, "bits" the same
@@ -240,6 +260,7 @@ def evaluate(
     "drift": lambda: _drift(ev, cfg, workdir),
     "length": lambda: _length(ev, cfg, workdir),
     "write": lambda: _write(ev, workdir),
+    "lags": lambda: _lags(ev, cfg, workdir),
   }
   path = pathlib.Path(workdir) / "eval.json"
   earlier = _earlier_sections(path, step)
@@ -322,6 +343,13 @@ def format_table(summary: dict) -> str:
     lines.append(f"  {'T':>6s}  rnn_acc  teacher_acc")
     for n, r, t in zip(g["lengths"], g["rnn_acc"], teacher):
       lines.append(f"  {n:6d}  {fmt(r)}   {fmt(t)}")
+  if "lags" in summary:
+    g = summary["lags"]
+    teacher = g["teacher_acc"] or [None] * len(g["rnn_acc"])
+    lines.append("accuracy by lag (tokens back to the input token the answer repeats)")
+    lines.append(f"  {'lag':>9s}  answers  rnn_acc  teacher_acc")
+    for lo, hi, n, r, t in zip(g["edges"], g["edges"][1:], g["count"], g["rnn_acc"], teacher):
+      lines.append(f"  {f'{lo}-{hi - 1}':>9s}  {n:7d}  {fmt(r)}   {fmt(t)}")
   if "write" in summary:
     lines.append(f"samples: {summary['write']['file']}")
   return "\n".join(lines)
