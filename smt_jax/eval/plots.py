@@ -64,42 +64,48 @@ def plot_drift(drift: np.ndarray, one_step: np.ndarray, start: int, path: str) -
   _save(fig, path)
 
 
-def plot_length(lengths, accuracies: dict, train_length: int, path: str) -> None:
-  """Task accuracy vs evaluation length, one line per model in accuracies {name: (n,)}."""
+def _accuracy_lines(xs, ticks, accuracies: dict, xlabel: str, title: str, path: str, mark=None):
+  """Task accuracy over xs on a log2 axis labelled `ticks`, one line per model in accuracies
+  {name: (len(xs),), None where nothing was measured}; mark(ax) draws a reference line."""
   fig, ax = plt.subplots(figsize=(6.5, 4))
   for name, acc in accuracies.items():
-    ax.plot(lengths, acc, marker="o", label=name)
-  ax.axvline(train_length, color="grey", linestyle=":", label=f"training length {train_length}")
+    ax.plot(xs, [np.nan if a is None else a for a in acc], marker="o", label=name)
+  if mark is not None:
+    mark(ax)
   ax.set_xscale("log", base=2)
-  ax.set_xticks(lengths, [str(n) for n in lengths])
-  ax.set(
-    xlabel="evaluation sequence length T",
-    ylabel="task accuracy",
-    ylim=(-0.02, 1.02),
-    title="Length generalisation",
-  )
+  ax.set_xticks(xs, ticks)
+  ax.set(xlabel=xlabel, ylabel="task accuracy", ylim=(-0.02, 1.02), title=title)
   ax.grid(alpha=0.3)
   ax.legend()
   _save(fig, path)
+
+
+def plot_length(lengths, accuracies: dict, train_length: int, path: str) -> None:
+  """Task accuracy vs evaluation length, one line per model in accuracies {name: (n,)}."""
+  _accuracy_lines(
+    lengths,
+    [str(n) for n in lengths],
+    accuracies,
+    "evaluation sequence length T",
+    "Length generalisation",
+    path,
+    mark=lambda ax: ax.axvline(
+      train_length, color="grey", linestyle=":", label=f"training length {train_length}"
+    ),
+  )
 
 
 def plot_lags(edges, accuracies: dict, path: str) -> None:
   """Accuracy per lag bucket [edges[i], edges[i + 1]), one line per model in accuracies
   {name: (buckets,), None where a bucket has no answers}."""
-  fig, ax = plt.subplots(figsize=(6.5, 4))
-  for name, acc in accuracies.items():
-    ax.plot(edges[:-1], [np.nan if a is None else a for a in acc], marker="o", label=name)
-  ax.set_xscale("log", base=2)
-  ax.set_xticks(edges[:-1], [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])])
-  ax.set(
-    xlabel="lag: tokens back to the input token the answer repeats",
-    ylabel="accuracy",
-    ylim=(-0.02, 1.02),
-    title="Accuracy by lag",
+  _accuracy_lines(
+    edges[:-1],
+    [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])],
+    accuracies,
+    "lag: tokens back to the input token the answer repeats",
+    "Accuracy by lag",
+    path,
   )
-  ax.grid(alpha=0.3)
-  ax.legend()
-  _save(fig, path)
 
 
 def plot_image_grid(rows: dict, path: str, title: str) -> None:
