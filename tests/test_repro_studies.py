@@ -482,24 +482,30 @@ def test_a_recorded_run_is_not_trained_again_and_its_report_reads_the_record(tmp
 
 def test_list_gives_each_runs_state_and_the_idle_hours_left(tmp_path, monkeypatch):
   """--list: a run finished here, one finished with another config (stale: trains again), one
-  recorded elsewhere and one never run; the hours left sum the idle wall-clock of the two that
-  train (default.py: SMT 400, DMT 1000, BPTT 9000 updates), naming the one without rates."""
+  recorded elsewhere, one never run and one started (checkpoints of SMT, then of DMT at 700);
+  the hours left sum the idle wall-clock of what the last three still train (default.py: SMT
+  400, DMT 1000, BPTT 9000 updates), naming the one without rates."""
   from experiments.repro import records
 
-  here, stale, recorded, new = (runner.Run(n, "default.py", {}, 0, {}) for n in "abcd")
+  here, stale, recorded, new, started = (runner.Run(n, "default.py", {}, 0, {}) for n in "abcde")
   runs_dir, root = tmp_path / "out" / "pool" / "runs", tmp_path / "records"
   fake_run_folder(runs_dir / "a", here)
   fake_run_folder(runs_dir / "b", runner.Run("b", "default.py", {}, 1, {}))
   fake_run_folder(tmp_path / "x" / "pool" / "runs" / "c", recorded)
   records.save(tmp_path / "x" / "pool" / "runs" / "c", root / "pool" / "c")
+  for stage, step in (("smt", 300), ("dmt", 500), ("dmt", 700)):  # SMT stopped short of 400.
+    (runs_dir / "e" / stage / "checkpoints" / str(step)).mkdir(parents=True)
   rates = {"d/smt": 0.25, "d/dmt": 1.0, "d/bptt": 9.0}  # 1600 + 1000 + 1000 s.
+  rates.update({"e/smt": 0.25, "e/dmt": 1.0, "e/bptt": 9.0})  # 0 + 300 + 1000 s left.
   monkeypatch.setattr(reporting, "load_rates", lambda: rates)
   lines = []
   runner.list_runs(
-    [(r, runs_dir / r.name) for r in (here, stale, recorded, new)], root, lines.append
+    [(r, runs_dir / r.name) for r in (here, stale, recorded, new, started)], root, lines.append
   )
   states = [line.split()[1:3] for line in lines[:4]]
   assert states == [["finished", "here"], ["stale", "—"], ["recorded", "—"], ["to", "train"]]
   assert lines[3].endswith("3600 s idle")
-  assert lines[4].strip() == "2 of 4 to train: 1.0 h at idle rates (and 1 without measured rates)"
+  assert lines[4].split()[1:4] == ["started:", "dmt", "700/1000"]
+  assert lines[4].endswith("1300 s idle")
+  assert lines[5].strip() == "3 of 5 to train: 1.4 h at idle rates (and 1 without measured rates)"
   assert (runs_dir / "b").exists(), "listing changes nothing"

@@ -33,6 +33,7 @@ from absl import logging
 
 from experiments.cli import load_config_file, one_line
 from experiments.repro import records, reporting
+from smt_jax.checkpointing import checkpoint_dir
 from smt_jax.config import strict
 from smt_jax.errors import ConfigError
 from smt_jax.eval.measures import memory_spread
@@ -207,26 +208,55 @@ def planned_idle_wall(run: Run, rates: dict):
   return reporting.idle_wall({"run": run.to_json(), "stages": planned_steps(run)}, rates)
 
 
+def steps_left(run: Run, workdir: pathlib.Path) -> dict:
+  """{stage: {"steps": updates still to train}} of a run resumed from its newest checkpoints in
+  workdir: a stage before the last one with a checkpoint is done (a teacher may have stopped
+  short of its cap), the last one resumes at its checkpoint's step, the later ones are whole."""
+  planned = planned_steps(run)
+  pipeline = bool(stage_names(run_config(run)))
+  saved = {s: newest_step(workdir / s if pipeline else workdir) for s in planned}
+  started = [i for i, s in enumerate(planned) if saved[s] is not None]
+  if not started:
+    return planned
+  return {
+    s: {"steps": 0 if i < started[-1] else p["steps"] - (saved[s] or 0)}
+    for i, (s, p) in enumerate(planned.items())
+  }
+
+
+def newest_step(folder: pathlib.Path) -> int | None:
+  """The step of the newest checkpoint saved in folder (None without one)."""
+  ckpt = checkpoint_dir(folder) if folder.is_dir() else None
+  return max(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt else None
+
+
 def run_state(run: Run, workdir: pathlib.Path, root: pathlib.Path | None) -> str:
   """ "finished here", "recorded" (finished elsewhere, in the records under `root`), "stale" (a
-  result of another config here: it trains again) or "to train"."""
+  result of another config here: it trains again), "started" (checkpoints here: it resumes) or
+  "to train"."""
   if (workdir / "result.json").is_file():
     done = json.loads((workdir / "result.json").read_text())["run"]
     return "finished here" if records.same_run(done, run.to_json()) else "stale"
   if root and records.find(run.to_json(), records.record_dir(root, workdir)):
     return "recorded"
-  return "to train"
+  return "started" if steps_left(run, workdir) != planned_steps(run) else "to train"
 
 
 def list_runs(plan: list, root: pathlib.Path | None, log=print) -> None:
   """One line per (Run, workdir) of `plan`: its state (`run_state`) and its wall-clock at the
-  idle rates, then the idle hours left to train: what decides whether a machine can finish a
-  study in one session."""
+  idle rates (of the updates left where it has started), then the idle hours left to train:
+  what decides whether a machine can finish a study in one session."""
   rates, left = reporting.load_rates(), []
   for run, workdir in plan:
     state, idle = run_state(run, workdir, root), planned_idle_wall(run, rates)
-    log(f"  {run.name:<44} {state:<14} {'—' if idle is None else f'{idle:.0f} s idle'}")
-    if state in ("to train", "stale"):
+    if state == "started":
+      todo = steps_left(run, workdir)
+      idle = reporting.idle_wall({"run": run.to_json(), "stages": todo}, rates)
+      stage = next(s for s, t in todo.items() if t["steps"] or s == list(todo)[-1])
+      planned = planned_steps(run)[stage]["steps"]
+      state = f"started: {stage} {planned - todo[stage]['steps']}/{planned}"
+    log(f"  {run.name:<44} {state:<26} {'—' if idle is None else f'{idle:.0f} s idle'}")
+    if state == "to train" or state == "stale" or state.startswith("started"):
       left.append(idle)
   unmeasured = sum(v is None for v in left)
   hours = sum(v for v in left if v is not None) / 3600
@@ -343,8 +373,9 @@ def parse_args(description: str, argv=None, parents=()) -> argparse.Namespace:
   p.add_argument(
     "--list",
     action="store_true",
-    help="train nothing: list each run as finished here, recorded or to train, with its "
-    "wall-clock at the idle rates of experiments/bench/results/rates_cpu.json",
+    help="train nothing: list each run as finished here, recorded, started (at which stage "
+    "and update it resumes) or to train, with the wall-clock it still needs at the idle rates "
+    "of experiments/bench/results/rates_cpu.json",
   )
   p.add_argument(
     "--records",
