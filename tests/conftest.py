@@ -1,6 +1,7 @@
 """Shared test fixtures: tiny configs and batches that compile in seconds on a CPU, and one JAX
 compilation cache for the whole run."""
 
+import collections
 import os
 import pathlib
 
@@ -96,3 +97,19 @@ class CompiledModels:
 
   def __getattr__(self, name):
     return getattr(self._models, name)
+
+
+def modular_optimal_hits(x, y, V, coef_frac, **_):
+  """The Bayes-optimal guesses of modular arithmetic by a Python loop: at each answer, votes of
+  the maps (w, b) that agree with every earlier pair, the lowest value winning a tie."""
+  C = int(coef_frac * V)
+  alive, hits = [(w, b) for w in range(1, C) for b in range(C)], []
+  for t in range(len(x)):
+    if t % 2:
+      hits.append(False)
+      alive = [(w, b) for w, b in alive if (w * x[t - 1] + b) % V == x[t]]
+    else:
+      votes = collections.Counter((w * x[t] + b) % V for w, b in alive)
+      best = min(votes, key=lambda f: (-votes[f], f))
+      hits.append(y[t] >= 0 and best == y[t])
+  return hits

@@ -171,6 +171,8 @@ def test_report_on_fake_results(tmp_path, monkeypatch):
   # The answer trace's means over t >= T/2 of the fake trace (t = 2, 3).
   assert "| mlp | 128 | 0.800 | 0.400 | 2.000 | 3.000 |" in text
   assert task_configs.TEACHER_TARGET == 0.95 and "0.95 or its cap" in text
+  # Copy's answers follow from the past: its ceiling is 1 at every T.
+  assert "Chance 0.167; ceiling 1.000 (T = 128), 1.000 (T = 256) (the accuracy" in text
   # Accuracy by lag (copy and stack): buckets to T = 256's; T = 128's rows end with "—".
   assert lag_edges(128) == [1, 2, 4, 8, 16, 32, 64, 128]
   assert "| T | updater | method | lag 1-1 | lag 2-3 |" in text and "lag 128-255 |" in text

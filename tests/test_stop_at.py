@@ -8,12 +8,15 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import make_tiny_config
+from conftest import make_tiny_config, modular_optimal_hits
 
 from smt_jax.checkpointing import checkpoint_dir, load_params
+from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
 from smt_jax.train import train_and_evaluate
+from smt_jax.train.loop import stop_reached
 from smt_jax.train.pipeline import stage_row
+from smt_jax.train.step import Keys, batch_for_step
 from smt_jax.train.validate import validate
 
 
@@ -160,3 +163,28 @@ def test_a_study_run_records_the_updates_taken_and_its_cap(tmp_path):
   assert [r["step"] for r in evals(tmp_path / "smt")] == [3]
   assert result["stages"]["smt"]["steps"] == 3 and result["stages"]["smt"]["cap"] == 6
   assert (reporting.run_steps(result), reporting.run_cap(result)) == (3, 6)
+
+
+@pytest.mark.integration
+def test_the_evaluation_gives_the_tasks_ceiling_and_the_stop_takes_it_where_lower(tmp_path):
+  """On modular arithmetic, where the first answers are guesses, each evaluation's ceiling_acc
+  is the accuracy of a Python Bayes rule on the validation batches; a stop at 1.0 then means the
+  ceiling, which an accuracy can reach, and on data without one the stated value alone."""
+  cfg = config(method="bptt", **{"train.num_steps": 2})
+  cfg.data.update({"name": "modular", "vocab_size": 11, "T": 12})
+  cfg.data.kwargs = {"coef_frac": 0.5, "warmup_pairs": 0}
+  train_and_evaluate(cfg, tmp_path)
+  val, keys, hits, labels = make_dataset(cfg.data, "val"), Keys.from_seed(cfg.seed), 0, 0
+  for i in range(cfg.train.eval_batches):
+    batch = batch_for_step(val, keys.eval_data, i, cfg.train.eval_batch_size, cfg.data.T)
+    for x, y in zip(np.asarray(batch["x"]).tolist(), np.asarray(batch["y"]).tolist()):
+      hits += sum(modular_optimal_hits(x, y, 11, 0.5))
+      labels += sum(a >= 0 for a in y)
+  ceiling = evals(tmp_path)[-1]["ceiling_acc"]
+  assert ceiling == pytest.approx(hits / labels) and 0 < ceiling < 1
+  cfg.train.stop_at_metric = "rnn_acc"
+  assert stop_reached(cfg, {"rnn_acc": ceiling, "ceiling_acc": ceiling})
+  assert not stop_reached(cfg, {"rnn_acc": ceiling - 0.01, "ceiling_acc": ceiling})
+  assert not stop_reached(cfg, {"rnn_acc": 0.99})  # No ceiling: 1.0 stands.
+  cfg.train.stop_at_value = 0.5
+  assert stop_reached(cfg, {"rnn_acc": 0.5, "ceiling_acc": ceiling})

@@ -12,10 +12,14 @@ it took stand beside each RNN's. BPTT gets `bptt_factor` times the SMT cap and D
 import json
 import pathlib
 
+import jax
+
 from experiments.configs import budgets
 from experiments.configs import tasks as task_configs
 from experiments.repro import reporting, runner
+from smt_jax.data import make_dataset
 from smt_jax.data.synthetic import has_answer_sources
+from smt_jax.eval.config import final_eval_batches
 from smt_jax.eval.measures import answer_trace, format_acc
 from smt_jax.eval.suite import evaluate_workdir, load_run_config
 
@@ -214,11 +218,35 @@ def task_report(variant: str, results: list, rep: reporting.Report) -> str:
     chance=chance,
   )
   return (
-    f"### {variant}\n\n{table}\n\n{plot}\n\nChance {chance:.3f}. **Targets:** "
+    f"### {variant}\n\n{table}\n\n{plot}\n\nChance {chance:.3f}; ceiling "
+    + ", ".join(f"{ceiling(r):.3f} (T = {r['run']['tags']['T']})" for r in one_per_T(results))
+    + " (the accuracy of the task's Bayes-optimal predictor on the same test sequences: no "
+    "model beats it on average). **Targets:** "
     + task_verdict(results, chance)
     + diagnosis(results)
     + lag_report(variant, results)
   )
+
+
+def one_per_T(results: list) -> list:
+  """One result of each T of `results`, by T."""
+  return sorted(
+    {r["run"]["tags"]["T"]: r for r in results}.values(), key=lambda r: r["run"]["tags"]["T"]
+  )
+
+
+def ceiling(result: dict) -> float:
+  """The task's ceiling on the run's test sequences: the share of their answers that its
+  Bayes-optimal predictor (SyntheticTask.optimal_hits) gets right."""
+  cfg = load_run_config(str(pathlib.Path(result["workdir"]) / list(result["stages"])[-1]))
+  task, e = make_dataset(cfg.data, "test"), cfg.eval
+  hits = labels = 0
+  for batch in final_eval_batches(
+    task, e.seed, "read", e.T or cfg.data.T, e.num_batches, e.batch_size
+  ):
+    hits += int(jax.vmap(task.optimal_hits)(batch["x"], batch["y"]).sum())
+    labels += int((batch["y"] >= 0).sum())
+  return hits / labels
 
 
 def task_verdict(results: list, chance: float) -> str:

@@ -88,6 +88,13 @@ class SyntheticTask:
     base class: none). t - source is how far back the answer's information entered."""
     return jnp.full(x.shape, -1, jnp.int32)
 
+  def optimal_hits(self, x: jax.Array, y: jax.Array) -> jax.Array:
+    """bool[T]: for one sequence (x, y int32[T]), whether the Bayes-optimal prediction of y[t]
+    from x[0..t] (under the task's own sampling law) is y[t]; False where there is no label.
+    Its mean over the labels is the task's ceiling, the accuracy no model can beat on average.
+    The base class: every answer is a function of the tokens up to it, so the ceiling is 1."""
+    return y >= 0
+
   def check_length(self, T: int, field: str = "T") -> None:
     """The task's length rule: ValueError naming ``field`` (e.g. "data.T") unless sequences of
     length ``T`` fit the knobs. ``sample`` and config validation both call it."""
@@ -405,6 +412,21 @@ class ModularArithmetic(SyntheticTask):
   def min_length(self) -> int:
     return 2 * self.warmup_pairs + 1
 
+  def optimal_hits(self, x, y):
+    """The optimal guess of f(u_i) is the value that most of the maps (w, b) consistent with the
+    pairs before it send u_i to (w, b are uniform, so every consistent map is equally likely);
+    the first answers are guesses, so the ceiling is below 1."""
+    V, C, T = self.vocab_size, self.n_coefs, x.shape[0]
+    w, b = jnp.repeat(jnp.arange(1, C), C), jnp.tile(jnp.arange(C), C - 1)  # Every map: (M,).
+    n = (T + 1) // 2
+    pairs = jnp.concatenate([x, jnp.zeros(2 * n - T, x.dtype)]).reshape(n, 2)
+    images = (w * pairs[:, :1] + b) % V  # (n, M): where each map sends u_i.
+    fits = (images == pairs[:, 1:]).astype(jnp.int32)  # Pair i agrees with the map.
+    alive = jnp.cumprod(jnp.concatenate([jnp.ones_like(fits[:1]), fits[:-1]]), axis=0)
+    votes = jnp.zeros((n, V), jnp.int32).at[jnp.arange(n)[:, None], images].add(alive)
+    guess = jnp.stack([votes.argmax(-1), jnp.full((n,), -1)], axis=1).reshape(-1)[:T]
+    return (guess == y) & (y >= 0)
+
   def example(self, key, T):
     k_u, k_w, k_b = jax.random.split(key, 3)
     V, C, n = self.vocab_size, self.n_coefs, (T + 1) // 2
@@ -462,6 +484,18 @@ class _Recall(SyntheticTask):
     u = jax.random.uniform(key, n.shape)  # inverse CDF of the truncated geometric law
     j = jnp.floor(jnp.log1p(-u * (1.0 - self.gamma**n)) / math.log(self.gamma))
     return jnp.minimum(j.astype(jnp.int32), n - 1)
+
+  def optimal_hits(self, x, y):
+    """With gamma > 0 the source is drawn, so the optimal guess is the token with the largest
+    total probability over the admissible sources (weight gamma**j at j steps from ``near``)."""
+    if not self.gamma:
+      return super().optimal_hits(x, y)
+    near, far = self.ends(x.shape[0])
+    s = np.arange(x.shape[0])[None]
+    lo, hi = np.minimum(near, far)[:, None], np.maximum(near, far)[:, None]
+    weight = np.where((s >= lo) & (s <= hi), self.gamma ** np.abs(s - near[:, None]), 0.0)
+    scores = jnp.asarray(weight, jnp.float32) @ jax.nn.one_hot(x, self.vocab_size)  # (T, V)
+    return (scores.argmax(-1) == y) & (y >= 0)
 
   def example(self, key, T):
     k_x, k_j = jax.random.split(key) if self.gamma else (key, None)

@@ -155,11 +155,16 @@ def abstract_state(cfg: ml_collections.ConfigDict, tx, keys: Keys, mesh):
 def evaluate(eval_fn, params, dataset, cfg: ml_collections.ConfigDict, keys: Keys, mesh) -> dict:
   """Scalar metrics over cfg.train.eval_batches fixed batches of `dataset` (the trainer passes
   its "val" split: the same batches every call, on every process, split over `mesh`): the
-  objective's metrics (averaged) and "{rnn,teacher}_{loss,acc}" over all labelled tokens.
+  objective's metrics (averaged), "{rnn,teacher}_{loss,acc}" over all labelled tokens and, for
+  a synthetic task, "ceiling_acc": the accuracy of its Bayes-optimal predictor on them.
   These guide choices; reported accuracies come from the final evaluation's test split."""
-  history, totals = [], {}
+  history, totals, optimal = [], {}, getattr(dataset, "optimal_hits", None)
+  ceiling = [0, 0]  # Right answers of the Bayes-optimal predictor; labels.
   for i in range(cfg.train.eval_batches):
     batch = batch_for_step(dataset, keys.eval_data, i, cfg.train.eval_batch_size, cfg.data.T)
+    if optimal is not None:
+      ceiling[0] += int(jax.vmap(optimal)(batch["x"], batch["y"]).sum())
+      ceiling[1] += int((batch["y"] >= 0).sum())
     batch = parallel.global_batch(batch, mesh, cfg.train.eval_batch_size)
     metrics, stats = eval_fn(params, batch, jax.random.fold_in(keys.eval_loss, i))
     history.append(metrics)
@@ -168,14 +173,18 @@ def evaluate(eval_fn, params, dataset, cfg: ml_collections.ConfigDict, keys: Key
   for name, stats in totals.items():
     summary = summarize(stats)
     results.update({f"{name}_loss": summary["loss"], f"{name}_acc": summary["acc"]})
+  if ceiling[1]:
+    results["ceiling_acc"] = ceiling[0] / ceiling[1]
   return results
 
 
 def stop_reached(cfg: ml_collections.ConfigDict, results: dict) -> bool:
-  """Whether an evaluation's `results` reach train.stop_at_value in train.stop_at_metric (the
-  early stop at a stated accuracy; never when stop_at_metric is "")."""
+  """Whether an evaluation's `results` reach train.stop_at_value in train.stop_at_metric, or the
+  task's ceiling on the same sequences where that is lower ("ceiling_acc": the Bayes-optimal
+  accuracy, which no further update can beat on average); never when stop_at_metric is ""."""
   metric = cfg.train.stop_at_metric
-  return bool(metric) and results[metric] >= cfg.train.stop_at_value
+  target = min(cfg.train.stop_at_value, results.get("ceiling_acc", 1.0))
+  return bool(metric) and results[metric] >= target
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
