@@ -160,10 +160,10 @@ def base_config() -> ml_collections.ConfigDict:
   #                            end); its rows ("eval" in metrics.jsonl) guide choices, not reports.
   c.train.eval_batch_size = 64  # Validation sequences per evaluation batch.
   c.train.eval_batches = 2  # Validation batches per evaluation (the same batches every time).
-  c.train.stop_at_metric = ""  # Stop early at the first evaluation whose metric ("teacher_acc" or
-  #                               "rnn_acc") reaches train.stop_at_value, or the task's ceiling
-  #                               on those sequences where lower (the Bayes-optimal accuracy,
-  #                               "ceiling_acc"); num_steps is the cap. "" = train num_steps.
+  c.train.stop_at_metric = ""  # Stop early at the first evaluation whose metric ("teacher_acc",
+  #                               "rnn_acc", or on a synthetic task "teacher_acc_sure" /
+  #                               "rnn_acc_sure": over the answers the past determines) reaches
+  #                               train.stop_at_value; num_steps is the cap. "" = num_steps.
   c.train.stop_at_value = 1.0  # The accuracy train.stop_at_metric stops at.
   c.train.final_eval = True  # At the end, run smt_jax.eval.evaluate (the `eval` group): eval.json
   #                            and PNGs in the workdir.

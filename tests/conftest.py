@@ -99,17 +99,20 @@ class CompiledModels:
     return getattr(self._models, name)
 
 
-def modular_optimal_hits(x, y, V, coef_frac, **_):
+def modular_optimal_guesses(x, y, V, coef_frac, **_):
   """The Bayes-optimal guesses of modular arithmetic by a Python loop: at each answer, votes of
-  the maps (w, b) that agree with every earlier pair, the lowest value winning a tie."""
+  the maps (w, b) that agree with every earlier pair, the lowest value winning a tie; sure
+  where one value has every vote. {"hit": [bool] * T, "sure": [bool] * T}."""
   C = int(coef_frac * V)
-  alive, hits = [(w, b) for w in range(1, C) for b in range(C)], []
+  alive, out = [(w, b) for w in range(1, C) for b in range(C)], {"hit": [], "sure": []}
   for t in range(len(x)):
     if t % 2:
-      hits.append(False)
+      out["hit"].append(False)
+      out["sure"].append(False)
       alive = [(w, b) for w, b in alive if (w * x[t - 1] + b) % V == x[t]]
     else:
       votes = collections.Counter((w * x[t] + b) % V for w, b in alive)
       best = min(votes, key=lambda f: (-votes[f], f))
-      hits.append(y[t] >= 0 and best == y[t])
-  return hits
+      out["hit"].append(y[t] >= 0 and best == y[t])
+      out["sure"].append(y[t] >= 0 and len(votes) == 1)
+  return out

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 import scipy.stats
-from conftest import modular_optimal_hits
+from conftest import modular_optimal_guesses
 
 from smt_jax.data import TASK_NAMES, default_data_config, make_dataset
 from smt_jax.data.synthetic import has_answer_sources
@@ -455,34 +455,42 @@ def test_tasks_name_sources_exactly_where_has_answer_sources_says(name, vocab, k
   assert (sources >= 0).any() == has_answer_sources(name)
 
 
-def recency_optimal_hits(x, y, V, lag, gamma, **_):
+def recency_optimal_guesses(x, y, V, lag, gamma, **_):
   """The Bayes-optimal guesses of recency with a drawn source: the token of largest total weight
-  gamma**j over the sources x[t - lag - j], j = 0 .. t - lag, the lowest token winning a tie."""
-  hits = []
+  gamma**j over the sources x[t - lag - j], j = 0 .. t - lag, the lowest token winning a tie;
+  sure where every source holds one token."""
+  out = {"hit": [], "sure": []}
   for t in range(len(x)):
     score = collections.Counter()
     for j in range(t - lag + 1):
       score[x[t - lag - j]] += gamma**j
     best = min(score, key=lambda v: (-score[v], v)) if score else None
-    hits.append(y[t] >= 0 and best == y[t])
-  return hits
+    out["hit"].append(y[t] >= 0 and best == y[t])
+    out["sure"].append(y[t] >= 0 and len(score) == 1)
+  return out
 
 
 @pytest.mark.parametrize(
   "name, vocab, kwargs, T, solve",
   [
-    ("modular", 17, {"coef_frac": 0.2, "warmup_pairs": 0}, 64, modular_optimal_hits),
-    ("modular", 11, {"coef_frac": 0.5, "warmup_pairs": 2}, 33, modular_optimal_hits),
-    ("recency", 4, {"lag": 2, "gamma": 0.5}, 24, recency_optimal_hits),
+    ("modular", 17, {"coef_frac": 0.2, "warmup_pairs": 0}, 64, modular_optimal_guesses),
+    ("modular", 11, {"coef_frac": 0.5, "warmup_pairs": 2}, 33, modular_optimal_guesses),
+    ("recency", 4, {"lag": 2, "gamma": 0.5}, 24, recency_optimal_guesses),
   ],
 )
-def test_optimal_hits_match_a_python_bayes_rule(name, vocab, kwargs, T, solve):
-  """The task's Bayes-optimal guesses against a Python loop over its definition; their mean,
-  the task's ceiling, lies strictly between chance and 1 for these drawn-answer tasks."""
+def test_optimal_guesses_match_a_python_bayes_rule(name, vocab, kwargs, T, solve):
+  """The task's Bayes-optimal guesses, and where the past determines the answer, against a
+  Python loop over its definition; the ceiling (the share of right guesses) lies strictly
+  between chance and 1 for these drawn-answer tasks, and sure guesses are right."""
   task = make_dataset(data_config(name, vocab, **kwargs))
   batch = task.sample(cheap_key(5), 64, T)
-  got = np.asarray(jax.vmap(task.optimal_hits)(batch["x"], batch["y"]))
+  got = jax.vmap(task.optimal_guesses)(batch["x"], batch["y"])
   x, y = np.asarray(batch["x"]).tolist(), np.asarray(batch["y"]).tolist()
-  assert got.tolist() == [solve(xs, ys, vocab, **kwargs) for xs, ys in zip(x, y)]
+  want = [solve(xs, ys, vocab, **kwargs) for xs, ys in zip(x, y)]
+  for key in ("hit", "sure"):
+    assert np.asarray(got[key]).tolist() == [w[key] for w in want], key
+  assert not (np.asarray(got["sure"]) & ~np.asarray(got["hit"])).any()
+  assert 0 < np.asarray(got["sure"]).sum() < (np.asarray(y) >= 0).sum()
+  got = np.asarray(got["hit"])
   ceiling = got.sum() / (np.asarray(y) >= 0).sum()
   assert 1 / vocab < ceiling < 1

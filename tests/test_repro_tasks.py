@@ -31,7 +31,10 @@ def test_run_list_covers_every_task_T_and_method():
       factor = tasks.bptt_factor(run.tags["updater"], run.tags["T"])
       assert stages.bptt.train.num_steps == factor * budget
       # ... and stops at a perfect validation read from x[0].
-      assert (stages.bptt.train.stop_at_metric, stages.bptt.train.stop_at_value) == ("rnn_acc", 1.0)
+      assert (stages.bptt.train.stop_at_metric, stages.bptt.train.stop_at_value) == (
+        "rnn_acc_sure",
+        1.0,
+      )
     else:
       assert list(cfg.pipeline.order) == ["smt", "dmt"]
       assert stages.smt.train.stop_at_metric == "teacher_acc"

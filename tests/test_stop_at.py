@@ -8,13 +8,14 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import make_tiny_config, modular_optimal_hits
+from conftest import make_tiny_config, modular_optimal_guesses
 
 from smt_jax.checkpointing import checkpoint_dir, load_params
 from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
+from smt_jax.eval.read import rnn_read_stats
+from smt_jax.models import build_models
 from smt_jax.train import train_and_evaluate
-from smt_jax.train.loop import stop_reached
 from smt_jax.train.pipeline import stage_row
 from smt_jax.train.step import Keys, batch_for_step
 from smt_jax.train.validate import validate
@@ -76,6 +77,11 @@ def test_stops_at_the_first_evaluation_reaching_the_value(tmp_path, method, metr
     ({"train.stop_at_metric": "loss"}, "train.stop_at_metric='loss' must be one of"),
     ({"method": "bptt", "train.stop_at_metric": "teacher_acc"}, "teacher_acc only for"),
     ({"train.stop_at_metric": "rnn_acc", "train.stop_at_value": 0.0}, "stop_at_value=0.0"),
+    ({"method": "bptt", "train.stop_at_metric": "teacher_acc_sure"}, "teacher_acc only for"),
+    (
+      {"data.name": "kjv", "train.stop_at_metric": "rnn_acc_sure"},
+      "only a synthetic task names, not data.name='kjv': use 'rnn_acc'",
+    ),
     ({"ckpt.keep_best": "loss"}, "ckpt.keep_best='loss' must be one of"),
     ({"method": "bptt", "ckpt.keep_best": "teacher_loss"}, "teacher_\\* only for"),
   ],
@@ -166,25 +172,28 @@ def test_a_study_run_records_the_updates_taken_and_its_cap(tmp_path):
 
 
 @pytest.mark.integration
-def test_the_evaluation_gives_the_tasks_ceiling_and_the_stop_takes_it_where_lower(tmp_path):
+def test_the_evaluation_gives_the_tasks_ceiling_and_its_reads_of_the_sure_answers(tmp_path):
   """On modular arithmetic, where the first answers are guesses, each evaluation's ceiling_acc
-  is the accuracy of a Python Bayes rule on the validation batches; a stop at 1.0 then means the
-  ceiling, which an accuracy can reach, and on data without one the stated value alone."""
-  cfg = config(method="bptt", **{"train.num_steps": 2})
+  is a Python Bayes rule's accuracy on the validation batches, and rnn_acc_sure is the read of
+  the answers that rule is sure of (those the past determines), against the read of the
+  validation batches with every other label masked; stop_at_metric may name it."""
+  cfg = config(method="bptt", **{"train.num_steps": 2, "train.eval_batch_size": 8})
   cfg.data.update({"name": "modular", "vocab_size": 11, "T": 12})
   cfg.data.kwargs = {"coef_frac": 0.5, "warmup_pairs": 0}
   train_and_evaluate(cfg, tmp_path)
-  val, keys, hits, labels = make_dataset(cfg.data, "val"), Keys.from_seed(cfg.seed), 0, 0
+  val, keys = make_dataset(cfg.data, "val"), Keys.from_seed(cfg.seed)
+  models, params = build_models(cfg), load_params(tmp_path)[0]
+  hits = labels = sure_hits = sure = 0
   for i in range(cfg.train.eval_batches):
     batch = batch_for_step(val, keys.eval_data, i, cfg.train.eval_batch_size, cfg.data.T)
-    for x, y in zip(np.asarray(batch["x"]).tolist(), np.asarray(batch["y"]).tolist()):
-      hits += sum(modular_optimal_hits(x, y, 11, 0.5))
-      labels += sum(a >= 0 for a in y)
-  ceiling = evals(tmp_path)[-1]["ceiling_acc"]
-  assert ceiling == pytest.approx(hits / labels) and 0 < ceiling < 1
-  cfg.train.stop_at_metric = "rnn_acc"
-  assert stop_reached(cfg, {"rnn_acc": ceiling, "ceiling_acc": ceiling})
-  assert not stop_reached(cfg, {"rnn_acc": ceiling - 0.01, "ceiling_acc": ceiling})
-  assert not stop_reached(cfg, {"rnn_acc": 0.99})  # No ceiling: 1.0 stands.
-  cfg.train.stop_at_value = 0.5
-  assert stop_reached(cfg, {"rnn_acc": 0.5, "ceiling_acc": ceiling})
+    x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+    best = [modular_optimal_guesses(xs, ys, 11, 0.5) for xs, ys in zip(x.tolist(), y.tolist())]
+    hits, labels = hits + sum(sum(b["hit"]) for b in best), labels + (y >= 0).sum()
+    mask = np.asarray([b["sure"] for b in best])
+    masked = {"x": batch["x"], "y": np.where(mask, y, -1)}
+    read = rnn_read_stats(models, params, jax.tree.map(np.asarray, masked), None)
+    sure_hits, sure = sure_hits + float(read["hits"].sum()), sure + mask.sum()
+  last = evals(tmp_path)[-1]
+  assert last["ceiling_acc"] == pytest.approx(hits / labels) and 0 < last["ceiling_acc"] < 1
+  assert 0 < sure < labels and last["rnn_acc_sure"] == pytest.approx(sure_hits / sure)
+  validate(config(method="bptt", **{"train.stop_at_metric": "rnn_acc_sure"}))

@@ -24,7 +24,8 @@ beyond; DMT from m_empty over the whole sequence with gradients through the roll
 budgets.dmt_lr(T)). The teacher trains until its held-out accuracy reaches TEACHER_TARGET or its
 cap (train.stop_at_metric; the study reports the updates it took). BPTT gets
 budgets.bptt_factor("tasks", T) times the SMT cap and DMT updates, and stops early where its
-held-out accuracy from x[0] is 1.0 (the rest of its budget cannot raise it there).
+held-out accuracy from x[0] is 1.0 over the answers their past determines (the rest of its
+budget cannot raise it there).
 """
 
 import ml_collections
@@ -116,6 +117,8 @@ def get_config(arg: str = ""):
   c.pipeline.stages = smt_dmt_bptt_stages(smt, dmt, bptt, dmt_stage)
   c.pipeline.stages.smt.train.stop_at_metric = "teacher_acc"  # The teacher stops at ...
   c.pipeline.stages.smt.train.stop_at_value = TEACHER_TARGET  # ... this accuracy, or its cap.
-  c.pipeline.stages.bptt.train.stop_at_metric = "rnn_acc"  # BPTT stops at a perfect validation
-  c.pipeline.stages.bptt.train.stop_at_value = 1.0  # read, which no further update can raise.
+  # BPTT stops at a perfect validation read of the answers the past determines (modular's first
+  # answers are guesses), which no further update can raise.
+  c.pipeline.stages.bptt.train.stop_at_metric = "rnn_acc_sure"
+  c.pipeline.stages.bptt.train.stop_at_value = 1.0
   return c

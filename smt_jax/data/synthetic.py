@@ -88,12 +88,15 @@ class SyntheticTask:
     base class: none). t - source is how far back the answer's information entered."""
     return jnp.full(x.shape, -1, jnp.int32)
 
-  def optimal_hits(self, x: jax.Array, y: jax.Array) -> jax.Array:
-    """bool[T]: for one sequence (x, y int32[T]), whether the Bayes-optimal prediction of y[t]
-    from x[0..t] (under the task's own sampling law) is y[t]; False where there is no label.
-    Its mean over the labels is the task's ceiling, the accuracy no model can beat on average.
-    The base class: every answer is a function of the tokens up to it, so the ceiling is 1."""
-    return y >= 0
+  def optimal_guesses(self, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+    """The Bayes-optimal prediction of each y[t] from x[0..t] (under the task's own sampling
+    law) for one sequence (x, y int32[T]): {"hit": bool[T], whether its guess is y[t]; "sure":
+    bool[T], whether the past determines the answer (one value holds all the posterior mass)},
+    both False where there is no label. The mean of "hit" over the labels is the task's
+    ceiling, the accuracy no model beats on average. The base class: every answer is a
+    function of the tokens up to it, so every guess is sure and right."""
+    labelled = y >= 0
+    return {"hit": labelled, "sure": labelled}
 
   def check_length(self, T: int, field: str = "T") -> None:
     """The task's length rule: ValueError naming ``field`` (e.g. "data.T") unless sequences of
@@ -412,10 +415,10 @@ class ModularArithmetic(SyntheticTask):
   def min_length(self) -> int:
     return 2 * self.warmup_pairs + 1
 
-  def optimal_hits(self, x, y):
+  def optimal_guesses(self, x, y):
     """The optimal guess of f(u_i) is the value that most of the maps (w, b) consistent with the
     pairs before it send u_i to (w, b are uniform, so every consistent map is equally likely);
-    the first answers are guesses, so the ceiling is below 1."""
+    it is sure where they all agree. The first answers are guesses: the ceiling is below 1."""
     V, C, T = self.vocab_size, self.n_coefs, x.shape[0]
     w, b = jnp.repeat(jnp.arange(1, C), C), jnp.tile(jnp.arange(C), C - 1)  # Every map: (M,).
     n = (T + 1) // 2
@@ -424,8 +427,10 @@ class ModularArithmetic(SyntheticTask):
     fits = (images == pairs[:, 1:]).astype(jnp.int32)  # Pair i agrees with the map.
     alive = jnp.cumprod(jnp.concatenate([jnp.ones_like(fits[:1]), fits[:-1]]), axis=0)
     votes = jnp.zeros((n, V), jnp.int32).at[jnp.arange(n)[:, None], images].add(alive)
-    guess = jnp.stack([votes.argmax(-1), jnp.full((n,), -1)], axis=1).reshape(-1)[:T]
-    return (guess == y) & (y >= 0)
+    at_answers = lambda v, fill: jnp.stack([v, jnp.full((n,), fill)], axis=1).reshape(-1)[:T]
+    guess = at_answers(votes.argmax(-1), -1)
+    sure = at_answers(votes.max(-1) == alive.sum(-1), False)
+    return {"hit": (guess == y) & (y >= 0), "sure": sure & (y >= 0)}
 
   def example(self, key, T):
     k_u, k_w, k_b = jax.random.split(key, 3)
@@ -485,17 +490,22 @@ class _Recall(SyntheticTask):
     j = jnp.floor(jnp.log1p(-u * (1.0 - self.gamma**n)) / math.log(self.gamma))
     return jnp.minimum(j.astype(jnp.int32), n - 1)
 
-  def optimal_hits(self, x, y):
+  def optimal_guesses(self, x, y):
     """With gamma > 0 the source is drawn, so the optimal guess is the token with the largest
-    total probability over the admissible sources (weight gamma**j at j steps from ``near``)."""
+    total probability over the admissible sources (weight gamma**j at j steps from ``near``);
+    it is sure where they all hold that token."""
     if not self.gamma:
-      return super().optimal_hits(x, y)
+      return super().optimal_guesses(x, y)
     near, far = self.ends(x.shape[0])
     s = np.arange(x.shape[0])[None]
     lo, hi = np.minimum(near, far)[:, None], np.maximum(near, far)[:, None]
-    weight = np.where((s >= lo) & (s <= hi), self.gamma ** np.abs(s - near[:, None]), 0.0)
-    scores = jnp.asarray(weight, jnp.float32) @ jax.nn.one_hot(x, self.vocab_size)  # (T, V)
-    return (scores.argmax(-1) == y) & (y >= 0)
+    admissible = (s >= lo) & (s <= hi)  # (T, T): the sources y[t] may repeat.
+    weight = np.where(admissible, self.gamma ** np.abs(s - near[:, None]), 0.0)
+    tokens = jax.nn.one_hot(x, self.vocab_size)
+    scores = jnp.asarray(weight, jnp.float32) @ tokens  # (T, V)
+    sure = ((jnp.asarray(admissible, jnp.float32) @ tokens) > 0).sum(-1) == 1
+    labelled = y >= 0
+    return {"hit": (scores.argmax(-1) == y) & labelled, "sure": sure & labelled}
 
   def example(self, key, T):
     k_x, k_j = jax.random.split(key) if self.gamma else (key, None)

@@ -20,7 +20,8 @@ from smt_jax.train import tensorboard
 from smt_jax.train.optimizer import SCHEDULES
 
 DTYPES = ("float32", "bfloat16", "float64")
-STOP_METRICS = ("", "teacher_acc", "rnn_acc")  # train.stop_at_metric: evaluation accuracies.
+# train.stop_at_metric: evaluation accuracies (the "_sure" ones only on synthetic tasks).
+STOP_METRICS = ("", "teacher_acc", "rnn_acc", "teacher_acc_sure", "rnn_acc_sure")
 BEST_METRICS = ("", "rnn_loss", "rnn_acc", "teacher_loss", "teacher_acc")  # ckpt.keep_best
 
 
@@ -182,6 +183,12 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
   _require(
     cfg.data.name in TASK_NAMES, f"data.name={cfg.data.name!r} is unknown; use one of {TASK_NAMES}."
   )
+  stop = cfg.train.stop_at_metric
+  _require(
+    not stop.endswith("_sure") or cfg.data.name in SYNTHETIC_NAMES,
+    f"train.stop_at_metric={stop!r} counts the answers the past determines, which only a "
+    f"synthetic task names, not data.name={cfg.data.name!r}: use {stop.removesuffix('_sure')!r}.",
+  )
   validate_model(cfg)
   try:
     dataset = make_dataset(cfg.data, split="train")
@@ -216,7 +223,7 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
   _require(tr.num_steps >= 1, f"train.num_steps={tr.num_steps} must be >= 1.")
   _require(
     tr.stop_at_metric in STOP_METRICS
-    and (tr.stop_at_metric != "teacher_acc" or METHODS[cfg.method].has_teacher),
+    and (not tr.stop_at_metric.startswith("teacher") or METHODS[cfg.method].has_teacher),
     f'train.stop_at_metric={tr.stop_at_metric!r} must be one of {STOP_METRICS} ("" = no early '
     f"stop; teacher_acc only for a method with a teacher, not {cfg.method!r}).",
   )
