@@ -115,8 +115,9 @@ def fake(tmp_path, task, T, updater, method, acc, teacher=None, teacher_steps=No
   last = workdir / list(stages)[-1]
   last.mkdir(parents=True, exist_ok=True)
   read = {"curves": curves, "roles": roles}
+  step = list(stages.values())[-1]["steps"]  # The evaluation read the stage's last checkpoint.
   (last / "eval.json").write_text(
-    json.dumps({"read": read, "lags": {**lags, "teacher_acc": by_lag(teacher)}})
+    json.dumps({"step": step, "read": read, "lags": {**lags, "teacher_acc": by_lag(teacher)}})
   )
   for stage in stages.values():
     stage.update({k: 0.5 for k in ("rnn_acc", "teacher_acc") if k in stage})
@@ -189,10 +190,13 @@ def test_report_on_fake_results(tmp_path, monkeypatch):
 
 def test_test_read_runs_the_final_read_once_where_training_did_not(tmp_path, monkeypatch):
   """A run trained without the final evaluation gets its test read from evaluate_workdir on its
-  last stage, with the read section only; one that has it in eval.json is not evaluated again."""
+  last stage, with the read section only, as does one whose eval.json read another step (a run
+  resumed after it); one that has it in eval.json is not evaluated again."""
   done = fake(tmp_path, "copy", 32, "transformer", "BPTT", 0.7)
   missing = fake(tmp_path, "copy", 32, "gru", "BPTT", 0.9)
   (tmp_path / "copy_T32_gru_BPTT" / "bptt" / "eval.json").unlink()
+  stale = fake(tmp_path, "copy", 32, "mlp", "BPTT", 0.9)
+  stale["stages"]["bptt"]["steps"] += 100
   calls = []
 
   def evaluate(workdir, overrides):
@@ -205,3 +209,4 @@ def test_test_read_runs_the_final_read_once_where_training_did_not(tmp_path, mon
   assert calls == []
   assert tasks.format_test_acc(missing) == "0.250 [0.200, 0.300]"
   assert calls == [(str(tmp_path / "copy_T32_gru_BPTT" / "bptt"), {"eval.sections": ("read",)})]
+  assert tasks.format_test_acc(stale) == "0.250 [0.200, 0.300]" and len(calls) == 2

@@ -121,11 +121,14 @@ def report(results: list, rep: reporting.Report) -> str:
 
 def final_section(result: dict, name: str, complete=lambda section: True) -> dict:
   """Section `name` of the final evaluation of the run's last stage, from its eval.json; where
-  training did not run it (the runs train with train.final_eval off) or it is not `complete`,
-  run once on that stage's checkpoint (evaluate_workdir, merged into eval.json)."""
-  stage = pathlib.Path(result["workdir"]) / list(result["stages"])[-1]
+  training did not run it (the runs train with train.final_eval off), it is not `complete` or
+  it read another step than the stage's last, run once on that stage's last checkpoint
+  (evaluate_workdir, merged into eval.json)."""
+  last = list(result["stages"])[-1]
+  stage = pathlib.Path(result["workdir"]) / last
   path = stage / "eval.json"
-  section = json.loads(path.read_text()).get(name) if path.is_file() else None
+  saved = json.loads(path.read_text()) if path.is_file() else {}
+  section = saved.get(name) if saved.get("step") == result["stages"][last]["steps"] else None
   if not section or not complete(section):
     section = evaluate_workdir(str(stage), {"eval.sections": (name,)})[name]
   return section
