@@ -197,3 +197,11 @@ def test_the_evaluation_gives_the_tasks_ceiling_and_its_reads_of_the_sure_answer
   assert last["ceiling_acc"] == pytest.approx(hits / labels) and 0 < last["ceiling_acc"] < 1
   assert 0 < sure < labels and last["rnn_acc_sure"] == pytest.approx(sure_hits / sure)
   validate(config(method="bptt", **{"train.stop_at_metric": "rnn_acc_sure"}))
+
+
+@pytest.mark.integration
+def test_on_a_task_whose_answers_follow_from_the_past_the_sure_reads_are_the_reads(tmp_path):
+  train_and_evaluate(config(**{"train.num_steps": 2}), tmp_path)  # Retrieval: every answer sure.
+  last = evals(tmp_path)[-1]
+  assert last["ceiling_acc"] == 1.0
+  assert (last["rnn_acc_sure"], last["teacher_acc_sure"]) == (last["rnn_acc"], last["teacher_acc"])

@@ -172,14 +172,16 @@ def evaluate(eval_fn, params, dataset, cfg: ml_collections.ConfigDict, keys: Key
       ceiling[0] += int(best["hit"].sum())
       ceiling[1] += int((batch["y"] >= 0).sum())
       sure = {**batch, "y": jnp.where(best["sure"], batch["y"], -1)}
+      unsure = bool((sure["y"] != batch["y"]).any())
     batch = parallel.global_batch(batch, mesh, cfg.train.eval_batch_size)
     key = jax.random.fold_in(keys.eval_loss, i)
     metrics, stats = eval_fn(params, batch, key)
     history.append(metrics)
     totals = {name: add_stats(totals.get(name), s) for name, s in stats.items()}
-    if sure is not None:  # The reads again, over the sure answers alone.
-      sure = parallel.global_batch(sure, mesh, cfg.train.eval_batch_size)
-      stats = eval_fn(params, sure, key)[1]
+    if sure is not None:  # The reads over the sure answers: again where some are not.
+      if unsure:
+        sure = parallel.global_batch(sure, mesh, cfg.train.eval_batch_size)
+        stats = eval_fn(params, sure, key)[1]
       sure_totals = {name: add_stats(sure_totals.get(name), s) for name, s in stats.items()}
   results = mean_metrics(jax.device_get(history))
   for name, stats in totals.items():
