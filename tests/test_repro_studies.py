@@ -481,21 +481,25 @@ def test_a_recorded_run_is_not_trained_again_and_its_report_reads_the_record(tmp
 
 
 def test_list_gives_each_runs_state_and_the_idle_hours_left(tmp_path, monkeypatch):
-  """--list: a run finished here, one finished with another config (stale: trains again), one
-  recorded elsewhere, one never run and one started (checkpoints of SMT, then of DMT at 700);
-  the hours left sum the idle wall-clock of what the last three still train (default.py: SMT
-  400, DMT 1000, BPTT 9000 updates), naming the one without rates."""
+  """--list: a run finished here (at the idle wall-clock of the updates it took, not of its
+  plan), one finished with another config (stale: trains again), one recorded elsewhere, one
+  never run and one started (checkpoints of SMT, then of DMT at 700); the hours left sum the
+  idle wall-clock of what the last three still train (default.py: SMT 400, DMT 1000, BPTT 9000
+  updates), naming the one without rates."""
   from experiments.repro import records
 
   here, stale, recorded, new, started = (runner.Run(n, "default.py", {}, 0, {}) for n in "abcde")
   runs_dir, root = tmp_path / "out" / "pool" / "runs", tmp_path / "records"
   fake_run_folder(runs_dir / "a", here)
+  taken = {"run": here.to_json(), "stages": {"smt": {"steps": 100}, "dmt": {"steps": 50}}}
+  (runs_dir / "a" / "result.json").write_text(json.dumps(taken))  # Stopped early: 100 + 50.
   fake_run_folder(runs_dir / "b", runner.Run("b", "default.py", {}, 1, {}))
   fake_run_folder(tmp_path / "x" / "pool" / "runs" / "c", recorded)
   records.save(tmp_path / "x" / "pool" / "runs" / "c", root / "pool" / "c")
   for stage, step in (("smt", 300), ("dmt", 500), ("dmt", 700)):  # SMT stopped short of 400.
     (runs_dir / "e" / stage / "checkpoints" / str(step)).mkdir(parents=True)
-  rates = {"d/smt": 0.25, "d/dmt": 1.0, "d/bptt": 9.0}  # 1600 + 1000 + 1000 s.
+  rates = {"a/smt": 0.25, "a/dmt": 1.0}  # Took 400 + 50 s.
+  rates.update({"d/smt": 0.25, "d/dmt": 1.0, "d/bptt": 9.0})  # 1600 + 1000 + 1000 s.
   rates.update({"e/smt": 0.25, "e/dmt": 1.0, "e/bptt": 9.0})  # 0 + 300 + 1000 s left.
   monkeypatch.setattr(reporting, "load_rates", lambda: rates)
   lines = []
@@ -504,6 +508,7 @@ def test_list_gives_each_runs_state_and_the_idle_hours_left(tmp_path, monkeypatc
   )
   states = [line.split()[1:3] for line in lines[:4]]
   assert states == [["finished", "here"], ["stale", "—"], ["recorded", "—"], ["to", "train"]]
+  assert lines[0].endswith("450 s idle")
   assert lines[3].endswith("3600 s idle")
   assert lines[4].split()[1:4] == ["started:", "dmt", "700/1000"]
   assert lines[4].endswith("1300 s idle")

@@ -244,11 +244,14 @@ def run_state(run: Run, workdir: pathlib.Path, root: pathlib.Path | None) -> str
 
 def list_runs(plan: list, root: pathlib.Path | None, log=print) -> None:
   """One line per (Run, workdir) of `plan`: its state (`run_state`) and its wall-clock at the
-  idle rates (of the updates left where it has started), then the idle hours left to train:
-  what decides whether a machine can finish a study in one session."""
+  idle rates (of the updates it took where it finished here, of those left where it has
+  started), then the idle hours left to train: what decides whether a machine can finish a
+  study in one session."""
   rates, left = reporting.load_rates(), []
   for run, workdir in plan:
     state, idle = run_state(run, workdir, root), planned_idle_wall(run, rates)
+    if state == "finished here":
+      idle = reporting.idle_wall(json.loads((workdir / "result.json").read_text()), rates)
     if state == "started":
       todo = steps_left(run, workdir)
       idle = reporting.idle_wall({"run": run.to_json(), "stages": todo}, rates)
