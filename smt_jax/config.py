@@ -8,6 +8,8 @@ derived (`smt_jax.models.mem_size`). Values are checked before anything compiles
 `smt_jax.train.validate.validate`.
 """
 
+import json
+
 import ml_collections
 
 
@@ -252,4 +254,23 @@ def upgrade_saved(saved: dict) -> dict:
   out = {k: upgrade_saved(v) if isinstance(v, dict) else v for k, v in saved.items()}
   if "backprop_through_rollout" in out:
     out["grad_steps"] = 0 if out.pop("backprop_through_rollout") else 1
+  return out
+
+
+def changed_fields(saved: dict, cfg: ml_collections.ConfigDict) -> dict:
+  """{dotted field: (saved value, cfg's value)} of the fields that both a saved config
+  (config.json as a dict) and cfg hold, where their values differ (JSON values: tuples as
+  lists). Fields only one of them has are left out: a schema grows between runs."""
+  stored, current = _leaves(saved), _leaves(json.loads(cfg.to_json_best_effort()))
+  return {k: (stored[k], v) for k, v in current.items() if k in stored and stored[k] != v}
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict:
+  """{dotted name: value} of a nested dict's non-dict values."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_leaves(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
   return out

@@ -3,6 +3,7 @@ message naming the field (in-process, and through experiments/run.py with exit s
 
 import ast
 import importlib
+import json
 import os
 import pathlib
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from conftest import load_config
 
 from experiments.configs import parse_int_args
-from smt_jax.config import strict
+from smt_jax.config import base_config, changed_fields, strict
 from smt_jax.data import STREAM_NAMES
 from smt_jax.data.prepare import prepare
 from smt_jax.errors import ConfigError
@@ -166,3 +167,21 @@ def test_each_config_takes_its_budgets_from_the_budget_table(config, arg, bptt, 
   st = load_config(config, arg).pipeline.stages
   assert (st.bptt.train.num_steps, st.finetune.train.num_steps) == (bptt, finetune)
   assert st.dmt.optim.lr == dmt_lr
+
+
+def test_changed_fields_names_the_shared_fields_whose_values_differ():
+  """Against a hand-edited saved config: a changed value and a changed tuple are named with both
+  values; a field only one side has (the schema grew or shrank) and an equal tuple saved as a
+  JSON list are not."""
+  saved = json.loads(base_config().to_json_best_effort())
+  saved["model"]["d_model"] += 8
+  saved["eval"]["sections"] = ["read"]
+  del saved["model"]["teacher"]["Tf"]
+  saved["model"]["retired_field"] = 3
+  cfg = base_config()
+  cfg.eval.sections = ("read", "drift")
+  assert changed_fields(saved, cfg) == {
+    "model.d_model": (cfg.model.d_model + 8, cfg.model.d_model),
+    "eval.sections": (["read"], ["read", "drift"]),
+  }
+  assert changed_fields(json.loads(cfg.to_json_best_effort()), cfg) == {}

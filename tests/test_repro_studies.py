@@ -493,6 +493,10 @@ def test_list_gives_each_runs_state_and_the_idle_hours_left(tmp_path, monkeypatc
   fake_run_folder(runs_dir / "a", here)
   taken = {"run": here.to_json(), "stages": {"smt": {"steps": 100}, "dmt": {"steps": 50}}}
   (runs_dir / "a" / "result.json").write_text(json.dumps(taken))  # Stopped early: 100 + 50.
+  ran = runner.run_config(here).to_dict()  # Trained before the file changed d_model and the
+  ran["model"]["d_model"] += 1  # ... fine-tuning's lr (not one of the stages it runs).
+  ran["pipeline"]["stages"]["finetune"]["optim"]["lr"] = 0.5
+  (runs_dir / "a" / "config.json").write_text(json.dumps(ran))
   fake_run_folder(runs_dir / "b", runner.Run("b", "default.py", {}, 1, {}))
   fake_run_folder(tmp_path / "x" / "pool" / "runs" / "c", recorded)
   records.save(tmp_path / "x" / "pool" / "runs" / "c", root / "pool" / "c")
@@ -508,7 +512,9 @@ def test_list_gives_each_runs_state_and_the_idle_hours_left(tmp_path, monkeypatc
   )
   states = [line.split()[1:3] for line in lines[:4]]
   assert states == [["finished", "here"], ["stale", "—"], ["recorded", "—"], ["to", "train"]]
-  assert lines[0].endswith("450 s idle")
+  d = ran["model"]["d_model"]
+  changed = f"its config file now differs at model.d_model (ran {d}, now {d - 1})"
+  assert lines[0].endswith(f"450 s idle; {changed}")
   assert lines[3].endswith("3600 s idle")
   assert lines[4].split()[1:4] == ["started:", "dmt", "700/1000"]
   assert lines[4].endswith("1300 s idle")

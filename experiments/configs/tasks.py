@@ -18,14 +18,14 @@ Variants (VARIANTS; the PyTorch original's where it has one):
 
 Settings follow repro_retrieval.py (measured there) but for a larger memory (memory_tokens: K = 8,
 and for copy 16 floats per symbol of its string; with 8 the copy teacher stalls at T = 32 and at
-T = 64: docs/results.md, study 9): the full-past streaming teacher (Tc = T; Tf = T but where TEACHER_FUTURE says otherwise); SMT every
-position -1..T-1 up to T = 64 (at T = 64 decoding DECODED_AT_64 of them), 32 sampled positions
-beyond; DMT from m_empty over the whole sequence with gradients through the rollout (DMT_STAGE; lr
-budgets.dmt_lr(T)). The teacher trains until its held-out accuracy reaches TEACHER_TARGET or its
-cap (train.stop_at_metric; the study reports the updates it took). BPTT gets
-budgets.bptt_factor("tasks", T) times the SMT cap and DMT updates, and stops early where its
-held-out accuracy from x[0] is 1.0 over the answers their past determines (the rest of its
-budget cannot raise it there).
+T = 64: docs/results.md, study 9): the full-past streaming teacher (Tc = T; Tf = T but where
+TEACHER_FUTURE says otherwise); SMT every position -1..T-1 up to T = 64 (at T = 64 decoding
+DECODED_AT_64 of them), 32 sampled positions beyond; DMT from m_empty over the whole sequence with
+gradients through the rollout (DMT_STAGE; lr budgets.dmt_lr(T)). The teacher trains until its
+held-out accuracy reaches TEACHER_TARGET or its cap (train.stop_at_metric; the study reports the
+updates it took). BPTT gets budgets.bptt_factor("tasks", T) times the SMT cap and DMT updates, and
+stops early where its held-out accuracy from x[0] is 1.0 over the answers their past determines
+(the rest of its budget cannot raise it there).
 """
 
 import ml_collections

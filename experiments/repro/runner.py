@@ -34,7 +34,7 @@ from absl import logging
 from experiments.cli import load_config_file, one_line
 from experiments.repro import records, reporting
 from smt_jax.checkpointing import checkpoint_dir
-from smt_jax.config import strict
+from smt_jax.config import changed_fields, strict
 from smt_jax.errors import ConfigError
 from smt_jax.eval.measures import memory_spread
 from smt_jax.train import train_and_evaluate
@@ -242,23 +242,43 @@ def run_state(run: Run, workdir: pathlib.Path, root: pathlib.Path | None) -> str
   return "started" if steps_left(run, workdir) != planned_steps(run) else "to train"
 
 
+def config_changes(run: Run, workdir: pathlib.Path) -> str:
+  """'' or '; its config file now differs at FIELD (ran A, now B), ...': the fields of the
+  stages it runs where the config that trained the run in workdir (its config.json) and its
+  config file today differ. A finished run is matched to its Run by name, config argument and
+  overrides, so an edit of the config file itself does not retrain it: this says so."""
+  path = workdir / "config.json"
+  if not path.is_file():
+    return ""
+  cfg = run_config(run)
+  unused = tuple(f"pipeline.stages.{s}." for s in cfg.pipeline.stages if s not in stage_names(cfg))
+  changes = changed_fields(json.loads(path.read_text()), cfg)
+  shown = [
+    f"{k} (ran {a!r}, now {b!r})" for k, (a, b) in changes.items() if not k.startswith(unused)
+  ]
+  return f"; its config file now differs at {', '.join(shown)}" if shown else ""
+
+
 def list_runs(plan: list, root: pathlib.Path | None, log=print) -> None:
   """One line per (Run, workdir) of `plan`: its state (`run_state`) and its wall-clock at the
   idle rates (of the updates it took where it finished here, of those left where it has
-  started), then the idle hours left to train: what decides whether a machine can finish a
-  study in one session."""
+  started), with the fields its config file changed since it ran (`config_changes`); then the
+  idle hours left to train: what decides whether a machine can finish a study in one session."""
   rates, left = reporting.load_rates(), []
   for run, workdir in plan:
     state, idle = run_state(run, workdir, root), planned_idle_wall(run, rates)
+    changes = ""
     if state == "finished here":
       idle = reporting.idle_wall(json.loads((workdir / "result.json").read_text()), rates)
+      changes = config_changes(run, workdir)
     if state == "started":
       todo = steps_left(run, workdir)
       idle = reporting.idle_wall({"run": run.to_json(), "stages": todo}, rates)
       stage = next(s for s, t in todo.items() if t["steps"] or s == list(todo)[-1])
       planned = planned_steps(run)[stage]["steps"]
       state = f"started: {stage} {planned - todo[stage]['steps']}/{planned}"
-    log(f"  {run.name:<44} {state:<26} {'—' if idle is None else f'{idle:.0f} s idle'}")
+    idle_text = "—" if idle is None else f"{idle:.0f} s idle"
+    log(f"  {run.name:<44} {state:<26} {idle_text}{changes}")
     if state == "to train" or state == "stale" or state.startswith("started"):
       left.append(idle)
   unmeasured = sum(v is None for v in left)

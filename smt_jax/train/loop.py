@@ -21,6 +21,7 @@ import numpy as np
 import tqdm
 
 from smt_jax import checkpointing, parallel
+from smt_jax.config import changed_fields
 from smt_jax.data import make_dataset
 from smt_jax.errors import ConfigError
 from smt_jax.eval import suite as eval_suite
@@ -254,28 +255,16 @@ def _has_checkpoints(workdir: pathlib.Path) -> bool:
   return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
 def _mismatch_message(cfg, workdir: pathlib.Path, error: checkpointing.ShapeMismatch) -> str:
   """The shape-mismatch error of a resume: the config fields that differ from config.json (the
   config of the run that wrote the checkpoint), else the parameters that differ, and the fix."""
   fields = []
   try:
-    stored = _flat(json.loads((workdir / "config.json").read_text()))
-    current = _flat(json.loads(cfg.to_json_best_effort()))
-    diffs = [k for k in current if k in stored and stored[k] != current[k]]
+    diffs = changed_fields(json.loads((workdir / "config.json").read_text()), cfg)
     relevant = [
       k for k in diffs if k.split(".")[0] in ("model", "data") or k in ("method", "train.trainable")
     ]
-    fields = [f"{k}: checkpoint {stored[k]!r}, config {current[k]!r}" for k in relevant or diffs]
+    fields = [f"{k}: checkpoint {diffs[k][0]!r}, config {diffs[k][1]!r}" for k in relevant or diffs]
   except (OSError, ValueError, AttributeError):
     pass
   return (
