@@ -18,8 +18,8 @@ Variants (VARIANTS; the PyTorch original's where it has one):
 
 Settings follow repro_retrieval.py (measured there) but for a larger memory (memory_tokens: K = 8,
 and for copy 16 floats per symbol of its string; with 8 the copy teacher stalls at T = 32 and at
-T = 64: docs/results.md, study 9): the full-past streaming teacher (Tc = T; Tf = T but where
-TEACHER_FUTURE says otherwise); SMT every position -1..T-1 up to T = 64 (at T = 64 decoding
+T = 64: docs/results.md, study 9): the full-past streaming teacher (Tc = T) decoding
+TEACHER_FUTURE tokens; SMT every position -1..T-1 up to T = 64 (at T = 64 decoding
 DECODED_AT_64 of them), 32 sampled positions beyond; DMT from m_empty over the whole sequence with
 gradients through the rollout (DMT_STAGE; lr budgets.dmt_lr(T)). The teacher trains until its
 held-out accuracy reaches TEACHER_TARGET or its cap (train.stop_at_metric; the study reports the
@@ -54,12 +54,13 @@ COPY_FLOATS_PER_SYMBOL = 16  # ... and for copy at least this many floats per sy
 # all): an update costs much less, and the stack's teacher learned as much per update from 16
 # as from all 65 (measured: docs/results.md, study 9).
 DECODED_AT_64 = 16
-# Tf per variant where the full future (Tf = T) hands the decoder the answer without the memory:
-# modular arithmetic's later (u, f) pairs give away w and b, so a full-future teacher learns its
-# memory of them slowly. Decoding 4 tokens (two pairs) leaves the first answer to the memory
-# alone and the second to the memory and one pair, which leaves w and b ambiguous (measured:
-# docs/results.md, study 9).
-TEACHER_FUTURE = {"modular": 4}
+# Tf: the teacher's decoder predicts this many future tokens from each memory. With the whole
+# future (Tf = T) it finds most answers' evidence among the tokens it decodes (modular's later
+# pairs give w and b away; a pop's push or a copied symbol may lie in the future itself) and
+# learns the memory slowly; with 4, most decoded answers need the memory, and the teachers of
+# modular, the stack and copy learned several times faster per update (measured: docs/results.md,
+# study 9; keys-values not measured).
+TEACHER_FUTURE = 4
 
 
 def teacher_cap(T: int) -> int:
@@ -101,7 +102,7 @@ def get_config(arg: str = ""):
   c.model.mem_tokens = memory_tokens(a["task"], T, c.model.d_model)  # K.
   c.model.teacher.encoder = "stream"  # All memories of a sequence in one pass.
   c.model.teacher.Tc = T  # The full past: m_t = E(x_0..x_t).
-  c.model.teacher.Tf = TEACHER_FUTURE.get(a["task"], T)  # Later answers decoded (TEACHER_FUTURE).
+  c.model.teacher.Tf = TEACHER_FUTURE  # Future tokens decoded from each memory.
   c.model.rnn.depth = 1  # Updater blocks.
   c.model.rnn.hidden = 128  # Width of the MLP / GRU updaters.
   c.smt.n_t = 0 if T <= 64 else 32  # Every position up to T = 64; 32 sampled ones beyond.
