@@ -107,7 +107,13 @@ def sync_processes(tag: str) -> None:
 
 
 class Checkpointer:
-  """A CheckpointManager over {"params", "opt_state"} items, keeping the last `keep` steps."""
+  """A CheckpointManager over {"params", "opt_state"} items, keeping the last `keep` steps.
+
+  In a multi-process job, Checkpointers that save at the same time (a run's checkpoints/ and its
+  best/) must differ in directory name: orbax names its cross-process barriers by step alone, so
+  two managers saving one step would share a barrier, and a process whose write finishes late
+  deadlocks the others. The directory name prefixes every barrier of this manager.
+  """
 
   def __init__(self, directory: str | pathlib.Path, keep: int = 3):
     self.directory = pathlib.Path(directory).absolute()
@@ -115,7 +121,13 @@ class Checkpointer:
     self._open()
 
   def _open(self) -> None:
-    options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True)
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=self.keep,
+      create=True,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+        barrier_sync_key_prefix=self.directory.name
+      ),
+    )
     self.manager = ocp.CheckpointManager(
       self.directory,
       options=options,

@@ -141,8 +141,40 @@ def param_sum(workdir, step=None) -> float:
   return float(sum(np.sum(np.asarray(a, np.float64)) for a in jax.tree.leaves(params)))
 
 
+def two_checkpointers(address: str, process_id: str, workdir: str) -> dict:
+  """One process of a 2-process job that saves steps 1-3 into workdir/best and
+  workdir/checkpoints back to back, as a run with ckpt.keep_best does; process 1 finishes its
+  best/ writes 3 s late (a loaded machine), so each step's two saves overlap across processes."""
+  jax.distributed.initialize(address, num_processes=2, process_id=int(process_id))
+  import time
+
+  from orbax.checkpoint._src.checkpointers import async_checkpointer
+
+  from smt_jax import checkpointing
+
+  finish_writes = async_checkpointer._background_wait_for_commit_futures
+
+  def late_on_process_1(directory, *args, **kwargs):
+    if jax.process_index() == 1 and pathlib.Path(str(directory)).parent.name == "best":
+      time.sleep(3)
+    return finish_writes(directory, *args, **kwargs)
+
+  async_checkpointer._background_wait_for_commit_futures = late_on_process_1
+  root = pathlib.Path(workdir)
+  best = checkpointing.Checkpointer(root / "best", keep=1)
+  regular = checkpointing.Checkpointer(root / checkpointing.SUBDIR)
+  params, opt_state = {"w": np.arange(4.0)}, {"count": np.zeros(())}
+  for step in (1, 2, 3):
+    best.save(step, params, opt_state)
+    regular.save(step, params, opt_state)
+  best.close()
+  regular.close()
+  return {"best": sorted(p.name for p in (root / "best").iterdir() if p.name.isdigit())}
+
+
 def main(mode: str, *args: str) -> None:
-  print(json.dumps({"sharded_step": sharded_step, "train": train}[mode](*args)))
+  modes = {"sharded_step": sharded_step, "train": train, "two_checkpointers": two_checkpointers}
+  print(json.dumps(modes[mode](*args)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,6 +230,31 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
+def run_processes(commands: list[list[str]]) -> list[str]:
+  """Runs `commands` as concurrent children (one jax.distributed job); their stdouts."""
+  children = [
+    subprocess.Popen(
+      command,
+      cwd=ROOT,
+      env=child_env(1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for command in commands
+  ]
+  try:
+    outputs = [child.communicate(timeout=TIMEOUT_S) for child in children]
+  finally:
+    for child in children:
+      if child.poll() is None:
+        child.kill()
+        child.communicate()
+  for child, (_, stderr) in zip(children, outputs):
+    assert child.returncode == 0, stderr[-4000:]
+  return [out for out, _ in outputs]
+
+
 def run_two_processes(workdir: pathlib.Path, *flags: str) -> list[dict]:
   """experiments/run.py as two processes of one jax.distributed job on the smoke config, with
   `flags`; each process's last stdout line as {field: value}."""
@@ -212,27 +269,8 @@ def run_two_processes(workdir: pathlib.Path, *flags: str) -> list[dict]:
     "--num_processes=2",
     *flags,
   ]
-  children = [
-    subprocess.Popen(
-      [*command, f"--process_id={i}"],
-      cwd=ROOT,
-      env=child_env(1),
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  try:
-    outputs = [child.communicate(timeout=TIMEOUT_S) for child in children]
-  finally:
-    for child in children:
-      if child.poll() is None:
-        child.kill()
-        child.communicate()
-  for child, (_, stderr) in zip(children, outputs):
-    assert child.returncode == 0, stderr[-4000:]
-  return [dict(kv.split("=") for kv in out.strip().splitlines()[-1].split()) for out, _ in outputs]
+  outputs = run_processes([[*command, f"--process_id={i}"] for i in range(2)])
+  return [dict(kv.split("=") for kv in out.strip().splitlines()[-1].split()) for out in outputs]
 
 
 def test_two_processes_train_together_and_report_the_same_loss(tmp_path):
@@ -255,6 +293,17 @@ def test_two_processes_train_together_and_report_the_same_loss(tmp_path):
   assert finals[0]["loss"] == finals[1]["loss"]
   best = sorted(int(p.name) for p in (tmp_path / "best").iterdir() if p.name.isdigit())
   assert 3 not in best and len(best) == 1 and best[0] in (2, 4)
+
+
+def test_checkpointers_saving_the_same_step_at_once_do_not_share_a_barrier(tmp_path):
+  """A run's best/ and checkpoints/ save each evaluated step back to back; with one process's
+  writes late, shared barrier names deadlocked the job (the old failure of the test above)."""
+  address = f"127.0.0.1:{free_port()}"
+  command = [sys.executable, __file__, "two_checkpointers", address]
+  outputs = run_processes([[*command, str(i), str(tmp_path)] for i in range(2)])
+  for out in outputs:
+    assert json.loads(out.strip().splitlines()[-1]) == {"best": ["3"]}
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1", "2", "3"]
 
 
 if __name__ == "__main__":
