@@ -261,16 +261,16 @@ def changed_fields(saved: dict, cfg: ml_collections.ConfigDict) -> dict:
   """{dotted field: (saved value, cfg's value)} of the fields that both a saved config
   (config.json as a dict) and cfg hold, where their values differ (JSON values: tuples as
   lists). Fields only one of them has are left out: a schema grows between runs."""
-  stored, current = _leaves(saved), _leaves(json.loads(cfg.to_json_best_effort()))
+  stored, current = flatten(saved), flatten(json.loads(cfg.to_json_best_effort()))
   return {k: (stored[k], v) for k, v in current.items() if k in stored and stored[k] != v}
 
 
-def _leaves(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
   """{dotted name: value} of a nested dict's non-dict values."""
   out = {}
   for k, v in tree.items():
     if isinstance(v, dict):
-      out.update(_leaves(v, f"{prefix}{k}."))
+      out.update(flatten(v, f"{prefix}{k}."))
     else:
       out[f"{prefix}{k}"] = v
   return out

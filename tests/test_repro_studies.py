@@ -1,10 +1,13 @@
 """Fast checks of the reproduction studies (experiments/repro): every study's runs, full and
 quick, build configs that validate, with unique names; the shared helpers behave."""
 
+import copy
+import functools
 import json
 
 import pytest
 
+from experiments.cli import load_config_file
 from experiments.repro import reporting, run_all, runner
 
 pytestmark = pytest.mark.integration  # The studies' bookkeeping: second tier.
@@ -331,14 +334,17 @@ def test_rates_time_each_distinct_stage_config_once(monkeypatch):
     for r in credit.runs(False, 2)
     if r.name.startswith(("T128_mlp_smt-dmt", "T256_mlp_smt-dmt", "T256_mlp_bptt"))
   ]
-  measured = rates.measure(runs, 0.0, log=lambda *a: None)
+  measured, fingerprints = rates.measure(runs, 0.0, log=lambda *a: None)
   assert sorted(measured) == sorted(
     ["T128_mlp_smt-dmt/" + s for s in ("smt64", "smt128", "dmt")]
     + ["T256_mlp_smt-dmt/" + s for s in ("smt64", "smt128", "smt256", "dmt")]
     + ["T256_mlp_bptt/bptt"]
   )
+  assert sorted(fingerprints) == sorted(measured)
   assert measured["T128_mlp_smt-dmt/smt64"] == measured["T256_mlp_smt-dmt/smt64"]
   assert measured["T128_mlp_smt-dmt/dmt"] != measured["T256_mlp_smt-dmt/dmt"]  # T differs.
+  assert fingerprints["T128_mlp_smt-dmt/smt64"] == fingerprints["T256_mlp_smt-dmt/smt64"]
+  assert fingerprints["T128_mlp_smt-dmt/dmt"] != fingerprints["T256_mlp_smt-dmt/dmt"]
   assert len(timed) == 6 and all(c.ckpt.init_from == "" for c in timed)
 
 
@@ -349,8 +355,13 @@ def test_rates_merge_keeps_each_entry_measurement(tmp_path, monkeypatch):
   path = tmp_path / "rates_cpu.json"
   first = {"utc": "2026-11-29 18:42", "load_before": 0.9, "load_after": 1.7, "commit": "a"}
   second = {"utc": "2026-11-30 09:00", "load_before": 0.1, "load_after": 0.3, "commit": "b"}
-  rates.write_merged(path, {"T32_mlp_bptt/bptt": 50.0, "T32_gru_bptt/bptt": 40.0}, first, {})
-  rates.write_merged(path, {"T32_gru_bptt/bptt": 44.0, "T64_gru_bptt/bptt": 20.0}, second, {})
+  configs = {"T32_mlp_bptt/bptt": "m32", "T32_gru_bptt/bptt": "g32", "T64_gru_bptt/bptt": "g64"}
+  rates.write_merged(
+    path, {"T32_mlp_bptt/bptt": 50.0, "T32_gru_bptt/bptt": 40.0}, first, {}, configs
+  )
+  rates.write_merged(
+    path, {"T32_gru_bptt/bptt": 44.0, "T64_gru_bptt/bptt": 20.0}, second, {}, configs
+  )
   written = json.loads(path.read_text())
   assert written["rates"] == {
     "T32_mlp_bptt/bptt": 50.0,
@@ -358,12 +369,48 @@ def test_rates_merge_keeps_each_entry_measurement(tmp_path, monkeypatch):
     "T64_gru_bptt/bptt": 20.0,
   }
   assert written["measured"] == {
-    "T32_mlp_bptt/bptt": first,
-    "T32_gru_bptt/bptt": second,
-    "T64_gru_bptt/bptt": second,
+    "T32_mlp_bptt/bptt": {**first, "config": "m32"},
+    "T32_gru_bptt/bptt": {**second, "config": "g32"},
+    "T64_gru_bptt/bptt": {**second, "config": "g64"},
   }
   monkeypatch.setattr(reporting, "rates_path", lambda backend: path)
   assert reporting.load_rates() == written["rates"]  # What the reports read.
+  assert reporting.load_rate_notes() == written["measured"]  # What --list checks.
+
+
+def test_cost_fingerprint_changes_with_what_an_update_computes_only():
+  """Rates hold across learning rates, caps, evaluation and logging; not across T, the model,
+  the batch or the method's own settings."""
+  base = load_config_file("experiments/configs/default.py")
+  same = {
+    "optim.lr": 0.5,
+    "train.num_steps": 7,
+    "train.eval_every": 3,
+    "train.stop_at_metric": "rnn_acc",
+    "log.every": 9,
+    "ckpt.keep": 1,
+    "eval.num_batches": 2,
+    "seed": 5,
+  }
+  other = {
+    "data.T": base.data.T * 2,
+    "model.teacher.Tf": 1,
+    "model.d_model": base.model.d_model + 8,
+    "train.batch_size": base.train.batch_size * 2,
+    "smt.n_t": 4,
+    "dmt.grad_steps": 3,
+    "method": "bptt",
+  }
+  fingerprint = reporting.cost_fingerprint(base)
+
+  def changed(field, value):
+    cfg = copy.deepcopy(base)
+    *groups, name = field.split(".")
+    setattr(functools.reduce(getattr, groups, cfg), name, value)
+    return reporting.cost_fingerprint(cfg)
+
+  assert all(changed(f, v) == fingerprint for f, v in same.items())
+  assert all(changed(f, v) != fingerprint for f, v in other.items())
 
 
 def fake_run_folder(workdir, run) -> None:
@@ -506,6 +553,10 @@ def test_list_gives_each_runs_state_and_the_idle_hours_left(tmp_path, monkeypatc
   rates.update({"d/smt": 0.25, "d/dmt": 1.0, "d/bptt": 9.0})  # 1600 + 1000 + 1000 s.
   rates.update({"e/smt": 0.25, "e/dmt": 1.0, "e/bptt": 9.0})  # 0 + 300 + 1000 s left.
   monkeypatch.setattr(reporting, "load_rates", lambda: rates)
+  # d's rates: BPTT's measured for today's config, DMT's for another, SMT's before fingerprints.
+  bptt_config = runner.stage_config(runner.run_config(new), "bptt", "")
+  notes = {"d/bptt": {"config": reporting.cost_fingerprint(bptt_config)}, "d/dmt": {"config": "0"}}
+  monkeypatch.setattr(reporting, "load_rate_notes", lambda: {**notes, "d/smt": {}})
   lines = []
   runner.list_runs(
     [(r, runs_dir / r.name) for r in (here, stale, recorded, new, started)], root, lines.append
@@ -515,7 +566,9 @@ def test_list_gives_each_runs_state_and_the_idle_hours_left(tmp_path, monkeypatc
   d = ran["model"]["d_model"]
   changed = f"its config file now differs at model.d_model (ran {d}, now {d - 1})"
   assert lines[0].endswith(f"450 s idle; {changed}")
-  assert lines[3].endswith("3600 s idle")
+  stale = "its idle rate of dmt was measured for another config"
+  assert lines[3].endswith(f"3600 s idle; {stale} (experiments/bench/rates.py re-measures it)")
+  assert not any("idle rate of" in line for i, line in enumerate(lines) if i != 3)
   assert lines[4].split()[1:4] == ["started:", "dmt", "700/1000"]
   assert lines[4].endswith("1300 s idle")
   assert lines[5].strip() == "3 of 5 to train: 1.4 h at idle rates (and 1 without measured rates)"

@@ -6,9 +6,11 @@ the measured wall-clock, which other processes on a shared machine inflate uneve
 
 Writes (and merges into) experiments/bench/results/rates_<backend>.json:
 {"rates": {"RUN/STAGE": updates/s}, "measured": {"RUN/STAGE": {"utc", "load_before",
-"load_after", "commit"}}, "environment": {...}}, where RUN is the run's name without its seed
-(seeds share a rate). Identical stage configs are timed once. A call that re-measures some
-stages replaces only their entries; "measured" says when, and under what load, each was taken.
+"load_after", "commit", "config"}}, "environment": {...}}, where RUN is the run's name without
+its seed (seeds share a rate). Identical stage configs are timed once. A call that re-measures
+some stages replaces only their entries; "measured" says when, under what load, and for which
+stage config ("config": experiments/repro/reporting.cost_fingerprint) each was taken, so that
+`--list` can name the rates that a config change made stale.
 """
 
 import argparse
@@ -23,7 +25,7 @@ import jax
 
 from experiments.bench.common import environment
 from experiments.repro import runner
-from experiments.repro.reporting import rate_key, rates_path
+from experiments.repro.reporting import cost_fingerprint, rate_key, rates_path
 from smt_jax.train.loop import fresh_start
 from smt_jax.train.pipeline import stage_config, stage_names
 
@@ -67,25 +69,28 @@ def stage_configs(runs: list) -> dict:
   return out
 
 
-def measure(runs: list, seconds: float, log=print) -> dict:
-  """{rate_key: updates/s} of every stage of `runs`, each distinct stage config timed once."""
-  by_config, rates = {}, {}
+def measure(runs: list, seconds: float, log=print) -> tuple[dict, dict]:
+  """({rate_key: updates/s}, {rate_key: cost_fingerprint}) of every stage of `runs`, each
+  distinct stage config timed once."""
+  by_config, rates, fingerprints = {}, {}, {}
   for key, cfg in stage_configs(runs).items():
-    fingerprint = cfg.to_json(sort_keys=True)
-    if fingerprint not in by_config:
-      by_config[fingerprint] = updates_per_second(cfg, seconds)
-      log(f"{key:45s} {by_config[fingerprint]:8.2f} updates/s")
-    rates[key] = by_config[fingerprint]
-  return rates
+    whole = cfg.to_json(sort_keys=True)
+    if whole not in by_config:
+      by_config[whole] = updates_per_second(cfg, seconds)
+      log(f"{key:45s} {by_config[whole]:8.2f} updates/s")
+    rates[key], fingerprints[key] = by_config[whole], cost_fingerprint(cfg)
+  return rates, fingerprints
 
 
-def write_merged(path, rates: dict, when: dict, env: dict) -> None:
+def write_merged(path, rates: dict, when: dict, env: dict, fingerprints: dict) -> None:
   """Writes `rates` into the JSON at `path` (created if missing), each with `when` it was
-  measured; the file's other entries keep their rates and measurement notes."""
+  measured and its stage config's fingerprint; the file's other entries keep their rates and
+  measurement notes."""
   old = json.loads(path.read_text()) if path.is_file() else {"rates": {}, "measured": {}}
+  notes = {key: {**when, "config": fingerprints[key]} for key in rates}
   out = {
     "rates": {**old["rates"], **rates},
-    "measured": {**old["measured"], **{key: when for key in rates}},
+    "measured": {**old["measured"], **notes},
     "environment": env,
   }
   path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
@@ -104,7 +109,7 @@ def main(argv=None) -> None:
   load_before = os.getloadavg()[0]
   if load_before > 0.5:
     print(f"warning: load average {load_before:.2f}; the rates are meant for an idle machine")
-  rates = measure(runs, args.seconds)
+  rates, fingerprints = measure(runs, args.seconds)
   env = environment()
   when = {
     "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
@@ -113,7 +118,7 @@ def main(argv=None) -> None:
     "commit": env["commit"],
   }
   path = rates_path(jax.default_backend())
-  write_merged(path, rates, when, env)
+  write_merged(path, rates, when, env, fingerprints)
   print(f"wrote {path}")
 
 

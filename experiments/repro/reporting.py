@@ -5,6 +5,7 @@ The report of a study goes to OUT/STUDY/report.md with its plots beside it, and,
 """
 
 import argparse
+import hashlib
 import json
 import math
 import pathlib
@@ -14,6 +15,7 @@ import subprocess
 import time
 
 from experiments.repro import records
+from smt_jax.config import flatten
 from smt_jax.eval.suite import load_run_config
 from smt_jax.objectives import gradient_path_length
 
@@ -136,6 +138,42 @@ def load_rates(backend: str = "cpu") -> dict:
   """{rate_key: updates/s} measured by experiments/bench/rates.py ({} where not measured)."""
   path = rates_path(backend)
   return json.loads(path.read_text())["rates"] if path.is_file() else {}
+
+
+def load_rate_notes(backend: str = "cpu") -> dict:
+  """{rate_key: {"utc", "load_before", "load_after", "commit"[, "config"]}}: when and for which
+  stage config (`cost_fingerprint`) experiments/bench/rates.py measured each rate."""
+  path = rates_path(backend)
+  return json.loads(path.read_text())["measured"] if path.is_file() else {}
+
+
+# The config fields that decide what one update computes. Learning rates, caps, evaluation,
+# checkpoints and logging do not, so a rate measured before one of those changed still holds.
+COST_FIELDS = (
+  "method",
+  "model.",
+  "data.T",
+  "data.name",
+  "data.vocab_size",
+  "data.kwargs.",
+  "smt.",
+  "dmt.",
+  "bptt.",
+  "newton.",
+  "mesh.",
+  "train.batch_size",
+  "train.grad_accum",
+  "train.trainable",
+)
+
+
+def cost_fingerprint(cfg) -> str:
+  """12 hex digits of a hash of a stage config's COST_FIELDS values: two stage configs whose
+  fingerprints are equal run the same update, so they share an idle rate."""
+  fields = flatten(json.loads(cfg.to_json_best_effort()))
+  chosen = {k: v for k, v in fields.items() if k.startswith(COST_FIELDS)}
+  text = json.dumps(chosen, sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def idle_wall(result: dict, rates: dict):

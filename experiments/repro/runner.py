@@ -259,18 +259,39 @@ def config_changes(run: Run, workdir: pathlib.Path) -> str:
   return f"; its config file now differs at {', '.join(shown)}" if shown else ""
 
 
+def stale_rates(run: Run, notes: dict) -> str:
+  """'' or '; its idle rate of STAGE, ... was measured for another config': the stages whose
+  rate experiments/bench/rates.py took for a stage config of other cost fields
+  (reporting.cost_fingerprint) than the run's config file gives today. Rates measured before
+  fingerprints were recorded are not judged."""
+  cfg = run_config(run)
+  stale = [
+    stage
+    for stage in stage_names(cfg)
+    if notes.get(reporting.rate_key(run.name, stage), {}).get("config", None)
+    not in (None, reporting.cost_fingerprint(stage_config(cfg, stage, "")))
+  ]
+  if not stale:
+    return ""
+  return (
+    f"; its idle rate of {', '.join(stale)} was measured for another config "
+    "(experiments/bench/rates.py re-measures it)"
+  )
+
+
 def list_runs(plan: list, root: pathlib.Path | None, log=print) -> None:
   """One line per (Run, workdir) of `plan`: its state (`run_state`) and its wall-clock at the
   idle rates (of the updates it took where it finished here, of those left where it has
-  started), with the fields its config file changed since it ran (`config_changes`); then the
-  idle hours left to train: what decides whether a machine can finish a study in one session."""
-  rates, left = reporting.load_rates(), []
+  started), with the fields its config file changed since it ran (`config_changes`) and the
+  stages whose rate is stale (`stale_rates`); then the idle hours left to train: what decides
+  whether a machine can finish a study in one session."""
+  rates, notes, left = reporting.load_rates(), reporting.load_rate_notes(), []
   for run, workdir in plan:
     state, idle = run_state(run, workdir, root), planned_idle_wall(run, rates)
-    changes = ""
+    changes = stale_rates(run, notes)
     if state == "finished here":
       idle = reporting.idle_wall(json.loads((workdir / "result.json").read_text()), rates)
-      changes = config_changes(run, workdir)
+      changes = config_changes(run, workdir) + changes
     if state == "started":
       todo = steps_left(run, workdir)
       idle = reporting.idle_wall({"run": run.to_json(), "stages": todo}, rates)
