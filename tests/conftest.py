@@ -99,18 +99,22 @@ class CompiledModels:
     return getattr(self._models, name)
 
 
-def modular_optimal_guesses(x, y, V, coef_frac, **_):
+def modular_optimal_guesses(x, y, V, coef_frac, recent_pairs=None, **_):
   """The Bayes-optimal guesses of modular arithmetic by a Python loop: at each answer, votes of
-  the maps (w, b) that agree with every earlier pair, the lowest value winning a tie; sure
-  where one value has every vote. {"hit": [bool] * T, "sure": [bool] * T}."""
+  the maps (w, b) that agree with every earlier pair (or the last `recent_pairs` of them), the
+  lowest value winning a tie; sure where one value has every vote.
+  {"hit": [bool] * T, "sure": [bool] * T}."""
   C = int(coef_frac * V)
-  alive, out = [(w, b) for w in range(1, C) for b in range(C)], {"hit": [], "sure": []}
+  out = {"hit": [], "sure": []}
   for t in range(len(x)):
     if t % 2:
       out["hit"].append(False)
       out["sure"].append(False)
-      alive = [(w, b) for w, b in alive if (w * x[t - 1] + b) % V == x[t]]
     else:
+      first = 0 if recent_pairs is None else max(0, t - 2 * recent_pairs)
+      seen = [(x[j], x[j + 1]) for j in range(first, t, 2)]
+      maps = [(w, b) for w in range(1, C) for b in range(C)]
+      alive = [(w, b) for w, b in maps if all((w * u + b) % V == f for u, f in seen)]
       votes = collections.Counter((w * x[t] + b) % V for w, b in alive)
       best = min(votes, key=lambda f: (-votes[f], f))
       out["hit"].append(y[t] >= 0 and best == y[t])

@@ -494,3 +494,22 @@ def test_optimal_guesses_match_a_python_bayes_rule(name, vocab, kwargs, T, solve
   got = np.asarray(got["hit"])
   ceiling = got.sum() / (np.asarray(y) >= 0).sum()
   assert 1 / vocab < ceiling < 1
+
+
+@pytest.mark.parametrize("recent_pairs", [0, 1, 2])
+def test_modular_guesses_from_the_last_pairs_match_a_python_bayes_rule(recent_pairs):
+  """The Bayes guesses of a predictor that sees only the last `recent_pairs` pairs, against the
+  Python loop; no more right than those that see every pair, and 0 pairs is the prior's guess."""
+  kwargs = {"coef_frac": 0.5, "warmup_pairs": 0}
+  task = make_dataset(data_config("modular", 11, **kwargs))
+  batch = task.sample(cheap_key(6), 32, 33)
+  guesses = jax.vmap(lambda x, y: task.optimal_guesses(x, y, recent_pairs))
+  got = guesses(batch["x"], batch["y"])
+  x, y = np.asarray(batch["x"]).tolist(), np.asarray(batch["y"]).tolist()
+  want = [
+    modular_optimal_guesses(xs, ys, 11, **kwargs, recent_pairs=recent_pairs) for xs, ys in zip(x, y)
+  ]
+  for key in ("hit", "sure"):
+    assert np.asarray(got[key]).tolist() == [w[key] for w in want], key
+  every = jax.vmap(task.optimal_guesses)(batch["x"], batch["y"])["hit"].sum()
+  assert got["hit"].sum() <= every

@@ -210,3 +210,25 @@ def test_test_read_runs_the_final_read_once_where_training_did_not(tmp_path, mon
   assert tasks.format_test_acc(missing) == "0.250 [0.200, 0.300]"
   assert calls == [(str(tmp_path / "copy_T32_gru_BPTT" / "bptt"), {"eval.sections": ("read",)})]
   assert tasks.format_test_acc(stale) == "0.250 [0.200, 0.300]" and len(calls) == 2
+
+
+def test_modular_reach_names_the_fewest_recent_pairs_near_the_ceiling(monkeypatch):
+  """Per T, the Bayes reads of the last k pairs and the full ceiling; the verdict takes the
+  largest over T of the fewest pairs within REACH_TOLERANCE (0.01) of the ceiling."""
+  reads = {  # T -> (k = 0, 1, 2, 3), full ceiling.
+    64: ((0.20, 0.90, 0.975, 0.98), 0.985),  # 2 pairs: 0.975 >= 0.985 - 0.01.
+    128: ((0.22, 0.91, 0.99, 0.99), 0.99),  # 2 pairs.
+  }
+
+  def fake_ceiling(result, recent_pairs=None):
+    row, full = reads[result["run"]["tags"]["T"]]
+    return full if recent_pairs is None else row[recent_pairs]
+
+  monkeypatch.setattr(tasks, "ceiling", fake_ceiling)
+  results = [{"run": {"tags": {"T": T}}} for T in (128, 64)]
+  text = tasks.modular_reach(results)
+  assert "T = 64: 0: 0.200, 1: 0.900, 2: 0.975, 3: 0.980; every pair: 0.985" in text
+  assert text.index("T = 64") < text.index("T = 128")
+  assert "The last 2 pairs (5 tokens) come within 0.01 of the ceiling at every T" in text
+  reads[128] = ((0.22, 0.91, 0.95, 0.97), 0.99)  # 3 pairs short by 0.02.
+  assert tasks.modular_reach(results).endswith("the last 3 pairs fall short of the ceiling.")

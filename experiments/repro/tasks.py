@@ -231,6 +231,7 @@ def task_report(variant: str, results: list, rep: reporting.Report) -> str:
     + task_verdict(results, chance)
     + diagnosis(results)
     + lag_report(variant, results)
+    + (modular_reach(results) if variant == "modular" else "")
   )
 
 
@@ -241,18 +242,54 @@ def one_per_T(results: list) -> list:
   )
 
 
-def ceiling(result: dict) -> float:
+def ceiling(result: dict, **guess_kwargs) -> float:
   """The task's ceiling on the run's test sequences: the share of their answers that its
-  Bayes-optimal predictor (SyntheticTask.optimal_guesses) gets right."""
+  Bayes-optimal predictor (SyntheticTask.optimal_guesses, given `guess_kwargs`) gets right."""
   cfg = load_run_config(str(pathlib.Path(result["workdir"]) / list(result["stages"])[-1]))
   task, e = make_dataset(cfg.data, "test"), cfg.eval
+  guesses = jax.vmap(lambda x, y: task.optimal_guesses(x, y, **guess_kwargs))
   hits = labels = 0
   for batch in final_eval_batches(
     task, e.seed, "read", e.T or cfg.data.T, e.num_batches, e.batch_size
   ):
-    hits += int(jax.vmap(task.optimal_guesses)(batch["x"], batch["y"])["hit"].sum())
+    hits += int(guesses(batch["x"], batch["y"])["hit"].sum())
     labels += int((batch["y"] >= 0).sum())
   return hits / labels
+
+
+RECENT_PAIRS = (0, 1, 2, 3)  # Modular arithmetic's reach: Bayes reads of the last k pairs.
+REACH_TOLERANCE = 0.01  # "Needs k pairs": the read of the last k is this close to the ceiling.
+
+
+def modular_reach(results: list) -> str:
+  """How far back modular arithmetic's answers' evidence lies, per T: the ceiling of a Bayes
+  predictor that sees only the last k pairs (ModularArithmetic.optimal_guesses recent_pairs),
+  and the fewest pairs within REACH_TOLERANCE of the full ceiling. A task whose answers need a
+  few recent tokens at any T asks no gradient to cross the sequence."""
+  parts, needs = [], []
+  for r in one_per_T(results):
+    full = ceiling(r)
+    reads = [ceiling(r, recent_pairs=k) for k in RECENT_PAIRS]
+    reads_text = ", ".join(f"{k}: {v:.3f}" for k, v in zip(RECENT_PAIRS, reads))
+    parts.append(f"T = {r['run']['tags']['T']}: {reads_text}; every pair: {full:.3f}")
+    needs.append(
+      next((k for k, v in zip(RECENT_PAIRS, reads) if v >= full - REACH_TOLERANCE), None)
+    )
+  if not parts:
+    return ""
+  text = (
+    "\n\n**How far back the answers' evidence lies.** The accuracy of the Bayes-optimal "
+    "predictor that sees only the last k (u, f) pairs before each answer (and its u), on the "
+    f"same test sequences, by k: {'; '.join(parts)}. "
+  )
+  if None in needs:
+    return text + f"At some T the last {RECENT_PAIRS[-1]} pairs fall short of the ceiling."
+  k = max(needs)
+  return text + (
+    f"The last {k} pairs ({2 * k + 1} tokens) come within {REACH_TOLERANCE} of the ceiling at "
+    "every T measured: each answer is a function of a short recent window however long the "
+    "sequence, so the task asks no gradient to carry credit across it."
+  )
 
 
 def task_verdict(results: list, chance: float) -> str:

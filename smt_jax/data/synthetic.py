@@ -415,17 +415,26 @@ class ModularArithmetic(SyntheticTask):
   def min_length(self) -> int:
     return 2 * self.warmup_pairs + 1
 
-  def optimal_guesses(self, x, y):
+  def optimal_guesses(self, x, y, recent_pairs: int | None = None):
     """The optimal guess of f(u_i) is the value that most of the maps (w, b) consistent with the
     pairs before it send u_i to (w, b are uniform, so every consistent map is equally likely);
-    it is sure where they all agree. The first answers are guesses: the ceiling is below 1."""
+    it is sure where they all agree. The first answers are guesses: the ceiling is below 1.
+
+    recent_pairs: the guess of a predictor that sees only the last `recent_pairs` pairs before
+    u_i (and u_i): how far back the answers' evidence lies (None = every earlier pair).
+    """
     V, C, T = self.vocab_size, self.n_coefs, x.shape[0]
     w, b = jnp.repeat(jnp.arange(1, C), C), jnp.tile(jnp.arange(C), C - 1)  # Every map: (M,).
     n = (T + 1) // 2
     pairs = jnp.concatenate([x, jnp.zeros(2 * n - T, x.dtype)]).reshape(n, 2)
     images = (w * pairs[:, :1] + b) % V  # (n, M): where each map sends u_i.
-    fits = (images == pairs[:, 1:]).astype(jnp.int32)  # Pair i agrees with the map.
-    alive = jnp.cumprod(jnp.concatenate([jnp.ones_like(fits[:1]), fits[:-1]]), axis=0)
+    misfits = jnp.cumsum(images != pairs[:, 1:], axis=0)  # (n, M): over pairs 0..i.
+    before = jnp.concatenate([jnp.zeros_like(misfits[:1]), misfits[:-1]])  # Over pairs < i.
+    if recent_pairs is not None:  # Less those over pairs < i - recent_pairs.
+      before = (
+        before - jnp.concatenate([jnp.zeros((recent_pairs, before.shape[1]), int), before])[:n]
+      )
+    alive = (before == 0).astype(jnp.int32)
     votes = jnp.zeros((n, V), jnp.int32).at[jnp.arange(n)[:, None], images].add(alive)
     at_answers = lambda v, fill: jnp.stack([v, jnp.full((n,), fill)], axis=1).reshape(-1)[:T]
     guess = at_answers(votes.argmax(-1), -1)
