@@ -220,15 +220,17 @@ def test_modular_reach_names_the_fewest_recent_pairs_near_the_ceiling(monkeypatc
     128: ((0.22, 0.91, 0.99, 0.99), 0.99),  # 2 pairs.
   }
 
-  def fake_ceiling(result, recent_pairs=None):
-    row, full = reads[result["run"]["tags"]["T"]]
-    return full if recent_pairs is None else row[recent_pairs]
+  def fake_ceiling(result, recent_pairs):
+    return reads[result["run"]["tags"]["T"]][0][recent_pairs]
 
   monkeypatch.setattr(tasks, "ceiling", fake_ceiling)
   results = [{"run": {"tags": {"T": T}}} for T in (128, 64)]
-  text = tasks.modular_reach(results)
+  ceilings = lambda: {T: full for T, (_, full) in reads.items()}
+  text = tasks.modular_reach(results, ceilings())
   assert "T = 64: 0: 0.200, 1: 0.900, 2: 0.975, 3: 0.980; every pair: 0.985" in text
   assert text.index("T = 64") < text.index("T = 128")
   assert "The last 2 pairs (5 tokens) come within 0.01 of the ceiling at every T" in text
   reads[128] = ((0.22, 0.91, 0.95, 0.97), 0.99)  # 3 pairs short by 0.02.
-  assert tasks.modular_reach(results).endswith("the last 3 pairs fall short of the ceiling.")
+  assert tasks.modular_reach(results, ceilings()).endswith(
+    "the last 3 pairs fall short of the ceiling."
+  )

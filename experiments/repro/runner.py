@@ -268,7 +268,7 @@ def stale_rates(run: Run, notes: dict) -> str:
   stale = [
     stage
     for stage in stage_names(cfg)
-    if notes.get(reporting.rate_key(run.name, stage), {}).get("config", None)
+    if notes.get(reporting.rate_key(run.name, stage), {}).get("config")
     not in (None, reporting.cost_fingerprint(stage_config(cfg, stage, "")))
   ]
   if not stale:

@@ -223,15 +223,16 @@ def task_report(variant: str, results: list, rep: reporting.Report) -> str:
     logx=True,
     chance=chance,
   )
+  ceilings = {r["run"]["tags"]["T"]: ceiling(r) for r in one_per_T(results)}
   return (
     f"### {variant}\n\n{table}\n\n{plot}\n\nChance {chance:.3f}; ceiling "
-    + ", ".join(f"{ceiling(r):.3f} (T = {r['run']['tags']['T']})" for r in one_per_T(results))
+    + ", ".join(f"{c:.3f} (T = {T})" for T, c in ceilings.items())
     + " (the accuracy of the task's Bayes-optimal predictor on the same test sequences: no "
     "model beats it on average). **Targets:** "
     + task_verdict(results, chance)
     + diagnosis(results)
     + lag_report(variant, results)
-    + (modular_reach(results) if variant == "modular" else "")
+    + (modular_reach(results, ceilings) if variant == "modular" else "")
   )
 
 
@@ -261,14 +262,15 @@ RECENT_PAIRS = (0, 1, 2, 3)  # Modular arithmetic's reach: Bayes reads of the la
 REACH_TOLERANCE = 0.01  # "Needs k pairs": the read of the last k is this close to the ceiling.
 
 
-def modular_reach(results: list) -> str:
+def modular_reach(results: list, ceilings: dict) -> str:
   """How far back modular arithmetic's answers' evidence lies, per T: the ceiling of a Bayes
   predictor that sees only the last k pairs (ModularArithmetic.optimal_guesses recent_pairs),
-  and the fewest pairs within REACH_TOLERANCE of the full ceiling. A task whose answers need a
-  few recent tokens at any T asks no gradient to cross the sequence."""
+  and the fewest pairs within REACH_TOLERANCE of the full ceiling (`ceilings`: {T: ceiling}).
+  A task whose answers need a few recent tokens at any T asks no gradient to cross the
+  sequence."""
   parts, needs = [], []
   for r in one_per_T(results):
-    full = ceiling(r)
+    full = ceilings[r["run"]["tags"]["T"]]
     reads = [ceiling(r, recent_pairs=k) for k in RECENT_PAIRS]
     reads_text = ", ".join(f"{k}: {v:.3f}" for k, v in zip(RECENT_PAIRS, reads))
     parts.append(f"T = {r['run']['tags']['T']}: {reads_text}; every pair: {full:.3f}")

@@ -431,9 +431,7 @@ class ModularArithmetic(SyntheticTask):
     misfits = jnp.cumsum(images != pairs[:, 1:], axis=0)  # (n, M): over pairs 0..i.
     before = jnp.concatenate([jnp.zeros_like(misfits[:1]), misfits[:-1]])  # Over pairs < i.
     if recent_pairs is not None:  # Less those over pairs < i - recent_pairs.
-      before = (
-        before - jnp.concatenate([jnp.zeros((recent_pairs, before.shape[1]), int), before])[:n]
-      )
+      before = before - jnp.pad(before, ((recent_pairs, 0), (0, 0)))[:n]
     alive = (before == 0).astype(jnp.int32)
     votes = jnp.zeros((n, V), jnp.int32).at[jnp.arange(n)[:, None], images].add(alive)
     at_answers = lambda v, fill: jnp.stack([v, jnp.full((n,), fill)], axis=1).reshape(-1)[:T]
