@@ -10,7 +10,7 @@ import pytest
 from conftest import CompiledModels, make_tiny_config, random_batch
 
 from smt_jax.models import init_params, mem_size
-from smt_jax.objectives import bptt, dmt, gradient_path_length, smt, solvers
+from smt_jax.objectives import METHODS, bptt, dmt, gradient_path_length, smt, solvers
 from smt_jax.objectives.rollout import regrow, rollout
 
 ATOL, RTOL = 2e-5, 2e-4
@@ -523,3 +523,45 @@ def test_the_replaced_backprop_flag_is_refused():
   cfg.dmt.backprop_through_rollout = False
   with pytest.raises(ConfigError, match="dmt.grad_steps=0 for True"):
     validate_model(cfg)
+
+
+# A value other than the tiny config's for a field of each prefix some method ignores.
+OTHER_VALUES = {
+  "model.teacher.Tf": 5,
+  "smt.coef_dyn": 0.7,
+  "dmt.k": 1,
+  "bptt.start": "empty",
+}
+
+
+def _loss_and_grads(cfg):
+  params = init_params(cfg, jax.random.key(0))
+  batch = random_batch(jax.random.key(1), 2, cfg.data.T, cfg.data.vocab_size)
+  loss_fn = lambda p: METHODS[cfg.method].loss(p, batch, jax.random.key(2), cfg)[0]
+  return jax.value_and_grad(loss_fn)(params)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_a_method_computes_the_same_with_the_fields_it_ignores_changed(method):
+  """Method.ignores holds: with every field of OTHER_VALUES under an ignored prefix changed, the
+  initial parameters, the loss and its gradient are the same. Each prefix has a field here, and
+  some other method's loss changes with that field (so the change is not a no-op)."""
+  ignored = METHODS[method].ignores
+  changed = {k: v for k, v in OTHER_VALUES.items() if k.startswith(ignored)}
+  assert all(any(k.startswith(p) for k in changed) for p in ignored), "a prefix lacks a field"
+  loss, grads = _loss_and_grads(make_tiny_config(method=method))
+  loss_changed, grads_changed = _loss_and_grads(make_tiny_config(method=method, **changed))
+  np.testing.assert_array_equal(loss, loss_changed)
+  jax.tree.map(np.testing.assert_array_equal, grads, grads_changed)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("field", list(OTHER_VALUES))
+def test_the_other_values_change_what_a_method_that_reads_them_computes(field):
+  """The contrast of the test above: a method that does not ignore `field` computes another
+  loss with its other value."""
+  method = next(m for m, row in METHODS.items() if not field.startswith(row.ignores))
+  loss_of = lambda cfg: _loss_and_grads(cfg)[0]
+  assert loss_of(make_tiny_config(method=method)) != loss_of(
+    make_tiny_config(method=method, **{field: OTHER_VALUES[field]})
+  )

@@ -379,7 +379,8 @@ def test_rates_merge_keeps_each_entry_measurement(tmp_path, monkeypatch):
 
 
 def test_cost_fingerprint_changes_with_what_an_update_computes_only():
-  """Rates hold across learning rates, caps, evaluation and logging; not across T, the model,
+  """Rates hold across learning rates, caps, evaluation and logging, and the fields the method
+  ignores (SMT: DMT's settings; BPTT: the decoded future's length); not across T, the model,
   the batch or the method's own settings."""
   base = load_config_file("experiments/configs/default.py")
   same = {
@@ -391,6 +392,7 @@ def test_cost_fingerprint_changes_with_what_an_update_computes_only():
     "ckpt.keep": 1,
     "eval.num_batches": 2,
     "seed": 5,
+    "dmt.grad_steps": 3,
   }
   other = {
     "data.T": base.data.T * 2,
@@ -398,19 +400,22 @@ def test_cost_fingerprint_changes_with_what_an_update_computes_only():
     "model.d_model": base.model.d_model + 8,
     "train.batch_size": base.train.batch_size * 2,
     "smt.n_t": 4,
-    "dmt.grad_steps": 3,
     "method": "bptt",
   }
   fingerprint = reporting.cost_fingerprint(base)
 
-  def changed(field, value):
-    cfg = copy.deepcopy(base)
+  def changed(field, value, cfg=base):
+    cfg = copy.deepcopy(cfg)
     *groups, name = field.split(".")
     setattr(functools.reduce(getattr, groups, cfg), name, value)
     return reporting.cost_fingerprint(cfg)
 
   assert all(changed(f, v) == fingerprint for f, v in same.items())
   assert all(changed(f, v) != fingerprint for f, v in other.items())
+  bptt = copy.deepcopy(base)
+  bptt.method = "bptt"
+  assert changed("model.teacher.Tf", 1, bptt) == reporting.cost_fingerprint(bptt)
+  assert changed("bptt.remat", not bptt.bptt.remat, bptt) != reporting.cost_fingerprint(bptt)
 
 
 def fake_run_folder(workdir, run) -> None:
@@ -573,3 +578,23 @@ def test_list_gives_each_runs_state_and_the_idle_hours_left(tmp_path, monkeypatc
   assert lines[4].endswith("1300 s idle")
   assert lines[5].strip() == "3 of 5 to train: 1.4 h at idle rates (and 1 without measured rates)"
   assert (runs_dir / "b").exists(), "listing changes nothing"
+
+
+def test_config_changes_leave_out_the_fields_every_stage_ignores(tmp_path):
+  """A BPTT-only run: its config file's new decoded-future length and SMT setting are not
+  changes to it (Method.ignores); a new width is. The same new Tf is a change to a run whose
+  SMT stage decodes."""
+  bptt_only = runner.Run("b", "default.py", {"pipeline.order": ("bptt",)}, 0, {})
+  with_smt = runner.Run("s", "default.py", {"pipeline.order": ("smt", "bptt")}, 0, {})
+
+  def changes(run, **fields):
+    ran = runner.run_config(run)
+    ran.update_from_flattened_dict(fields)
+    (tmp_path / "config.json").write_text(ran.to_json_best_effort())
+    return runner.config_changes(run, tmp_path)
+
+  tf = runner.run_config(bptt_only).model.teacher.Tf
+  assert changes(bptt_only, **{"model.teacher.Tf": tf + 1, "smt.coef_dyn": 0.5}) == ""
+  width = runner.run_config(bptt_only).model.d_model
+  assert "model.d_model" in changes(bptt_only, **{"model.d_model": width + 8})
+  assert "model.teacher.Tf" in changes(with_smt, **{"model.teacher.Tf": tf + 1})

@@ -17,7 +17,7 @@ import time
 from experiments.repro import records
 from smt_jax.config import flatten
 from smt_jax.eval.suite import load_run_config
-from smt_jax.objectives import gradient_path_length
+from smt_jax.objectives import gradient_path_length, method_of
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_DOC = REPO / "docs" / "results.md"
@@ -168,10 +168,14 @@ COST_FIELDS = (
 
 
 def cost_fingerprint(cfg) -> str:
-  """12 hex digits of a hash of a stage config's COST_FIELDS values: two stage configs whose
-  fingerprints are equal run the same update, so they share an idle rate."""
+  """12 hex digits of a hash of a stage config's COST_FIELDS values, less those its method
+  ignores (Method.ignores): two stage configs whose fingerprints are equal run the same update,
+  so they share an idle rate."""
   fields = flatten(json.loads(cfg.to_json_best_effort()))
-  chosen = {k: v for k, v in fields.items() if k.startswith(COST_FIELDS)}
+  ignored = method_of(cfg).ignores
+  chosen = {
+    k: v for k, v in fields.items() if k.startswith(COST_FIELDS) and not k.startswith(ignored)
+  }
   text = json.dumps(chosen, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -37,6 +37,7 @@ from smt_jax.checkpointing import checkpoint_dir
 from smt_jax.config import changed_fields, strict
 from smt_jax.errors import ConfigError
 from smt_jax.eval.measures import memory_spread
+from smt_jax.objectives import method_of
 from smt_jax.train import train_and_evaluate
 from smt_jax.train.pipeline import read_start_name, run_pipeline, stage_config, stage_names
 from smt_jax.train.validate import validate
@@ -245,16 +246,21 @@ def run_state(run: Run, workdir: pathlib.Path, root: pathlib.Path | None) -> str
 def config_changes(run: Run, workdir: pathlib.Path) -> str:
   """'' or '; its config file now differs at FIELD (ran A, now B), ...': the fields of the
   stages it runs where the config that trained the run in workdir (its config.json) and its
-  config file today differ. A finished run is matched to its Run by name, config argument and
-  overrides, so an edit of the config file itself does not retrain it: this says so."""
+  config file today differ, less those that every stage's method ignores (Method.ignores). A
+  finished run is matched to its Run by name, config argument and overrides, so an edit of the
+  config file itself does not retrain it: this says so."""
   path = workdir / "config.json"
   if not path.is_file():
     return ""
   cfg = run_config(run)
   unused = tuple(f"pipeline.stages.{s}." for s in cfg.pipeline.stages if s not in stage_names(cfg))
+  ignored = [method_of(stage_config(cfg, s, "")).ignores for s in stage_names(cfg)]
+  ignored = ignored or [method_of(cfg).ignores]
   changes = changed_fields(json.loads(path.read_text()), cfg)
   shown = [
-    f"{k} (ran {a!r}, now {b!r})" for k, (a, b) in changes.items() if not k.startswith(unused)
+    f"{k} (ran {a!r}, now {b!r})"
+    for k, (a, b) in changes.items()
+    if not k.startswith(unused) and not all(k.startswith(i) for i in ignored)
   ]
   return f"; its config file now differs at {', '.join(shown)}" if shown else ""
 

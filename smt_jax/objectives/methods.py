@@ -35,6 +35,10 @@ class Method:
     passes through on length-T sequences (`gradient_path_length`).
   recurrent: the model read from x[0] is the RNN (updater and readout); False: it is the causal
     Transformer LM of the trainable groups (`Models.lm_logits`), with no memory and no teacher.
+  ignores: prefixes of config fields that neither the method's parameters at init nor its loss
+    read (another method's section; the decoded future's length, where nothing is decoded), so
+    that a run's staleness (experiments/repro/runner.py) and its idle rate's fingerprint
+    (experiments/repro/reporting.py) do not change with them.
   """
 
   loss: Callable
@@ -44,6 +48,7 @@ class Method:
   readout_untrained: bool
   gradient_path: Callable[[ml_collections.ConfigDict, int], int]
   recurrent: bool = True
+  ignores: tuple[str, ...] = ()
 
 
 METHODS = {
@@ -54,6 +59,7 @@ METHODS = {
     read_start=0,
     readout_untrained=True,
     gradient_path=lambda cfg, T: 1,  # One update from the encoder's memory.
+    ignores=("dmt.", "bptt."),
   ),
   "dmt": Method(
     dmt.dmt_loss,
@@ -62,6 +68,7 @@ METHODS = {
     read_start=0,
     readout_untrained=False,
     gradient_path=dmt.gradient_path_length,  # The rollout's updates, at most dmt.grad_steps.
+    ignores=("bptt.",),
   ),
   "bptt": Method(
     bptt_loss,
@@ -70,6 +77,7 @@ METHODS = {
     read_start=None,
     readout_untrained=False,
     gradient_path=lambda cfg, T: T,  # The last label's loss reaches back through all T updates.
+    ignores=("model.teacher.Tf", "smt.", "dmt."),
   ),
   "lm": Method(
     lm_loss,
@@ -79,6 +87,7 @@ METHODS = {
     readout_untrained=False,
     gradient_path=lambda cfg, T: 0,  # No updater: attention links every pair of tokens directly.
     recurrent=False,
+    ignores=("model.teacher.Tf", "smt.", "dmt.", "bptt."),
   ),
 }
 
