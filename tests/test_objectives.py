@@ -541,7 +541,11 @@ def _loss_and_grads(cfg):
   return jax.value_and_grad(loss_fn)(params)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize(
+  "method",
+  # SMT and DMT trace the teacher too: slower, so in the integration tier.
+  [m if m in ("bptt", "lm") else pytest.param(m, marks=pytest.mark.integration) for m in METHODS],
+)
 def test_a_method_computes_the_same_with_the_fields_it_ignores_changed(method):
   """Method.ignores holds: with every field of OTHER_VALUES under an ignored prefix changed, the
   initial parameters, the loss and its gradient are the same. Each prefix has a field here, and
