@@ -175,6 +175,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.ckpt.keep = 3  # Checkpoints kept in workdir/checkpoints.
   c.ckpt.init_from = ""  # A workdir or checkpoints folder to take the parameters from when the
   #                        workdir has no checkpoint (DMT/BPTT from SMT); "" = from scratch.
+  c.ckpt.init_groups = ()  # The parameter groups ckpt.init_from gives; the others start fresh
+  #                          (e.g. a new updater beside a trained teacher). () = every group.
   c.ckpt.keep_best = ""  # A validation metric ("rnn_loss", "rnn_acc", "teacher_loss" or
   #                        "teacher_acc"): workdir/best keeps the parameters of the evaluation
   #                        with its best value (lowest loss, highest accuracy), and the final
@@ -201,10 +203,12 @@ def base_config() -> ml_collections.ConfigDict:
   #                     the encoder reads x[0..P-1], then the RNN reads x[P..] (methods with a
   #                     teacher); also the prompt of the encoder-prompted samples. -1 = Tc (T // 2
   #                     when Tc >= T).
-  c.eval.sections = ()  # Parts of the final evaluation (read, drift, length, write, lags);
-  #                       () = all, but drift only for methods with a teacher and lags (accuracy
-  #                       by how far back each answer's token entered) only for an RNN on a task
-  #                       whose answers repeat one input token (copy, stack, keys_values).
+  c.eval.sections = ()  # Parts of the final evaluation (read, drift, length, write, lags,
+  #                       carry); () = all but carry, drift only for methods with a teacher and
+  #                       lags (accuracy by how far back each answer's token entered) only for an
+  #                       RNN on a task whose answers repeat one input token (copy, stack,
+  #                       keys_values). carry (named only: the readout after k updates from the
+  #                       encoder's memory, k = 0, 1, 2, 4 .. T) needs a method with a teacher.
   c.eval.seed = 0  # Seeds the test batches (data "test", from smt_jax.eval.config.final_eval_key, a
   #                  key no training or validation batch uses) and the samples.
   c.eval.batch_size = 64  # Test sequences per evaluation batch.

@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 from conftest import make_tiny_config, random_batch
 
-from smt_jax.eval.measures import last_label_only, trace_answers, trace_in_chunks
+from smt_jax.data import make_dataset
+from smt_jax.eval.config import final_eval_batches
+from smt_jax.eval.measures import (
+  carried_reads,
+  carry_lengths,
+  last_label_only,
+  rnn_alone,
+  trace_answers,
+  trace_in_chunks,
+)
 from smt_jax.models import build_models, init_params
 
 
@@ -62,6 +71,53 @@ def test_answer_trace_matches_python_loop():
     np.testing.assert_allclose(enc_acc, expected[0], atol=1e-6)
     np.testing.assert_allclose(rnn_acc, expected[1], atol=1e-6)
   assert np.nansum(expected) > 0  # The check has teeth: some answers are decoded.
+
+
+def carried_reference(cfg, models, params, batches, carries):
+  """(acc, count, distance) per k of `carried_reads`, one sequence, label and start at a time:
+  the updater reads x[t-k+1 .. t] from the encoder's window ending at t - k (m_empty at -1)."""
+  rnn, _ = rnn_alone(cfg, params)
+  encode, step, read = jax.jit(models.encode), jax.jit(models.step), jax.jit(models.read)
+  tc = models.encoder_window
+  empty = encode(params, jnp.full((1, tc), -1))
+  memory_at = lambda row, t: empty if t < 0 else encode(params, window_at(row, t, tc))
+  hits, count, squares = np.zeros((3, len(carries)))
+  rows = 0
+  for batch in batches:
+    x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
+    for b in range(len(x)):
+      row = jnp.asarray(x[b : b + 1])
+      rows += 1
+      for i, k in enumerate(carries):
+        distances = []
+        for t in range(max(k - 1, 0), x.shape[1]):
+          m = memory_at(row, t - k)
+          for j in range(t - k + 1, t + 1):
+            m = step(rnn, m, row[:, j])
+          distances.append(float(jnp.mean(jnp.square(m - memory_at(row, t)))))
+          if y[b, t] >= 0:
+            count[i] += 1
+            hits[i] += int(np.argmax(read(rnn, m)[0])) == y[b, t]
+        squares[i] += np.mean(distances)
+  return hits / count, count, squares / rows
+
+
+@pytest.mark.integration
+def test_carried_reads_match_a_python_loop():
+  """The "carry" section's reads on the stack's test sequences, against `carried_reference`."""
+  cfg = stack_config("smt")
+  cfg.eval.batch_size, cfg.eval.num_batches = 3, 2
+  models = build_models(cfg)
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(5))
+  carries = carry_lengths(cfg.data.T)
+  assert carries == [0, 1, 2, 4, 8]
+  got = carried_reads(cfg, params, carries)
+  batches = final_eval_batches(make_dataset(cfg.data, "test"), cfg.eval.seed, "read", 8, 2, 3)
+  acc, count, distance = carried_reference(cfg, models, params, batches, carries)
+  assert got["carries"] == carries and got["count"] == count.astype(int).tolist()
+  assert count[-1] > 0 and got["distance"][0] == 0  # k = T reads from m_empty; k = 0 is m_t.
+  np.testing.assert_allclose(got["acc"], acc, atol=1e-6)
+  np.testing.assert_allclose(got["distance"], distance, rtol=1e-4, atol=1e-7)
 
 
 def test_last_label_only_keeps_each_rows_last_answer():

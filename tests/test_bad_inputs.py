@@ -279,6 +279,23 @@ CASES = [
     "must name some of",
   ),
   (
+    "carry_without_teacher",
+    RUN,
+    [
+      "--config={cfg}",
+      "--workdir={wd}",
+      "--config.method=bptt",
+      "--config.eval.sections=('read','carry')",
+    ],
+    "has no encoder to start the updater from",
+  ),
+  (
+    "init_groups_unknown",
+    RUN,
+    ["--config={cfg}", "--workdir={wd}", "--config.ckpt.init_groups=('updater','memory')"],
+    "unknown: ['memory']",
+  ),
+  (
     "ckpt_every_not_multiple",
     RUN,
     ["--config={cfg}", "--workdir={wd}", "--config.ckpt.every=75"],

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from conftest import make_tiny_config, random_batch
 
+from smt_jax.errors import ConfigError
+from smt_jax.models import init_params
 from smt_jax.train import NonFiniteLossError, load_params, loop, train_and_evaluate
 from smt_jax.train.metrics import read_metrics
 
@@ -81,6 +83,30 @@ def test_dmt_init_from_restores_smt_params_and_keeps_frozen_groups(
     lambda a, b: not np.array_equal(a, b), dmt_params["updater"], smt_params["updater"]
   )
   assert any(jax.tree.leaves(changed))
+
+
+@pytest.mark.integration
+def test_init_groups_take_the_named_groups_and_start_the_others_fresh(smt_workdir, tiny_config):
+  """A deeper updater beside the SMT run's teacher: encoder and decoder from the checkpoint, the
+  updater as a fresh init of this config draws it, the readout a copy of the loaded decoder."""
+  smt_params, _ = load_params(smt_workdir)
+  overrides = {
+    "ckpt.init_from": str(smt_workdir),
+    "ckpt.init_groups": ("encoder", "decoder"),
+    "model.rnn.depth": 2,
+  }
+  cfg = run_config(tiny_config, "smt", **overrides)
+  init = loop.initial_params(cfg, jax.random.key(123))
+  fresh = init_params(cfg, jax.random.key(123))
+  for group in ("encoder", "decoder"):
+    jax.tree.map(np.testing.assert_array_equal, init[group], smt_params[group])
+  jax.tree.map(np.testing.assert_array_equal, init["updater"], fresh["updater"])
+  jax.tree.map(np.testing.assert_array_equal, init["readout"], {"decoder": smt_params["decoder"]})
+  with pytest.raises(ConfigError, match="'updater' parameters do not match"):
+    loop.initial_params(
+      run_config(tiny_config, "smt", **{**overrides, "ckpt.init_groups": ("updater",)}),
+      jax.random.key(0),
+    )
 
 
 @pytest.mark.integration

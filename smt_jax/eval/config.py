@@ -7,7 +7,8 @@ from smt_jax.data.synthetic import has_answer_sources
 from smt_jax.errors import ConfigError
 from smt_jax.objectives import encoder_prefix, method_of
 
-SECTIONS = ("read", "drift", "length", "write", "lags")
+SECTIONS = ("read", "drift", "length", "write", "lags", "carry")
+OPT_IN = ("carry",)  # Sections run only where eval.sections names them.
 # Folded into key(eval.seed) before anything else: the final evaluation's sequences come from a
 # derivation that neither the training keys (split from key(seed)) nor the validation keys take,
 # and from the dataset's "test" split, which folds its own constant in turn.
@@ -48,7 +49,8 @@ def resolve_eval(cfg: ml_collections.ConfigDict, pixels: int = 0) -> ml_collecti
   Returns:
     A copy of cfg.eval with prefix (`encoder_prefix`), T, drift_steps, lengths, write_length
     and sections resolved (a method without an RNN, the Transformer LM, has no drift section:
-    it has no memory to drift; "lags" by default only where it is defined).
+    it has no memory to drift; "lags" by default only where it is defined; OPT_IN sections
+    only where named).
   Raises:
     ConfigError naming the eval field when a value cannot work.
   """
@@ -66,7 +68,9 @@ def resolve_eval(cfg: ml_collections.ConfigDict, pixels: int = 0) -> ml_collecti
   # Accuracy by lag reads an RNN on a task whose answers repeat one input token.
   lags = method.recurrent and has_answer_sources(cfg.data.name)
   sections = tuple(e.sections) or tuple(
-    n for n in SECTIONS if (n != "drift" or has_teacher) and (n != "lags" or lags)
+    n
+    for n in SECTIONS
+    if (n != "drift" or has_teacher) and (n != "lags" or lags) and n not in OPT_IN
   )
   if not method.recurrent:  # The Transformer LM baseline has no memory to drift.
     sections = tuple(n for n in sections if n != "drift") or ("read",)
@@ -79,6 +83,11 @@ def resolve_eval(cfg: ml_collections.ConfigDict, pixels: int = 0) -> ml_collecti
     f"eval.sections names 'lags' but data.name={cfg.data.name!r} with method={cfg.method!r} "
     "has no accuracy by lag: it needs an RNN on a synthetic task whose answers repeat one "
     "input token (smt_jax.data.synthetic.has_answer_sources); drop 'lags'.",
+  )
+  _require(
+    "carry" not in sections or (has_teacher and method.recurrent),
+    f"eval.sections names 'carry' but method={cfg.method!r} has no encoder to start the "
+    "updater from: it needs a method with a teacher (smt, dmt); drop 'carry'.",
   )
   e.sections = tuple(name for name in SECTIONS if name in sections)
   _require(e.chunk >= 0, f"eval.chunk={e.chunk} must be >= 0 (0 = all positions at once).")

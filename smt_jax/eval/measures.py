@@ -187,6 +187,69 @@ def read_by_lag(cfg: ml_collections.ConfigDict, params: dict, edges) -> dict:
   }
 
 
+def carry_lengths(T: int) -> list:
+  """The carries the "carry" section reads: 0 and 1, 2, 4, .. up to T."""
+  return [0] + lag_edges(T)
+
+
+def carried_reads(cfg: ml_collections.ConfigDict, params: dict, carries) -> dict:
+  """How many updates the RNN keeps what the encoder's memory holds (a method with a teacher).
+
+  For each k in `carries`, every position t >= k - 1 of the final evaluation's read sequences
+  (as `read_by_lag` draws them) starts from the encoder's memory m_{t-k} (m_empty at t - k = -1),
+  lets the updater read x[t-k+1 .. t] and reads y[t] with the RNN's readout (`rnn_alone`).
+  k = 0 is that readout on the encoder's own m_t; at t = k - 1 it is the read from x[0]. Where
+  the accuracy falls between two k, the updater loses within that many updates what the
+  encoder's memory held; where it stays, the memory the readout needs survives the rollout.
+
+  Returns {"carries", "count" (labels read per k), "acc" (None without labels), "distance" (per
+  k: the mean squared distance per float of the carried m_t from the encoder's, over t)}.
+  """
+  models, length = build_models(cfg), cfg.eval.T or cfg.data.T
+  rnn, _ = rnn_alone(cfg, params)
+  step = over_time(lambda m, xt: models.step(rnn, m, xt))
+  read = over_time(lambda m: models.read(rnn, m))
+
+  def counts(batch, k: int):
+    x, y = batch["x"], batch["y"]
+    num, T = x.shape
+    enc = encoder_memories(models, params, x, jnp.broadcast_to(jnp.arange(-1, T), (num, T + 1)))
+    n = T + 1 - k  # Starts at positions -1 .. T - 1 - k; after k updates at k - 1 .. T - 1.
+    m = enc[:, :n]
+    if k:
+      inputs = jnp.stack([x[:, j : j + n] for j in range(k)])  # (k, B, n): update j reads these
+      m = jax.lax.scan(lambda m, xt: (step(m, xt), None), m, inputs)[0]
+    first = max(k - 1, 0)  # Position -1 (k = 0) has no label.
+    m, target, labels = m[:, first - k + 1 :], enc[:, first + 1 :], y[:, first:]
+    hits = (jnp.argmax(read(m), -1) == labels) & (labels >= 0)
+    return {
+      "hits": hits.sum(),
+      "count": (labels >= 0).sum(),
+      "squares": jnp.mean(jnp.square(m - target), axis=2).mean(1).sum(),
+      "rows": num,
+    }
+
+  counts = jax.jit(counts, static_argnums=1)
+  batches = list(
+    final_eval_batches(
+      make_dataset(cfg.data, "test"),
+      cfg.eval.seed,
+      "read",
+      length,
+      cfg.eval.num_batches,
+      cfg.eval.batch_size,
+    )
+  )
+  out = {"carries": [int(k) for k in carries], "count": [], "acc": [], "distance": []}
+  for k in out["carries"]:
+    total = jax.tree.map(lambda *c: sum(c), *[counts(b, k) for b in batches])
+    n = int(total["count"])
+    out["count"].append(n)
+    out["acc"].append(float(total["hits"] / n) if n else None)
+    out["distance"].append(float(total["squares"] / total["rows"]))
+  return out
+
+
 def format_acc(acc: float | None, interval=None) -> str:
   """An accuracy as "0.975 [0.962, 0.984]" (with its interval) or "0.975"; "-" for None."""
   if acc is None:

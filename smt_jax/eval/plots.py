@@ -108,6 +108,19 @@ def plot_lags(edges, accuracies: dict, path: str) -> None:
   )
 
 
+def plot_carry(carries, accuracy, path: str) -> None:
+  """The readout's accuracy after k updates from the encoder's memory, k in `carries` (from 0;
+  plotted at k + 1 on the log axis), None where no label was read."""
+  _accuracy_lines(
+    [k + 1 for k in carries],
+    [str(k) for k in carries],
+    {"RNN from the encoder's memory": accuracy},
+    "k: updates since the encoder's memory",
+    "How long the updater keeps what the encoder's memory holds",
+    path,
+  )
+
+
 def plot_image_grid(rows: dict, path: str, title: str) -> None:
   """rows {name: uint8 (N, n, H, W)}: one grid row per name, one column per sample, the n
   images of a sample side by side."""

@@ -27,6 +27,8 @@ from smt_jax.eval.drift import drift_stats, rnn_step_fn
 from smt_jax.eval.measures import (
   bits,
   bits_unit,
+  carried_reads,
+  carry_lengths,
   format_acc,
   lag_edges,
   read_by_lag,
@@ -45,7 +47,7 @@ from smt_jax.objectives import method_of, read_groups, read_start, reads_through
 
 START_NAMES = {0: "m_empty", None: "initial memory"}  # Method.read_start -> its name.
 # Folded into the final evaluation's key for the samples' draws: the section batches' streams
-# are SECTIONS' indices, and "lags" (index 4) reads the read's batches, never its own.
+# are SECTIONS' indices, and "lags" (index 4) and "carry" read the read's batches, never their own.
 WRITE_STREAM = 4
 LM_READ = "transformer LM from x[0] (causal)"  # The read's name for a method without an RNN.
 
@@ -178,6 +180,14 @@ def _lags(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   return out
 
 
+def _carry(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The readout after k updates from the encoder's memory (`carried_reads`), k = 0, 1, 2, 4 ..
+  eval.T, on the read's test sequences."""
+  out = {**carried_reads(cfg, ev.params, carry_lengths(ev.ec.T)), "file": "carry.png"}
+  plots.plot_carry(out["carries"], out["acc"], os.path.join(workdir, "carry.png"))
+  return out
+
+
 def _write(ev: _Evaluator, workdir: str) -> dict:
   ec = ev.ec
   batch = next(ev.batches("write", ec.prefix + ec.write_length, 1, ec.num_samples))
@@ -261,6 +271,7 @@ def evaluate(
     "length": lambda: _length(ev, cfg, workdir),
     "write": lambda: _write(ev, workdir),
     "lags": lambda: _lags(ev, cfg, workdir),
+    "carry": lambda: _carry(ev, cfg, workdir),
   }
   path = pathlib.Path(workdir) / "eval.json"
   earlier = _earlier_sections(path, step)
@@ -350,6 +361,12 @@ def format_table(summary: dict) -> str:
     lines.append(f"  {'lag':>9s}  answers  rnn_acc  teacher_acc")
     for lo, hi, n, r, t in zip(g["edges"], g["edges"][1:], g["count"], g["rnn_acc"], teacher):
       lines.append(f"  {f'{lo}-{hi - 1}':>9s}  {n:7d}  {fmt(r)}   {fmt(t)}")
+  if "carry" in summary:
+    g = summary["carry"]
+    lines.append("readout after k updates from the encoder's memory (k = 0: the teacher's own)")
+    lines.append(f"  {'k':>5s}  labels  acc     distance")
+    for k, n, a, dist in zip(g["carries"], g["count"], g["acc"], g["distance"]):
+      lines.append(f"  {k:5d}  {n:6d}  {fmt(a)}  {dist:.3g}")
   if "write" in summary:
     lines.append(f"samples: {summary['write']['file']}")
   return "\n".join(lines)

@@ -93,7 +93,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 def initial_params(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
-  """Fresh parameters, or those of ckpt.init_from (readout copied from the decoder if asked).
+  """Fresh parameters, or those of ckpt.init_from (its ckpt.init_groups, the rest fresh; the
+  readout copied from the decoder if asked).
 
   Raises ConfigError when the checkpoint's parameters do not fit this config's models.
   """
@@ -102,14 +103,16 @@ def initial_params(cfg: ml_collections.ConfigDict, key: jax.Array) -> dict:
     return params
   loaded, _ = checkpointing.load_params(cfg.ckpt.init_from)
   shapes = lambda tree: jax.tree.map(lambda a: (a.shape, str(a.dtype)), tree)
-  for group in params:
+  taken = tuple(cfg.ckpt.init_groups) or tuple(params)
+  for group in taken:
     if group not in loaded or shapes(loaded[group]) != shapes(params[group]):
       raise ConfigError(
         f"ckpt.init_from={cfg.ckpt.init_from!r}: its {group!r} parameters do not match this "
-        "config's model; use the same model.* fields as the run that wrote it."
+        "config's model; use the same model.* fields as the run that wrote it, or leave the "
+        "group out of ckpt.init_groups to start it fresh."
       )
-  loaded = {g: loaded[g] for g in params}
-  return readout_from_decoder(loaded) if cfg.model.rnn.readout_from_decoder else loaded
+  params = {g: loaded[g] if g in taken else params[g] for g in params}
+  return readout_from_decoder(params) if cfg.model.rnn.readout_from_decoder else params
 
 
 def initial_state(
