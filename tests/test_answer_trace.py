@@ -75,19 +75,21 @@ def test_answer_trace_matches_python_loop():
 
 def carried_reference(cfg, models, params, batches, carries):
   """(acc, count, distance) per k of `carried_reads`, one sequence, label and start at a time:
-  the updater reads x[t-k+1 .. t] from the encoder's window ending at t - k (m_empty at -1)."""
+  the updater reads x[t-k+1 .. t] from the encoder's window ending at t - k (m_empty at -1);
+  and the signal, np.var of every sequence's encoder memories across sequences."""
   rnn, _ = rnn_alone(cfg, params)
   encode, step, read = jax.jit(models.encode), jax.jit(models.step), jax.jit(models.read)
   tc = models.encoder_window
   empty = encode(params, jnp.full((1, tc), -1))
   memory_at = lambda row, t: empty if t < 0 else encode(params, window_at(row, t, tc))
   hits, count, squares = np.zeros((3, len(carries)))
-  rows = 0
+  rows, memories = 0, []
   for batch in batches:
     x, y = np.asarray(batch["x"]), np.asarray(batch["y"])
     for b in range(len(x)):
       row = jnp.asarray(x[b : b + 1])
       rows += 1
+      memories.append([np.asarray(memory_at(row, t))[0] for t in range(x.shape[1])])
       for i, k in enumerate(carries):
         distances = []
         for t in range(max(k - 1, 0), x.shape[1]):
@@ -99,7 +101,7 @@ def carried_reference(cfg, models, params, batches, carries):
             count[i] += 1
             hits[i] += int(np.argmax(read(rnn, m)[0])) == y[b, t]
         squares[i] += np.mean(distances)
-  return hits / count, count, squares / rows
+  return hits / count, count, squares / rows, np.var(np.asarray(memories), axis=0).mean()
 
 
 @pytest.mark.integration
@@ -113,11 +115,12 @@ def test_carried_reads_match_a_python_loop():
   assert carries == [0, 1, 2, 4, 8]
   got = carried_reads(cfg, params, carries)
   batches = final_eval_batches(make_dataset(cfg.data, "test"), cfg.eval.seed, "read", 8, 2, 3)
-  acc, count, distance = carried_reference(cfg, models, params, batches, carries)
+  acc, count, distance, signal = carried_reference(cfg, models, params, batches, carries)
   assert got["carries"] == carries and got["count"] == count.astype(int).tolist()
   assert count[-1] > 0 and got["distance"][0] == 0  # k = T reads from m_empty; k = 0 is m_t.
   np.testing.assert_allclose(got["acc"], acc, atol=1e-6)
   np.testing.assert_allclose(got["distance"], distance, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(got["signal"], signal, rtol=1e-4)
 
 
 def test_last_label_only_keeps_each_rows_last_answer():

@@ -203,7 +203,10 @@ def carried_reads(cfg: ml_collections.ConfigDict, params: dict, carries) -> dict
   encoder's memory held; where it stays, the memory the readout needs survives the rollout.
 
   Returns {"carries", "count" (labels read per k), "acc" (None without labels), "distance" (per
-  k: the mean squared distance per float of the carried m_t from the encoder's, over t)}.
+  k: the mean squared distance per float of the carried m_t from the encoder's, over t),
+  "signal" (the distances' scale: the variance per float of the encoder's m_t across sequences
+  at the same t, averaged over t and floats; a carried memory this far off tells sequences apart
+  no better than their mean memory)}.
   """
   models, length = build_models(cfg), cfg.eval.T or cfg.data.T
   rnn, _ = rnn_alone(cfg, params)
@@ -229,6 +232,11 @@ def carried_reads(cfg: ml_collections.ConfigDict, params: dict, carries) -> dict
       "rows": num,
     }
 
+  def moments(batch):  # Per (t, float): sums over the sequences of m_t and m_t ** 2.
+    x = batch["x"]
+    m = encoder_memories(models, params, x, jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape))
+    return {"sum": m.sum(0), "squares": jnp.square(m).sum(0), "rows": x.shape[0]}
+
   counts = jax.jit(counts, static_argnums=1)
   batches = list(
     final_eval_batches(
@@ -240,7 +248,11 @@ def carried_reads(cfg: ml_collections.ConfigDict, params: dict, carries) -> dict
       cfg.eval.batch_size,
     )
   )
+  total = jax.tree.map(lambda *c: sum(c), *[jax.jit(moments)(b) for b in batches])
+  mean = total["sum"] / total["rows"]
+  signal = float(jnp.mean(total["squares"] / total["rows"] - jnp.square(mean)))
   out = {"carries": [int(k) for k in carries], "count": [], "acc": [], "distance": []}
+  out["signal"] = signal
   for k in out["carries"]:
     total = jax.tree.map(lambda *c: sum(c), *[counts(b, k) for b in batches])
     n = int(total["count"])

@@ -364,6 +364,10 @@ def format_table(summary: dict) -> str:
   if "carry" in summary:
     g = summary["carry"]
     lines.append("readout after k updates from the encoder's memory (k = 0: the teacher's own)")
+    lines.append(
+      f"  (the encoder's memories vary by {g['signal']:.3g} per float across sequences at a "
+      "position: the distances' scale)"
+    )
     lines.append(f"  {'k':>5s}  labels  acc     distance")
     for k, n, a, dist in zip(g["carries"], g["count"], g["acc"], g["distance"]):
       lines.append(f"  {k:5d}  {n:6d}  {fmt(a)}  {dist:.3g}")
