@@ -213,11 +213,13 @@ def carried_reads(cfg: ml_collections.ConfigDict, params: dict, carries) -> dict
   step = over_time(lambda m, xt: models.step(rnn, m, xt))
   read = over_time(lambda m: models.read(rnn, m))
 
-  def counts(batch, k: int):
-    x, y = batch["x"], batch["y"]
-    num, T = x.shape
-    enc = encoder_memories(models, params, x, jnp.broadcast_to(jnp.arange(-1, T), (num, T + 1)))
-    n = T + 1 - k  # Starts at positions -1 .. T - 1 - k; after k updates at k - 1 .. T - 1.
+  def encode(x):  # (B, T + 1, Z): the encoder's memories at positions -1 .. T - 1.
+    return encoder_memories(
+      models, params, x, jnp.broadcast_to(jnp.arange(-1, x.shape[1]), (x.shape[0], x.shape[1] + 1))
+    )
+
+  def counts(enc, x, y, k: int):
+    n = x.shape[1] + 1 - k  # Starts at -1 .. T - 1 - k; after k updates at k - 1 .. T - 1.
     m = enc[:, :n]
     if k:
       inputs = jnp.stack([x[:, j : j + n] for j in range(k)])  # (k, B, n): update j reads these
@@ -229,36 +231,36 @@ def carried_reads(cfg: ml_collections.ConfigDict, params: dict, carries) -> dict
       "hits": hits.sum(),
       "count": (labels >= 0).sum(),
       "squares": jnp.mean(jnp.square(m - target), axis=2).mean(1).sum(),
-      "rows": num,
     }
 
-  def moments(batch):  # Per (t, float): sums over the sequences of m_t and m_t ** 2.
-    x = batch["x"]
-    m = encoder_memories(models, params, x, jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape))
-    return {"sum": m.sum(0), "squares": jnp.square(m).sum(0), "rows": x.shape[0]}
+  def moments(enc):  # Per (t, float): sums over the sequences of m_t and m_t ** 2 (t >= 0).
+    return {"sum": enc[:, 1:].sum(0), "squares": jnp.square(enc[:, 1:]).sum(0)}
 
-  counts = jax.jit(counts, static_argnums=1)
-  batches = list(
-    final_eval_batches(
-      make_dataset(cfg.data, "test"),
-      cfg.eval.seed,
-      "read",
-      length,
-      cfg.eval.num_batches,
-      cfg.eval.batch_size,
-    )
-  )
-  total = jax.tree.map(lambda *c: sum(c), *[jax.jit(moments)(b) for b in batches])
-  mean = total["sum"] / total["rows"]
-  signal = float(jnp.mean(total["squares"] / total["rows"] - jnp.square(mean)))
-  out = {"carries": [int(k) for k in carries], "count": [], "acc": [], "distance": []}
-  out["signal"] = signal
-  for k in out["carries"]:
-    total = jax.tree.map(lambda *c: sum(c), *[counts(b, k) for b in batches])
-    n = int(total["count"])
-    out["count"].append(n)
-    out["acc"].append(float(total["hits"] / n) if n else None)
-    out["distance"].append(float(total["squares"] / total["rows"]))
+  encode, counts, moments = jax.jit(encode), jax.jit(counts, static_argnums=3), jax.jit(moments)
+  carries = [int(k) for k in carries]
+  add = lambda a, b: b if a is None else jax.tree.map(jnp.add, a, b)
+  totals, spread, rows = dict.fromkeys(carries), None, 0
+  for batch in final_eval_batches(
+    make_dataset(cfg.data, "test"),
+    cfg.eval.seed,
+    "read",
+    length,
+    cfg.eval.num_batches,
+    cfg.eval.batch_size,
+  ):
+    x, y = batch["x"], batch["y"]
+    enc = encode(x)  # Once per batch, shared by every k.
+    spread, rows = add(spread, moments(enc)), rows + x.shape[0]
+    for k in carries:
+      totals[k] = add(totals[k], counts(enc, x, y, k))
+  mean = spread["sum"] / rows
+  out = {
+    "carries": carries,
+    "count": [int(totals[k]["count"]) for k in carries],
+    "signal": float(jnp.mean(spread["squares"] / rows - jnp.square(mean))),
+  }
+  out["acc"] = [float(totals[k]["hits"] / n) if n else None for k, n in zip(carries, out["count"])]
+  out["distance"] = [float(totals[k]["squares"] / rows) for k in carries]
   return out
 
 

@@ -295,9 +295,12 @@ def validate(cfg: ml_collections.ConfigDict, *, init_from_pending: bool = False)
   )
   unknown = [g for g in ck.init_groups if g not in GROUPS]
   _require(
-    not unknown and (ck.init_from or not ck.init_groups),
-    f"ckpt.init_groups={tuple(ck.init_groups)} must name groups of {GROUPS} (unknown: "
-    f"{unknown}) and needs ckpt.init_from to take them from.",
+    not unknown,
+    f"ckpt.init_groups={tuple(ck.init_groups)} must name groups of {GROUPS} (unknown: {unknown}).",
+  )
+  _require(
+    ck.init_from or not ck.init_groups,
+    f"ckpt.init_groups={tuple(ck.init_groups)} needs ckpt.init_from to take them from.",
   )
   _require(
     not ck.init_from or init_from_pending or checkpoint_dir(ck.init_from) is not None,
