@@ -74,11 +74,33 @@ def teacher(result: dict) -> float | None:
   return read and read[0]
 
 
+def trend(values: list) -> str:
+  """ "falls" where every step along `values` is a decrease, "holds" where some step is not but
+  none rises by more than TOLERANCE, else "rises"."""
+  steps = [b - a for a, b in zip(values, values[1:])]
+  if all(s < 0 for s in steps):
+    return "falls"
+  return "holds" if all(s <= TOLERANCE for s in steps) else "rises"
+
+
+_WITHIN, _OVER = f"(within {TOLERANCE} bits)", f"by more than {TOLERANCE} bits at a step"
+BITS_TREND = {  # trend of the RNN's bits -> the verdict's words.
+  "falls": "falls at every step",
+  "holds": f"falls or holds {_WITHIN} at every step",
+  "rises": f"rises {_OVER}",
+}
+GAP_TREND = {  # trend of RNN - teacher -> the verdict's words.
+  "falls": "narrows at every step",
+  "holds": f"narrows or holds {_WITHIN} at every step",
+  "rises": f"widens {_OVER}",
+}
+
+
 def verdict(results: list, bits_of: dict, teacher_of: dict) -> str:
   """Per axis: whether the RNN's test bits per character (`bits_of`: {run name: bits or None})
-  fall at every step along it (a rise of more than TOLERANCE breaks it), with the values; and
-  whether the RNN tracks its teacher (`teacher_of`, the same for the SMT teacher) more closely
-  as the axis grows (its gap RNN - teacher narrows at every step, within TOLERANCE)."""
+  fall at every step along it, with the values; and whether the RNN tracks its teacher
+  (`teacher_of`, the same for the SMT teacher) more closely as the axis grows (its gap
+  RNN - teacher narrows at every step). A step within TOLERANCE is named as such (`trend`)."""
   parts = []
   for axis, (field, _) in AXES.items():
     rs = [r for r in on_axis(results, field) if bits_of.get(r["run"]["name"]) is not None]
@@ -86,15 +108,11 @@ def verdict(results: list, bits_of: dict, teacher_of: dict) -> str:
       continue
     bits = [bits_of[r["run"]["name"]] for r in rs]
     gaps = [b - teacher_of[r["run"]["name"]] for r, b in zip(rs, bits)]
-    falls = all(b <= a + TOLERANCE for a, b in zip(bits, bits[1:]))
-    narrows = all(b <= a + TOLERANCE for a, b in zip(gaps, gaps[1:]))
     values = ", ".join(f"{r['run']['tags'][field]}: {b:.3f}" for r, b in zip(rs, bits))
     gap_values = ", ".join(f"{g:+.3f}" for g in gaps)
     parts.append(
-      f"{axis} ({values}) — "
-      + ("falls at every step" if falls else "does not fall")
-      + f"; RNN − teacher ({gap_values}) — "
-      + ("narrows at every step" if narrows else "does not narrow")
+      f"{axis} ({values}) — {BITS_TREND[trend(bits)]}; "
+      f"RNN − teacher ({gap_values}) — {GAP_TREND[trend(gaps)]}"
     )
   return "; ".join(parts) or "not enough finished runs for a verdict"
 
