@@ -234,3 +234,22 @@ def test_modular_reach_names_the_fewest_recent_pairs_near_the_ceiling(monkeypatc
   assert tasks.modular_reach(results, ceilings()).endswith(
     "the last 3 pairs fall short of the ceiling."
   )
+
+
+def test_claim_fails_without_smt_dmt_where_bptt_of_a_non_gated_updater_is_at_the_ceiling(
+  tmp_path, monkeypatch
+):
+  """A BPTT run whose test interval reaches the task's ceiling (fake: 0.986) at T >= 128 decides
+  the claim against SMT -> DMT before its cell is trained; the GRU's and T = 64's do not."""
+  monkeypatch.setattr(tasks, "ceiling", lambda result: 0.986)
+  gru = fake(tmp_path, "modular", 128, "gru", "BPTT", 0.99)  # Interval [0.970, 1.000].
+  short = fake(tmp_path, "modular", 64, "mlp", "BPTT", 0.99)
+  below = fake(tmp_path, "modular", 128, "transformer", "BPTT", 0.97)  # Up to 0.980.
+  assert tasks.claim_holds([gru, short, below]) == (None, "")
+  at = fake(tmp_path, "modular", 128, "mlp", "BPTT", 0.98)  # Up to 0.990 >= 0.986.
+  holds, why = tasks.claim_holds([gru, short, below, at])
+  assert holds is False
+  assert why == "BPTT at the task's ceiling: mlp at T = 128 (0.980 [0.960, 0.990], ceiling 0.986)"
+  text = tasks.claim_verdict([gru, short, below, at])
+  assert f"modular: fails ({why}); stack: not measured." in text
+  assert "It holds on 0 of these 4 tasks" in text
