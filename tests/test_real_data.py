@@ -340,6 +340,7 @@ def test_pixel_test_images_are_the_held_out_half_no_validation_read_uses():
   np.testing.assert_array_equal(labels, all_labels[180:])
 
 
+@pytest.mark.integration  # A study driver's evaluation of a checkpoint: the second tier.
 def test_long_range_reads_whole_images_halves_and_completions(tmp_path):
   """pixels.long_range of a run's RNN on the test digits, against batch reads of the same images
   (whole image; bottom half given the top; bottom half alone, read from its first pixel) and a
@@ -511,6 +512,7 @@ def test_learning_curve_at_idle_rates_and_the_read_at_a_wall_clock(tmp_path):
   assert text.has_idle_rates([result], rates) and not text.has_idle_rates([result], {})
 
 
+@pytest.mark.integration  # A study driver's evaluation of a checkpoint: the second tier.
 @pytest.mark.parametrize("method", ["bptt", "lm"])
 def test_text_test_read_is_the_batch_read_with_an_interval(tmp_path, method):
   """text.test_read of a run's checkpoint (last, and best when kept): NUM_TEST test sequences
@@ -546,6 +548,7 @@ def test_text_test_read_is_the_batch_read_with_an_interval(tmp_path, method):
   assert text.test_read({"workdir": str(tmp_path / "none"), "stages": {method: {}}}) is None
 
 
+@pytest.mark.integration  # A study driver's evaluation of a checkpoint: the second tier.
 @pytest.mark.parametrize("encoder", ["window", "stream"])
 def test_teacher_test_read_is_the_batch_read_of_the_last_smt_stage(tmp_path, encoder):
   """text.teacher_test_read: the SMT teacher of a run's last SMT stage (not a later DMT stage's
