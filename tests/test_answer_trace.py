@@ -224,3 +224,56 @@ def test_read_by_lag_refuses_data_without_answer_sources(name):
   cfg.data.name = name
   with pytest.raises(ConfigError, match=f"data.name='{name}': accuracy by lag needs"):
     read_by_lag(cfg, {}, (1, 2))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", ["smt", "bptt"])
+def test_state_probe_equals_probes_of_memories_rolled_by_a_python_loop(method):
+  """The "state" section (`state_probe`) on a tiny untrained model against ridge probes of
+  memories from a Python loop over tokens (the RNN from its start; the encoder's window at each
+  t) and slots from a Python stack, on the same fit / choose / score sequences."""
+  from test_data_synthetic import python_stack_slots
+
+  from smt_jax.eval.measures import PROBE_SETS, PROBE_SLOTS, lag_edges, state_probe
+  from smt_jax.eval.probe import ridge_probe
+
+  cfg = stack_config(method)
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(3))
+  edges = lag_edges(cfg.data.T)
+  got = state_probe(cfg, params, edges)
+  models = build_models(cfg)
+  rnn, m_start = rnn_alone(cfg, params)
+  step, encode = jax.jit(models.step), jax.jit(models.encode)
+  pop, tc = cfg.data.vocab_size - 1, models.encoder_window
+  roles = ["rnn", "teacher"] if method == "smt" else ["rnn"]
+  sets = []
+  for split, num in PROBE_SETS:
+    task = make_dataset(cfg.data, split)
+    x = np.asarray(next(final_eval_batches(task, cfg.eval.seed, "state", 8, 1, num))["x"])
+    m, rolled, encoded = jnp.broadcast_to(m_start, (num, *m_start.shape)), [], []
+    for t in range(x.shape[1]):
+      m = step(rnn, m, jnp.asarray(x[:, t]))
+      rolled.append(np.asarray(m).reshape(num, -1))
+      if method == "smt":
+        encoded.append(
+          np.asarray(encode(params, window_at(jnp.asarray(x), t, tc))).reshape(num, -1)
+        )
+    slots = [python_stack_slots(row, pop, 4) for row in x.tolist()]
+    symbols, ages = (np.array([s[i] for s in slots]) for i in (0, 1))
+    memories = {"rnn": np.stack(rolled, 1), "teacher": np.stack(encoded, 1) if encoded else None}
+    sets.append((memories, symbols, ages))
+  assert got["slots"] == list(range(PROBE_SLOTS)) and got["edges"] == edges
+  assert (got["teacher_acc"] is None) == (method == "bptt")
+  for role in roles:
+    for j in range(PROBE_SLOTS):
+      held = [s[..., j] >= 0 for _, s, _ in sets]
+      fit, choose, score = ((m[role][h], s[..., j][h]) for (m, s, _), h in zip(sets, held))
+      hits, penalty = ridge_probe(fit, choose, score, task.n_symbols)
+      age = sets[-1][2][..., j][held[-1]]
+      for i, (lo, hi) in enumerate(zip(edges, edges[1:])):
+        inside = (age + 1 >= lo) & (age + 1 < hi)
+        assert got["count"][j][i] == inside.sum()
+        want = hits[inside].mean() if inside.any() else None
+        assert got[f"{role}_acc"][j][i] == pytest.approx(want, abs=1e-9), (role, j, i)
+      assert got["penalty"][role][j] == penalty
+  assert sum(map(sum, got["count"])) > 0 and got["count"][3][0] == 0  # Slot 3 is never 0 old.

@@ -290,6 +290,12 @@ CASES = [
     "has no encoder to start the updater from",
   ),
   (
+    "state_without_a_stack",
+    RUN,
+    ["--config={cfg}", "--workdir={wd}", "--config.eval.sections=('read','state')"],
+    "has no stack to probe: it needs an RNN on data.name='stack'",
+  ),
+  (
     "init_groups_unknown",
     RUN,
     ["--config={cfg}", "--workdir={wd}", "--config.ckpt.init_groups=('updater','memory')"],

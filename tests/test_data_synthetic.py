@@ -513,3 +513,29 @@ def test_modular_guesses_from_the_last_pairs_match_a_python_bayes_rule(recent_pa
     assert np.asarray(got[key]).tolist() == [w[key] for w in want], key
   every = jax.vmap(task.optimal_guesses)(batch["x"], batch["y"])["hit"].sum()
   assert got["hit"].sum() <= every
+
+
+def python_stack_slots(x, pop, depth):
+  """(symbols, ages) per position, top first, padded with -1, by a Python list of the pushes."""
+  stack, symbols, ages = [], [], []
+  for t, token in enumerate(x):
+    if token == pop:
+      stack.pop()
+    else:
+      stack.append((token, t))
+    top_first = stack[::-1] + [(-1, None)] * (depth - len(stack))
+    symbols.append([s for s, _ in top_first])
+    ages.append([-1 if p is None else t - p for _, p in top_first])
+  return symbols, ages
+
+
+def test_stack_slots_at_T_256_match_a_python_stack():
+  """Stack.stack_slots (what the state probe reads) against a Python list of the pushes."""
+  depth = 64
+  xs, _ = draw("stack", 6, 256, depth=depth, p_push=0.5)
+  task = make_dataset(data_config("stack", 6, depth=depth, p_push=0.5))
+  symbols, ages = jax.vmap(task.stack_slots)(jax.numpy.asarray(xs))
+  assert symbols.shape == ages.shape == (len(xs), 256, depth)
+  for x, s, a in zip(xs, np.asarray(symbols).tolist(), np.asarray(ages).tolist()):
+    assert (s, a) == python_stack_slots(x, 5, depth)
+  assert max(max(max(r) for r in seq) for seq in np.asarray(ages).tolist()) > 32  # Deep ones.

@@ -266,6 +266,30 @@ class Stack(SyntheticTask):
     init = (jnp.zeros((x.shape[0],), jnp.int32), jnp.int32(0))
     return jax.lax.scan(step, init, jnp.arange(x.shape[0]))[1].astype(jnp.int32)
 
+  def stack_slots(self, x):
+    """The stack after each token of x (T,): (symbols, ages), each (T, depth) int32 with slot 0
+    the top; age = t - the position of the slot's push; both -1 in empty slots. A pop of an
+    empty stack (never sampled) leaves it empty."""
+    pop, slots = self.special("pop"), jnp.arange(self.depth)
+
+    def step(carry, t):
+      symbols, pushed, size = carry  # Bottom first.
+      is_pop = x[t] == pop
+      at = jnp.minimum(size, self.depth - 1)
+      symbols = jnp.where(is_pop, symbols, symbols.at[at].set(x[t]))
+      pushed = jnp.where(is_pop, pushed, pushed.at[at].set(t))
+      size = jnp.clip(size + jnp.where(is_pop, -1, 1), 0, self.depth)
+      index = size - 1 - slots  # Slot j (from the top) is entry size - 1 - j (from the bottom).
+      held = index >= 0
+      index = jnp.maximum(index, 0)
+      return (symbols, pushed, size), (
+        jnp.where(held, symbols[index], -1),
+        jnp.where(held, t - pushed[index], -1),
+      )
+
+    init = (jnp.zeros((self.depth,), jnp.int32), jnp.zeros((self.depth,), jnp.int32), 0)
+    return jax.lax.scan(step, init, jnp.arange(x.shape[0]))[1]
+
 
 @dataclasses.dataclass(frozen=True)
 class KeysValues(SyntheticTask):

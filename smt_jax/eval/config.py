@@ -7,8 +7,8 @@ from smt_jax.data.synthetic import has_answer_sources
 from smt_jax.errors import ConfigError
 from smt_jax.objectives import encoder_prefix, method_of
 
-SECTIONS = ("read", "drift", "length", "write", "lags", "carry")
-OPT_IN = ("carry",)  # Sections run only where eval.sections names them.
+SECTIONS = ("read", "drift", "length", "write", "lags", "carry", "state")
+OPT_IN = ("carry", "state")  # Sections run only where eval.sections names them.
 # Folded into key(eval.seed) before anything else: the final evaluation's sequences come from a
 # derivation that neither the training keys (split from key(seed)) nor the validation keys take,
 # and from the dataset's "test" split, which folds its own constant in turn.
@@ -88,6 +88,11 @@ def resolve_eval(cfg: ml_collections.ConfigDict, pixels: int = 0) -> ml_collecti
     "carry" not in sections or (has_teacher and method.recurrent),
     f"eval.sections names 'carry' but method={cfg.method!r} has no encoder to start the "
     "updater from: it needs a method with a teacher (smt, dmt); drop 'carry'.",
+  )
+  _require(
+    "state" not in sections or (method.recurrent and cfg.data.name == "stack"),
+    f"eval.sections names 'state' but data.name={cfg.data.name!r} with method={cfg.method!r} "
+    "has no stack to probe: it needs an RNN on data.name='stack'; drop 'state'.",
   )
   e.sections = tuple(name for name in SECTIONS if name in sections)
   _require(e.chunk >= 0, f"eval.chunk={e.chunk} must be >= 0 (0 = all positions at once).")

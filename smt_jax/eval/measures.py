@@ -15,8 +15,10 @@ from smt_jax.data import make_dataset
 from smt_jax.data.synthetic import has_answer_sources
 from smt_jax.errors import ConfigError
 from smt_jax.eval.config import final_eval_batches
+from smt_jax.eval.probe import ridge_probe
 from smt_jax.eval.read import (
   add_stats,
+  memories_from,
   read_logits_from,
   read_stats_from,
   rnn_memories,
@@ -185,6 +187,70 @@ def read_by_lag(cfg: ml_collections.ConfigDict, params: dict, edges) -> dict:
     "rnn_acc": ratio("rnn"),
     "teacher_acc": ratio("teacher") if with_teacher else None,
   }
+
+
+PROBE_SETS = (("train", 512), ("val", 256), ("test", 512))  # Fit, choose the penalty, score.
+PROBE_SLOTS = 4  # The stack slots probed, from the top.
+
+
+def state_probe(cfg: ml_collections.ConfigDict, params: dict, edges) -> dict:
+  """How much of the stack each memory holds: per slot j < PROBE_SLOTS from the top, a linear
+  probe (`probe.ridge_probe`) from the memory after x[0 .. t] to the symbol in slot j, fitted,
+  chosen and scored on the sequences of PROBE_SETS (their splits, drawn with eval.seed's
+  "state" key), over the memories of every position where the slot holds a symbol; scored per
+  bucket [edges[i], edges[i + 1]) of the slot's age + 1 (its lag were it popped next). Roles:
+  the RNN read from x[0] and, with a teacher, its encoder (the memories SMT's targets are).
+
+  Returns {"slots", "edges", "count": (slots, buckets) scored memories, "rnn_acc",
+  "teacher_acc" (None without a teacher): (slots, buckets) accuracies, None in an empty bucket;
+  "penalty": {role: per slot}}.
+  """
+  if cfg.data.name != "stack":
+    raise ConfigError(
+      f"data.name={cfg.data.name!r}: the state probe reads the stack's slots; it needs "
+      "data.name='stack'."
+    )
+  models, length = build_models(cfg), cfg.eval.T or cfg.data.T
+  rnn, m_start = rnn_alone(cfg, params)
+  roles = {
+    "rnn": jax.jit(
+      lambda x: memories_from(models, rnn, jnp.broadcast_to(m_start, (len(x), *m_start.shape)), x)[
+        0
+      ]
+    )
+  }
+  if method_of(cfg).has_teacher:
+    t = lambda x: jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape)
+    roles["teacher"] = jax.jit(lambda x: encoder_memories(models, params, x, t(x)))
+  sets = []
+  for split, num in PROBE_SETS:
+    task = make_dataset(cfg.data, split)
+    x = next(final_eval_batches(task, cfg.eval.seed, "state", length, 1, num))["x"]
+    symbols, ages = (np.asarray(a) for a in jax.vmap(task.stack_slots)(x))
+    memories = {role: np.asarray(f(x)).reshape(num, length, -1) for role, f in roles.items()}
+    sets.append((memories, symbols, ages))
+  num_symbols = make_dataset(cfg.data, "test").n_symbols
+  bucket_of = lambda age: np.searchsorted(np.asarray(edges), age + 1, side="right") - 1
+  out = {"slots": list(range(PROBE_SLOTS)), "edges": [int(e) for e in edges], "penalty": {}}
+  count = np.zeros((PROBE_SLOTS, len(edges) - 1), int)
+  for role in roles:
+    acc, out["penalty"][role] = [], []
+    for j in range(PROBE_SLOTS):
+      held = [symbols[..., j] >= 0 for _, symbols, _ in sets]
+      fit, choose, score = (
+        (memories[role][h], symbols[..., j][h]) for (memories, symbols, _), h in zip(sets, held)
+      )
+      hits, penalty = ridge_probe(fit, choose, score, num_symbols)
+      bucket = bucket_of(sets[-1][2][..., j][held[-1]])
+      inside = (bucket >= 0) & (bucket < len(edges) - 1)
+      count[j] = np.bincount(bucket[inside], minlength=len(edges) - 1)
+      right = np.bincount(bucket[inside], weights=hits[inside], minlength=len(edges) - 1)
+      acc.append([None if c == 0 else float(r / c) for r, c in zip(right, count[j])])
+      out["penalty"][role].append(penalty)
+    out[f"{role}_acc"] = acc
+  out.setdefault("teacher_acc", None)
+  out["count"] = count.tolist()
+  return out
 
 
 def carry_lengths(T: int) -> list:

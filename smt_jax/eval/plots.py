@@ -108,6 +108,19 @@ def plot_lags(edges, accuracies: dict, path: str) -> None:
   )
 
 
+def plot_state(edges, accuracies: dict, path: str) -> None:
+  """A probe's accuracy per age bucket [edges[i], edges[i + 1]), one line per (memory, slot) in
+  accuracies {"rnn slot 0": (buckets,), ...}, None where a bucket has no memories."""
+  _accuracy_lines(
+    edges[:-1],
+    [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])],
+    accuracies,
+    "age + 1 of the slot's symbol (tokens since its push, plus one)",
+    "Linear probe of each stack slot from the memory",
+    path,
+  )
+
+
 def plot_carry(carries, accuracy, path: str) -> None:
   """The readout's accuracy after k updates from the encoder's memory, k in `carries` (from 0;
   plotted at k + 1 on the log axis), None where no label was read."""

@@ -33,6 +33,7 @@ from smt_jax.eval.measures import (
   lag_edges,
   read_by_lag,
   read_interval,
+  state_probe,
 )
 from smt_jax.eval.read import (
   add_stats,
@@ -188,6 +189,19 @@ def _carry(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict
   return out
 
 
+def _state(ev: _Evaluator, cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Linear probes of the stack's slots from the RNN's and the encoder's memories
+  (`state_probe`), by the slot's age over every lag of eval.T."""
+  out = {**state_probe(cfg, ev.params, lag_edges(ev.ec.T)), "file": "state.png"}
+  lines = {
+    f"{name} slot {j}": acc
+    for role, name in (("rnn", "RNN from x[0]"), ("teacher", "encoder"))
+    for j, acc in zip(out["slots"], out[f"{role}_acc"] or [])
+  }
+  plots.plot_state(out["edges"], lines, os.path.join(workdir, "state.png"))
+  return out
+
+
 def _write(ev: _Evaluator, workdir: str) -> dict:
   ec = ev.ec
   batch = next(ev.batches("write", ec.prefix + ec.write_length, 1, ec.num_samples))
@@ -272,6 +286,7 @@ def evaluate(
     "write": lambda: _write(ev, workdir),
     "lags": lambda: _lags(ev, cfg, workdir),
     "carry": lambda: _carry(ev, cfg, workdir),
+    "state": lambda: _state(ev, cfg, workdir),
   }
   path = pathlib.Path(workdir) / "eval.json"
   earlier = _earlier_sections(path, step)
@@ -371,6 +386,14 @@ def format_table(summary: dict) -> str:
     lines.append(f"  {'k':>5s}  labels  acc     distance")
     for k, n, a, dist in zip(g["carries"], g["count"], g["acc"], g["distance"]):
       lines.append(f"  {k:5d}  {n:6d}  {fmt(a)}  {dist:.3g}")
+  if "state" in summary:
+    g = summary["state"]
+    buckets = [f"{lo}-{hi - 1}" for lo, hi in zip(g["edges"], g["edges"][1:])]
+    lines.append("linear probe of each stack slot (0 = top), by the slot's age + 1 in tokens")
+    lines.append(f"  {'memory':8s} {'slot':>4s}  " + "  ".join(f"{b:>6s}" for b in buckets))
+    for role in ("rnn", "teacher"):
+      for j, acc in zip(g["slots"], g[f"{role}_acc"] or []):
+        lines.append(f"  {role:8s} {j:4d}  " + "  ".join(fmt(a) for a in acc))
   if "write" in summary:
     lines.append(f"samples: {summary['write']['file']}")
   return "\n".join(lines)
