@@ -277,3 +277,16 @@ def test_state_probe_equals_probes_of_memories_rolled_by_a_python_loop(method):
         assert got[f"{role}_acc"][j][i] == pytest.approx(want, abs=1e-9), (role, j, i)
       assert got["penalty"][role][j] == penalty
   assert sum(map(sum, got["count"])) > 0 and got["count"][3][0] == 0  # Slot 3 is never 0 old.
+
+
+@pytest.mark.integration
+def test_state_probe_probes_no_deeper_than_the_stack():
+  """A stack of depth 2 has two slots to probe, not PROBE_SLOTS (4)."""
+  from smt_jax.eval.measures import lag_edges, state_probe
+
+  cfg = stack_config("bptt")
+  cfg.data.kwargs.depth = 2
+  params = jax.jit(lambda key: init_params(cfg, key))(jax.random.key(3))
+  got = state_probe(cfg, params, lag_edges(cfg.data.T))
+  assert got["slots"] == [0, 1] and np.asarray(got["count"]).shape == (2, 3)
+  assert len(got["rnn_acc"]) == 2 and got["teacher_acc"] is None

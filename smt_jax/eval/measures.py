@@ -194,9 +194,9 @@ PROBE_SLOTS = 4  # The stack slots probed, from the top.
 
 
 def state_probe(cfg: ml_collections.ConfigDict, params: dict, edges) -> dict:
-  """How much of the stack each memory holds: per slot j < PROBE_SLOTS from the top, a linear
-  probe (`probe.ridge_probe`) from the memory after x[0 .. t] to the symbol in slot j, fitted,
-  chosen and scored on the sequences of PROBE_SETS (their splits, drawn with eval.seed's
+  """How much of the stack each memory holds: per slot j < min(PROBE_SLOTS, depth) from the top,
+  a linear probe (`probe.ridge_probe`) from the memory after x[0 .. t] to the symbol in slot j,
+  fitted, chosen and scored on the sequences of PROBE_SETS (their splits, drawn with eval.seed's
   "state" key), over the memories of every position where the slot holds a symbol; scored per
   bucket [edges[i], edges[i + 1]) of the slot's age + 1 (its lag were it popped next). Roles:
   the RNN read from x[0] and, with a teacher, its encoder (the memories SMT's targets are).
@@ -212,13 +212,8 @@ def state_probe(cfg: ml_collections.ConfigDict, params: dict, edges) -> dict:
     )
   models, length = build_models(cfg), cfg.eval.T or cfg.data.T
   rnn, m_start = rnn_alone(cfg, params)
-  roles = {
-    "rnn": jax.jit(
-      lambda x: memories_from(models, rnn, jnp.broadcast_to(m_start, (len(x), *m_start.shape)), x)[
-        0
-      ]
-    )
-  }
+  starts = lambda x: jnp.broadcast_to(m_start, (len(x), *m_start.shape))
+  roles = {"rnn": jax.jit(lambda x: memories_from(models, rnn, starts(x), x)[0])}
   if method_of(cfg).has_teacher:
     t = lambda x: jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape)
     roles["teacher"] = jax.jit(lambda x: encoder_memories(models, params, x, t(x)))
@@ -229,13 +224,13 @@ def state_probe(cfg: ml_collections.ConfigDict, params: dict, edges) -> dict:
     symbols, ages = (np.asarray(a) for a in jax.vmap(task.stack_slots)(x))
     memories = {role: np.asarray(f(x)).reshape(num, length, -1) for role, f in roles.items()}
     sets.append((memories, symbols, ages))
-  num_symbols = make_dataset(cfg.data, "test").n_symbols
+  num_symbols, slots = task.n_symbols, min(PROBE_SLOTS, task.depth)
   bucket_of = lambda age: np.searchsorted(np.asarray(edges), age + 1, side="right") - 1
-  out = {"slots": list(range(PROBE_SLOTS)), "edges": [int(e) for e in edges], "penalty": {}}
-  count = np.zeros((PROBE_SLOTS, len(edges) - 1), int)
+  out = {"slots": list(range(slots)), "edges": [int(e) for e in edges], "penalty": {}}
+  count = np.zeros((slots, len(edges) - 1), int)
   for role in roles:
     acc, out["penalty"][role] = [], []
-    for j in range(PROBE_SLOTS):
+    for j in range(slots):
       held = [symbols[..., j] >= 0 for _, symbols, _ in sets]
       fit, choose, score = (
         (memories[role][h], symbols[..., j][h]) for (memories, symbols, _), h in zip(sets, held)
