@@ -28,11 +28,11 @@ def ridge_probe(fit, choose, score, num_classes: int, penalties=PENALTIES):
   """(hits on `score` (N,) bool, the penalty chosen): a probe fitted on `fit`, its penalty the one
   of `penalties` with the most hits on `choose`; each set a (features (N, Z), labels (N,)) pair."""
   mean, std = fit[0].mean(0), fit[0].std(0) + 1e-6
-  scaled = lambda f: (f - mean) / std
+  fit_x, choose_x, score_x = ((f - mean) / std for f in (fit[0], choose[0], score[0]))
   best = None
   for penalty in penalties:
-    weights = ridge_fit(scaled(fit[0]), fit[1], num_classes, penalty)
-    hits = np.mean(ridge_predict(weights, scaled(choose[0])) == choose[1])
+    weights = ridge_fit(fit_x, fit[1], num_classes, penalty)
+    hits = np.mean(ridge_predict(weights, choose_x) == choose[1])
     if best is None or hits > best[0]:
       best = (hits, penalty, weights)
-  return ridge_predict(best[2], scaled(score[0])) == score[1], best[1]
+  return ridge_predict(best[2], score_x) == score[1], best[1]
