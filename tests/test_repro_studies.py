@@ -232,7 +232,9 @@ def test_runs_flag_trains_only_the_matching_runs(tmp_path, monkeypatch):
   from experiments.repro import credit
 
   trained = []
-  monkeypatch.setattr(runner, "execute", lambda todo, jobs: trained.extend(r.name for r, _ in todo))
+  monkeypatch.setattr(
+    runner, "execute", lambda todo, jobs, conclude=False: trained.extend(r.name for r, _ in todo)
+  )
   argv = ["--runs", "^T64_(transformer|gru)_", "--out", str(tmp_path), "--doc", ""]
   runner.run_studies([credit.STUDY], argv, "credit.py")
   assert sorted(trained) == [
@@ -249,7 +251,9 @@ def test_only_the_runs_that_will_train_are_validated(tmp_path, monkeypatch):
 
   validated, trained = [], []
   monkeypatch.setattr(runner, "validate_run", lambda run: validated.append(run.name))
-  monkeypatch.setattr(runner, "execute", lambda todo, jobs: trained.extend(r.name for r, _ in todo))
+  monkeypatch.setattr(
+    runner, "execute", lambda todo, jobs, conclude=False: trained.extend(r.name for r, _ in todo)
+  )
   argv = ["--runs", "^T64_gru_", "--out", str(tmp_path), "--doc", ""]
   runner.run_studies([credit.STUDY], argv, "credit.py")
   assert validated == trained == ["T64_gru_bptt_s0"]
@@ -269,7 +273,7 @@ def test_a_driver_with_unprepared_data_exits_with_one_line_and_trains_nothing(
   assert list(pixels.DATASETS)[0] == "digits"  # What makes the second half of the check bite.
   monkeypatch.chdir(tmp_path)  # The configs' data paths are relative: nothing is prepared here.
   trained = []
-  monkeypatch.setattr(runner, "execute", lambda todo, jobs: trained.extend(todo))
+  monkeypatch.setattr(runner, "execute", lambda todo, jobs, conclude=False: trained.extend(todo))
   argv = ["--runs", "^mnist_transformer_smt", "--out", str(tmp_path / "out"), "--doc", ""]
   with pytest.raises(SystemExit) as e:
     runner.main(pixels.STUDY, argv)
@@ -507,7 +511,7 @@ def test_a_recorded_run_is_not_trained_again_and_its_report_reads_the_record(tmp
   records.cached({"workdir": str(elsewhere)}, "bits", lambda: 1.25)
   records.save(elsewhere, root / "study" / "old")
 
-  def fake_execute(todo, jobs):
+  def fake_execute(todo, jobs, conclude=False):
     assert [run.name for run, _ in todo] == ["new"]
     for run, workdir in todo:
       fake_run_folder(workdir, run)

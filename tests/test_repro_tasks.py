@@ -253,3 +253,33 @@ def test_claim_fails_without_smt_dmt_where_bptt_of_a_non_gated_updater_is_at_the
   text = tasks.claim_verdict([gru, short, below, at])
   assert f"modular: fails ({why}); stack: not measured." in text
   assert "It holds on 0 of these 4 tasks" in text
+
+
+def test_a_bptt_run_stopped_short_of_its_budget_decides_only_where_it_is_ahead(
+  tmp_path, monkeypatch
+):
+  """At T >= 128, BPTT ahead of SMT -> DMT fails the claim even when it was stopped by hand with
+  budget left (the reason says so); stopped behind it, it leaves the pair undecided, and it is
+  not counted as BPTT behind (or near chance) in the targets."""
+  monkeypatch.setattr(tasks, "ceiling", lambda result: 1.0)
+
+  def stopped(result):  # Its 4800 updates (the fake's) of a cap of 9600.
+    result["stages"]["bptt"].update(cap=9600, concluded=True)
+    return result
+
+  smt_dmt = fake(tmp_path, "stack", 128, "mlp", "SMT→DMT", 0.80, 0.90, 300)
+  behind = stopped(fake(tmp_path, "stack", 128, "mlp", "BPTT", 0.25))
+  assert tasks.claim_holds([smt_dmt, behind]) == (None, "")
+  text = tasks.task_verdict([smt_dmt, behind], chance=0.2)
+  assert "mlp: SMT→DMT ≥ 0.9 of its teacher and above BPTT up to T = none measured" in text
+  assert "BPTT within 0.1 of chance from T = none measured" in text
+  behind["stages"]["bptt"].pop("concluded")  # The same read with its whole budget spent.
+  assert tasks.claim_holds([smt_dmt, behind]) == (True, "")
+  assert "BPTT within 0.1 of chance from T = 128" in tasks.task_verdict([smt_dmt, behind], 0.2)
+  ahead = stopped(fake(tmp_path, "stack", 128, "mlp", "BPTT", 0.95))
+  holds, why = tasks.claim_holds([smt_dmt, ahead])
+  assert holds is False
+  assert why == (
+    "BPTT ahead: mlp at T = 128 (0.950 [0.930, 0.960] against SMT→DMT's 0.800 [0.780, 0.810]; "
+    "BPTT stopped at 4800 of 9600 updates)"
+  )

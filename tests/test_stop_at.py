@@ -205,3 +205,29 @@ def test_on_a_task_whose_answers_follow_from_the_past_the_sure_reads_are_the_rea
   last = evals(tmp_path)[-1]
   assert last["ceiling_acc"] == 1.0
   assert (last["rnn_acc_sure"], last["teacher_acc_sure"]) == (last["rnn_acc"], last["teacher_acc"])
+
+
+@pytest.mark.integration
+def test_conclude_records_a_started_run_at_its_checkpoint_beside_its_cap(tmp_path):
+  """runner --conclude ends a run at its newest checkpoint (update 2 of the smoke config's 6):
+  the worker trains nothing more, evaluates that checkpoint, and records its updates beside the
+  planned cap, marked stopped; a run with no checkpoint of its last stage is refused."""
+  from experiments.repro import reporting, runner
+
+  run = runner.Run("r", "smoke.py", {"method": "bptt"}, 0, {})
+  with pytest.raises(ConfigError, match="--conclude: r has no checkpoint of its last stage"):
+    runner.concluded_config(run, tmp_path)
+  cfg = runner.run_config(run)
+  cfg.train.num_steps = 2
+  train_and_evaluate(cfg, tmp_path / "bptt")
+  trained, step = load_params(tmp_path / "bptt")
+  spec = tmp_path / "run.json"
+  spec.write_text(json.dumps({"run": run.to_json(), "workdir": str(tmp_path), "conclude": True}))
+  runner.run_worker(str(spec))
+  result = json.loads((tmp_path / "result.json").read_text())
+  stage = result["stages"]["bptt"]
+  assert (step, stage["steps"], stage["cap"], stage["concluded"]) == (2, 2, 6, True)
+  assert reporting.updates_cell(result) == "2 (6, stopped)" and reporting.stopped_short(result)
+  after, step_after = load_params(tmp_path / "bptt")
+  assert step_after == 2
+  jax.tree.map(np.testing.assert_array_equal, after, trained)

@@ -205,6 +205,17 @@ def run_cap(result: dict) -> int:
   return sum(s.get("cap", s["steps"]) for s in result["stages"].values())
 
 
+def stopped_short(result: dict) -> bool:
+  """Whether the run was ended by hand (runner --conclude) before its cap, its budget unused."""
+  return any(s.get("concluded", False) for s in result["stages"].values())
+
+
+def updates_cell(result: dict) -> str:
+  """'2300 (5000)': updates taken (cap); 'stopped' added where the run was ended by hand."""
+  stopped = ", stopped" if stopped_short(result) else ""
+  return f"{run_steps(result)} ({run_cap(result)}{stopped})"
+
+
 class Report:
   """Helpers handed to a study's report function: where plots go, and plotting."""
 

@@ -6,6 +6,7 @@ A study is a list of `Run`s (a config file, dotted overrides, a seed, tags for t
 
   python experiments/repro/STUDY.py [--quick] [--out DIR] [--jobs N] [--doc PATH] [--seeds N]
                                     [--runs REGEX] [--report_only] [--list] [--records DIR]
+                                    [--conclude]
 
 Each run trains through `smt_jax.train.pipeline.run_pipeline` (or `train_and_evaluate` for a
 single stage) in its own subprocess, into OUT/POOL/runs/NAME, and leaves result.json there; a
@@ -142,7 +143,7 @@ def run_worker(spec_path: str) -> None:
   logging.set_verbosity(logging.WARNING)
   spec = json.loads(pathlib.Path(spec_path).read_text())
   run, workdir = Run(**spec["run"]), pathlib.Path(spec["workdir"])
-  cfg = run_config(run)
+  cfg, caps = concluded_config(run, workdir) if spec.get("conclude") else (run_config(run), {})
   start = time.time()
   names = stage_names(cfg)
   if names:
@@ -180,7 +181,10 @@ def run_worker(spec_path: str) -> None:
       )
     }
     # Updates taken, and the stage's cap (more where train.stop_at_value stopped it early).
-    stages[s]["steps"], stages[s]["cap"] = int(row["updates"]), int(configs[s].train.num_steps)
+    stages[s]["steps"] = int(row["updates"])
+    stages[s]["cap"] = int(caps.get(s, configs[s].train.num_steps))
+    if s in caps and stages[s]["steps"] < stages[s]["cap"]:
+      stages[s]["concluded"] = True  # Ended by --conclude with budget left.
     stages[s]["batch_size"] = int(configs[s].train.batch_size)
     stages[s].update(_final_eval_extract(pathlib.Path(row["workdir"]) / "eval.json"))
   for measure, stage in run.measure.items():
@@ -192,6 +196,26 @@ def run_worker(spec_path: str) -> None:
     "workdir": str(workdir),
   }
   (workdir / "result.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+
+
+def concluded_config(run: Run, workdir: pathlib.Path):
+  """(config, caps) that end a started run at its newest checkpoint (--conclude): the run's
+  config with its last stage's train.num_steps cut to that checkpoint's step, so that the worker
+  resumes there and only evaluates; caps: {last stage: its planned num_steps}. Raises
+  ConfigError unless the last stage has a checkpoint (a run still in an earlier stage, such as
+  its teacher, has no last-stage result to record)."""
+  cfg = run_config(run)
+  planned = planned_steps(run)
+  last = list(planned)[-1]
+  step = newest_step(workdir / last)
+  if step is None:
+    raise ConfigError(
+      f"--conclude: {run.name} has no checkpoint of its last stage ({last}) in {workdir}, so "
+      "there is nothing to end it at; train it without --conclude, or leave it out of --runs."
+    )
+  key = f"pipeline.stages.{last}.train.num_steps" if stage_names(cfg) else "train.num_steps"
+  cfg.update_from_flattened_dict({key: min(step, planned[last]["steps"])})
+  return cfg, {last: planned[last]["steps"]}
 
 
 def planned_steps(run: Run) -> dict:
@@ -328,10 +352,11 @@ def is_finished(run: Run, workdir: pathlib.Path, log) -> bool:
   return False
 
 
-def execute(todo: list, jobs: int = 1, log=print) -> list:
+def execute(todo: list, jobs: int = 1, log=print, conclude: bool = False) -> list:
   """Runs every (Run, workdir) pair of `todo` (skipping finished ones and repeats of a workdir)
   with at most `jobs` at once; returns the results in the order of `todo`. A failed run is
-  reported and left out of the results."""
+  reported and left out of the results. conclude: end each run at its newest checkpoint instead
+  of training on (`concluded_config`)."""
   pending, running, failed, seen = [], {}, [], set()
   for run, workdir in todo:
     if workdir not in seen and not is_finished(run, workdir, log):
@@ -342,7 +367,8 @@ def execute(todo: list, jobs: int = 1, log=print) -> list:
       run, workdir = pending.pop(0)
       workdir.mkdir(parents=True, exist_ok=True)
       spec = workdir / "run.json"
-      spec.write_text(json.dumps({"run": run.to_json(), "workdir": str(workdir)}, indent=1))
+      job = {"run": run.to_json(), "workdir": str(workdir), "conclude": conclude}
+      spec.write_text(json.dumps(job, indent=1))
       logf = open(workdir / "log.txt", "w")
       cmd = [sys.executable, "-m", "experiments.repro.runner", "--worker", str(spec)]
       running[workdir] = (
@@ -428,6 +454,13 @@ def parse_args(description: str, argv=None, parents=()) -> argparse.Namespace:
     "of experiments/bench/results/rates_cpu.json",
   )
   p.add_argument(
+    "--conclude",
+    action="store_true",
+    help="train nothing more: end each run that --runs selects at its last stage's newest "
+    "checkpoint, evaluate it there and record it with the updates it took beside its cap (its "
+    "tables mark it stopped; delete its result.json to train it on)",
+  )
+  p.add_argument(
     "--records",
     default=None,
     help="folder of the runs' records in git (experiments/repro/records.py): read where a run "
@@ -459,10 +492,12 @@ def run_studies(studies: list, argv: list, script: str, parents=()) -> list:
   todo = [] if args.report_only else [item for plan in plans.values() for item in plan]
   todo = [(run, wd) for run, wd in todo if re.search(args.runs, run.name)]
   todo = [(run, wd) for run, wd in todo if not recorded_elsewhere(run, wd, root, print)]
-  for run, _ in todo:
+  for run, workdir in todo:
     validate_run(run)
+    if args.conclude and not is_finished(run, workdir, print):
+      concluded_config(run, workdir)
   start = time.time()
-  execute(todo, args.jobs)
+  execute(todo, args.jobs, conclude=args.conclude)
   elapsed = time.time() - start
   command = " ".join(["python", script] + [a for a in argv if a != "--report_only"])
   reports = [

@@ -111,7 +111,9 @@ def report(results: list, rep: reporting.Report) -> str:
     "(experiments/configs/budgets.py: at least SMT → DMT's wall-clock at the idle rates), "
     "and stops early where its accuracy on the 128 validation sequences is 1.000 over the "
     "answers their past determines (all answers but modular arithmetic's first guesses), which "
-    "the rest of its budget could not raise. Wall s: as measured, beside other trainings on the "
+    "the rest of its budget could not raise; 'stopped': ended by hand at its newest checkpoint "
+    "with budget left (runner --conclude), so a BPTT run so marked decides the verdict only where "
+    "it is already ahead. Wall s: as measured, beside other trainings on the "
     "machine; idle s: each stage's updates at its updates per second alone on idle cores "
     "(experiments/bench/rates.py), the budget rule's clock.\n\n"
     + "\n\n".join(sections)
@@ -185,7 +187,7 @@ def task_report(variant: str, results: list, rep: reporting.Report) -> str:
         format_test_acc(r),
         format_test_acc(r, "teacher"),
         teacher_steps(r) or "—",
-        f"{reporting.run_steps(r)} ({reporting.run_cap(r)})",
+        reporting.updates_cell(r),
         f"{reporting.run_wall(r):.0f}",
         reporting.seconds(reporting.idle_wall(r, rates)),
         reporting.gradient_path(r),
@@ -297,7 +299,8 @@ def modular_reach(results: list, ceilings: dict) -> str:
 def task_verdict(results: list, chance: float) -> str:
   """The issue's targets for one task: per updater, the longest T at which SMT -> DMT from x[0]
   is >= TEACHER_SHARE of its teacher's accuracy and above BPTT of the same updater; and the T
-  from which BPTT of that updater is within NEAR_CHANCE of chance."""
+  from which BPTT of that updater is within NEAR_CHANCE of chance (neither shown by a BPTT run
+  stopped short of its budget)."""
   acc = cells_of(results)
   teacher = {
     (r["run"]["tags"]["updater"], r["run"]["tags"]["T"]): test_acc(r, "teacher")
@@ -305,6 +308,11 @@ def task_verdict(results: list, chance: float) -> str:
     if r["run"]["tags"]["method"] == SMT_DMT
   }
   Ts = sorted({T for _, _, T in acc})
+  stopped = {  # BPTT ended by hand with budget left: it cannot show BPTT behind.
+    (r["run"]["tags"]["updater"], r["run"]["tags"]["T"])
+    for r in results
+    if r["run"]["tags"]["method"] == BPTT and reporting.stopped_short(r)
+  }
   parts = []
   for updater in UPDATERS:
     held = [
@@ -314,11 +322,14 @@ def task_verdict(results: list, chance: float) -> str:
       and teacher.get((updater, T)) is not None
       and acc[updater, SMT_DMT, T] >= TEACHER_SHARE * teacher[updater, T]
       and acc[updater, SMT_DMT, T] > acc[updater, BPTT, T]
+      and (updater, T) not in stopped
     ]
     low = [
       T
       for T in Ts
-      if acc.get((updater, BPTT, T)) is not None and acc[updater, BPTT, T] <= chance + NEAR_CHANCE
+      if acc.get((updater, BPTT, T)) is not None
+      and acc[updater, BPTT, T] <= chance + NEAR_CHANCE
+      and (updater, T) not in stopped
     ]
     parts.append(
       f"{updater}: SMT→DMT ≥ {TEACHER_SHARE} of its teacher and above BPTT up to T = "
@@ -351,17 +362,38 @@ def bptt_at_ceiling(results: list) -> list:
 def claim_holds(results: list):
   """(holds, why): whether SMT -> DMT is ahead of BPTT of the same non-gated updater at every
   measured T >= CLAIM_FROM, for every updater. It fails without SMT -> DMT's cell where such a
-  BPTT run is at the task's ceiling (bptt_at_ceiling); None where nothing decides it."""
+  BPTT run is at the task's ceiling (bptt_at_ceiling). A BPTT run stopped short of its budget
+  (reporting.stopped_short) decides only where it is already ahead; where it is behind, the
+  pair is undecided. None where nothing decides it."""
   if capped := bptt_at_ceiling(results):
     return False, "BPTT at the task's ceiling: " + ", ".join(capped)
-  acc = cells_of(results)
-  pairs = [
-    (acc[u, SMT_DMT, T], acc[u, BPTT, T])
-    for u, m, T in acc
-    if m == SMT_DMT and T >= CLAIM_FROM and acc.get((u, BPTT, T)) is not None
-  ]
-  pairs = [(s, b) for s, b in pairs if s is not None]
-  return (None if not pairs else all(s > b for s, b in pairs)), ""
+  cell = {
+    (r["run"]["tags"]["updater"], r["run"]["tags"]["method"], r["run"]["tags"]["T"]): r
+    for r in results
+  }
+  ahead, open_pairs, held = [], 0, 0
+  for (u, m, T), smt_dmt in sorted(cell.items()):
+    bptt = cell.get((u, BPTT, T))
+    if m != SMT_DMT or T < CLAIM_FROM or bptt is None or test_acc(smt_dmt) is None:
+      continue
+    s, b = test_acc(smt_dmt), test_acc(bptt)
+    if s <= b:
+      stopped = (
+        f"; BPTT stopped at {reporting.run_steps(bptt)} of {reporting.run_cap(bptt)} updates"
+        if reporting.stopped_short(bptt)
+        else ""
+      )
+      ahead.append(
+        f"{u} at T = {T} ({format_test_acc(bptt)} against SMT→DMT's "
+        f"{format_test_acc(smt_dmt)}{stopped})"
+      )
+    elif reporting.stopped_short(bptt):
+      open_pairs += 1
+    else:
+      held += 1
+  if ahead:
+    return False, "BPTT ahead: " + ", ".join(ahead)
+  return (True if held and not open_pairs else None), ""
 
 
 def claim_verdict(results: list) -> str:
