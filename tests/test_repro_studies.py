@@ -9,6 +9,7 @@ import pytest
 
 from experiments.cli import load_config_file
 from experiments.repro import reporting, run_all, runner
+from smt_jax.errors import ConfigError
 
 pytestmark = pytest.mark.integration  # The studies' bookkeeping: second tier.
 
@@ -602,3 +603,16 @@ def test_config_changes_leave_out_the_fields_every_stage_ignores(tmp_path):
   width = runner.run_config(bptt_only).model.d_model
   assert "model.d_model" in changes(bptt_only, **{"model.d_model": width + 8})
   assert "model.teacher.Tf" in changes(with_smt, **{"model.teacher.Tf": tf + 1})
+
+
+def test_conclude_refuses_a_run_that_never_started_before_anything_runs(tmp_path, monkeypatch):
+  """--conclude on a run without a checkpoint of its last stage: one ConfigError naming the run
+  and the fix, before any run is executed or any folder made."""
+  from experiments.repro import tasks
+
+  executed = []
+  monkeypatch.setattr(runner, "execute", lambda todo, jobs, conclude=False: executed.append(todo))
+  argv = ["--runs", "^stack_T64_mlp_bptt$", "--conclude", "--out", str(tmp_path), "--doc", ""]
+  with pytest.raises(ConfigError, match="--conclude: stack_T64_mlp_bptt has no checkpoint"):
+    runner.run_studies([tasks.STUDY], argv + ["--records", ""], "tasks.py")
+  assert executed == [] and not any(tmp_path.iterdir())

@@ -494,8 +494,8 @@ def run_studies(studies: list, argv: list, script: str, parents=()) -> list:
   todo = [(run, wd) for run, wd in todo if not recorded_elsewhere(run, wd, root, print)]
   for run, workdir in todo:
     validate_run(run)
-    if args.conclude and not is_finished(run, workdir, print):
-      concluded_config(run, workdir)
+    if args.conclude and not (workdir / "result.json").is_file():
+      concluded_config(run, workdir)  # Refuses a run with nothing to end at, before any runs.
   start = time.time()
   execute(todo, args.jobs, conclude=args.conclude)
   elapsed = time.time() - start
