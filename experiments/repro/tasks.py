@@ -374,9 +374,11 @@ def claim_holds(results: list):
   ahead, open_pairs, held = [], 0, 0
   for (u, m, T), smt_dmt in sorted(cell.items()):
     bptt = cell.get((u, BPTT, T))
-    if m != SMT_DMT or T < CLAIM_FROM or bptt is None or test_acc(smt_dmt) is None:
+    if m != SMT_DMT or T < CLAIM_FROM or bptt is None:
       continue
     s, b = test_acc(smt_dmt), test_acc(bptt)
+    if s is None:
+      continue
     if s <= b:
       stopped = (
         f"; BPTT stopped at {reporting.run_steps(bptt)} of {reporting.run_cap(bptt)} updates"
