@@ -162,7 +162,9 @@ def test_report_on_fake_results(tmp_path, monkeypatch):
   assert "transformer: SMT→DMT ≥ 0.9 of its teacher and above BPTT up to T = 256" in text
   assert "BPTT within 0.1 of chance from T = 128" in text
   assert "mlp: SMT→DMT ≥ 0.9 of its teacher and above BPTT up to T = 128" in text
-  assert "BPTT within 0.1 of chance from T = none measured" in text
+  assert "BPTT within 0.1 of chance from T = none (measured at T = 128, 256)" in text
+  # The stack's MLP pair at 128 is decided (BPTT ahead), so its target names the T it failed at.
+  assert "up to T = none (decided at T = 128)" in text
   assert "BPTT of the GRU: [1.00, 1.00]" in text
   assert "copy: holds; keys_values: not measured" in text and "stack: fails" in text
   assert "It holds on 1 of these 4 tasks" in text and "not met here." in text
@@ -271,7 +273,7 @@ def test_a_bptt_run_stopped_short_of_its_budget_decides_only_where_it_is_ahead(
   behind = stopped(fake(tmp_path, "stack", 128, "mlp", "BPTT", 0.25))
   assert tasks.claim_holds([smt_dmt, behind]) == (None, "")
   text = tasks.task_verdict([smt_dmt, behind], chance=0.2)
-  assert "mlp: SMT→DMT ≥ 0.9 of its teacher and above BPTT up to T = none measured" in text
+  assert "mlp: SMT→DMT ≥ 0.9 of its teacher and above BPTT up to T = none decided" in text
   assert "BPTT within 0.1 of chance from T = none measured" in text
   behind["stages"]["bptt"].pop("concluded")  # The same read with its whole budget spent.
   assert tasks.claim_holds([smt_dmt, behind]) == (True, "")

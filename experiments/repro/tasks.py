@@ -315,31 +315,37 @@ def task_verdict(results: list, chance: float) -> str:
   }
   parts = []
   for updater in UPDATERS:
-    held = [
+    decided = [  # Both cells, and no stopped BPTT behind SMT -> DMT (that pair is undecided).
       T
       for T in Ts
       if None not in (acc.get((updater, SMT_DMT, T)), acc.get((updater, BPTT, T)))
       and teacher.get((updater, T)) is not None
-      and acc[updater, SMT_DMT, T] >= TEACHER_SHARE * teacher[updater, T]
-      and acc[updater, SMT_DMT, T] > acc[updater, BPTT, T]
-      and (updater, T) not in stopped
+      and not ((updater, T) in stopped and acc[updater, SMT_DMT, T] > acc[updater, BPTT, T])
     ]
-    low = [
+    held = [
       T
-      for T in Ts
-      if acc.get((updater, BPTT, T)) is not None
-      and acc[updater, BPTT, T] <= chance + NEAR_CHANCE
-      and (updater, T) not in stopped
+      for T in decided
+      if acc[updater, SMT_DMT, T] >= TEACHER_SHARE * teacher[updater, T]
+      and acc[updater, SMT_DMT, T] > acc[updater, BPTT, T]
     ]
+    spent = [  # BPTT cells with their whole budget spent (or stopped at a perfect read).
+      T for T in Ts if acc.get((updater, BPTT, T)) is not None and (updater, T) not in stopped
+    ]
+    low = [T for T in spent if acc[updater, BPTT, T] <= chance + NEAR_CHANCE]
     parts.append(
       f"{updater}: SMT→DMT ≥ {TEACHER_SHARE} of its teacher and above BPTT up to T = "
-      + (str(max(held)) if held else "none measured")
+      + (str(max(held)) if held else none_of("decided", decided))
       + f"; BPTT within {NEAR_CHANCE} of chance from T = "
-      + (str(min(low)) if low else "none measured")
+      + (str(min(low)) if low else none_of("measured", spent))
     )
   gru = [f"{acc[REFERENCE, BPTT, T]:.2f}" for T in Ts if acc.get((REFERENCE, BPTT, T)) is not None]
   parts.append(f"BPTT of the GRU: [{', '.join(gru)}]")
   return "; ".join(parts) + "."
+
+
+def none_of(what: str, Ts: list) -> str:
+  """A target no T met: "none (decided at T = 64, 128)", or "none decided" where no T was."""
+  return f"none ({what} at T = {', '.join(map(str, Ts))})" if Ts else f"none {what}"
 
 
 def bptt_at_ceiling(results: list) -> list:
